@@ -1,0 +1,1 @@
+//! gpuq-benches (under construction).

@@ -1,0 +1,1 @@
+//! gpuq-callback (under construction).

@@ -1,0 +1,1 @@
+//! gpuq-dispatcher (under construction).

@@ -1,0 +1,462 @@
+//! Callback payloads: what workers POST to the callback service.
+//!
+//! Three shapes are accepted and turned into one [`ParsedCallback`]:
+//! - the canonical shape the SDK sends ([`CallbackPayload`], camelCase, has `outputs`);
+//! - legacy A, `{jobId, status, filePath?, outputUrl?, imageUrls?, errorMessage?, enhancedPrompt?}`;
+//! - legacy B, `{job_id, status, assets: [..], error_message?, metadata?}`.
+//!
+//! Every shape refuses unknown fields, so a typo is a 400 naming the field rather than a
+//! silently dropped value.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{JobId, JobKind};
+
+/// What a callback reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CallbackStatus {
+    /// The worker started the job.
+    Processing,
+    /// A progress update; changes no row, only feeds the event stream.
+    Progress,
+    /// The job produced its outputs.
+    Completed,
+    /// The job failed; see `error.retryable`.
+    Failed,
+}
+
+/// One produced file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OutputAsset {
+    /// Image or video; absent means "what the job type produces".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<JobKind>,
+    /// Where the file is: a bucket-relative key, a bucket-prefixed path, a storage URL path
+    /// or a full URL on the storage host. The callback service normalizes it.
+    pub path: String,
+    /// A thumbnail, same forms as `path`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumbnail_path: Option<String>,
+    /// The seed that produced this output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// Video length in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_seconds: Option<f64>,
+    /// Pixel width.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    /// Pixel height.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    /// Anything else the worker wants recorded with the row.
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub metadata: Value,
+}
+
+/// Why a job failed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CallbackError {
+    /// Human-readable reason, stored in `jobs.error_message`.
+    pub message: String,
+    /// Whether another attempt may succeed (out of memory, a flaky download) or not (an
+    /// invalid prompt).
+    #[serde(default)]
+    pub retryable: bool,
+}
+
+/// A progress report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Progress {
+    /// 0.0 to 1.0.
+    pub fraction: f32,
+    /// What the worker is doing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// The canonical callback, sent by the SDK.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CallbackPayload {
+    /// The job reported on.
+    pub job_id: JobId,
+    /// What happened.
+    pub status: CallbackStatus,
+    /// The reporting worker's consumer name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_id: Option<String>,
+    /// The delivery attempt the report belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+    /// Produced files, in output order (index = position).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<OutputAsset>,
+    /// Failure details, with `status: failed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<CallbackError>,
+    /// The prompt after 7B enhancement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enhanced_prompt: Option<String>,
+    /// Progress, with `status: progress`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
+}
+
+/// Legacy A: the camelCase shape with `filePath` / `outputUrl` / `imageUrls`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LegacyCamelCallback {
+    /// The job.
+    pub job_id: JobId,
+    /// `processing`, `completed` or `failed`.
+    pub status: CallbackStatus,
+    /// One output path.
+    #[serde(default)]
+    pub file_path: Option<String>,
+    /// One output URL.
+    #[serde(default)]
+    pub output_url: Option<String>,
+    /// Several output URLs or paths, in order.
+    #[serde(default)]
+    pub image_urls: Option<Vec<String>>,
+    /// Failure reason.
+    #[serde(default)]
+    pub error_message: Option<String>,
+    /// The enhanced prompt.
+    #[serde(default)]
+    pub enhanced_prompt: Option<String>,
+}
+
+/// One entry of legacy B's `assets`: a bare path or an object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum LegacyAsset {
+    /// A path or URL.
+    Path(String),
+    /// A described asset.
+    Object(LegacyAssetObject),
+}
+
+/// The object form of a legacy B asset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LegacyAssetObject {
+    /// `image` or `video`.
+    #[serde(rename = "type")]
+    pub kind: JobKind,
+    /// Path or URL.
+    pub url: String,
+    /// Thumbnail path or URL.
+    #[serde(default)]
+    pub thumbnail_url: Option<String>,
+    /// Extra data for the row.
+    #[serde(default)]
+    pub metadata: Option<Value>,
+}
+
+/// Legacy B: the snake_case shape with `assets`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LegacySnakeCallback {
+    /// The job.
+    pub job_id: JobId,
+    /// `processing`, `completed` or `failed`.
+    pub status: CallbackStatus,
+    /// Outputs, in order.
+    #[serde(default)]
+    pub assets: Vec<LegacyAsset>,
+    /// Failure reason.
+    #[serde(default)]
+    pub error_message: Option<String>,
+    /// Extra data; `enhanced_prompt`, `seed` and `retryable` are read from here.
+    #[serde(default)]
+    pub metadata: Option<Value>,
+}
+
+/// A callback in any accepted shape, normalized. Legacy failures count as not retryable:
+/// old workers never said, and retrying a permanent error burns GPU time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParsedCallback {
+    /// The job.
+    pub job_id: JobId,
+    /// What happened.
+    pub status: CallbackStatus,
+    /// The reporting worker, when known.
+    pub worker_id: Option<String>,
+    /// Produced files, in order.
+    pub outputs: Vec<OutputAsset>,
+    /// Failure details.
+    pub error: Option<CallbackError>,
+    /// The enhanced prompt.
+    pub enhanced_prompt: Option<String>,
+    /// Progress.
+    pub progress: Option<Progress>,
+}
+
+/// Why a body is not a callback. The message names the shape and the field.
+#[derive(Debug, thiserror::Error)]
+pub enum CallbackParseError {
+    /// Not JSON, or not an object.
+    #[error("callback body must be a JSON object: {0}")]
+    NotAnObject(String),
+    /// Neither `jobId` nor `job_id`.
+    #[error("callback must carry `jobId` (or `job_id`)")]
+    NoJobId,
+    /// A field is missing, unknown or of the wrong type.
+    #[error("invalid {shape} callback: {reason}")]
+    Invalid {
+        /// Which shape the body was read as.
+        shape: &'static str,
+        /// serde's description, which names the field.
+        reason: String,
+    },
+}
+
+const LEGACY_CAMEL_KEYS: [&str; 4] = ["filePath", "outputUrl", "imageUrls", "errorMessage"];
+
+impl ParsedCallback {
+    /// Parses a raw body in any accepted shape.
+    pub fn from_slice(body: &[u8]) -> Result<Self, CallbackParseError> {
+        let value: Value = serde_json::from_slice(body)
+            .map_err(|e| CallbackParseError::NotAnObject(e.to_string()))?;
+        let Value::Object(map) = &value else {
+            return Err(CallbackParseError::NotAnObject("not an object".into()));
+        };
+        let invalid = |shape| {
+            move |e: serde_json::Error| CallbackParseError::Invalid {
+                shape,
+                reason: e.to_string(),
+            }
+        };
+        if map.contains_key("job_id") {
+            let p: LegacySnakeCallback =
+                serde_json::from_value(value).map_err(invalid("legacy job_id/assets"))?;
+            Ok(p.into())
+        } else if map.contains_key("jobId") {
+            if LEGACY_CAMEL_KEYS.iter().any(|k| map.contains_key(*k)) {
+                let p: LegacyCamelCallback =
+                    serde_json::from_value(value).map_err(invalid("legacy jobId/filePath"))?;
+                Ok(p.into())
+            } else {
+                let p: CallbackPayload =
+                    serde_json::from_value(value).map_err(invalid("canonical"))?;
+                Ok(p.into())
+            }
+        } else {
+            Err(CallbackParseError::NoJobId)
+        }
+    }
+}
+
+impl From<CallbackPayload> for ParsedCallback {
+    fn from(p: CallbackPayload) -> Self {
+        Self {
+            job_id: p.job_id,
+            status: p.status,
+            worker_id: p.worker_id,
+            outputs: p.outputs,
+            error: p.error,
+            enhanced_prompt: p.enhanced_prompt,
+            progress: p.progress,
+        }
+    }
+}
+
+fn asset(path: String) -> OutputAsset {
+    OutputAsset {
+        kind: None,
+        path,
+        thumbnail_path: None,
+        seed: None,
+        duration_seconds: None,
+        width: None,
+        height: None,
+        metadata: Value::Null,
+    }
+}
+
+fn legacy_error(status: CallbackStatus, message: Option<String>) -> Option<CallbackError> {
+    match (status, message) {
+        (_, Some(message)) => Some(CallbackError {
+            message,
+            retryable: false,
+        }),
+        (CallbackStatus::Failed, None) => Some(CallbackError {
+            message: "worker reported failure without a message".into(),
+            retryable: false,
+        }),
+        _ => None,
+    }
+}
+
+impl From<LegacyCamelCallback> for ParsedCallback {
+    fn from(p: LegacyCamelCallback) -> Self {
+        // imageUrls wins when present; otherwise the single path (filePath before outputUrl).
+        let outputs = match (p.image_urls, p.file_path, p.output_url) {
+            (Some(urls), _, _) if !urls.is_empty() => urls.into_iter().map(asset).collect(),
+            (_, Some(path), _) | (_, None, Some(path)) => vec![asset(path)],
+            _ => Vec::new(),
+        };
+        Self {
+            job_id: p.job_id,
+            status: p.status,
+            worker_id: None,
+            outputs,
+            error: legacy_error(p.status, p.error_message),
+            enhanced_prompt: p.enhanced_prompt,
+            progress: None,
+        }
+    }
+}
+
+impl From<LegacySnakeCallback> for ParsedCallback {
+    fn from(p: LegacySnakeCallback) -> Self {
+        let meta = p.metadata.unwrap_or(Value::Null);
+        let seed = meta.get("seed").and_then(Value::as_u64);
+        let outputs = p
+            .assets
+            .into_iter()
+            .map(|a| match a {
+                LegacyAsset::Path(path) => OutputAsset {
+                    seed,
+                    ..asset(path)
+                },
+                LegacyAsset::Object(o) => OutputAsset {
+                    kind: Some(o.kind),
+                    thumbnail_path: o.thumbnail_url,
+                    seed,
+                    metadata: o.metadata.unwrap_or(Value::Null),
+                    ..asset(o.url)
+                },
+            })
+            .collect();
+        let mut error = legacy_error(p.status, p.error_message);
+        if let (Some(e), Some(true)) = (
+            error.as_mut(),
+            meta.get("retryable").and_then(Value::as_bool),
+        ) {
+            e.retryable = true;
+        }
+        Self {
+            job_id: p.job_id,
+            status: p.status,
+            worker_id: meta
+                .get("worker_id")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            outputs,
+            error,
+            enhanced_prompt: meta
+                .get("enhanced_prompt")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            progress: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const J: &str = "0192f0c4-1111-7abc-8def-000000000001";
+
+    fn parse(v: Value) -> Result<ParsedCallback, CallbackParseError> {
+        ParsedCallback::from_slice(v.to_string().as_bytes())
+    }
+
+    #[test]
+    fn canonical_shape_parses() {
+        let p = parse(serde_json::json!({
+            "jobId": J, "status": "completed", "workerId": "w1", "attempt": 1,
+            "outputs": [{"path": "u/a.png", "seed": 7}, {"path": "u/b.png"}],
+            "enhancedPrompt": "better"
+        }))
+        .unwrap();
+        assert_eq!(p.status, CallbackStatus::Completed);
+        assert_eq!(p.outputs.len(), 2);
+        assert_eq!(p.outputs[0].seed, Some(7));
+        assert_eq!(p.worker_id.as_deref(), Some("w1"));
+        assert_eq!(p.enhanced_prompt.as_deref(), Some("better"));
+    }
+
+    #[test]
+    fn legacy_camel_prefers_image_urls_then_file_path() {
+        let p = parse(serde_json::json!({"jobId": J, "status": "completed", "imageUrls": ["a", "b", "c"], "filePath": "x"})).unwrap();
+        assert_eq!(
+            p.outputs
+                .iter()
+                .map(|o| o.path.as_str())
+                .collect::<Vec<_>>(),
+            ["a", "b", "c"]
+        );
+        let p = parse(serde_json::json!({"jobId": J, "status": "completed", "filePath": "x", "outputUrl": "y"})).unwrap();
+        assert_eq!(p.outputs[0].path, "x");
+        let p = parse(serde_json::json!({"jobId": J, "status": "failed", "errorMessage": "oom"}))
+            .unwrap();
+        assert_eq!(
+            p.error.unwrap(),
+            CallbackError {
+                message: "oom".into(),
+                retryable: false
+            }
+        );
+    }
+
+    #[test]
+    fn legacy_snake_accepts_strings_and_objects() {
+        let p = parse(serde_json::json!({
+            "job_id": J, "status": "completed",
+            "assets": ["u/a.png", {"type": "video", "url": "u/v.mp4", "thumbnail_url": "u/t.png"}],
+            "metadata": {"seed": 42, "enhanced_prompt": "e"}
+        }))
+        .unwrap();
+        assert_eq!(p.outputs[0].path, "u/a.png");
+        assert_eq!(p.outputs[1].kind, Some(JobKind::Video));
+        assert_eq!(p.outputs[1].thumbnail_path.as_deref(), Some("u/t.png"));
+        assert_eq!(p.outputs[0].seed, Some(42));
+        assert_eq!(p.enhanced_prompt.as_deref(), Some("e"));
+    }
+
+    #[test]
+    fn failed_without_message_still_has_an_error() {
+        let p = parse(serde_json::json!({"job_id": J, "status": "failed"})).unwrap();
+        assert!(p.error.is_some());
+    }
+
+    #[test]
+    fn rejections_name_the_problem() {
+        let cases = [
+            (serde_json::json!([1, 2]), "JSON object"),
+            (serde_json::json!({"status": "completed"}), "jobId"),
+            (
+                serde_json::json!({"jobId": "nope", "status": "completed"}),
+                "UUID",
+            ),
+            (
+                serde_json::json!({"jobId": J, "status": "done"}),
+                "unknown variant `done`",
+            ),
+            (
+                serde_json::json!({"jobId": J, "status": "completed", "outputz": []}),
+                "unknown field `outputz`",
+            ),
+            (
+                serde_json::json!({"job_id": J, "status": "completed", "assets": [{"url": "x"}]}),
+                "legacy job_id/assets",
+            ),
+        ];
+        for (body, needle) in cases {
+            let err = parse(body.clone()).unwrap_err().to_string();
+            assert!(err.contains(needle), "{body}: {err}");
+        }
+        assert!(ParsedCallback::from_slice(b"{not json").is_err());
+    }
+}

@@ -1,0 +1,36 @@
+//! The gpuq wire contract, shared by every service and by workers in any language.
+//!
+//! Nothing here performs I/O: these are the types that cross a process boundary, the
+//! job-type catalog they refer to, and the rules (status machine, newtype constructors)
+//! every service agrees on. The SQL migrations live in `schemas/migrations/` and the JSON
+//! Schema files generated from these types in `schemas/json/`.
+//!
+//! # Layout
+//!
+//! - [`catalog`]: the ten job types, their queue, model, credits and defaults — one table.
+//! - [`JobId`], [`UserId`], [`QueueName`]: identifiers whose constructors reject bad input.
+//! - [`JobStatus`]: the status machine and [`JobStatus::can_transition`].
+//! - [`EnqueueRequest`]: what apps POST to the dispatcher.
+//! - [`JobEnvelope`]: what workers receive from the queue.
+//! - [`callback`]: what workers report back, in the canonical and the legacy shapes.
+
+pub mod callback;
+pub mod catalog;
+mod envelope;
+mod job_id;
+mod queue_name;
+mod request;
+mod status;
+mod user_id;
+
+pub use callback::{CallbackPayload, CallbackStatus, OutputAsset, ParsedCallback};
+pub use catalog::{JobKind, JobType, JobTypeSpec, UnknownJobType};
+pub use envelope::{GenerationConfig, JobEnvelope};
+pub use job_id::{InvalidJobId, JobId};
+pub use queue_name::{InvalidQueueName, QueueName};
+pub use request::{EnqueueMetadata, EnqueueRequest};
+pub use status::JobStatus;
+pub use user_id::{InvalidUserId, UserId};
+
+/// Path of the SQL migrations, relative to this crate's manifest, for `sqlx::migrate!`.
+pub const MIGRATIONS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations");

@@ -1,0 +1,1 @@
+//! gpuq-worker-sdk (under construction).
