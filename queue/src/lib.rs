@@ -1,1 +1,46 @@
-//! queue
+//! gpuq's reliable Redis queue protocol.
+//!
+//! At-least-once delivery with per-job leases: a job is leased to one consumer at a time,
+//! kept by heartbeats, and redelivered (attempt + 1) when its lease expires. Every state
+//! change is one Lua script (`queue/lua/`), atomic on Redis 7.0+ and on Redis Cluster (all
+//! keys of a queue share one hash tag and are declared in `KEYS`). The full protocol, for
+//! workers in other languages, is in `docs/protocol.md`.
+//!
+//! # Layout
+//!
+//! - [`Keys`]: the key layout, one method per key.
+//! - [`Queue`]: a handle on one queue; [`connect`] opens its shared connection.
+//! - Transitions, one file each: [`Queue::enqueue`], [`Queue::claim`] and [`Claimer`]
+//!   (blocking), [`Queue::heartbeat`] and [`Queue::release`], [`Queue::ack`] and
+//!   [`Queue::fail`], [`Queue::cancel`], [`Queue::reap_once`], [`Queue::promote_due_once`],
+//!   [`Queue::requeue_dead`], [`Queue::stats`].
+//! - [`QueueConfig`], [`Backoff`], [`Lane`], [`ConsumerName`], [`QueueError`].
+
+mod cancel;
+mod claim;
+mod config;
+mod consumer;
+mod enqueue;
+mod error;
+mod finish;
+mod keys;
+mod lane;
+mod lease;
+mod maintenance;
+mod queue;
+mod scripts;
+mod stats;
+
+pub use cancel::CancelOutcome;
+pub use claim::{ClaimedJob, Claimer};
+pub use config::{Backoff, QueueConfig};
+pub use consumer::ConsumerName;
+pub use enqueue::{EnqueueOptions, EnqueueOutcome};
+pub use error::{QueueError, Result};
+pub use finish::{AckOutcome, FailOutcome, Failure};
+pub use keys::Keys;
+pub use lane::Lane;
+pub use lease::LeaseStatus;
+pub use maintenance::{DeadJob, Reaped};
+pub use queue::{connect, Queue};
+pub use stats::QueueStats;

@@ -1,0 +1,35 @@
+-- fail_job.lua: an attempt failed. Retry later (delayed set) if the failure is retryable
+-- and attempts remain, otherwise dead-letter the job.
+--
+-- KEYS[1] jobs   KEYS[2] meta   KEYS[3] leases   KEYS[4] delayed   KEYS[5] dead
+-- KEYS[6] errors   KEYS[7] cancelled set
+-- ARGV[1] job id   ARGV[2] consumer name, or '' for any holder   ARGV[3] '1' retryable
+-- ARGV[4] backoff delay, ms   ARGV[5] error message
+-- Returns {code, attempt, at_ms}: 1 retry scheduled at at_ms; 2 dead-lettered; 3 the job
+-- had been cancelled and is now gone; 0 not in flight; -1 held by another consumer.
+
+local id = ARGV[1]
+if not redis.call('ZSCORE', KEYS[3], id) then
+  return {0, 0, 0}
+end
+local attempt, lane, holder = read_meta(KEYS[2], id)
+if ARGV[2] ~= '' and holder ~= ARGV[2] then
+  return {-1, attempt, 0}
+end
+local now = now_ms()
+redis.call('ZREM', KEYS[3], id)
+if redis.call('SREM', KEYS[7], id) == 1 then
+  forget(KEYS[1], KEYS[2], id, {{kind = 'h', key = KEYS[6]}})
+  return {3, attempt, now}
+end
+redis.call('HSET', KEYS[6], id, ARGV[5])
+local max_attempts = max_attempts_of(redis.call('HGET', KEYS[1], id) or '')
+if ARGV[3] == '1' and attempt < max_attempts then
+  local due = now + tonumber(ARGV[4])
+  redis.call('ZADD', KEYS[4], due, id)
+  write_meta(KEYS[2], id, attempt, lane or 'normal', '', now)
+  return {1, attempt, due}
+end
+redis.call('ZADD', KEYS[5], now, id)
+write_meta(KEYS[2], id, attempt, lane or 'normal', '', now)
+return {2, attempt, now}

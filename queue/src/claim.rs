@@ -1,0 +1,148 @@
+//! Claim: lease waiting jobs to a consumer, at once ([`Queue::claim`]) or waiting for work
+//! without polling ([`Claimer::claim`]).
+
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::AsyncConnectionConfig;
+
+use gpuq_schemas::{JobEnvelope, JobId};
+
+use crate::scripts::SCRIPTS;
+use crate::{ConsumerName, Queue, QueueError, Result};
+
+/// A job leased to a consumer. Keep it alive with [`Queue::heartbeat`]; finish it with
+/// [`Queue::ack`], [`Queue::fail`] or [`Queue::release`].
+#[derive(Debug, Clone)]
+pub struct ClaimedJob {
+    /// The job.
+    pub id: JobId,
+    /// This delivery's attempt number, from 1.
+    pub attempt: u32,
+    /// The envelope exactly as enqueued (its `attempt` field is 0; use [`Self::envelope`]).
+    pub payload: String,
+}
+
+impl ClaimedJob {
+    /// Decodes the envelope and sets its attempt number. A job whose payload does not
+    /// decode should be failed as not retryable.
+    pub fn envelope(&self) -> Result<JobEnvelope> {
+        let mut env: JobEnvelope = serde_json::from_str(&self.payload)?;
+        env.attempt = self.attempt;
+        Ok(env)
+    }
+}
+
+impl Queue {
+    /// Leases up to `max` waiting jobs (high lane first) to `consumer`, without waiting.
+    pub async fn claim(&self, consumer: &ConsumerName, max: usize) -> Result<Vec<ClaimedJob>> {
+        let k = &self.keys;
+        let reply: Vec<(String, u32, String)> = SCRIPTS
+            .claim
+            .key(k.waiting(crate::Lane::High))
+            .key(k.waiting(crate::Lane::Normal))
+            .key(k.jobs())
+            .key(k.meta())
+            .key(k.leases())
+            .key(k.consumers())
+            .key(k.signal())
+            .arg(consumer.as_str())
+            .arg(self.config.lease.as_millis() as u64)
+            .arg(max.max(1))
+            .arg(self.config.signal_cap)
+            .invoke_async(&mut self.conn())
+            .await?;
+        parse_claims(reply)
+    }
+
+    /// A claimer for `consumer` with its own connection: blocking on Redis must not stall
+    /// the shared multiplexed connection other tasks pipeline on.
+    pub async fn claimer(&self, consumer: ConsumerName) -> Result<Claimer> {
+        let conn = blocking_connection(&self.client).await?;
+        Ok(Claimer {
+            queue: self.clone(),
+            consumer,
+            conn: Some(conn),
+        })
+    }
+}
+
+fn parse_claims(reply: Vec<(String, u32, String)>) -> Result<Vec<ClaimedJob>> {
+    reply
+        .into_iter()
+        .map(|(id, attempt, payload)| {
+            let id = id.parse().map_err(|_| QueueError::Protocol {
+                script: "claim_jobs",
+                detail: format!("bad id {id:?}"),
+            })?;
+            Ok(ClaimedJob {
+                id,
+                attempt,
+                payload,
+            })
+        })
+        .collect()
+}
+
+async fn blocking_connection(client: &redis::Client) -> Result<MultiplexedConnection> {
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(3)))
+        .set_response_timeout(None);
+    Ok(client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await?)
+}
+
+/// Claims for one consumer, sleeping on Redis (`BLPOP` on the queue's signal list) while
+/// there is nothing to do. A new job wakes an idle claimer within one round trip.
+pub struct Claimer {
+    queue: Queue,
+    consumer: ConsumerName,
+    /// Dropped after an error and reopened on the next call.
+    conn: Option<MultiplexedConnection>,
+}
+
+impl Claimer {
+    /// The consumer this claimer leases jobs to.
+    pub fn consumer(&self) -> &ConsumerName {
+        &self.consumer
+    }
+
+    /// Leases up to `max` jobs, waiting at most `wait` for the first one. Returns an empty
+    /// list when the wait ran out. Cancel-safe: dropping the future loses no job (a job is
+    /// only leased inside the claim script, whose reply is then returned at once).
+    pub async fn claim(&mut self, max: usize, wait: Duration) -> Result<Vec<ClaimedJob>> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let jobs = self.queue.claim(&self.consumer, max).await?;
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if !jobs.is_empty() || left.is_zero() {
+                return Ok(jobs);
+            }
+            self.wait_for_signal(left).await?;
+        }
+    }
+
+    async fn wait_for_signal(&mut self, left: Duration) -> Result<()> {
+        let conn = match self.conn.as_mut() {
+            Some(c) => c,
+            None => self
+                .conn
+                .insert(blocking_connection(&self.queue.client).await?),
+        };
+        // BLPOP's timeout has 1 ms resolution; cap a single block so a lost token (a
+        // consumer that died between BLPOP and claim) costs at most a few seconds.
+        let secs = left.min(Duration::from_secs(5)).as_secs_f64().max(0.001);
+        let signal = self.queue.keys.signal();
+        let res: redis::RedisResult<Option<(String, String)>> = redis::cmd("BLPOP")
+            .arg(&signal)
+            .arg(secs)
+            .query_async(conn)
+            .await;
+        if let Err(e) = res {
+            self.conn = None;
+            return Err(e.into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,175 @@
+//! Enqueue: add a job to a lane, with idempotency and a depth limit.
+
+use gpuq_schemas::{JobEnvelope, JobId};
+
+use crate::scripts::SCRIPTS;
+use crate::{Lane, Queue, QueueError, Result};
+
+/// Options of one enqueue.
+#[derive(Debug, Clone, Default)]
+pub struct EnqueueOptions {
+    /// The priority lane.
+    pub lane: Lane,
+    /// With a key, a second enqueue within the window returns the first job's id and adds
+    /// nothing. Scope it yourself (the dispatcher prefixes the user id).
+    pub idempotency_key: Option<String>,
+}
+
+/// What an enqueue did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnqueueOutcome {
+    /// The job is waiting.
+    Enqueued {
+        /// Jobs that will be served before it (its lane's backlog, plus the high lane's for
+        /// a normal job), counted at enqueue time.
+        position: u64,
+        /// Waiting jobs in both lanes, this one included.
+        waiting: u64,
+    },
+    /// The idempotency key was already used; nothing was added.
+    Duplicate {
+        /// The job the key belongs to.
+        existing: JobId,
+    },
+    /// The queue holds its maximum of waiting jobs; nothing was added.
+    QueueFull {
+        /// Waiting jobs.
+        waiting: u64,
+    },
+    /// A job with this id is already in the queue; nothing was added.
+    AlreadyExists,
+}
+
+/// A job ready to enqueue: the validated envelope, already serialized.
+struct Prepared {
+    id: JobId,
+    body: String,
+    idem_key: Option<String>,
+    lane: Lane,
+}
+
+impl Queue {
+    fn prepare(&self, envelope: &JobEnvelope, opts: &EnqueueOptions) -> Result<Prepared> {
+        if envelope.queue != self.name.as_str() {
+            return Err(QueueError::WrongQueue {
+                envelope: envelope.queue.clone(),
+                queue: self.name.to_string(),
+            });
+        }
+        if let Some(key) = &opts.idempotency_key {
+            if key.is_empty() || key.len() > 255 || key.chars().any(char::is_control) {
+                return Err(QueueError::InvalidIdempotencyKey);
+            }
+        }
+        let body = serde_json::to_string(envelope)?;
+        if body.len() > self.config.max_payload_bytes {
+            return Err(QueueError::PayloadTooLarge {
+                size: body.len(),
+                max: self.config.max_payload_bytes,
+            });
+        }
+        Ok(Prepared {
+            id: envelope.job_id,
+            body,
+            idem_key: opts
+                .idempotency_key
+                .as_deref()
+                .map(|k| self.keys.idempotency(k)),
+            lane: opts.lane,
+        })
+    }
+
+    fn invocation<'a>(&'a self, job: &'a Prepared) -> redis::ScriptInvocation<'a> {
+        let mut inv = SCRIPTS.enqueue.prepare_invoke();
+        inv.key(self.keys.waiting(job.lane))
+            .key(self.keys.waiting(job.lane.other()))
+            .key(self.keys.jobs())
+            .key(self.keys.signal());
+        if let Some(k) = &job.idem_key {
+            inv.key(k);
+        }
+        inv.arg(job.id.to_string())
+            .arg(&job.body)
+            .arg(self.config.max_depth.unwrap_or(0))
+            .arg(self.config.idempotency_window.as_secs().max(1))
+            .arg(self.config.signal_cap);
+        inv
+    }
+
+    /// Adds one job. Input errors (wrong queue, oversized payload, bad key) are returned
+    /// before anything reaches Redis.
+    pub async fn enqueue(
+        &self,
+        envelope: &JobEnvelope,
+        opts: &EnqueueOptions,
+    ) -> Result<EnqueueOutcome> {
+        let job = self.prepare(envelope, opts)?;
+        let reply: (i64, String, u64, u64) =
+            self.invocation(&job).invoke_async(&mut self.conn()).await?;
+        outcome(reply, job.lane)
+    }
+
+    /// Adds many jobs in one round trip (a pipeline of the same atomic script). Each job
+    /// gets its own outcome; validation of all of them happens before any is sent.
+    pub async fn enqueue_batch(
+        &self,
+        jobs: &[(JobEnvelope, EnqueueOptions)],
+    ) -> Result<Vec<EnqueueOutcome>> {
+        let prepared = jobs
+            .iter()
+            .map(|(e, o)| self.prepare(e, o))
+            .collect::<Result<Vec<_>>>()?;
+        if prepared.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for job in &prepared {
+            pipe.invoke_script(&self.invocation(job));
+        }
+        let mut conn = self.conn();
+        let replies: Vec<(i64, String, u64, u64)> = match pipe.query_async(&mut conn).await {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                // Redis lost its script cache (restart); load and run again. Nothing ran.
+                SCRIPTS
+                    .enqueue
+                    .prepare_invoke()
+                    .load_async(&mut conn)
+                    .await?;
+                pipe.query_async(&mut conn).await?
+            }
+            other => other?,
+        };
+        replies
+            .into_iter()
+            .zip(&prepared)
+            .map(|(r, job)| outcome(r, job.lane))
+            .collect()
+    }
+}
+
+fn outcome(
+    (code, id, lane_len, other_len): (i64, String, u64, u64),
+    lane: Lane,
+) -> Result<EnqueueOutcome> {
+    let waiting = lane_len + other_len;
+    Ok(match code {
+        1 => EnqueueOutcome::Enqueued {
+            position: lane_len + if lane == Lane::Normal { other_len } else { 0 },
+            waiting: waiting + 1,
+        },
+        2 => EnqueueOutcome::Duplicate {
+            existing: id.parse().map_err(|_| QueueError::Protocol {
+                script: "enqueue_job",
+                detail: format!("bad id {id:?}"),
+            })?,
+        },
+        3 => EnqueueOutcome::QueueFull { waiting },
+        4 => EnqueueOutcome::AlreadyExists,
+        other => {
+            return Err(QueueError::Protocol {
+                script: "enqueue_job",
+                detail: format!("code {other}"),
+            })
+        }
+    })
+}

@@ -1,0 +1,118 @@
+//! [`Keys`]: every Redis key of one queue, built in one place.
+//!
+//! All keys of a queue share the hash tag `{<queue>}`, so they live in one Redis Cluster
+//! slot and every Lua script can declare them all in `KEYS`. Per-job state is kept in
+//! per-queue hashes and sorted sets (never one key per job) for the same reason.
+
+use gpuq_schemas::QueueName;
+
+use crate::Lane;
+
+/// The key layout of one queue under one namespace (`gpuq` in production, a random one per
+/// test so that tests share a Redis without seeing each other).
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    /// Keys of `queue` under `namespace`.
+    pub fn new(namespace: &str, queue: &QueueName) -> Self {
+        Self {
+            prefix: format!("{namespace}:{{{queue}}}:"),
+        }
+    }
+
+    fn key(&self, suffix: &str) -> String {
+        format!("{}{}", self.prefix, suffix)
+    }
+
+    /// LIST of waiting job ids of a lane; producers `LPUSH`, consumers `RPOP` (the right
+    /// end is the oldest job, and redeliveries are `RPUSH`ed there to go first).
+    pub fn waiting(&self, lane: Lane) -> String {
+        self.key(&format!("wait:{}", lane.as_str()))
+    }
+
+    /// HASH job id → envelope JSON, for every job Redis knows (waiting, in flight, delayed, dead).
+    pub fn jobs(&self) -> String {
+        self.key("jobs")
+    }
+
+    /// HASH job id → `"<attempt>|<lane>|<consumer>|<since_ms>"`, for jobs claimed at least once.
+    pub fn meta(&self) -> String {
+        self.key("meta")
+    }
+
+    /// ZSET job id → lease deadline (ms since epoch, Redis clock): the jobs in flight.
+    pub fn leases(&self) -> String {
+        self.key("leases")
+    }
+
+    /// ZSET job id → due time (ms): retries waiting out their backoff.
+    pub fn delayed(&self) -> String {
+        self.key("delayed")
+    }
+
+    /// ZSET job id → time of death (ms): the dead-letter set.
+    pub fn dead(&self) -> String {
+        self.key("dead")
+    }
+
+    /// HASH job id → last error message, for delayed and dead jobs.
+    pub fn errors(&self) -> String {
+        self.key("errors")
+    }
+
+    /// SET of in-flight job ids whose cancellation the holder has yet to see.
+    pub fn cancelled(&self) -> String {
+        self.key("cancelled")
+    }
+
+    /// ZSET consumer name → last seen (ms): live workers.
+    pub fn consumers(&self) -> String {
+        self.key("consumers")
+    }
+
+    /// LIST of wake-up tokens idle consumers `BLPOP` on; bounded length.
+    pub fn signal(&self) -> String {
+        self.key("signal")
+    }
+
+    /// STRING idempotency key → the first job's id, expiring after the window.
+    pub fn idempotency(&self, key: &str) -> String {
+        self.key(&format!("idem:{key}"))
+    }
+
+    /// The prefix shared by all keys of this queue (for tests and operators).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_carries_the_queue_hash_tag() {
+        let keys = Keys::new("gpuq", &QueueName::parse("sdxl_queue").unwrap());
+        let all = [
+            keys.waiting(Lane::High),
+            keys.waiting(Lane::Normal),
+            keys.jobs(),
+            keys.meta(),
+            keys.leases(),
+            keys.delayed(),
+            keys.dead(),
+            keys.errors(),
+            keys.cancelled(),
+            keys.consumers(),
+            keys.signal(),
+            keys.idempotency("k"),
+        ];
+        for k in all {
+            assert!(k.starts_with("gpuq:{sdxl_queue}:"), "{k}");
+        }
+        assert_eq!(keys.waiting(Lane::High), "gpuq:{sdxl_queue}:wait:high");
+    }
+}

@@ -1,0 +1,90 @@
+//! Stats: one consistent snapshot of a queue's depth by state, in O(log n).
+
+use serde::Serialize;
+
+use gpuq_schemas::JobId;
+
+use crate::scripts::SCRIPTS;
+use crate::{Lane, Queue, Result};
+
+/// A queue's state at one instant (Redis clock).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QueueStats {
+    /// The queue.
+    pub queue: String,
+    /// Waiting in the high lane.
+    pub waiting_high: u64,
+    /// Waiting in the normal lane.
+    pub waiting_normal: u64,
+    /// Leased to a consumer.
+    pub in_flight: u64,
+    /// Waiting out a retry backoff.
+    pub delayed: u64,
+    /// In the dead-letter set.
+    pub dead: u64,
+    /// Consumers seen within the liveness window.
+    pub live_consumers: u64,
+    /// How long the next job of the high lane has waited, ms.
+    pub oldest_wait_high_ms: Option<u64>,
+    /// How long the next job of the normal lane has waited, ms.
+    pub oldest_wait_normal_ms: Option<u64>,
+}
+
+impl QueueStats {
+    /// Waiting in both lanes.
+    pub fn waiting(&self) -> u64 {
+        self.waiting_high + self.waiting_normal
+    }
+
+    /// The longest current wait in either lane, ms.
+    pub fn oldest_wait_ms(&self) -> Option<u64> {
+        self.oldest_wait_high_ms.max(self.oldest_wait_normal_ms)
+    }
+}
+
+type StatsReply = (u64, u64, u64, u64, u64, u64, u64, String, u64, String, u64);
+
+impl Queue {
+    /// Depth by state, live consumers and the age of the next job of each lane.
+    pub async fn stats(&self) -> Result<QueueStats> {
+        let k = &self.keys;
+        let r: StatsReply = SCRIPTS
+            .stats
+            .key(k.waiting(Lane::High))
+            .key(k.waiting(Lane::Normal))
+            .key(k.meta())
+            .key(k.leases())
+            .key(k.delayed())
+            .key(k.dead())
+            .key(k.consumers())
+            .arg(self.config.consumer_ttl.as_millis() as u64)
+            .invoke_async(&mut self.conn())
+            .await?;
+        let now = r.0;
+        Ok(QueueStats {
+            queue: self.name.to_string(),
+            waiting_high: r.1,
+            waiting_normal: r.2,
+            in_flight: r.3,
+            delayed: r.4,
+            dead: r.5,
+            live_consumers: r.6,
+            oldest_wait_high_ms: age(now, &r.7, r.8),
+            oldest_wait_normal_ms: age(now, &r.9, r.10),
+        })
+    }
+}
+
+/// Age of a lane's next job: since it was queued again (`since`), or since its UUIDv7 id
+/// was minted for a job never delivered.
+fn age(now: u64, id: &str, since: u64) -> Option<u64> {
+    if id.is_empty() {
+        return None;
+    }
+    let since = if since > 0 {
+        Some(since)
+    } else {
+        id.parse::<JobId>().ok()?.created_at_ms()
+    };
+    since.map(|s| now.saturating_sub(s))
+}
