@@ -14,6 +14,7 @@
 //!   (blocking), [`Queue::heartbeat`] and [`Queue::release`], [`Queue::ack`] and
 //!   [`Queue::fail`], [`Queue::cancel`], [`Queue::reap_once`], [`Queue::promote_due_once`],
 //!   [`Queue::requeue_dead`], [`Queue::stats`].
+//! - [`publish_event`], [`read_events`]: per-job event streams for SSE.
 //! - [`QueueConfig`], [`Backoff`], [`Lane`], [`ConsumerName`], [`QueueError`].
 
 mod cancel;
@@ -22,6 +23,7 @@ mod config;
 mod consumer;
 mod enqueue;
 mod error;
+mod events;
 mod finish;
 mod keys;
 mod lane;
@@ -37,6 +39,7 @@ pub use config::{Backoff, QueueConfig};
 pub use consumer::ConsumerName;
 pub use enqueue::{EnqueueOptions, EnqueueOutcome};
 pub use error::{QueueError, Result};
+pub use events::{events_key, publish_event, read_events};
 pub use finish::{AckOutcome, FailOutcome, Failure};
 pub use keys::Keys;
 pub use lane::Lane;

@@ -114,6 +114,8 @@ const fn d(steps: u32, guidance: f32, width: u32, height: u32, frames: u32) -> D
     }
 }
 
+// One positional argument per catalog column keeps the table below one row per type.
+#[allow(clippy::too_many_arguments)]
 #[rustfmt::skip]
 const fn spec(
     job_type: JobType, queue: &'static str, model_variant: &'static str, kind: JobKind,

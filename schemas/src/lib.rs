@@ -13,19 +13,24 @@
 //! - [`EnqueueRequest`]: what apps POST to the dispatcher.
 //! - [`JobEnvelope`]: what workers receive from the queue.
 //! - [`callback`]: what workers report back, in the canonical and the legacy shapes.
+//! - [`signature`]: the HMAC signature every callback carries.
+//! - [`JobEvent`]: one entry of a job's event stream (status changes, progress).
 
 pub mod callback;
 pub mod catalog;
 mod envelope;
+mod event;
 mod job_id;
 mod queue_name;
 mod request;
+pub mod signature;
 mod status;
 mod user_id;
 
 pub use callback::{CallbackPayload, CallbackStatus, OutputAsset, ParsedCallback};
 pub use catalog::{JobKind, JobType, JobTypeSpec, UnknownJobType};
 pub use envelope::{GenerationConfig, JobEnvelope};
+pub use event::{JobEvent, JobEventKind};
 pub use job_id::{InvalidJobId, JobId};
 pub use queue_name::{InvalidQueueName, QueueName};
 pub use request::{EnqueueMetadata, EnqueueRequest};

@@ -4,7 +4,7 @@ use sqlx::{Connection, Executor, PgConnection};
 
 async fn fresh_db() -> PgConnection {
     let base = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/postgres".into());
     let mut admin = PgConnection::connect(&base)
         .await
         .expect("PostgreSQL must be running");

@@ -1,0 +1,87 @@
+//! Job event streams: one capped Redis Stream per job, so a reader can resume from the last
+//! event id it saw (SSE `Last-Event-ID`) without losing what happened meanwhile.
+
+use std::time::Duration;
+
+use redis::aio::ConnectionLike;
+use redis::streams::{StreamRangeReply, StreamReadOptions, StreamReadReply};
+use redis::AsyncCommands;
+
+use gpuq_schemas::{JobEvent, JobId};
+
+use crate::Result;
+
+/// Events kept per job; a job has a handful of status changes and throttled progress.
+const MAX_EVENTS: usize = 200;
+/// A job's stream is dropped this long after its last event.
+const RETENTION: Duration = Duration::from_secs(24 * 3600);
+
+/// Where a job's events live: `<namespace>:events:{<job id>}`, a STREAM whose entries have
+/// one field, `e`, holding the [`JobEvent`] JSON.
+pub fn events_key(namespace: &str, job: JobId) -> String {
+    format!("{namespace}:events:{{{job}}}")
+}
+
+/// Appends `event` to its job's stream; returns the entry id (the SSE event id).
+pub async fn publish_event<C: ConnectionLike + Send + Sync>(
+    conn: &mut C,
+    namespace: &str,
+    event: &JobEvent,
+) -> Result<String> {
+    let key = events_key(namespace, event.job_id);
+    let body = serde_json::to_string(event)?;
+    let (id,): (String,) = redis::pipe()
+        .cmd("XADD")
+        .arg(&key)
+        .arg("MAXLEN")
+        .arg("~")
+        .arg(MAX_EVENTS)
+        .arg("*")
+        .arg("e")
+        .arg(body)
+        .cmd("EXPIRE")
+        .arg(&key)
+        .arg(RETENTION.as_secs())
+        .ignore()
+        .query_async(conn)
+        .await?;
+    Ok(id)
+}
+
+/// Events after `after` (an entry id; `"0"` for all), waiting up to `block` for the first
+/// one when there are none yet. `block` of zero does not wait. Use a connection of its own
+/// when blocking.
+pub async fn read_events<C: ConnectionLike + Send + Sync>(
+    conn: &mut C,
+    namespace: &str,
+    job: JobId,
+    after: &str,
+    block: Duration,
+) -> Result<Vec<(String, JobEvent)>> {
+    let key = events_key(namespace, job);
+    let reply: Option<StreamReadReply> = if block.is_zero() {
+        let range: StreamRangeReply = conn
+            .xrange_count(&key, format!("({after}"), "+", MAX_EVENTS)
+            .await?;
+        Some(StreamReadReply {
+            keys: vec![redis::streams::StreamKey {
+                key: key.clone(),
+                ids: range.ids,
+            }],
+        })
+    } else {
+        let opts = StreamReadOptions::default()
+            .block(block.as_millis() as usize)
+            .count(MAX_EVENTS);
+        conn.xread_options(&[&key], &[after], &opts).await?
+    };
+    let mut out = Vec::new();
+    for stream in reply.map(|r| r.keys).unwrap_or_default() {
+        for entry in stream.ids {
+            if let Some(raw) = entry.get::<String>("e") {
+                out.push((entry.id.clone(), serde_json::from_str(&raw)?));
+            }
+        }
+    }
+    Ok(out)
+}
