@@ -1,1 +1,0 @@
-//! gpuq-benches (under construction).

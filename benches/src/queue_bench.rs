@@ -1,0 +1,254 @@
+//! Queue-only scenarios: enqueue throughput (single with N in flight, and batched),
+//! claim+ack throughput with C consumers, and Redis bytes per waiting job.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use futures_util::stream::{self, StreamExt};
+use serde_json::json;
+
+use gpuq_queue::{ConsumerName, EnqueueOptions, Queue, QueueConfig};
+use gpuq_schemas::{GenerationConfig, JobEnvelope, JobId, JobType, QueueName};
+
+use crate::figures::Figure;
+
+/// Knobs of the `queue` scenario.
+#[derive(Args)]
+pub struct QueueArgs {
+    /// Jobs per measurement.
+    #[arg(long, default_value_t = 50_000)]
+    jobs: usize,
+    /// Enqueue calls in flight at once.
+    #[arg(long, default_value_t = 50)]
+    in_flight: usize,
+    /// Jobs per pipelined batch in the batched enqueue measurement.
+    #[arg(long, default_value_t = 100)]
+    batch: usize,
+    /// Consumers claiming and acking at once.
+    #[arg(long, default_value_t = 16)]
+    consumers: usize,
+    /// Approximate envelope size, bytes.
+    #[arg(long, default_value_t = 500)]
+    payload: usize,
+}
+
+/// Knobs of the `memory` scenario.
+#[derive(Args)]
+pub struct MemoryArgs {
+    /// Waiting jobs to add.
+    #[arg(long, default_value_t = 100_000)]
+    jobs: usize,
+    /// Approximate envelope size, bytes.
+    #[arg(long, default_value_t = 500)]
+    payload: usize,
+}
+
+async fn bench_queue(redis_url: &str) -> anyhow::Result<Queue> {
+    let client = redis::Client::open(redis_url)?;
+    let conn = gpuq_queue::connect(&client).await?;
+    let ns = format!("bench-{}", uuid::Uuid::new_v4().simple());
+    let config = QueueConfig {
+        max_depth: None,
+        lease: Duration::from_secs(300),
+        ..QueueConfig::default()
+    };
+    Ok(Queue::new(
+        client,
+        conn,
+        &ns,
+        QueueName::parse("sdxl_queue")?,
+        config,
+    ))
+}
+
+/// A realistic SDXL envelope padded to about `size` bytes of JSON.
+pub fn envelope(queue: &str, size: usize) -> JobEnvelope {
+    let spec = JobType::SdxlImageFast.spec();
+    let mut env = JobEnvelope {
+        job_id: JobId::new(),
+        job_type: JobType::SdxlImageFast,
+        queue: queue.into(),
+        prompt: "a lighthouse on a cliff at dusk, volumetric light".into(),
+        negative_prompt: None,
+        config: GenerationConfig {
+            steps: spec.defaults.steps,
+            guidance: spec.defaults.guidance,
+            width: spec.defaults.width,
+            height: spec.defaults.height,
+            frames: 1,
+            num_images: 1,
+            seed: Some(1234),
+            reference_image: None,
+            reference_strength: None,
+            denoise_strength: None,
+            exact_copy: false,
+            enhance_prompt: false,
+        },
+        user_id: uuid::Uuid::new_v4().into(),
+        bucket: "sdxl_image_fast".into(),
+        model_variant: spec.model_variant.into(),
+        attempt: 0,
+        max_attempts: spec.max_attempts,
+        created_at: chrono::Utc::now(),
+        metadata: json!({}),
+    };
+    let base = serde_json::to_string(&env).map(|s| s.len()).unwrap_or(0);
+    if size > base + 12 {
+        env.metadata = json!({ "pad": "x".repeat(size - base - 12) });
+    }
+    env
+}
+
+async fn cleanup(queue: &Queue) -> anyhow::Result<()> {
+    let keys = queue.keys();
+    let mut conn = redis::Client::open(
+        std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
+    )?
+    .get_multiplexed_async_connection()
+    .await?;
+    let all = [
+        keys.jobs(),
+        keys.meta(),
+        keys.leases(),
+        keys.consumers(),
+        keys.signal(),
+        keys.waiting(gpuq_queue::Lane::Normal),
+        keys.waiting(gpuq_queue::Lane::High),
+    ];
+    let _: () = redis::cmd("UNLINK")
+        .arg(&all)
+        .query_async(&mut conn)
+        .await?;
+    Ok(())
+}
+
+/// Runs the `queue` scenario.
+pub async fn run_queue(redis_url: &str, a: QueueArgs) -> anyhow::Result<Vec<Figure>> {
+    let q = bench_queue(redis_url).await?;
+    let name = q.name().to_string();
+    let params = json!({"jobs": a.jobs, "in_flight": a.in_flight, "payload_bytes": a.payload});
+    let envelopes: Vec<_> = (0..a.jobs).map(|_| envelope(&name, a.payload)).collect();
+
+    let opts = EnqueueOptions::default();
+    let start = Instant::now();
+    stream::iter(&envelopes)
+        .map(|e| q.enqueue(e, &opts))
+        .buffer_unordered(a.in_flight)
+        .for_each(|r| {
+            r.expect("enqueue");
+            async {}
+        })
+        .await;
+    let single = a.jobs as f64 / start.elapsed().as_secs_f64();
+
+    let consumers = claim_and_ack_all(&q, a.jobs, a.consumers).await?;
+
+    let batches: Vec<Vec<_>> = (0..a.jobs)
+        .collect::<Vec<_>>()
+        .chunks(a.batch)
+        .map(|c| {
+            c.iter()
+                .map(|_| (envelope(&name, a.payload), EnqueueOptions::default()))
+                .collect()
+        })
+        .collect();
+    let start = Instant::now();
+    stream::iter(&batches)
+        .map(|b| q.enqueue_batch(b))
+        .buffer_unordered(4)
+        .for_each(|r| {
+            r.expect("enqueue batch");
+            async {}
+        })
+        .await;
+    let batched = a.jobs as f64 / start.elapsed().as_secs_f64();
+    claim_and_ack_all(&q, a.jobs, a.consumers).await?;
+    cleanup(&q).await?;
+
+    Ok(vec![
+        Figure {
+            scenario: "queue",
+            metric: format!("enqueue, single, {} in flight", a.in_flight),
+            value: single,
+            unit: "jobs/s",
+            params: params.clone(),
+        },
+        Figure {
+            scenario: "queue",
+            metric: format!("enqueue, batches of {}", a.batch),
+            value: batched,
+            unit: "jobs/s",
+            params: params.clone(),
+        },
+        Figure {
+            scenario: "queue",
+            metric: format!("claim+ack, {} consumers", a.consumers),
+            value: consumers,
+            unit: "jobs/s",
+            params: json!({"jobs": a.jobs, "consumers": a.consumers, "payload_bytes": a.payload}),
+        },
+    ])
+}
+
+/// Claims and acks `total` jobs with `consumers` tasks, each claiming one job at a time;
+/// returns jobs/s.
+async fn claim_and_ack_all(q: &Queue, total: usize, consumers: usize) -> anyhow::Result<f64> {
+    let done = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..consumers {
+        let (q, done) = (q.clone(), done.clone());
+        tasks.push(tokio::spawn(async move {
+            let me = ConsumerName::unique(&format!("bench{i}"));
+            let mut claimer = q.claimer(me.clone()).await?;
+            while done.load(Ordering::Relaxed) < total {
+                for job in claimer.claim(1, Duration::from_millis(200)).await? {
+                    q.ack(job.id, Some(&me)).await?;
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(total as f64 / start.elapsed().as_secs_f64())
+}
+
+async fn used_memory(conn: &mut redis::aio::MultiplexedConnection) -> anyhow::Result<u64> {
+    let info: String = redis::cmd("INFO").arg("memory").query_async(conn).await?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no used_memory in INFO"))
+}
+
+/// Runs the `memory` scenario.
+pub async fn run_memory(redis_url: &str, a: MemoryArgs) -> anyhow::Result<Vec<Figure>> {
+    let q = bench_queue(redis_url).await?;
+    let name = q.name().to_string();
+    let mut conn = redis::Client::open(redis_url)?
+        .get_multiplexed_async_connection()
+        .await?;
+    let sample = serde_json::to_string(&envelope(&name, a.payload))?.len();
+    let before = used_memory(&mut conn).await?;
+    for _ in 0..a.jobs / 1000 {
+        let batch: Vec<_> = (0..1000)
+            .map(|_| (envelope(&name, a.payload), EnqueueOptions::default()))
+            .collect();
+        q.enqueue_batch(&batch).await?;
+    }
+    let after = used_memory(&mut conn).await?;
+    cleanup(&q).await?;
+    let per_job = (after.saturating_sub(before)) as f64 / a.jobs as f64;
+    Ok(vec![Figure {
+        scenario: "memory",
+        metric: "Redis used_memory per waiting job".into(),
+        value: per_job,
+        unit: "bytes",
+        params: json!({"jobs": a.jobs, "envelope_bytes": sample}),
+    }])
+}
