@@ -1,1 +1,33 @@
-//! gpuq-dispatcher (under construction).
+//! gpuq-dispatcher: the HTTP API apps and admins use, and the queue's background loops.
+//!
+//! # Layout
+//!
+//! - [`configuration`]: [`Settings`], layered defaults → file → environment.
+//! - [`startup`]: [`Application`] — build, bind, run until SIGTERM.
+//! - [`auth`]: bearer tokens (HS256, JWKS RS256/ES256, admin token) → [`auth::Caller`].
+//! - [`validation`]: enqueue rules and image-to-image defaults.
+//! - [`routes`]: one file per resource.
+//! - [`jobs_db`]: the `jobs` table.
+//! - [`limits`]: the per-user token bucket.
+//! - [`maintenance`]: reaper and promoter loops.
+//! - [`metrics`]: Prometheus metrics.
+//! - [`ApiError`]: every error answer.
+
+pub mod auth;
+pub mod configuration;
+mod error;
+mod events;
+pub mod jobs_db;
+pub mod limits;
+pub mod maintenance;
+pub mod metrics;
+pub mod routes;
+pub mod startup;
+mod state;
+pub mod telemetry;
+pub mod validation;
+
+pub use configuration::Settings;
+pub use error::ApiError;
+pub use startup::Application;
+pub use state::AppState;

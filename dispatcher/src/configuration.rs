@@ -1,0 +1,147 @@
+//! [`Settings`]: the dispatcher's configuration, layered with the `config` crate:
+//! built-in defaults → an optional YAML file (`GPUQ_CONFIG`, else
+//! `dispatcher/configuration/base.yaml` when present) → `GPUQ_<SECTION>__<KEY>` variables →
+//! the well-known flat variables (`DATABASE_URL`, `REDIS_URL`, `GPUQ_LISTEN`,
+//! `GPUQ_JWT_SECRET`, `GPUQ_JWKS_URL`, `GPUQ_ADMIN_TOKEN`, `GPUQ_CALLBACK_SECRET`).
+
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+/// Everything the dispatcher reads at start-up. Secrets are [`SecretString`]s, so they never
+/// show in `Debug` output or logs.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    /// `host:port` to listen on (`GPUQ_LISTEN`).
+    pub listen: String,
+    /// PostgreSQL URL (`DATABASE_URL`); may carry a password.
+    pub database_url: SecretString,
+    /// Redis URL (`REDIS_URL`); may carry a password.
+    pub redis_url: SecretString,
+    /// Prefix of every Redis key (tests use a random one).
+    pub redis_namespace: String,
+    /// Apply the SQL migrations at start-up (safe with several instances: sqlx holds a
+    /// PostgreSQL advisory lock while migrating).
+    pub migrate: bool,
+    /// Bearer-token checks.
+    pub auth: AuthSettings,
+    /// Per-user and per-queue limits.
+    pub limits: LimitSettings,
+    /// Queue behaviour.
+    pub queue: QueueSettings,
+    /// Hosts whose http(s) URLs are accepted as reference images.
+    pub reference_hosts: Vec<String>,
+    /// Shared with the callback service; unused here but accepted so one environment can
+    /// configure every service.
+    pub callback_secret: Option<SecretString>,
+}
+
+/// How callers are authenticated.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuthSettings {
+    /// HS256 secret of the app's auth server (`GPUQ_JWT_SECRET`).
+    pub jwt_secret: Option<SecretString>,
+    /// JWKS URL for RS256/ES256 tokens (`GPUQ_JWKS_URL`).
+    pub jwks_url: Option<String>,
+    /// Required `aud` claim.
+    pub audience: String,
+    /// Static admin bearer token (`GPUQ_ADMIN_TOKEN`).
+    pub admin_token: Option<SecretString>,
+}
+
+/// Abuse limits; each breach is a 429 with `Retry-After`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct LimitSettings {
+    /// Jobs one user may have queued or processing at once.
+    pub max_active_jobs_per_user: i64,
+    /// Sustained enqueue requests per user per second (token bucket refill rate).
+    pub requests_per_second: f64,
+    /// Token bucket size: the burst a user may send at once.
+    pub burst: u32,
+}
+
+/// Queue tunables.
+#[derive(Debug, Clone, Deserialize)]
+pub struct QueueSettings {
+    /// Waiting jobs per queue beyond which enqueue answers 429 `queue_full`.
+    pub max_depth: u64,
+    /// Lease length, ms; workers heartbeat well within it.
+    pub lease_ms: u64,
+    /// Delay before the first retry, ms (doubles per retry, with jitter).
+    pub backoff_base_ms: u64,
+    /// Largest retry delay, ms.
+    pub backoff_max_ms: u64,
+    /// How often the reaper and promoter run, ms.
+    pub maintenance_interval_ms: u64,
+}
+
+impl QueueSettings {
+    /// The queue crate's configuration.
+    pub fn queue_config(&self) -> gpuq_queue::QueueConfig {
+        gpuq_queue::QueueConfig {
+            max_depth: Some(self.max_depth),
+            lease: Duration::from_millis(self.lease_ms),
+            backoff: gpuq_queue::Backoff {
+                base: Duration::from_millis(self.backoff_base_ms),
+                max: Duration::from_millis(self.backoff_max_ms),
+            },
+            ..gpuq_queue::QueueConfig::default()
+        }
+    }
+}
+
+/// Flat environment variables that override the layered settings.
+const FLAT_ENV: [(&str, &str); 7] = [
+    ("DATABASE_URL", "database_url"),
+    ("REDIS_URL", "redis_url"),
+    ("GPUQ_LISTEN", "listen"),
+    ("GPUQ_JWT_SECRET", "auth.jwt_secret"),
+    ("GPUQ_JWKS_URL", "auth.jwks_url"),
+    ("GPUQ_ADMIN_TOKEN", "auth.admin_token"),
+    ("GPUQ_CALLBACK_SECRET", "callback_secret"),
+];
+
+impl Settings {
+    /// Reads the layered configuration from the process environment.
+    pub fn load() -> Result<Self, config::ConfigError> {
+        let file = std::env::var("GPUQ_CONFIG")
+            .unwrap_or_else(|_| "dispatcher/configuration/base.yaml".into());
+        let mut builder = config::Config::builder()
+            .set_default("listen", "127.0.0.1:8080")?
+            .set_default(
+                "database_url",
+                "postgres://postgres:postgres@127.0.0.1:5432/postgres",
+            )?
+            .set_default("redis_url", "redis://127.0.0.1:6379")?
+            .set_default("redis_namespace", "gpuq")?
+            .set_default("migrate", true)?
+            .set_default("auth.audience", "authenticated")?
+            .set_default("limits.max_active_jobs_per_user", 20)?
+            .set_default("limits.requests_per_second", 5.0)?
+            .set_default("limits.burst", 30)?
+            .set_default("queue.max_depth", 100_000)?
+            .set_default("queue.lease_ms", 30_000)?
+            .set_default("queue.backoff_base_ms", 5_000)?
+            .set_default("queue.backoff_max_ms", 300_000)?
+            .set_default("queue.maintenance_interval_ms", 250)?
+            .set_default("reference_hosts", Vec::<String>::new())?
+            .add_source(
+                config::File::with_name(&file).required(std::env::var("GPUQ_CONFIG").is_ok()),
+            )
+            .add_source(
+                config::Environment::with_prefix("GPUQ")
+                    .prefix_separator("_")
+                    .separator("__")
+                    .list_separator(",")
+                    .with_list_parse_key("reference_hosts")
+                    .try_parsing(true),
+            );
+        for (var, key) in FLAT_ENV {
+            if let Ok(value) = std::env::var(var) {
+                builder = builder.set_override(key, value)?;
+            }
+        }
+        builder.build()?.try_deserialize()
+    }
+}

@@ -1,0 +1,272 @@
+//! The `jobs` table as the dispatcher uses it: insert on enqueue, read, cancel, requeue,
+//! and the idempotency keys that remember enqueue answers.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::{PgExecutor, PgPool, Postgres, Transaction};
+use uuid::Uuid;
+
+/// A `jobs` row as the API returns it.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct JobRecord {
+    /// Job id.
+    pub id: Uuid,
+    /// Owner.
+    pub user_id: Uuid,
+    /// Job type.
+    pub job_type: String,
+    /// Queue.
+    pub queue: String,
+    /// Status.
+    pub status: String,
+    /// Prompt.
+    pub prompt: String,
+    /// The app's metadata.
+    pub metadata: Value,
+    /// Final generation parameters.
+    pub config: Value,
+    /// Pass-through.
+    pub project_id: Option<String>,
+    /// Pass-through.
+    pub video_id: Option<String>,
+    /// Pass-through.
+    pub image_id: Option<String>,
+    /// Credits charged.
+    pub credits: i32,
+    /// Attempts started.
+    pub attempts: i32,
+    /// Attempts allowed.
+    pub max_attempts: i32,
+    /// Why it failed.
+    pub error_message: Option<String>,
+    /// The 7B-enhanced prompt.
+    pub enhanced_prompt: Option<String>,
+    /// Last worker.
+    pub worker_id: Option<String>,
+    /// Accepted at.
+    pub created_at: DateTime<Utc>,
+    /// First started at.
+    pub started_at: Option<DateTime<Utc>>,
+    /// Finished at.
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+const COLUMNS: &str = "id, user_id, job_type, queue, status, prompt, metadata, config, project_id, video_id, \
+    image_id, credits, attempts, max_attempts, error_message, enhanced_prompt, worker_id, created_at, \
+    started_at, completed_at";
+
+/// A row to insert.
+pub struct NewJob<'a> {
+    /// Id.
+    pub id: Uuid,
+    /// Owner.
+    pub user_id: Uuid,
+    /// Type.
+    pub job_type: &'a str,
+    /// Queue.
+    pub queue: &'a str,
+    /// Prompt.
+    pub prompt: &'a str,
+    /// Metadata.
+    pub metadata: &'a Value,
+    /// Config.
+    pub config: &'a Value,
+    /// Pass-through ids.
+    pub project_id: Option<&'a str>,
+    /// Pass-through ids.
+    pub video_id: Option<&'a str>,
+    /// Pass-through ids.
+    pub image_id: Option<&'a str>,
+    /// Credits.
+    pub credits: i32,
+    /// Max attempts.
+    pub max_attempts: i32,
+    /// Accepted at.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Inserts a queued job.
+pub async fn insert(tx: &mut Transaction<'_, Postgres>, job: &NewJob<'_>) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO jobs (id, user_id, job_type, queue, status, prompt, metadata, config, project_id, \
+         video_id, image_id, credits, max_attempts, created_at) \
+         VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+    )
+    .bind(job.id)
+    .bind(job.user_id)
+    .bind(job.job_type)
+    .bind(job.queue)
+    .bind(job.prompt)
+    .bind(job.metadata)
+    .bind(job.config)
+    .bind(job.project_id)
+    .bind(job.video_id)
+    .bind(job.image_id)
+    .bind(job.credits)
+    .bind(job.max_attempts)
+    .bind(job.created_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Serializes enqueues of one user for the rest of the transaction, so the active-job
+/// limit cannot be overshot by concurrent requests.
+pub async fn lock_user(tx: &mut Transaction<'_, Postgres>, user: Uuid) -> sqlx::Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 7))")
+        .bind(user)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Jobs of `user` that are queued or processing.
+pub async fn count_active(tx: &mut Transaction<'_, Postgres>, user: Uuid) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM jobs WHERE user_id = $1 AND status IN ('queued', 'processing')",
+    )
+    .bind(user)
+    .fetch_one(&mut **tx)
+    .await
+}
+
+/// One job.
+pub async fn get<'e>(db: impl PgExecutor<'e>, id: Uuid) -> sqlx::Result<Option<JobRecord>> {
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM jobs WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(db)
+        .await
+}
+
+/// One job, locked for update.
+pub async fn get_for_update(
+    tx: &mut Transaction<'_, Postgres>,
+    id: Uuid,
+) -> sqlx::Result<Option<JobRecord>> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM jobs WHERE id = $1 FOR UPDATE"
+    ))
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await
+}
+
+/// Sets a terminal status with an optional message.
+pub async fn finish<'e>(
+    db: impl PgExecutor<'e>,
+    id: Uuid,
+    status: &str,
+    message: Option<&str>,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE jobs SET status = $2, error_message = COALESCE($3, error_message), completed_at = now(), \
+         updated_at = now() WHERE id = $1 AND status IN ('queued', 'processing')",
+    )
+    .bind(id)
+    .bind(status)
+    .bind(message)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Puts an unfinished job back to `queued` (its lease expired and Redis requeued it).
+pub async fn mark_requeued(db: &PgPool, id: Uuid) -> sqlx::Result<()> {
+    sqlx::query("UPDATE jobs SET status = 'queued', updated_at = now() WHERE id = $1 AND status = 'processing'")
+        .bind(id)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// Gives a failed job a fresh start (admin requeue of a dead job).
+pub async fn reopen<'e>(db: impl PgExecutor<'e>, id: Uuid) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE jobs SET status = 'queued', attempts = 0, error_message = NULL, completed_at = NULL, \
+         updated_at = now() WHERE id = $1",
+    )
+    .bind(id)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Deletes a job that never reached the queue (queue full).
+pub async fn delete<'e>(db: impl PgExecutor<'e>, id: Uuid) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM jobs WHERE id = $1")
+        .bind(id)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// Output rows of a job: images and videos, as JSON objects.
+pub async fn outputs(db: &PgPool, id: Uuid) -> sqlx::Result<(Vec<Value>, Vec<Value>)> {
+    let images = sqlx::query_scalar(
+        "SELECT json_build_object('index', image_index, 'bucket', bucket, 'path', storage_path, \
+         'thumbnailPath', thumbnail_path, 'seed', seed, 'width', width, 'height', height) \
+         FROM images WHERE job_id = $1 ORDER BY image_index",
+    )
+    .bind(id)
+    .fetch_all(db)
+    .await?;
+    let videos = sqlx::query_scalar(
+        "SELECT json_build_object('index', video_index, 'bucket', bucket, 'path', storage_path, \
+         'thumbnailPath', thumbnail_path, 'seed', seed, 'durationSeconds', duration_seconds) \
+         FROM videos WHERE job_id = $1 ORDER BY video_index",
+    )
+    .bind(id)
+    .fetch_all(db)
+    .await?;
+    Ok((images, videos))
+}
+
+/// The stored answer for an idempotency key used within the last 24 h.
+pub async fn idempotent_answer(
+    db: &PgPool,
+    user: Uuid,
+    key: &str,
+) -> sqlx::Result<Option<(Uuid, Value)>> {
+    sqlx::query_as(
+        "SELECT job_id, response FROM idempotency_keys WHERE user_id = $1 AND key = $2 \
+         AND created_at > now() - interval '24 hours'",
+    )
+    .bind(user)
+    .bind(key)
+    .fetch_optional(db)
+    .await
+}
+
+/// Claims an idempotency key for a new job; false if another request holds it (within 24 h).
+pub async fn claim_idempotency_key(
+    tx: &mut Transaction<'_, Postgres>,
+    user: Uuid,
+    key: &str,
+    job: Uuid,
+) -> sqlx::Result<bool> {
+    // An expired key is replaced; a live one is kept and reported as taken.
+    let done = sqlx::query(
+        "INSERT INTO idempotency_keys (user_id, key, job_id, response) VALUES ($1, $2, $3, '{}'::jsonb) \
+         ON CONFLICT (user_id, key) DO UPDATE SET job_id = EXCLUDED.job_id, response = EXCLUDED.response, \
+         created_at = now() WHERE idempotency_keys.created_at <= now() - interval '24 hours'",
+    )
+    .bind(user)
+    .bind(key)
+    .bind(job)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Records the answer given for an idempotency key.
+pub async fn store_answer(db: &PgPool, user: Uuid, key: &str, answer: &Value) -> sqlx::Result<()> {
+    sqlx::query("UPDATE idempotency_keys SET response = $3 WHERE user_id = $1 AND key = $2")
+        .bind(user)
+        .bind(key)
+        .bind(answer)
+        .execute(db)
+        .await?;
+    Ok(())
+}

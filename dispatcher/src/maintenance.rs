@@ -1,0 +1,68 @@
+//! The background loops the queue needs: reaping expired leases and promoting due
+//! retries, for every queue, on a fixed interval. Each step is one atomic script, so any
+//! number of dispatcher replicas can run them at once without losing or doubling a job.
+
+use std::time::Duration;
+
+use actix_web::web;
+use tokio_util::sync::CancellationToken;
+
+use gpuq_queue::Queue;
+use gpuq_schemas::{JobEvent, JobStatus};
+
+use crate::state::AppState;
+use crate::{events, jobs_db};
+
+/// Runs until `stop` is cancelled.
+pub async fn run(state: web::Data<AppState>, stop: CancellationToken) {
+    let period = Duration::from_millis(state.settings.queue.maintenance_interval_ms.max(10));
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        for queue in state.queues.values() {
+            if let Err(e) = run_once(&state, queue).await {
+                tracing::warn!(queue = %queue.name(), error = ?e, "maintenance step failed");
+            }
+        }
+    }
+}
+
+/// One pass over one queue: promote due retries, reap expired leases, and bring the
+/// `jobs` rows of reaped jobs in line.
+pub async fn run_once(state: &AppState, queue: &Queue) -> anyhow::Result<()> {
+    queue.promote_due_once().await?;
+    let reaped = queue.reap_once().await?;
+    if reaped.is_empty() {
+        return Ok(());
+    }
+    state.metrics.reaped.inc_by(reaped.requeued.len() as u64);
+    for id in &reaped.requeued {
+        tracing::info!(job_id = %id, queue = %queue.name(), "lease expired; job requeued");
+        jobs_db::mark_requeued(&state.db, id.as_uuid()).await?;
+        events::publish(
+            state,
+            JobEvent::status(
+                *id,
+                JobStatus::Queued,
+                Some("lease expired; requeued".into()),
+            ),
+        )
+        .await;
+    }
+    for id in &reaped.dead {
+        let message = "lease expired on the last attempt";
+        tracing::warn!(job_id = %id, queue = %queue.name(), "{message}; dead-lettered");
+        if jobs_db::finish(&state.db, id.as_uuid(), "failed", Some(message)).await? {
+            events::publish(
+                state,
+                JobEvent::status(*id, JobStatus::Failed, Some(message.into())),
+            )
+            .await;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,144 @@
+//! Prometheus metrics of the dispatcher, rendered by `GET /metrics` with
+//! `prometheus-client`. Queue gauges are refreshed from Redis at scrape time.
+
+use std::sync::Mutex;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// Labels by job type.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JobTypeLabel {
+    /// The job type.
+    pub job_type: String,
+}
+
+/// Labels by queue and state.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueueStateLabel {
+    /// The queue.
+    pub queue: String,
+    /// waiting_high, waiting_normal, in_flight, delayed, dead.
+    pub state: String,
+}
+
+/// Labels by queue.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueueLabel {
+    /// The queue.
+    pub queue: String,
+}
+
+/// All dispatcher metrics.
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    /// Jobs accepted, by type.
+    pub enqueued: Family<JobTypeLabel, Counter>,
+    /// Enqueue requests refused with 429, by reason.
+    pub rejected: Family<JobTypeLabel, Counter>,
+    /// Time to handle an accepted enqueue, seconds.
+    pub enqueue_seconds: Histogram,
+    /// Jobs per queue and state.
+    pub queue_jobs: Family<QueueStateLabel, Gauge>,
+    /// Live workers per queue.
+    pub live_workers: Family<QueueLabel, Gauge>,
+    /// Age of the oldest waiting job per queue, seconds.
+    pub oldest_wait_seconds: Family<QueueLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// Jobs whose lease expired and were requeued by this replica.
+    pub reaped: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let m = Self {
+            registry: Mutex::new(Registry::with_prefix("gpuq")),
+            enqueued: Family::default(),
+            rejected: Family::default(),
+            enqueue_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
+            queue_jobs: Family::default(),
+            live_workers: Family::default(),
+            oldest_wait_seconds: Family::default(),
+            reaped: Counter::default(),
+        };
+        if let Ok(mut r) = m.registry.lock() {
+            r.register(
+                "jobs_enqueued",
+                "Jobs accepted, by type",
+                m.enqueued.clone(),
+            );
+            r.register(
+                "jobs_rejected",
+                "Enqueue requests refused by a limit, by reason",
+                m.rejected.clone(),
+            );
+            r.register(
+                "enqueue_duration_seconds",
+                "Time to accept a job",
+                m.enqueue_seconds.clone(),
+            );
+            r.register(
+                "queue_jobs",
+                "Jobs per queue and state",
+                m.queue_jobs.clone(),
+            );
+            r.register(
+                "queue_live_workers",
+                "Workers seen recently, per queue",
+                m.live_workers.clone(),
+            );
+            r.register(
+                "queue_oldest_wait_seconds",
+                "Age of the next job to be claimed",
+                m.oldest_wait_seconds.clone(),
+            );
+            r.register(
+                "leases_reaped",
+                "Expired leases requeued by this replica",
+                m.reaped.clone(),
+            );
+        }
+        m
+    }
+}
+
+impl Metrics {
+    /// Records a queue snapshot into the gauges.
+    pub fn observe_queue(&self, s: &gpuq_queue::QueueStats) {
+        for (state, value) in [
+            ("waiting_high", s.waiting_high),
+            ("waiting_normal", s.waiting_normal),
+            ("in_flight", s.in_flight),
+            ("delayed", s.delayed),
+            ("dead", s.dead),
+        ] {
+            let label = QueueStateLabel {
+                queue: s.queue.clone(),
+                state: state.into(),
+            };
+            self.queue_jobs.get_or_create(&label).set(value as i64);
+        }
+        let q = QueueLabel {
+            queue: s.queue.clone(),
+        };
+        self.live_workers
+            .get_or_create(&q)
+            .set(s.live_consumers as i64);
+        self.oldest_wait_seconds
+            .get_or_create(&q)
+            .set(s.oldest_wait_ms().unwrap_or(0) as f64 / 1000.0);
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if let Ok(r) = self.registry.lock() {
+            // Writing to a String cannot fail.
+            let _ = prometheus_client::encoding::text::encode(&mut out, &r);
+        }
+        out
+    }
+}

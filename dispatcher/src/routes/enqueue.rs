@@ -1,0 +1,278 @@
+//! `POST /v1/jobs` (and `/functions/v1/queue-job`): validate, limit, record, enqueue.
+
+use std::time::Instant;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::Utc;
+use serde_json::{json, Value};
+
+use gpuq_queue::{EnqueueOptions, EnqueueOutcome, Lane};
+use gpuq_schemas::{JobEnvelope, JobEvent, JobId, JobStatus, UserId};
+
+use crate::auth::Caller;
+use crate::jobs_db::{self, NewJob};
+use crate::metrics::JobTypeLabel;
+use crate::state::AppState;
+use crate::validation::{self, ReferencePolicy, ValidatedJob};
+use crate::{events, limits, ApiError};
+
+const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
+
+/// Enqueues one job. See DESIGN.md "Public HTTP surface" for the answer's shape.
+#[tracing::instrument(name = "enqueue", skip_all, fields(user_id, job_id))]
+pub async fn enqueue(
+    req: HttpRequest,
+    payload: web::Payload,
+    caller: Caller,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let started = Instant::now();
+    let user = caller.require_user()?;
+    tracing::Span::current().record("user_id", tracing::field::display(user));
+    let idem_key = idempotency_key(&req)?;
+    let body = super::body::json_body(&req, payload).await?;
+    let policy = ReferencePolicy {
+        user,
+        allowed_hosts: &state.settings.reference_hosts,
+    };
+    let job = validation::validate(&body, &policy)?;
+
+    if let Some(key) = &idem_key {
+        if let Some(answer) = previous_answer(&state, user, key).await? {
+            return Ok(HttpResponse::Accepted().json(answer));
+        }
+    }
+    limits::take_token(
+        &mut state.redis.clone(),
+        &state.namespace,
+        user,
+        &state.settings.limits,
+    )
+    .await
+    .inspect_err(|_| reject_metric(&state, "rate_limited"))?;
+
+    let id = JobId::new();
+    tracing::Span::current().record("job_id", tracing::field::display(id));
+    let envelope = envelope(id, user, &job);
+    if !record(&state, &envelope, &job, idem_key.as_deref()).await? {
+        // Another request with the same key won the race; answer as it did.
+        let key = idem_key.as_deref().unwrap_or_default();
+        let answer = previous_answer(&state, user, key)
+            .await?
+            .unwrap_or(Value::Null);
+        return Ok(HttpResponse::Accepted().json(answer));
+    }
+    let answer = push(&state, &envelope).await?;
+    if let Some(key) = &idem_key {
+        jobs_db::store_answer(&state.db, user.as_uuid(), key, &answer).await?;
+    }
+    events::publish(&state, JobEvent::status(id, JobStatus::Queued, None)).await;
+    state
+        .metrics
+        .enqueued
+        .get_or_create(&JobTypeLabel {
+            job_type: job.job_type.to_string(),
+        })
+        .inc();
+    state
+        .metrics
+        .enqueue_seconds
+        .observe(started.elapsed().as_secs_f64());
+    Ok(HttpResponse::Accepted().json(answer))
+}
+
+fn reject_metric(state: &AppState, reason: &str) {
+    state
+        .metrics
+        .rejected
+        .get_or_create(&JobTypeLabel {
+            job_type: reason.into(),
+        })
+        .inc();
+}
+
+fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let Some(value) = req.headers().get(IDEMPOTENCY_HEADER) else {
+        return Ok(None);
+    };
+    match value.to_str() {
+        Ok(k) if !k.trim().is_empty() && k.len() <= 255 => Ok(Some(k.trim().to_owned())),
+        _ => Err(ApiError::bad_request(
+            "invalid_idempotency_key",
+            "Idempotency-Key must be 1 to 255 visible ASCII characters",
+        )),
+    }
+}
+
+async fn previous_answer(
+    state: &AppState,
+    user: UserId,
+    key: &str,
+) -> Result<Option<Value>, ApiError> {
+    let Some((job_id, answer)) = jobs_db::idempotent_answer(&state.db, user.as_uuid(), key).await?
+    else {
+        return Ok(None);
+    };
+    if answer.get("success").is_some() {
+        return Ok(Some(answer));
+    }
+    // The first request is still between its row and its enqueue: describe the job.
+    let job = jobs_db::get(&state.db, job_id).await?;
+    Ok(Some(
+        json!({ "success": true, "job": job, "message": "Job already submitted with this Idempotency-Key" }),
+    ))
+}
+
+fn envelope(id: JobId, user: UserId, job: &ValidatedJob) -> JobEnvelope {
+    let spec = job.job_type.spec();
+    let mut metadata = job.metadata.clone();
+    if let Value::Object(m) = &mut metadata {
+        for (k, v) in [
+            ("projectId", &job.project_id),
+            ("videoId", &job.video_id),
+            ("imageId", &job.image_id),
+        ] {
+            if let Some(v) = v {
+                m.insert(k.into(), Value::String(v.clone()));
+            }
+        }
+    }
+    JobEnvelope {
+        job_id: id,
+        job_type: job.job_type,
+        queue: spec.queue.into(),
+        prompt: job.prompt.clone(),
+        negative_prompt: job.negative_prompt.clone(),
+        config: job.config.clone(),
+        user_id: user,
+        bucket: job.job_type.as_str().into(),
+        model_variant: spec.model_variant.into(),
+        attempt: 0,
+        max_attempts: spec.max_attempts,
+        created_at: Utc::now(),
+        metadata,
+    }
+}
+
+/// Writes the `jobs` row (and claims the idempotency key) in one transaction, under the
+/// user's lock so the active-job limit holds. False if the key was taken meanwhile.
+async fn record(
+    state: &AppState,
+    env: &JobEnvelope,
+    job: &ValidatedJob,
+    idem_key: Option<&str>,
+) -> Result<bool, ApiError> {
+    let user = env.user_id.as_uuid();
+    let mut tx = state.db.begin().await?;
+    jobs_db::lock_user(&mut tx, user).await?;
+    let active = jobs_db::count_active(&mut tx, user).await?;
+    let max = state.settings.limits.max_active_jobs_per_user;
+    if active >= max {
+        reject_metric(state, "too_many_active_jobs");
+        return Err(ApiError::TooManyRequests {
+            code: "too_many_active_jobs",
+            message: format!(
+                "you already have {active} jobs queued or running; the limit is {max}"
+            ),
+            retry_after: 5,
+        });
+    }
+    let config = serde_json::to_value(&env.config).map_err(|e| ApiError::Internal(e.into()))?;
+    let row = NewJob {
+        id: env.job_id.as_uuid(),
+        user_id: user,
+        job_type: env.job_type.as_str(),
+        queue: &env.queue,
+        prompt: &env.prompt,
+        metadata: &env.metadata,
+        config: &config,
+        project_id: job.project_id.as_deref(),
+        video_id: job.video_id.as_deref(),
+        image_id: job.image_id.as_deref(),
+        credits: env.job_type.spec().credits as i32,
+        max_attempts: env.max_attempts as i32,
+        created_at: env.created_at,
+    };
+    jobs_db::insert(&mut tx, &row).await?;
+    if let Some(key) = idem_key {
+        if !jobs_db::claim_idempotency_key(&mut tx, user, key, env.job_id.as_uuid()).await? {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Puts the recorded job on its queue. Never leaves a `queued` row with nothing behind it:
+/// a full queue deletes the row (the job never existed: 429), a Redis failure marks it
+/// failed (503).
+async fn push(state: &AppState, env: &JobEnvelope) -> Result<Value, ApiError> {
+    let queue = state.queue(&env.queue)?;
+    let id = env.job_id.as_uuid();
+    let outcome = match queue
+        .enqueue(
+            env,
+            &EnqueueOptions {
+                lane: Lane::Normal,
+                idempotency_key: None,
+            },
+        )
+        .await
+    {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            tracing::error!(error = ?e, "enqueue failed; marking the job failed");
+            jobs_db::finish(
+                &state.db,
+                id,
+                "failed",
+                Some("queue unavailable when the job was submitted"),
+            )
+            .await?;
+            return Err(ApiError::Unavailable(
+                "queue unavailable; the job was not queued".into(),
+            ));
+        }
+    };
+    let (position, waiting) = match outcome {
+        EnqueueOutcome::Enqueued { position, waiting } => (position, waiting),
+        EnqueueOutcome::QueueFull { waiting } => {
+            jobs_db::delete(&state.db, id).await?;
+            reject_metric(state, "queue_full");
+            return Err(ApiError::TooManyRequests {
+                code: "queue_full",
+                message: format!(
+                    "{} holds {waiting} waiting jobs, its maximum; try again later",
+                    env.queue
+                ),
+                retry_after: 30,
+            });
+        }
+        other => {
+            return Err(ApiError::Internal(anyhow::anyhow!(
+                "fresh job id reported as {other:?}"
+            )))
+        }
+    };
+    let spec = env.job_type.spec();
+    let workers = state
+        .cached_stats(queue)
+        .await
+        .map(|s| s.live_consumers)
+        .unwrap_or(0)
+        .max(1);
+    let eta = (position / workers + 1) * u64::from(spec.typical_seconds);
+    let record = jobs_db::get(&state.db, id).await?;
+    Ok(json!({
+        "success": true,
+        "job": record,
+        "message": format!("{} job queued", env.job_type),
+        "queueLength": waiting,
+        "modelVariant": spec.model_variant,
+        "jobType": env.job_type,
+        "queue": env.queue,
+        "position": position,
+        "etaSeconds": eta,
+    }))
+}

@@ -1,0 +1,87 @@
+//! `GET /v1/jobs/{id}` and `POST /v1/jobs/{id}/cancel`: owner or admin only; anyone else
+//! is told the job does not exist.
+
+use actix_web::{web, HttpResponse};
+use serde_json::json;
+
+use gpuq_queue::CancelOutcome;
+use gpuq_schemas::{JobEvent, JobId, JobStatus, UserId};
+
+use crate::auth::Caller;
+use crate::jobs_db::{self, JobRecord};
+use crate::state::AppState;
+use crate::{events, ApiError};
+
+/// Parses the path id; a malformed id is as unknown as a missing one.
+pub fn parse_id(raw: &str) -> Result<JobId, ApiError> {
+    raw.parse()
+        .map_err(|_| ApiError::NotFound("job not found".into()))
+}
+
+/// Loads a job the caller may see, or 404.
+pub async fn visible_job(
+    state: &AppState,
+    caller: &Caller,
+    id: JobId,
+) -> Result<JobRecord, ApiError> {
+    let job = jobs_db::get(&state.db, id.as_uuid()).await?;
+    match job {
+        Some(job) if caller.may_access(UserId::from(job.user_id)) => Ok(job),
+        _ => Err(ApiError::NotFound("job not found".into())),
+    }
+}
+
+/// The job, with its output rows.
+pub async fn get_job(
+    path: web::Path<String>,
+    caller: Caller,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&path)?;
+    let job = visible_job(&state, &caller, id).await?;
+    let (images, videos) = jobs_db::outputs(&state.db, id.as_uuid()).await?;
+    Ok(HttpResponse::Ok()
+        .json(json!({ "success": true, "job": job, "images": images, "videos": videos })))
+}
+
+/// Cancels a queued job (it never runs) or a running one (its worker is told at the next
+/// heartbeat). A finished job answers 409.
+#[tracing::instrument(name = "cancel", skip_all, fields(job_id = %path.as_str()))]
+pub async fn cancel_job(
+    path: web::Path<String>,
+    caller: Caller,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&path)?;
+    let mut tx = state.db.begin().await?;
+    let job = match jobs_db::get_for_update(&mut tx, id.as_uuid()).await? {
+        Some(job) if caller.may_access(UserId::from(job.user_id)) => job,
+        _ => return Err(ApiError::NotFound("job not found".into())),
+    };
+    let status: JobStatus = job
+        .status
+        .parse()
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("{e}")))?;
+    if !status.can_transition(JobStatus::Cancelled) {
+        return Err(ApiError::Conflict(format!("job is already {status}")));
+    }
+    jobs_db::finish(&mut *tx, id.as_uuid(), "cancelled", None).await?;
+    tx.commit().await?;
+    // The row is the truth from here on: a late callback for this job is ignored. Tell
+    // Redis so a waiting job is never delivered and a running one is stopped.
+    let outcome = match state.queue(&job.queue)?.cancel(id).await {
+        Ok(outcome) => Some(outcome),
+        Err(e) => {
+            tracing::warn!(error = ?e, "job cancelled in the database; Redis not told (its callback will be ignored)");
+            None
+        }
+    };
+    events::publish(&state, JobEvent::status(id, JobStatus::Cancelled, None)).await;
+    let was_running = matches!(outcome, Some(CancelOutcome::Flagged));
+    Ok(HttpResponse::Ok().json(json!({
+        "success": true,
+        "jobId": id,
+        "status": "cancelled",
+        "wasRunning": was_running,
+    })))
+}

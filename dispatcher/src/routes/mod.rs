@@ -1,0 +1,30 @@
+//! HTTP routes, one file per resource.
+
+mod admin;
+mod body;
+mod enqueue;
+mod events;
+mod health;
+mod jobs;
+
+use actix_web::web;
+
+/// Registers every route.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/v1/jobs", web::post().to(enqueue::enqueue))
+        .route("/functions/v1/queue-job", web::post().to(enqueue::enqueue))
+        .route("/v1/jobs/{id}", web::get().to(jobs::get_job))
+        .route("/v1/jobs/{id}/cancel", web::post().to(jobs::cancel_job))
+        .route("/v1/jobs/{id}/events", web::get().to(events::job_events))
+        .route("/v1/job-types", web::get().to(health::job_types))
+        .route("/admin/queues", web::get().to(admin::queues))
+        .route(
+            "/admin/queues/{queue}/dead",
+            web::get().to(admin::dead_jobs),
+        )
+        .route("/admin/jobs/{id}/requeue", web::post().to(admin::requeue))
+        .route("/metrics", web::get().to(health::metrics))
+        .route("/healthz", web::get().to(health::healthz))
+        .route("/readyz", web::get().to(health::readyz))
+        .default_service(web::to(health::not_found));
+}

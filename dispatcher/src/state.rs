@@ -1,0 +1,87 @@
+//! [`AppState`]: what every handler and background loop shares.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use redis::aio::ConnectionManager;
+use sqlx::PgPool;
+
+use gpuq_queue::{Queue, QueueStats};
+
+use crate::auth::Authenticator;
+use crate::configuration::Settings;
+use crate::metrics::Metrics;
+use crate::ApiError;
+
+/// Shared state.
+pub struct AppState {
+    /// PostgreSQL, the system of record.
+    pub db: PgPool,
+    /// One handle per catalog queue, by name.
+    pub queues: BTreeMap<String, Queue>,
+    /// Shared multiplexed Redis connection (rate limits, events).
+    pub redis: ConnectionManager,
+    /// For dedicated connections (SSE readers block on Redis).
+    pub redis_client: redis::Client,
+    /// Redis key prefix.
+    pub namespace: String,
+    /// Bearer-token checks.
+    pub auth: Authenticator,
+    /// Configuration.
+    pub settings: Settings,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
+    /// Recent queue snapshots for ETAs, so an enqueue does not pay for a stats call.
+    stats_cache: Mutex<HashMap<String, (Instant, QueueStats)>>,
+}
+
+const STATS_TTL: Duration = Duration::from_secs(1);
+
+impl AppState {
+    /// Assembles the state.
+    pub fn new(
+        db: PgPool,
+        queues: BTreeMap<String, Queue>,
+        redis: ConnectionManager,
+        redis_client: redis::Client,
+        auth: Authenticator,
+        settings: Settings,
+    ) -> Self {
+        Self {
+            db,
+            queues,
+            redis,
+            redis_client,
+            namespace: settings.redis_namespace.clone(),
+            auth,
+            settings,
+            metrics: Metrics::default(),
+            stats_cache: Mutex::default(),
+        }
+    }
+
+    /// The handle of a catalog queue.
+    pub fn queue(&self, name: &str) -> Result<&Queue, ApiError> {
+        self.queues
+            .get(name)
+            .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("queue {name} is not configured")))
+    }
+
+    /// A snapshot of `queue` at most a second old.
+    pub async fn cached_stats(&self, queue: &Queue) -> Result<QueueStats, ApiError> {
+        let name = queue.name().as_str();
+        if let Ok(cache) = self.stats_cache.lock() {
+            if let Some((at, stats)) = cache.get(name) {
+                if at.elapsed() < STATS_TTL {
+                    return Ok(stats.clone());
+                }
+            }
+        }
+        let stats = queue.stats().await?;
+        if let Ok(mut cache) = self.stats_cache.lock() {
+            cache.insert(name.to_owned(), (Instant::now(), stats.clone()));
+        }
+        Ok(stats)
+    }
+}

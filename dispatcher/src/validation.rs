@@ -1,0 +1,328 @@
+//! Enqueue validation: turns a raw request body into a [`ValidatedJob`] or a 400/403 that
+//! names the field and the rule. Also applies the catalog defaults and the image-to-image
+//! rules, so the envelope carries the final parameters.
+
+use serde_json::{Map, Value};
+
+use gpuq_schemas::{GenerationConfig, JobType, UserId};
+
+use crate::ApiError;
+
+/// Longest prompt or negative prompt, in characters.
+pub const MAX_PROMPT_CHARS: usize = 4000;
+/// Deepest JSON nesting accepted in a request body.
+pub const MAX_DEPTH: usize = 32;
+
+/// A request that passed every rule.
+#[derive(Debug, Clone)]
+pub struct ValidatedJob {
+    /// The job type.
+    pub job_type: JobType,
+    /// The prompt (blank only in exact-copy mode).
+    pub prompt: String,
+    /// The negative prompt (never in exact-copy mode).
+    pub negative_prompt: Option<String>,
+    /// Final generation parameters.
+    pub config: GenerationConfig,
+    /// The app's metadata, as sent.
+    pub metadata: Value,
+    /// Pass-through ids.
+    pub project_id: Option<String>,
+    /// Pass-through ids.
+    pub video_id: Option<String>,
+    /// Pass-through ids.
+    pub image_id: Option<String>,
+}
+
+/// What the caller is allowed to reference.
+pub struct ReferencePolicy<'a> {
+    /// The caller; storage references must lie under this id.
+    pub user: UserId,
+    /// Hosts whose http(s) URLs may be referenced.
+    pub allowed_hosts: &'a [String],
+}
+
+fn bad(code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::bad_request(code, message)
+}
+
+/// The nesting depth of a JSON value (a scalar is 0).
+pub fn depth(v: &Value) -> usize {
+    match v {
+        Value::Array(a) => 1 + a.iter().map(depth).max().unwrap_or(0),
+        Value::Object(o) => 1 + o.values().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// Validates a parsed body.
+pub fn validate(body: &Value, policy: &ReferencePolicy<'_>) -> Result<ValidatedJob, ApiError> {
+    if depth(body) > MAX_DEPTH {
+        return Err(bad(
+            "too_deep",
+            format!("JSON nesting deeper than {MAX_DEPTH} levels"),
+        ));
+    }
+    let body = body
+        .as_object()
+        .ok_or_else(|| bad("invalid_body", "body must be a JSON object"))?;
+    let job_type = match body.get("jobType") {
+        Some(Value::String(s)) => s
+            .parse::<JobType>()
+            .map_err(|e| bad("invalid_job_type", format!("jobType: {e}")))?,
+        Some(_) => return Err(bad("invalid_job_type", "jobType must be a string")),
+        None => {
+            return Err(bad(
+                "missing_job_type",
+                format!(
+                    "jobType is required; valid types: {}",
+                    JobType::names().collect::<Vec<_>>().join(", ")
+                ),
+            ))
+        }
+    };
+    let empty = Map::new();
+    let meta = match body.get("metadata") {
+        None | Some(Value::Null) => &empty,
+        Some(Value::Object(m)) => m,
+        Some(_) => return Err(bad("invalid_metadata", "metadata must be an object")),
+    };
+    let ids = |k: &str| -> Result<Option<String>, ApiError> {
+        match body.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if !s.is_empty() && s.len() <= 128 => Ok(Some(s.clone())),
+            Some(_) => Err(bad(
+                "invalid_id",
+                format!("{k} must be a string of 1 to 128 characters"),
+            )),
+        }
+    };
+    let (project_id, video_id, image_id) = (ids("projectId")?, ids("videoId")?, ids("imageId")?);
+    let (prompt, negative_prompt, config) = parameters(job_type, meta, policy)?;
+    Ok(ValidatedJob {
+        job_type,
+        prompt,
+        negative_prompt,
+        config,
+        metadata: Value::Object(meta.clone()),
+        project_id,
+        video_id,
+        image_id,
+    })
+}
+
+fn text(meta: &Map<String, Value>, key: &str) -> Result<Option<String>, ApiError> {
+    match meta.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.chars().count() <= MAX_PROMPT_CHARS => Ok(Some(s.clone())),
+        Some(Value::String(_)) => Err(bad(
+            "prompt_too_long",
+            format!("metadata.{key} is longer than {MAX_PROMPT_CHARS} characters"),
+        )),
+        Some(_) => Err(bad(
+            "invalid_prompt",
+            format!("metadata.{key} must be a string"),
+        )),
+    }
+}
+
+fn integer(
+    meta: &Map<String, Value>,
+    key: &str,
+    min: u64,
+    max: u64,
+) -> Result<Option<u64>, ApiError> {
+    match meta.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => match v.as_u64() {
+            Some(n) if (min..=max).contains(&n) => Ok(Some(n)),
+            _ => Err(bad(
+                "out_of_range",
+                format!("metadata.{key} must be an integer from {min} to {max}"),
+            )),
+        },
+    }
+}
+
+fn number(
+    meta: &Map<String, Value>,
+    keys: &[&str],
+    min: f64,
+    max: f64,
+) -> Result<Option<f32>, ApiError> {
+    let Some((key, v)) = keys
+        .iter()
+        .find_map(|k| meta.get(*k).filter(|v| !v.is_null()).map(|v| (*k, v)))
+    else {
+        return Ok(None);
+    };
+    match v.as_f64() {
+        Some(n) if n.is_finite() && (min..=max).contains(&n) => Ok(Some(n as f32)),
+        _ => Err(bad(
+            "out_of_range",
+            format!("metadata.{key} must be a number from {min} to {max}"),
+        )),
+    }
+}
+
+type Parameters = (String, Option<String>, GenerationConfig);
+
+fn parameters(
+    job_type: JobType,
+    meta: &Map<String, Value>,
+    policy: &ReferencePolicy<'_>,
+) -> Result<Parameters, ApiError> {
+    let spec = job_type.spec();
+    let d = spec.defaults;
+    let prompt = text(meta, "prompt")?.unwrap_or_default();
+    let negative = text(meta, "negative_prompt")?.filter(|s| !s.trim().is_empty());
+    let num_images =
+        integer(meta, "num_images", 0, u64::from(u32::MAX))?.map_or(d.num_images, |n| n as u32);
+    if !spec.allowed_num_images.contains(&num_images) {
+        return Err(bad(
+            "invalid_num_images",
+            format!(
+                "metadata.num_images must be one of {:?} for {job_type}",
+                spec.allowed_num_images
+            ),
+        ));
+    }
+    let seed = integer(meta, "seed", 0, u64::from(u32::MAX))?;
+    let steps = integer(meta, "steps", 1, 150)?.map(|n| n as u32);
+    let guidance = number(meta, &["guidance", "guidance_scale"], 0.0, 30.0)?;
+    let reference_strength = number(meta, &["reference_strength"], 0.0, 1.0)?;
+    let denoise = number(meta, &["denoise_strength"], 0.0, 1.0)?;
+    let reference = reference_image(meta, policy)?;
+    let exact_flag = match meta.get("exact_copy_mode") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            return Err(bad(
+                "invalid_exact_copy_mode",
+                "metadata.exact_copy_mode must be a boolean",
+            ))
+        }
+    };
+    if exact_flag && reference.is_none() {
+        return Err(bad(
+            "missing_reference",
+            "metadata.exact_copy_mode needs metadata.reference_image",
+        ));
+    }
+    let exact_copy = exact_flag && prompt.trim().is_empty();
+    if prompt.trim().is_empty() && !exact_copy {
+        return Err(bad(
+            "missing_prompt",
+            "metadata.prompt is required and must not be blank",
+        ));
+    }
+    // Image-to-image: an explicit value always wins; then the mode's defaults.
+    let (steps, guidance, denoise, negative) = match (&reference, exact_copy) {
+        (Some(_), true) => (
+            steps.unwrap_or(15),
+            guidance.unwrap_or(1.0),
+            Some(denoise.unwrap_or(0.05)),
+            None,
+        ),
+        (Some(_), false) => (
+            steps.unwrap_or(20),
+            guidance.unwrap_or(6.0),
+            Some(
+                denoise
+                    .or(reference_strength.map(|r| 1.0 - r))
+                    .unwrap_or(0.20),
+            ),
+            negative,
+        ),
+        (None, _) => (
+            steps.unwrap_or(d.steps),
+            guidance.unwrap_or(d.guidance),
+            denoise,
+            negative,
+        ),
+    };
+    let config = GenerationConfig {
+        steps,
+        guidance,
+        width: d.width,
+        height: d.height,
+        frames: d.frames,
+        num_images,
+        seed,
+        reference_image: reference,
+        reference_strength,
+        denoise_strength: denoise,
+        exact_copy,
+        enhance_prompt: spec.enhance_prompt,
+    };
+    Ok((prompt, negative, config))
+}
+
+/// A reference image must be a storage key under the caller's own id or an http(s) URL on
+/// an allow-listed host.
+fn reference_image(
+    meta: &Map<String, Value>,
+    policy: &ReferencePolicy<'_>,
+) -> Result<Option<String>, ApiError> {
+    let raw = match ["reference_image", "reference_image_url"]
+        .iter()
+        .find_map(|k| meta.get(*k).filter(|v| !v.is_null()))
+    {
+        None => return Ok(None),
+        Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 2048 => s.trim(),
+        Some(_) => {
+            return Err(bad(
+                "invalid_reference",
+                "metadata.reference_image must be a non-empty string of at most 2048 bytes",
+            ))
+        }
+    };
+    if raw.starts_with("http://") || raw.starts_with("https://") {
+        let url = url::Url::parse(raw).map_err(|_| {
+            bad(
+                "invalid_reference",
+                "metadata.reference_image is not a valid URL",
+            )
+        })?;
+        let host = url.host_str().unwrap_or_default();
+        if !policy
+            .allowed_hosts
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(host))
+        {
+            return Err(bad(
+                "reference_host_not_allowed",
+                format!("metadata.reference_image host {host:?} is not on the allow-list"),
+            ));
+        }
+        return Ok(Some(raw.to_owned()));
+    }
+    if raw.contains("..")
+        || raw.contains('\\')
+        || raw.contains('%')
+        || raw.chars().any(char::is_control)
+    {
+        return Err(bad(
+            "invalid_reference",
+            "metadata.reference_image must be a plain storage path",
+        ));
+    }
+    let user = policy.user.to_string();
+    let mut segments = raw
+        .trim_start_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty());
+    // `<user>/...` or `<bucket>/<user>/...`.
+    let owned = match (segments.next(), segments.next()) {
+        (Some(first), _) if first == user => true,
+        (Some(_), Some(second)) if second == user => true,
+        _ => false,
+    };
+    if !owned {
+        return Err(ApiError::Forbidden {
+            code: "cross_user_reference",
+            message: "metadata.reference_image must lie under your own user id".into(),
+        });
+    }
+    Ok(Some(raw.to_owned()))
+}

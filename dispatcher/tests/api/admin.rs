@@ -1,0 +1,191 @@
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use gpuq_queue::{ConsumerName, FailOutcome, Failure};
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn admin_queues_needs_admin_credentials() {
+    let app = spawn_app().await;
+    let resp = app.http.get(app.url("/admin/queues")).send().await.unwrap();
+    assert_error(resp, 401, "unauthorized").await;
+    let resp = app
+        .http
+        .get(app.url("/admin/queues"))
+        .bearer_auth(token_for(Uuid::new_v4()))
+        .send()
+        .await
+        .unwrap();
+    assert_error(resp, 403, "admin_required").await;
+    let service = token_with(
+        json!({"sub": Uuid::new_v4().to_string(), "aud": "authenticated", "exp": now() + 60, "role": "service_role"}),
+    );
+    let resp = app
+        .http
+        .get(app.url("/admin/queues"))
+        .bearer_auth(service)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(app.admin_get("/admin/queues").await.status().as_u16(), 200);
+}
+
+#[tokio::test]
+async fn admin_queues_reports_depth_by_state_and_lane() {
+    let app = spawn_app().await;
+    let token = token_for(Uuid::new_v4());
+    for _ in 0..3 {
+        app.post_job(&token, &job_body("sdxl_image_fast", "x"))
+            .await;
+    }
+    app.queue("sdxl_queue")
+        .await
+        .claim(&ConsumerName::unique("w"), 1)
+        .await
+        .unwrap();
+    let body: Value = app.admin_get("/admin/queues").await.json().await.unwrap();
+    let sdxl = body["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["queue"] == "sdxl_queue")
+        .unwrap()
+        .clone();
+    assert_eq!(sdxl["waiting"]["normal"], 2);
+    assert_eq!(sdxl["waiting"]["high"], 0);
+    assert_eq!(sdxl["inFlight"], 1);
+    assert_eq!(sdxl["liveWorkers"], 1);
+    assert!(sdxl["oldestWaitMs"]["normal"].as_u64().is_some());
+}
+
+#[tokio::test]
+async fn a_dead_job_is_listed_and_requeue_delivers_it_again() {
+    let app = spawn_app().await;
+    let body: Value = app
+        .post_job(
+            &token_for(Uuid::new_v4()),
+            &job_body("sdxl_image_fast", "x"),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = body["job"]["id"].as_str().unwrap().to_owned();
+    let q = app.queue("sdxl_queue").await;
+    let w = ConsumerName::unique("w");
+    let job = q.claim(&w, 1).await.unwrap().remove(0);
+    let out = q
+        .fail(
+            job.id,
+            Some(&w),
+            &Failure {
+                retryable: false,
+                message: "bad prompt".into(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(out, FailOutcome::Dead { attempt: 1 });
+    sqlx::query("UPDATE jobs SET status = 'failed', completed_at = now() WHERE id = $1::uuid")
+        .bind(&id)
+        .execute(&app.db)
+        .await
+        .unwrap();
+
+    let dead: Value = app
+        .admin_get("/admin/queues/sdxl_queue/dead")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(dead["jobs"][0]["jobId"], id);
+    assert_eq!(dead["jobs"][0]["error"], "bad prompt");
+    assert_error(
+        app.admin_get("/admin/queues/nope/dead").await,
+        404,
+        "not_found",
+    )
+    .await;
+
+    let resp = app
+        .http
+        .post(app.url(&format!("/admin/jobs/{id}/requeue")))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(app.status_of(&id).await, "queued");
+    let again = q.claim(&w, 1).await.unwrap();
+    assert_eq!(again[0].id.to_string(), id);
+    let resp = app
+        .http
+        .post(app.url(&format!("/admin/jobs/{id}/requeue")))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_error(resp, 409, "conflict").await;
+}
+
+#[tokio::test]
+async fn health_readiness_catalog_and_metrics_answer() {
+    let app = spawn_app().await;
+    assert_eq!(
+        app.http
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+    assert_eq!(
+        app.http
+            .get(app.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+    let types: Value = app
+        .http
+        .get(app.url("/v1/job-types"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(types["jobTypes"].as_array().unwrap().len(), 10);
+    app.post_job(&token_for(Uuid::new_v4()), &job_body("image_fast", "x"))
+        .await;
+    let text = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for needle in [
+        "gpuq_jobs_enqueued_total{job_type=\"image_fast\"} 1",
+        "gpuq_queue_jobs{",
+        "gpuq_queue_live_workers",
+        "gpuq_enqueue_duration_seconds_bucket",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+    assert_error(
+        app.http.get(app.url("/nope")).send().await.unwrap(),
+        404,
+        "not_found",
+    )
+    .await;
+}

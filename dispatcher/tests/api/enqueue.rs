@@ -1,0 +1,430 @@
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn enqueue_accepts_a_valid_job_with_202_and_the_documented_shape() {
+    let app = spawn_app().await;
+    let user = Uuid::new_v4();
+    let resp = app
+        .post_job(&token_for(user), &job_body("sdxl_image_fast", "a red fox"))
+        .await;
+    assert_eq!(resp.status().as_u16(), 202);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["success"], true);
+    for key in [
+        "job",
+        "message",
+        "queueLength",
+        "modelVariant",
+        "jobType",
+        "queue",
+        "position",
+        "etaSeconds",
+    ] {
+        assert!(!body[key].is_null(), "missing {key}: {body}");
+    }
+    assert_eq!(body["queue"], "sdxl_queue");
+    assert_eq!(body["modelVariant"], "lustify_sdxl");
+    assert_eq!(
+        (body["position"].as_u64(), body["queueLength"].as_u64()),
+        (Some(0), Some(1))
+    );
+    let id = body["job"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(body["job"]["userId"], user.to_string());
+    assert_eq!(app.status_of(&id).await, "queued");
+
+    let q = app.queue("sdxl_queue").await;
+    let claimed = q
+        .claim(&gpuq_queue::ConsumerName::unique("t"), 1)
+        .await
+        .unwrap();
+    let env = claimed[0].envelope().unwrap();
+    assert_eq!(env.job_id.to_string(), id);
+    assert_eq!(env.prompt, "a red fox");
+    assert_eq!(env.bucket, "sdxl_image_fast");
+    assert_eq!(env.config.steps, 15, "catalog default");
+}
+
+#[tokio::test]
+async fn the_edge_function_alias_enqueues_too() {
+    let app = spawn_app().await;
+    let resp = app
+        .http
+        .post(app.url("/functions/v1/queue-job"))
+        .bearer_auth(token_for(Uuid::new_v4()))
+        .json(&job_body("video_fast", "waves"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 202);
+    assert_eq!(app.waiting("wan_queue").await, 1);
+}
+
+#[tokio::test]
+async fn enqueue_rejects_unknown_job_type_with_400_listing_valid_types() {
+    let app = spawn_app().await;
+    let resp = app
+        .post_job(&token_for(Uuid::new_v4()), &job_body("sdxl_ultra", "x"))
+        .await;
+    let body = assert_error(resp, 400, "invalid_job_type").await;
+    let msg = body["error"]["message"].as_str().unwrap();
+    for t in gpuq_schemas::JobType::names() {
+        assert!(msg.contains(t), "{msg}");
+    }
+    assert_eq!(
+        (
+            app.job_count().await,
+            app.waiting("sdxl_queue").await,
+            app.waiting("wan_queue").await
+        ),
+        (0, 0, 0)
+    );
+}
+
+#[tokio::test]
+async fn each_invalid_field_is_a_400_naming_it_and_writes_nothing() {
+    let app = spawn_app().await;
+    let token = token_for(Uuid::new_v4());
+    let long = "x".repeat(4001);
+    let cases: Vec<(Value, &str, &str)> = vec![
+        (
+            json!({"metadata": {"prompt": "x"}}),
+            "missing_job_type",
+            "jobType",
+        ),
+        (
+            json!({"jobType": "sdxl_image_fast", "metadata": {}}),
+            "missing_prompt",
+            "metadata.prompt",
+        ),
+        (
+            json!({"jobType": "sdxl_image_fast", "metadata": {"prompt": "   "}}),
+            "missing_prompt",
+            "metadata.prompt",
+        ),
+        (
+            json!({"jobType": "sdxl_image_fast", "metadata": {"prompt": long}}),
+            "prompt_too_long",
+            "metadata.prompt",
+        ),
+        (
+            json!({"jobType": "sdxl_image_fast", "metadata": {"prompt": 5}}),
+            "invalid_prompt",
+            "metadata.prompt",
+        ),
+        (
+            json!({"jobType": "sdxl_image_fast", "metadata": {"prompt": "x", "num_images": 2}}),
+            "invalid_num_images",
+            "num_images",
+        ),
+        (
+            json!({"jobType": "image_fast", "metadata": {"prompt": "x", "num_images": 3}}),
+            "invalid_num_images",
+            "num_images",
+        ),
+        (
+            json!({"jobType": "sdxl_image_fast", "metadata": {"prompt": "x", "seed": 4294967296u64}}),
+            "out_of_range",
+            "metadata.seed",
+        ),
+        (
+            json!({"jobType": "sdxl_image_fast", "metadata": {"prompt": "x", "seed": -1}}),
+            "out_of_range",
+            "metadata.seed",
+        ),
+        (
+            json!({"jobType": "sdxl_image_fast", "metadata": {"prompt": "x", "steps": 0}}),
+            "out_of_range",
+            "metadata.steps",
+        ),
+        (
+            json!({"jobType": "sdxl_image_fast", "metadata": {"prompt": "x", "steps": 151}}),
+            "out_of_range",
+            "metadata.steps",
+        ),
+        (
+            json!({"jobType": "sdxl_image_fast", "metadata": {"prompt": "x", "guidance": 30.5}}),
+            "out_of_range",
+            "metadata.guidance",
+        ),
+        (
+            json!({"jobType": "sdxl_image_fast", "metadata": {"prompt": "x", "reference_strength": 1.5}}),
+            "out_of_range",
+            "metadata.reference_strength",
+        ),
+        (
+            json!({"jobType": "sdxl_image_fast", "metadata": {"prompt": "x", "denoise_strength": -0.1}}),
+            "out_of_range",
+            "metadata.denoise_strength",
+        ),
+        (
+            json!({"jobType": "sdxl_image_fast", "metadata": "nope"}),
+            "invalid_metadata",
+            "metadata",
+        ),
+        (
+            json!({"jobType": "sdxl_image_fast", "metadata": {"prompt": "", "exact_copy_mode": true}}),
+            "missing_reference",
+            "reference_image",
+        ),
+        (json!([1, 2, 3]), "invalid_body", "object"),
+    ];
+    for (body, code, field) in cases {
+        let resp = app.post_job(&token, &body).await;
+        let err = assert_error(resp, 400, code).await;
+        assert!(
+            err["error"]["message"].as_str().unwrap().contains(field),
+            "{body} -> {err}"
+        );
+    }
+    assert_eq!(
+        (app.job_count().await, app.waiting("sdxl_queue").await),
+        (0, 0)
+    );
+}
+
+#[tokio::test]
+async fn oversized_non_json_and_deeply_nested_bodies_are_refused() {
+    let app = spawn_app().await;
+    let token = token_for(Uuid::new_v4());
+    let big = json!({"jobType": "sdxl_image_fast", "metadata": {"prompt": "x", "pad": "y".repeat(70 * 1024)}});
+    assert_error(app.post_job(&token, &big).await, 413, "payload_too_large").await;
+    let plain = app
+        .http
+        .post(app.url("/v1/jobs"))
+        .bearer_auth(&token)
+        .body("jobType=x")
+        .header("content-type", "text/plain")
+        .send()
+        .await
+        .unwrap();
+    assert_error(plain, 415, "unsupported_media_type").await;
+    let deep = format!("{}{}", "[".repeat(40), "]".repeat(40));
+    let resp = app
+        .http
+        .post(app.url("/v1/jobs"))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(deep)
+        .send()
+        .await
+        .unwrap();
+    assert_error(resp, 400, "too_deep").await;
+    let deeper = format!("{}{}", "[".repeat(100_000), "]".repeat(0));
+    let resp = app
+        .http
+        .post(app.url("/v1/jobs"))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(deeper)
+        .send()
+        .await
+        .unwrap();
+    assert_error(resp, 413, "payload_too_large").await;
+    let broken = app
+        .http
+        .post(app.url("/v1/jobs"))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body("{")
+        .send()
+        .await
+        .unwrap();
+    assert_error(broken, 400, "invalid_json").await;
+    assert_eq!(app.job_count().await, 0);
+}
+
+async fn config_of(app: &TestApp, token: &str, metadata: Value) -> Value {
+    let resp = app
+        .post_job(
+            token,
+            &json!({"jobType": "sdxl_image_fast", "metadata": metadata}),
+        )
+        .await;
+    assert_eq!(resp.status().as_u16(), 202);
+    let body: Value = resp.json().await.unwrap();
+    body["job"]["config"].clone()
+}
+
+#[tokio::test]
+async fn image_to_image_applies_exact_copy_and_modify_defaults() {
+    let app = spawn_app().await;
+    let user = Uuid::new_v4();
+    let token = token_for(user);
+    let reference = format!("{user}/ref.png");
+    let exact = config_of(&app, &token, json!({"prompt": "", "exact_copy_mode": true, "reference_image": reference, "negative_prompt": "blur"})).await;
+    assert_eq!(
+        (
+            exact["denoise_strength"].as_f64(),
+            exact["guidance"].as_f64(),
+            exact["steps"].as_u64()
+        ),
+        (Some(0.05f32 as f64), Some(1.0), Some(15))
+    );
+    assert_eq!(exact["exact_copy"], true);
+    let modify = config_of(
+        &app,
+        &token,
+        json!({"prompt": "make it blue", "reference_image": reference}),
+    )
+    .await;
+    assert_eq!(
+        (
+            modify["denoise_strength"].as_f64(),
+            modify["guidance"].as_f64(),
+            modify["steps"].as_u64()
+        ),
+        (Some(0.2f32 as f64), Some(6.0), Some(20))
+    );
+    let strength = config_of(&app, &token, json!({"prompt": "p", "reference_image": reference, "reference_strength": 0.75, "steps": 33})).await;
+    assert_eq!(
+        (
+            strength["denoise_strength"].as_f64(),
+            strength["steps"].as_u64()
+        ),
+        (Some(0.25), Some(33))
+    );
+    let url = config_of(
+        &app,
+        &token,
+        json!({"prompt": "p", "reference_image": "https://images.example.com/a.png"}),
+    )
+    .await;
+    assert_eq!(url["reference_image"], "https://images.example.com/a.png");
+}
+
+#[tokio::test]
+async fn references_must_be_the_callers_own_or_on_an_allowed_host() {
+    let app = spawn_app().await;
+    let token = token_for(Uuid::new_v4());
+    let other = Uuid::new_v4();
+    let cross = json!({"jobType": "sdxl_image_fast", "metadata": {"prompt": "p", "reference_image": format!("{other}/a.png")}});
+    assert_error(
+        app.post_job(&token, &cross).await,
+        403,
+        "cross_user_reference",
+    )
+    .await;
+    let bucketed = json!({"jobType": "sdxl_image_fast", "metadata": {"prompt": "p", "reference_image": format!("user-library/{other}/a.png")}});
+    assert_error(
+        app.post_job(&token, &bucketed).await,
+        403,
+        "cross_user_reference",
+    )
+    .await;
+    let foreign = json!({"jobType": "sdxl_image_fast", "metadata": {"prompt": "p", "reference_image": "https://evil.example/a.png"}});
+    assert_error(
+        app.post_job(&token, &foreign).await,
+        400,
+        "reference_host_not_allowed",
+    )
+    .await;
+    let traversal = json!({"jobType": "sdxl_image_fast", "metadata": {"prompt": "p", "reference_image": "../a.png"}});
+    assert_error(
+        app.post_job(&token, &traversal).await,
+        400,
+        "invalid_reference",
+    )
+    .await;
+    assert_eq!(app.job_count().await, 0);
+}
+
+#[tokio::test]
+async fn the_same_idempotency_key_returns_the_first_answer_and_enqueues_once() {
+    let app = spawn_app().await;
+    let (alice, bob) = (Uuid::new_v4(), Uuid::new_v4());
+    let body = job_body("sdxl_image_fast", "same");
+    let first: Value = app
+        .post_job_with_key(&token_for(alice), &body, "k-1")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let second = app.post_job_with_key(&token_for(alice), &body, "k-1").await;
+    assert_eq!(second.status().as_u16(), 202);
+    let second: Value = second.json().await.unwrap();
+    assert_eq!(first, second);
+    assert_eq!(
+        (app.job_count().await, app.waiting("sdxl_queue").await),
+        (1, 1)
+    );
+    let bobs: Value = app
+        .post_job_with_key(&token_for(bob), &body, "k-1")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_ne!(bobs["job"]["id"], first["job"]["id"]);
+    assert_eq!(app.job_count().await, 2);
+}
+
+#[tokio::test]
+async fn concurrent_requests_with_one_idempotency_key_create_one_job() {
+    let app = spawn_app().await;
+    let token = token_for(Uuid::new_v4());
+    let body = job_body("sdxl_image_fast", "race");
+    let answers = futures_util::future::join_all(
+        (0..10).map(|_| app.post_job_with_key(&token, &body, "race-key")),
+    )
+    .await;
+    for a in answers {
+        assert_eq!(a.status().as_u16(), 202);
+    }
+    assert_eq!(
+        (app.job_count().await, app.waiting("sdxl_queue").await),
+        (1, 1)
+    );
+}
+
+#[tokio::test]
+async fn a_redis_outage_answers_503_and_marks_the_row_failed() {
+    let port = portpicker();
+    let mut redis = std::process::Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--bind",
+            "127.0.0.1",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server installed");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let app = spawn_app_with(|s| {
+        s.redis_url = secrecy::SecretString::from(format!("redis://127.0.0.1:{port}"))
+    })
+    .await;
+    redis.kill().unwrap();
+    redis.wait().unwrap();
+    let resp = app
+        .post_job(
+            &token_for(Uuid::new_v4()),
+            &job_body("sdxl_image_fast", "x"),
+        )
+        .await;
+    assert_eq!(resp.status().as_u16(), 503);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unavailable");
+    let statuses: Vec<String> = sqlx::query_scalar("SELECT status FROM jobs")
+        .fetch_all(&app.db)
+        .await
+        .unwrap();
+    assert!(
+        statuses.iter().all(|s| s == "failed"),
+        "no row may say queued: {statuses:?}"
+    );
+}
+
+fn portpicker() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

@@ -1,0 +1,10 @@
+//! Dispatcher integration tests against real PostgreSQL and Redis.
+
+mod admin;
+mod auth;
+mod enqueue;
+mod events;
+mod helpers;
+mod jobs;
+mod limits;
+mod loops;
