@@ -11,6 +11,7 @@
 //! - [`limits`]: the per-user token bucket.
 //! - [`maintenance`]: reaper and promoter loops.
 //! - [`metrics`]: Prometheus metrics.
+//! - [`openapi`]: the generated `/openapi.json`.
 //! - [`ApiError`]: every error answer.
 
 pub mod auth;
@@ -21,6 +22,7 @@ pub mod jobs_db;
 pub mod limits;
 pub mod maintenance;
 pub mod metrics;
+pub mod openapi;
 pub mod routes;
 pub mod startup;
 mod state;

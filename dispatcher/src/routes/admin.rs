@@ -6,12 +6,14 @@ use serde_json::{json, Value};
 use gpuq_schemas::{JobEvent, JobStatus};
 
 use crate::auth::Admin;
+use crate::openapi::ErrorBody;
 use crate::routes::jobs::parse_id;
 use crate::state::AppState;
 use crate::{events, jobs_db, ApiError};
 
 /// `GET /admin/queues`: per queue and lane: waiting, in flight, delayed, dead, live
 /// workers, oldest wait.
+#[utoipa::path(get, path = "/admin/queues", security(("bearer" = [])), responses((status = 200, description = "ok"), (status = 401, description = "no credentials", body = ErrorBody), (status = 403, description = "not an admin", body = ErrorBody)))]
 pub async fn queues(_: Admin, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let mut out = Vec::new();
     for queue in state.queues.values() {
@@ -31,6 +33,7 @@ pub async fn queues(_: Admin, state: web::Data<AppState>) -> Result<HttpResponse
 }
 
 /// `GET /admin/queues/{queue}/dead`: the 100 most recent dead jobs.
+#[utoipa::path(get, path = "/admin/queues/{queue}/dead", params(("queue" = String, Path, description = "queue name")), security(("bearer" = [])), responses((status = 200, description = "ok"), (status = 401, description = "no credentials", body = ErrorBody), (status = 403, description = "not an admin", body = ErrorBody), (status = 404, description = "no such queue", body = ErrorBody)))]
 pub async fn dead_jobs(
     _: Admin,
     path: web::Path<String>,
@@ -52,6 +55,7 @@ pub async fn dead_jobs(
 }
 
 /// `POST /admin/jobs/{id}/requeue`: a dead job starts afresh (attempts reset).
+#[utoipa::path(post, path = "/admin/jobs/{id}/requeue", params(("id" = String, Path, description = "job id")), security(("bearer" = [])), responses((status = 200, description = "ok"), (status = 401, description = "no credentials", body = ErrorBody), (status = 403, description = "not an admin", body = ErrorBody), (status = 404, description = "no such job", body = ErrorBody), (status = 409, description = "not dead", body = ErrorBody)))]
 pub async fn requeue(
     _: Admin,
     path: web::Path<String>,

@@ -12,13 +12,21 @@ use gpuq_schemas::{JobEnvelope, JobEvent, JobId, JobStatus, UserId};
 use crate::auth::Caller;
 use crate::jobs_db::{self, NewJob};
 use crate::metrics::JobTypeLabel;
+use crate::openapi::{EnqueueAnswer, EnqueueBody, ErrorBody};
 use crate::state::AppState;
 use crate::validation::{self, ReferencePolicy, ValidatedJob};
 use crate::{events, limits, ApiError};
 
 const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
 
-/// Enqueues one job. See DESIGN.md "Public HTTP surface" for the answer's shape.
+/// Enqueues one job. Also served at `POST /functions/v1/queue-job`.
+#[utoipa::path(post, path = "/v1/jobs", request_body = EnqueueBody, security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "same key, same user, 24 h: same answer")),
+    responses((status = 202, description = "queued", body = EnqueueAnswer), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or invalid credentials", body = ErrorBody),
+        (status = 403, description = "reference under another user", body = ErrorBody),
+        (status = 413, description = "body over 64 KiB", body = ErrorBody), (status = 415, description = "not JSON", body = ErrorBody),
+        (status = 429, description = "rate, active-job or queue limit", body = ErrorBody),
+        (status = 503, description = "Redis or PostgreSQL down", body = ErrorBody)))]
 #[tracing::instrument(name = "enqueue", skip_all, fields(user_id, job_id))]
 pub async fn enqueue(
     req: HttpRequest,

@@ -9,11 +9,13 @@ use crate::state::AppState;
 use crate::ApiError;
 
 /// `GET /healthz`: the process is up.
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "up")))]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
 /// `GET /readyz`: Redis and PostgreSQL answer.
+#[utoipa::path(get, path = "/readyz", responses((status = 200, description = "ready"), (status = 503, description = "a dependency is down")))]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let pg = sqlx::query("SELECT 1").execute(&state.db).await.is_ok();
     let mut conn = state.redis.clone();
@@ -30,6 +32,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// `GET /metrics`: Prometheus text; queue gauges are read from Redis now.
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text")))]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     for queue in state.queues.values() {
         match queue.stats().await {
@@ -45,6 +48,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// `GET /v1/job-types`: the catalog.
+#[utoipa::path(get, path = "/v1/job-types", responses((status = 200, description = "the ten job types with queue, model, credits and defaults")))]
 pub async fn job_types() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "success": true, "jobTypes": &CATALOG[..] }))
 }

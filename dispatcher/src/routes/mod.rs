@@ -1,11 +1,11 @@
 //! HTTP routes, one file per resource.
 
-mod admin;
+pub(crate) mod admin;
 mod body;
-mod enqueue;
-mod events;
-mod health;
-mod jobs;
+pub(crate) mod enqueue;
+pub(crate) mod events;
+pub(crate) mod health;
+pub(crate) mod jobs;
 
 use actix_web::web;
 
@@ -23,6 +23,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::get().to(admin::dead_jobs),
         )
         .route("/admin/jobs/{id}/requeue", web::post().to(admin::requeue))
+        .route("/openapi.json", web::get().to(crate::openapi::openapi_json))
         .route("/metrics", web::get().to(health::metrics))
         .route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
