@@ -2,7 +2,9 @@
 //! JSON line per figure, then a Markdown table. See `benches/README.md`.
 
 mod figures;
+mod http_bench;
 mod queue_bench;
+mod services;
 
 use clap::{Parser, Subcommand};
 
@@ -22,6 +24,8 @@ enum Scenario {
     Queue(queue_bench::QueueArgs),
     /// Redis memory per waiting job.
     Memory(queue_bench::MemoryArgs),
+    /// `POST /v1/jobs` against a release-built dispatcher process.
+    HttpEnqueue(http_bench::HttpArgs),
 }
 
 #[tokio::main]
@@ -30,6 +34,7 @@ async fn main() -> anyhow::Result<()> {
     let figures = match cli.scenario {
         Scenario::Queue(args) => queue_bench::run_queue(&cli.redis_url, args).await?,
         Scenario::Memory(args) => queue_bench::run_memory(&cli.redis_url, args).await?,
+        Scenario::HttpEnqueue(args) => http_bench::run(&cli.redis_url, args).await?,
     };
     figures::print(&figures);
     Ok(())

@@ -1,8 +1,9 @@
 //! [`Settings`]: the dispatcher's configuration, layered with the `config` crate:
 //! built-in defaults → an optional YAML file (`GPUQ_CONFIG`, else
-//! `dispatcher/configuration/base.yaml` when present) → `GPUQ_<SECTION>__<KEY>` variables →
+//! `dispatcher/configuration/base.yaml` when present) → `GPUQ__<SECTION>__<KEY>` variables →
 //! the well-known flat variables (`DATABASE_URL`, `REDIS_URL`, `GPUQ_LISTEN`,
-//! `GPUQ_JWT_SECRET`, `GPUQ_JWKS_URL`, `GPUQ_ADMIN_TOKEN`, `GPUQ_CALLBACK_SECRET`).
+//! `GPUQ_JWT_SECRET`, `GPUQ_JWKS_URL`, `GPUQ_ADMIN_TOKEN`, `GPUQ_CALLBACK_SECRET`,
+//! `GPUQ_REDIS_NAMESPACE`, `GPUQ_MIGRATE`, `GPUQ_REFERENCE_HOSTS`).
 
 use std::time::Duration;
 
@@ -92,7 +93,9 @@ impl QueueSettings {
 }
 
 /// Flat environment variables that override the layered settings.
-const FLAT_ENV: [(&str, &str); 7] = [
+const FLAT_ENV: [(&str, &str); 9] = [
+    ("GPUQ_REDIS_NAMESPACE", "redis_namespace"),
+    ("GPUQ_MIGRATE", "migrate"),
     ("DATABASE_URL", "database_url"),
     ("REDIS_URL", "redis_url"),
     ("GPUQ_LISTEN", "listen"),
@@ -131,7 +134,7 @@ impl Settings {
             )
             .add_source(
                 config::Environment::with_prefix("GPUQ")
-                    .prefix_separator("_")
+                    .prefix_separator("__")
                     .separator("__")
                     .list_separator(",")
                     .with_list_parse_key("reference_hosts")
@@ -141,6 +144,15 @@ impl Settings {
             if let Ok(value) = std::env::var(var) {
                 builder = builder.set_override(key, value)?;
             }
+        }
+        if let Ok(hosts) = std::env::var("GPUQ_REFERENCE_HOSTS") {
+            let hosts: Vec<String> = hosts
+                .split(',')
+                .map(str::trim)
+                .filter(|h| !h.is_empty())
+                .map(String::from)
+                .collect();
+            builder = builder.set_override("reference_hosts", hosts)?;
         }
         builder.build()?.try_deserialize()
     }

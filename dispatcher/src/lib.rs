@@ -3,6 +3,7 @@
 //! # Layout
 //!
 //! - [`configuration`]: [`Settings`], layered defaults → file → environment.
+//! - [`dev_token`]: development tokens for the local stack.
 //! - [`startup`]: [`Application`] — build, bind, run until SIGTERM.
 //! - [`auth`]: bearer tokens (HS256, JWKS RS256/ES256, admin token) → [`auth::Caller`].
 //! - [`validation`]: enqueue rules and image-to-image defaults.
@@ -16,6 +17,7 @@
 
 pub mod auth;
 pub mod configuration;
+pub mod dev_token;
 mod error;
 mod events;
 pub mod jobs_db;

@@ -1,18 +1,35 @@
-//! `gpuq-dispatcher`: serve the API (default) or `gpuq-dispatcher migrate`.
+//! `gpuq-dispatcher [serve]`, `gpuq-dispatcher migrate`, or
+//! `gpuq-dispatcher mint-token <user-uuid> [ttl-seconds] [role]` (development).
 
-use gpuq_dispatcher::{startup, telemetry, Application, Settings};
+use gpuq_dispatcher::{dev_token, startup, telemetry, Application, Settings};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     telemetry::init();
     let settings = Settings::load()?;
-    if std::env::args().nth(1).as_deref() == Some("migrate") {
-        let db = startup::pg_pool(&settings)?;
-        startup::migrate(&db).await?;
-        tracing::info!("migrations applied");
-        return Ok(());
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        None | Some("serve") => {
+            let app = Application::build(settings).await?;
+            tracing::info!(port = app.port(), "gpuq-dispatcher listening");
+            app.run_until_stopped().await
+        }
+        Some("migrate") => {
+            startup::migrate(&startup::pg_pool(&settings)?).await?;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        Some("mint-token") => {
+            let sub = args
+                .get(1)
+                .ok_or_else(|| anyhow::anyhow!("usage: mint-token <user-uuid> [ttl] [role]"))?;
+            let ttl = args.get(2).map(|t| t.parse()).transpose()?.unwrap_or(3600);
+            let role = args.get(3).map_or("authenticated", String::as_str);
+            println!("{}", dev_token::mint(&settings, sub, ttl, role)?);
+            Ok(())
+        }
+        Some(other) => {
+            anyhow::bail!("unknown command {other:?}; expected serve, migrate or mint-token")
+        }
     }
-    let app = Application::build(settings).await?;
-    tracing::info!(port = app.port(), "gpuq-dispatcher listening");
-    app.run_until_stopped().await
 }

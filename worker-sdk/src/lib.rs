@@ -1,1 +1,69 @@
-//! gpuq-worker-sdk (under construction).
+//! gpuq-worker-sdk: what a GPU worker links to take jobs from a gpuq queue.
+//!
+//! Write a [`Handler`] (or a closure) that turns a [`JobEnvelope`] into an [`Output`];
+//! the [`Worker`] does the rest: claims jobs without polling, renews their leases from a
+//! thread of its own, reports `processing`, progress and the result to the callback
+//! service (signed, retried), acks a job only once the result was accepted, stops a
+//! cancelled job, survives Redis restarts, and on shutdown hands unfinished jobs back.
+//!
+//! ```no_run
+//! use gpuq_worker_sdk::{shutdown_on_signal, Asset, JobContext, JobError, LocalStorage, Output, Worker};
+//! use gpuq_schemas::JobEnvelope;
+//!
+//! async fn generate(job: JobEnvelope, ctx: JobContext) -> Result<Output, JobError> {
+//!     ctx.progress(0.5, "denoising");
+//!     let png = vec![0u8; 16]; // run the model here, inside spawn_blocking
+//!     let path = ctx.upload(0, "png", png, "image/png").await?;
+//!     Ok(Output::images(vec![Asset::new(path).seed(job.config.seed.unwrap_or(0))]))
+//! }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let worker = Worker::builder()
+//!     .redis_url("redis://127.0.0.1:6379")
+//!     .queue("sdxl_queue")
+//!     .callback_url("http://127.0.0.1:8081/v1/callback")
+//!     .callback_secret("dev-secret".to_string().into())
+//!     .storage(LocalStorage::new("./outputs"))
+//!     .handler(generate)
+//!     .build()?;
+//! worker.run(shutdown_on_signal()).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//!
+//! - [`Worker`], [`WorkerBuilder`]: configuration, the claim loop, graceful shutdown.
+//! - [`Handler`], [`Output`], [`Asset`], [`JobError`]: what user code implements/returns.
+//! - [`JobContext`]: attempt, progress, cancellation and uploads for one job.
+//! - [`Storage`], [`LocalStorage`], [`S3Storage`]: where outputs go.
+//! - [`shutdown_on_signal`]: SIGTERM/ctrl-c to a `CancellationToken`.
+//! - [`demo`]: the demo worker's handler and configuration (deterministic PNG/GIF).
+//! - Internals: `job` (one job's life), `lease` (the lease keeper thread), `callback`
+//!   (signed reports), `connect` (reaching Redis with backoff).
+
+mod builder;
+mod callback;
+mod connect;
+mod context;
+pub mod demo;
+mod error;
+mod handler;
+mod job;
+mod lease;
+mod shutdown;
+mod storage;
+mod worker;
+
+pub use builder::WorkerBuilder;
+pub use callback::CallbackRetry;
+pub use connect::RedisBackoff;
+pub use context::JobContext;
+pub use error::{JobError, WorkerError};
+pub use gpuq_schemas::JobEnvelope;
+pub use handler::{Asset, Handler, Output};
+pub use shutdown::shutdown_on_signal;
+pub use storage::{
+    output_key, LocalStorage, S3Config, S3Storage, Storage, StorageError, StorageFuture,
+};
+pub use tokio_util::sync::CancellationToken;
+pub use worker::Worker;

@@ -1,0 +1,90 @@
+//! Helpers for scenarios that run real services: fresh databases, free ports, readiness,
+//! tokens, and cleaning a Redis namespace afterwards.
+
+use std::time::Duration;
+
+use sqlx::{Connection, Executor, PgConnection};
+
+/// The base PostgreSQL URL (`DATABASE_URL`).
+pub fn database_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// Creates an empty database for one run and returns its URL.
+pub async fn fresh_database() -> anyhow::Result<String> {
+    let base = database_url();
+    let mut admin = PgConnection::connect(&base).await?;
+    let name = format!("gpuq_bench_{}", uuid::Uuid::new_v4().simple());
+    admin
+        .execute(format!(r#"CREATE DATABASE "{name}""#).as_str())
+        .await?;
+    let cut = base
+        .rfind('/')
+        .ok_or_else(|| anyhow::anyhow!("DATABASE_URL has no database"))?;
+    Ok(format!("{}/{name}", &base[..cut]))
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Waits up to 30 s for `url` to answer 200.
+pub async fn wait_ready(url: &str) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    for _ in 0..300 {
+        if http
+            .get(url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("{url} never became ready")
+}
+
+/// An HS256 user token.
+pub fn mint_token(secret: &str, user: uuid::Uuid) -> anyhow::Result<String> {
+    let now = chrono::Utc::now().timestamp();
+    let claims =
+        serde_json::json!({"sub": user.to_string(), "aud": "authenticated", "exp": now + 3600});
+    Ok(jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )?)
+}
+
+/// Deletes every key of a benchmark namespace.
+pub async fn drop_namespace(redis_url: &str, ns: &str) -> anyhow::Result<()> {
+    let mut conn = redis::Client::open(redis_url)?
+        .get_multiplexed_async_connection()
+        .await?;
+    let mut cursor = 0u64;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{ns}:*"))
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut conn)
+            .await?;
+        if !keys.is_empty() {
+            let _: () = redis::cmd("UNLINK")
+                .arg(&keys)
+                .query_async(&mut conn)
+                .await?;
+        }
+        if next == 0 {
+            return Ok(());
+        }
+        cursor = next;
+    }
+}

@@ -1,0 +1,15 @@
+//! The `gpuq-callback` binary: telemetry → configuration → [`Application::build`] → run.
+
+use anyhow::Context;
+use gpuq_callback::{telemetry, Application, Settings};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    telemetry::init_subscriber("info");
+    let settings = Settings::load().context("loading configuration")?;
+    let application = Application::build(settings)
+        .await
+        .context("starting gpuq-callback")?;
+    application.run_until_stopped().await?;
+    Ok(())
+}

@@ -1,0 +1,85 @@
+//! The `jobs` row as the recorder sees it, loaded under a row lock.
+
+use gpuq_schemas::{JobId, JobKind, JobStatus, JobType, UserId};
+use sqlx::{PgConnection, PgPool};
+
+use super::RecordError;
+
+/// The columns a transition needs.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct JobRow {
+    pub id: uuid::Uuid,
+    pub user_id: uuid::Uuid,
+    pub job_type: String,
+    pub queue: String,
+    pub status: String,
+    pub prompt: String,
+    pub attempts: i32,
+    pub worker_id: Option<String>,
+}
+
+/// A [`JobRow`] whose text columns have been parsed.
+#[derive(Debug, Clone)]
+pub(crate) struct Job {
+    pub id: JobId,
+    pub user: UserId,
+    pub job_type: JobType,
+    pub queue: String,
+    pub status: JobStatus,
+    pub prompt: String,
+    pub attempts: i32,
+    pub worker_id: Option<String>,
+}
+
+impl Job {
+    /// Images or video, from the catalog.
+    pub fn kind(&self) -> JobKind {
+        self.job_type.spec().kind
+    }
+}
+
+impl TryFrom<JobRow> for Job {
+    type Error = RecordError;
+
+    fn try_from(row: JobRow) -> Result<Self, Self::Error> {
+        let corrupt = |what: &str| RecordError::Corrupt(format!("job {}: {what}", row.id));
+        Ok(Self {
+            id: row.id.into(),
+            user: row.user_id.into(),
+            job_type: row
+                .job_type
+                .parse()
+                .map_err(|_| corrupt("unknown job_type"))?,
+            status: row.status.parse().map_err(|_| corrupt("unknown status"))?,
+            queue: row.queue,
+            prompt: row.prompt,
+            attempts: row.attempts,
+            worker_id: row.worker_id,
+        })
+    }
+}
+
+const COLUMNS: &str = "id, user_id, job_type, queue, status, prompt, attempts, worker_id";
+
+/// Loads and locks the job inside the caller's transaction: concurrent callbacks for one
+/// job wait here for each other, so each sees the previous one's result.
+pub(crate) async fn lock(conn: &mut PgConnection, id: JobId) -> Result<Job, RecordError> {
+    let sql = format!("SELECT {COLUMNS} FROM jobs WHERE id = $1 FOR UPDATE");
+    sqlx::query_as::<_, JobRow>(&sql)
+        .bind(id.as_uuid())
+        .fetch_optional(conn)
+        .await?
+        .ok_or(RecordError::JobNotFound)?
+        .try_into()
+}
+
+/// Loads the job without locking (progress reports change no row).
+pub(crate) async fn peek(pool: &PgPool, id: JobId) -> Result<Job, RecordError> {
+    let sql = format!("SELECT {COLUMNS} FROM jobs WHERE id = $1");
+    sqlx::query_as::<_, JobRow>(&sql)
+        .bind(id.as_uuid())
+        .fetch_optional(pool)
+        .await?
+        .ok_or(RecordError::JobNotFound)?
+        .try_into()
+}

@@ -1,0 +1,196 @@
+//! [`Recorder`]: applies one authenticated, parsed callback to PostgreSQL and Redis.
+//!
+//! Every transition locks the job row (`SELECT ... FOR UPDATE`) in a transaction, so
+//! callbacks for one job are applied one after the other and each sees the result of the
+//! previous one: the first terminal callback wins, later ones are `ignored`. Redis is told
+//! after the commit (ack) or, for failures, inside the transaction (the retry decision is
+//! Redis's), and the change is then published on the job's event stream. See
+//! `docs/adr/0003-callback-recording.md`.
+//!
+//! One file per transition: [`processing`], [`completed`], [`failed`], [`progress`].
+
+mod completed;
+mod failed;
+mod job;
+mod outputs;
+mod processing;
+mod progress;
+
+use std::time::Duration;
+
+use gpuq_queue::{Queue, QueueConfig};
+use gpuq_schemas::{CallbackStatus, JobEvent, JobId, JobStatus, ParsedCallback, QueueName};
+use redis::aio::ConnectionManager;
+use sqlx::PgPool;
+
+use crate::storage_path::StorageRules;
+pub use outputs::OutputError;
+
+/// How long one Redis operation may take before the callback gives up on it.
+const REDIS_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// One callback to record.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// The callback, in any accepted shape.
+    pub callback: ParsedCallback,
+    /// The delivery attempt the report belongs to (canonical shape only).
+    pub attempt: Option<u32>,
+}
+
+/// The answer to a recorded callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recorded {
+    /// The job.
+    pub job_id: JobId,
+    /// Its status after the callback.
+    pub status: JobStatus,
+    /// True when the job had already finished and nothing changed.
+    pub ignored: bool,
+}
+
+/// Why a callback was not recorded. Nothing was changed in any case.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// No job with this id.
+    #[error("no job with this id")]
+    JobNotFound,
+    /// A `progress` callback without progress.
+    #[error("a progress callback must carry `progress`")]
+    MissingProgress,
+    /// The outputs cannot be recorded.
+    #[error(transparent)]
+    Output(#[from] OutputError),
+    /// An output's storage path is already recorded for another job.
+    #[error("an output's storage path is already recorded for another job")]
+    StoragePathInUse,
+    /// Redis was needed (a failure's retry decision) and did not answer.
+    #[error("redis unavailable")]
+    Redis(#[source] anyhow::Error),
+    /// PostgreSQL failed.
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    /// A row holds a value the service cannot interpret.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+/// Records callbacks. Cheap to clone.
+#[derive(Clone)]
+pub struct Recorder {
+    pool: PgPool,
+    redis: redis::Client,
+    conn: ConnectionManager,
+    namespace: String,
+    queue_config: QueueConfig,
+    storage: StorageRules,
+}
+
+impl Recorder {
+    /// A recorder over `pool` and the Redis behind `redis`/`conn` (see
+    /// [`gpuq_queue::connect`]), with queue keys under `namespace`.
+    pub fn new(
+        pool: PgPool,
+        redis: redis::Client,
+        conn: ConnectionManager,
+        namespace: String,
+        queue_config: QueueConfig,
+        storage: StorageRules,
+    ) -> Self {
+        Self {
+            pool,
+            redis,
+            conn,
+            namespace,
+            queue_config,
+            storage,
+        }
+    }
+
+    /// Applies `report`.
+    pub async fn record(&self, report: Report) -> Result<Recorded, RecordError> {
+        match report.callback.status {
+            CallbackStatus::Progress => self.progress(report.callback).await,
+            CallbackStatus::Processing => self.processing(report).await,
+            CallbackStatus::Completed => self.completed(report).await,
+            CallbackStatus::Failed => self.failed(report).await,
+        }
+    }
+
+    /// True when PostgreSQL and Redis both answer within a second.
+    pub async fn ready(&self) -> (bool, bool) {
+        let limit = Duration::from_secs(1);
+        let pg = tokio::time::timeout(limit, sqlx::query("SELECT 1").execute(&self.pool));
+        let mut conn = self.conn.clone();
+        let ping = redis::cmd("PING");
+        let rd = tokio::time::timeout(limit, ping.query_async::<String>(&mut conn));
+        let (pg, rd) = tokio::join!(pg, rd);
+        (
+            matches!(pg, Ok(Ok(_))),
+            matches!(rd, Ok(Ok(ref pong)) if pong == "PONG"),
+        )
+    }
+
+    /// The queue named in a job row.
+    fn queue(&self, name: &str) -> Result<Queue, RecordError> {
+        let name = QueueName::parse(name)
+            .map_err(|e| RecordError::Corrupt(format!("queue name {name:?}: {e}")))?;
+        Ok(Queue::new(
+            self.redis.clone(),
+            self.conn.clone(),
+            &self.namespace,
+            name,
+            self.queue_config.clone(),
+        ))
+    }
+
+    /// Publishes `event` on the job's stream. Best effort: the change is already recorded,
+    /// and a reader that missed it still sees the row through `GET /v1/jobs/{id}`.
+    async fn publish(&self, event: JobEvent) {
+        let mut conn = self.conn.clone();
+        let publish = gpuq_queue::publish_event(&mut conn, &self.namespace, &event);
+        match tokio::time::timeout(REDIS_TIMEOUT, publish).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = ?e, "publishing the job event failed"),
+            Err(_) => tracing::warn!("publishing the job event timed out"),
+        }
+    }
+
+    /// Removes a finished job from Redis. Best effort: the worker SDK acks too, and a job
+    /// left behind is redelivered and its report `ignored`, which acks again.
+    async fn ack(&self, job: JobId, queue: &str) {
+        let queue = match self.queue(queue) {
+            Ok(q) => q,
+            Err(e) => return tracing::error!(error = %e, "cannot ack"),
+        };
+        match tokio::time::timeout(REDIS_TIMEOUT, queue.ack(job, None)).await {
+            Ok(Ok(outcome)) => tracing::debug!(?outcome, "acked in redis"),
+            Ok(Err(e)) => tracing::warn!(error = ?e, "ack failed; the job stays in redis"),
+            Err(_) => tracing::warn!("ack timed out; the job stays in redis"),
+        }
+    }
+}
+
+/// A job that is already finished: nothing changes.
+fn ignored(job: &job::Job) -> Recorded {
+    tracing::info!(status = %job.status, "job already finished; callback ignored");
+    Recorded {
+        job_id: job.id,
+        status: job.status,
+        ignored: true,
+    }
+}
+
+/// `Redis` error for a timed-out or failed queue call.
+fn redis_error<T, E>(
+    result: Result<Result<T, E>, tokio::time::error::Elapsed>,
+) -> Result<T, RecordError>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    match result {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(RecordError::Redis(e.into())),
+        Err(e) => Err(RecordError::Redis(e.into())),
+    }
+}

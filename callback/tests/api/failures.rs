@@ -1,0 +1,136 @@
+//! `failed`: retry with backoff versus the dead-letter set, through the real queue.
+
+use std::time::Duration;
+
+use gpuq_schemas::{JobStatus, JobType};
+use serde_json::json;
+
+use crate::helpers::{json, spawn_app, TestApp, TestJob};
+
+fn retryable(job: &TestJob, message: &str) -> serde_json::Value {
+    json!({"jobId": job.id, "status": "failed", "workerId": job.consumer.as_str(),
+           "error": {"message": message, "retryable": true}})
+}
+
+/// Waits for the retry to come due, promotes it, and claims it again.
+async fn redeliver(app: &TestApp, job: &TestJob) {
+    let queue = app.queue(job.job_type);
+    for _ in 0..50 {
+        if !queue.promote_due_once().await.unwrap().is_empty() {
+            app.claim(job.job_type, &job.consumer, job.id).await;
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the retry never came due");
+}
+
+#[tokio::test]
+async fn a_retryable_failure_with_attempts_left_is_delayed_in_redis_and_queued_again() {
+    let app = spawn_app().await;
+    let job = app.job_with(JobType::SdxlImageFast, 3, true).await;
+    let res = app
+        .post_callback(&retryable(&job, "CUDA out of memory"))
+        .await;
+    assert_eq!(res.status(), 200);
+    let body = json(res).await;
+    assert_eq!(
+        (body["status"].as_str(), body["ignored"].as_bool()),
+        (Some("queued"), Some(false))
+    );
+    let keys = app.queue(job.job_type).keys().clone();
+    assert!(
+        app.in_set(keys.delayed(), job.id).await,
+        "in the delayed set"
+    );
+    assert!(!app.in_set(keys.dead(), job.id).await);
+    let row = app.job_row(job.id).await;
+    assert_eq!(row.status, "queued");
+    assert_eq!(row.attempts, 1, "attempts + 1");
+    assert_eq!(row.error_message.as_deref(), Some("CUDA out of memory"));
+    assert!(row.completed_at.is_none());
+    let event = app.events(job.id).await.pop().unwrap();
+    assert_eq!(event.status, JobStatus::Queued);
+}
+
+#[tokio::test]
+async fn a_failure_on_the_last_attempt_dead_letters_the_job_and_marks_it_failed() {
+    let app = spawn_app().await;
+    let job = app.job_with(JobType::SdxlImageFast, 2, true).await;
+    app.post_callback(&retryable(&job, "oom 1")).await;
+    redeliver(&app, &job).await;
+    let res = app.post_callback(&retryable(&job, "oom 2")).await;
+    assert_eq!(json(res).await["status"], "failed");
+    let keys = app.queue(job.job_type).keys().clone();
+    assert!(app.in_set(keys.dead(), job.id).await, "in the dead set");
+    assert!(!app.in_set(keys.delayed(), job.id).await);
+    let row = app.job_row(job.id).await;
+    assert_eq!(row.status, "failed");
+    assert_eq!(row.attempts, 2);
+    assert_eq!(row.error_message.as_deref(), Some("oom 2"));
+    assert!(row.completed_at.is_some());
+    assert!(app.events(job.id).await.last().unwrap().is_terminal());
+}
+
+#[tokio::test]
+async fn a_permanent_failure_dead_letters_the_job_at_once() {
+    let app = spawn_app().await;
+    let job = app.job_with(JobType::VideoFast, 2, true).await;
+    let res = app
+        .post_callback(
+            &json!({"job_id": job.id, "status": "failed", "error_message": "prompt refused"}),
+        )
+        .await;
+    assert_eq!(json(res).await["status"], "failed");
+    assert!(
+        app.in_set(app.queue(job.job_type).keys().dead(), job.id)
+            .await
+    );
+    let row = app.job_row(job.id).await;
+    assert_eq!((row.status.as_str(), row.attempts), ("failed", 1));
+}
+
+#[tokio::test]
+async fn a_failure_for_a_job_redis_no_longer_knows_is_recorded_as_failed() {
+    let app = spawn_app().await;
+    let job = app.job_with(JobType::SdxlImageFast, 3, true).await;
+    app.queue(job.job_type).ack(job.id, None).await.unwrap();
+    let res = app.post_callback(&retryable(&job, "lost")).await;
+    assert_eq!(json(res).await["status"], "failed");
+    assert_eq!(app.job_row(job.id).await.status, "failed");
+}
+
+#[tokio::test]
+async fn a_repeated_retryable_failure_does_not_kill_a_job_waiting_for_its_retry() {
+    let app = spawn_app().await;
+    let job = app.job_with(JobType::SdxlImageFast, 3, true).await;
+    app.post_callback(&retryable(&job, "oom")).await;
+    let res = app.post_callback(&retryable(&job, "oom")).await;
+    assert_eq!(json(res).await["status"], "queued");
+    assert_eq!(app.job_row(job.id).await.status, "queued");
+    assert!(
+        app.in_set(app.queue(job.job_type).keys().delayed(), job.id)
+            .await
+    );
+}
+
+#[tokio::test]
+async fn a_retried_job_can_still_complete() {
+    let app = spawn_app().await;
+    let job = app.job_with(JobType::SdxlImageFast, 3, true).await;
+    app.post_callback(&retryable(&job, "oom")).await;
+    redeliver(&app, &job).await;
+    let res = app
+        .post_callback(
+            &json!({"jobId": job.id, "status": "completed", "attempt": 2,
+                               "outputs": [{"path": job.key("a.png")}]}),
+        )
+        .await;
+    assert_eq!(json(res).await["status"], "completed");
+    let row = app.job_row(job.id).await;
+    assert_eq!(
+        (row.status.as_str(), row.attempts, row.error_message),
+        ("completed", 2, None)
+    );
+    assert!(!app.in_redis(job.job_type, job.id).await);
+}

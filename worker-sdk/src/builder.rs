@@ -1,0 +1,239 @@
+//! [`WorkerBuilder`]: every setting of a worker, checked once by [`WorkerBuilder::build`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gpuq_queue::{ConsumerName, QueueConfig};
+use gpuq_schemas::QueueName;
+use secrecy::SecretString;
+
+use crate::callback::{CallbackRetry, Reporter};
+use crate::connect::{QueueTarget, RedisBackoff};
+use crate::handler::ErasedHandler;
+use crate::worker::{Shared, Worker};
+use crate::{Handler, Storage, WorkerError};
+
+/// Builds a [`Worker`]. Required: [`redis_url`](Self::redis_url), [`queue`](Self::queue),
+/// [`callback_url`](Self::callback_url), [`callback_secret`](Self::callback_secret) and
+/// [`handler`](Self::handler). The defaults suit GPU work: 30 s leases renewed every 10 s,
+/// five minutes to finish on shutdown.
+#[must_use]
+pub struct WorkerBuilder {
+    redis_url: Option<String>,
+    queue: Option<String>,
+    namespace: String,
+    concurrency: usize,
+    callback_url: Option<String>,
+    callback_secret: Option<SecretString>,
+    queue_config: QueueConfig,
+    heartbeat_every: Duration,
+    shutdown_deadline: Duration,
+    claim_wait: Duration,
+    cancel_grace: Duration,
+    progress_every: Duration,
+    callback_retry: CallbackRetry,
+    redis_backoff: RedisBackoff,
+    worker_name: Option<String>,
+    storage: Option<Arc<dyn Storage>>,
+    handler: Option<Arc<dyn ErasedHandler>>,
+}
+
+impl Default for WorkerBuilder {
+    fn default() -> Self {
+        Self {
+            redis_url: None,
+            queue: None,
+            namespace: "gpuq".into(),
+            concurrency: 1,
+            callback_url: None,
+            callback_secret: None,
+            queue_config: QueueConfig::default(),
+            heartbeat_every: Duration::from_secs(10),
+            shutdown_deadline: Duration::from_secs(300),
+            claim_wait: Duration::from_secs(2),
+            cancel_grace: Duration::from_secs(2),
+            progress_every: Duration::from_secs(1),
+            callback_retry: CallbackRetry::default(),
+            redis_backoff: RedisBackoff::default(),
+            worker_name: None,
+            storage: None,
+            handler: None,
+        }
+    }
+}
+
+impl WorkerBuilder {
+    /// Redis to claim from, e.g. `redis://gpuq-worker:pw@redis:6379/0`.
+    pub fn redis_url(mut self, url: impl Into<String>) -> Self {
+        self.redis_url = Some(url.into());
+        self
+    }
+
+    /// The queue to serve: `sdxl_queue` or `wan_queue`.
+    pub fn queue(mut self, name: impl Into<String>) -> Self {
+        self.queue = Some(name.into());
+        self
+    }
+
+    /// Redis key namespace; must match the dispatcher's (default `gpuq`).
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = namespace.into();
+        self
+    }
+
+    /// Jobs run at once (default 1: one GPU, one job).
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n;
+        self
+    }
+
+    /// Full URL of the callback service's `POST /v1/callback`.
+    pub fn callback_url(mut self, url: impl Into<String>) -> Self {
+        self.callback_url = Some(url.into());
+        self
+    }
+
+    /// The HMAC secret callbacks are signed with.
+    pub fn callback_secret(mut self, secret: SecretString) -> Self {
+        self.callback_secret = Some(secret);
+        self
+    }
+
+    /// How long a claim or heartbeat keeps a job (default 30 s). A worker silent for longer
+    /// loses its jobs to redelivery.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.queue_config.lease = lease;
+        self
+    }
+
+    /// How often leases are renewed (default 10 s); must be shorter than the lease.
+    pub fn heartbeat_every(mut self, every: Duration) -> Self {
+        self.heartbeat_every = every;
+        self
+    }
+
+    /// How long running jobs may go on after shutdown starts (default 300 s); the rest are
+    /// handed back to the queue.
+    pub fn shutdown_deadline(mut self, deadline: Duration) -> Self {
+        self.shutdown_deadline = deadline;
+        self
+    }
+
+    /// Longest single blocking claim (default 2 s). A new job wakes the claim at once;
+    /// this only bounds how long shutdown waits for an idle claim to return.
+    pub fn claim_wait(mut self, wait: Duration) -> Self {
+        self.claim_wait = wait;
+        self
+    }
+
+    /// After a cancel, how long the handler may take to return by itself before its
+    /// future is dropped (default 2 s).
+    pub fn cancel_grace(mut self, grace: Duration) -> Self {
+        self.cancel_grace = grace;
+        self
+    }
+
+    /// Smallest interval between two progress reports of one job (default 1 s).
+    pub fn progress_interval(mut self, every: Duration) -> Self {
+        self.progress_every = every;
+        self
+    }
+
+    /// How final reports are retried.
+    pub fn callback_retry(mut self, retry: CallbackRetry) -> Self {
+        self.callback_retry = retry;
+        self
+    }
+
+    /// How reconnecting to Redis backs off.
+    pub fn redis_backoff(mut self, backoff: RedisBackoff) -> Self {
+        self.redis_backoff = backoff;
+        self
+    }
+
+    /// Queue tunables (retry backoff, signal cap); [`Self::lease`] overrides its lease.
+    pub fn queue_config(mut self, config: QueueConfig) -> Self {
+        let lease = self.queue_config.lease;
+        self.queue_config = QueueConfig { lease, ..config };
+        self
+    }
+
+    /// Prefix of the unique consumer name (default: the queue name).
+    pub fn worker_name(mut self, name: impl Into<String>) -> Self {
+        self.worker_name = Some(name.into());
+        self
+    }
+
+    /// Where [`crate::JobContext::upload`] writes.
+    pub fn storage(mut self, storage: impl Storage) -> Self {
+        self.storage = Some(Arc::new(storage));
+        self
+    }
+
+    /// Like [`Self::storage`], for a storage chosen at run time.
+    pub fn storage_arc(mut self, storage: Arc<dyn Storage>) -> Self {
+        self.storage = Some(storage);
+        self
+    }
+
+    /// The job handler.
+    pub fn handler(mut self, handler: impl Handler) -> Self {
+        self.handler = Some(Arc::new(handler));
+        self
+    }
+
+    /// Checks the settings and builds the worker. Nothing connects yet: [`Worker::run`]
+    /// reaches Redis, retrying until it answers.
+    pub fn build(self) -> Result<Worker, WorkerError> {
+        let redis_url = self.redis_url.ok_or(WorkerError::Missing("redis_url"))?;
+        let queue = self.queue.ok_or(WorkerError::Missing("queue"))?;
+        let name = QueueName::parse(&queue).map_err(|e| WorkerError::Invalid(e.to_string()))?;
+        let url = self
+            .callback_url
+            .ok_or(WorkerError::Missing("callback_url"))?;
+        let secret = self
+            .callback_secret
+            .ok_or(WorkerError::Missing("callback_secret"))?;
+        let handler = self.handler.ok_or(WorkerError::Missing("handler"))?;
+        if self.concurrency == 0 {
+            return Err(WorkerError::Invalid(
+                "concurrency must be at least 1".into(),
+            ));
+        }
+        if self.heartbeat_every.is_zero() || self.heartbeat_every >= self.queue_config.lease {
+            return Err(WorkerError::Invalid(format!(
+                "heartbeat_every ({:?}) must be positive and shorter than the lease ({:?})",
+                self.heartbeat_every, self.queue_config.lease
+            )));
+        }
+        if self.claim_wait.is_zero() {
+            return Err(WorkerError::Invalid("claim_wait must be positive".into()));
+        }
+        let client = redis::Client::open(redis_url).map_err(WorkerError::RedisUrl)?;
+        let reporter =
+            Reporter::new(url, secret, self.callback_retry).map_err(WorkerError::Http)?;
+        let consumer = ConsumerName::unique(self.worker_name.as_deref().unwrap_or(&queue));
+        Ok(Worker {
+            target: QueueTarget {
+                client,
+                namespace: self.namespace,
+                name,
+                config: self.queue_config,
+                backoff: self.redis_backoff,
+            },
+            concurrency: self.concurrency,
+            heartbeat_every: self.heartbeat_every,
+            shutdown_deadline: self.shutdown_deadline,
+            claim_wait: self.claim_wait,
+            shared: Arc::new(Shared {
+                handler,
+                reporter,
+                storage: self.storage,
+                consumer,
+                progress_every: self.progress_every,
+                cancel_grace: self.cancel_grace,
+                redis_backoff: self.redis_backoff,
+            }),
+        })
+    }
+}

@@ -1,0 +1,191 @@
+//! [`JobContext`]: what a handler can ask of the worker while it runs a job — the attempt
+//! number, progress reports, cancellation, and uploads.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use gpuq_schemas::callback::Progress;
+use gpuq_schemas::{CallbackPayload, CallbackStatus, JobId, UserId};
+use tokio_util::sync::CancellationToken;
+
+use crate::callback::Reporter;
+use crate::storage::output_key;
+use crate::{JobError, Storage, StorageError};
+
+/// The handler's view of its job. Cheap to clone; clones share state, so a clone moved
+/// into `spawn_blocking` sees the same cancellation and throttling.
+#[derive(Clone)]
+pub struct JobContext {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    job_id: JobId,
+    attempt: u32,
+    user_id: UserId,
+    bucket: String,
+    worker_id: String,
+    cancel: CancellationToken,
+    storage: Option<Arc<dyn Storage>>,
+    reporter: Reporter,
+    progress_every: Duration,
+    last_progress: Mutex<Option<Instant>>,
+    finished: AtomicBool,
+    runtime: tokio::runtime::Handle,
+}
+
+/// Everything the worker hands to [`JobContext::new`].
+pub(crate) struct ContextParts {
+    pub job_id: JobId,
+    pub attempt: u32,
+    pub user_id: UserId,
+    pub bucket: String,
+    pub worker_id: String,
+    pub cancel: CancellationToken,
+    pub storage: Option<Arc<dyn Storage>>,
+    pub reporter: Reporter,
+    pub progress_every: Duration,
+}
+
+impl JobContext {
+    pub(crate) fn new(p: ContextParts) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                job_id: p.job_id,
+                attempt: p.attempt,
+                user_id: p.user_id,
+                bucket: p.bucket,
+                worker_id: p.worker_id,
+                cancel: p.cancel,
+                storage: p.storage,
+                reporter: p.reporter,
+                progress_every: p.progress_every,
+                last_progress: Mutex::new(None),
+                finished: AtomicBool::new(false),
+                runtime: tokio::runtime::Handle::current(),
+            }),
+        }
+    }
+
+    /// The job's id.
+    pub fn job_id(&self) -> JobId {
+        self.inner.job_id
+    }
+
+    /// This delivery's attempt number, from 1.
+    pub fn attempt(&self) -> u32 {
+        self.inner.attempt
+    }
+
+    /// Reports progress (`fraction` in 0..=1) to the callback service, which feeds the
+    /// job's event stream. Best effort and non-blocking: sent from a background task, at
+    /// most once per progress interval (a report of 1.0 always goes), never retried.
+    /// Callable from any thread, `spawn_blocking` included.
+    pub fn progress(&self, fraction: f32, message: impl Into<String>) {
+        let inner = &self.inner;
+        if inner.finished.load(Ordering::Acquire) || inner.cancel.is_cancelled() {
+            return;
+        }
+        let fraction = if fraction.is_nan() {
+            0.0
+        } else {
+            fraction.clamp(0.0, 1.0)
+        };
+        {
+            let mut last = inner
+                .last_progress
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            if fraction < 1.0 && last.is_some_and(|t| now - t < inner.progress_every) {
+                return;
+            }
+            *last = Some(now);
+        }
+        let payload = CallbackPayload {
+            job_id: inner.job_id,
+            status: CallbackStatus::Progress,
+            worker_id: Some(inner.worker_id.clone()),
+            attempt: Some(inner.attempt),
+            outputs: Vec::new(),
+            error: None,
+            enhanced_prompt: None,
+            progress: Some(Progress {
+                fraction,
+                message: Some(message.into()),
+            }),
+        };
+        let reporter = inner.reporter.clone();
+        inner.runtime.spawn(async move {
+            if let Err(e) = reporter.send_with(&payload, 0).await {
+                tracing::debug!(job_id = %payload.job_id, error = %e, "progress report dropped");
+            }
+        });
+    }
+
+    /// Resolves when the worker stops caring about this job's result: the job was
+    /// cancelled, its lease was lost, or a shutdown deadline passed. Select on it next to
+    /// long `async` work; the worker drops the handler's future shortly after anyway.
+    pub async fn cancelled(&self) {
+        self.inner.cancel.cancelled().await
+    }
+
+    /// Whether [`Self::cancelled`] has fired; poll it between steps of blocking work.
+    pub fn is_cancelled(&self) -> bool {
+        self.inner.cancel.is_cancelled()
+    }
+
+    /// A token that fires with [`Self::cancelled`], for code that takes a
+    /// `CancellationToken`.
+    pub fn cancellation_token(&self) -> CancellationToken {
+        self.inner.cancel.child_token()
+    }
+
+    /// The configured storage, if any.
+    pub fn storage(&self) -> Option<&Arc<dyn Storage>> {
+        self.inner.storage.as_ref()
+    }
+
+    /// The job's bucket.
+    pub fn bucket(&self) -> &str {
+        &self.inner.bucket
+    }
+
+    /// The key of output `index`: `<user_id>/<job_id>/<index>.<ext>`.
+    pub fn output_key(&self, index: usize, ext: &str) -> String {
+        output_key(&self.inner.user_id, &self.inner.job_id, index, ext)
+    }
+
+    /// Uploads output `index` to the job's bucket under [`Self::output_key`] and returns
+    /// the path to report. Storage errors are retryable.
+    pub async fn upload(
+        &self,
+        index: usize,
+        ext: &str,
+        bytes: impl Into<Bytes>,
+        content_type: &str,
+    ) -> Result<String, JobError> {
+        let storage = self.storage().ok_or(StorageError::NotConfigured)?;
+        let key = self.output_key(index, ext);
+        Ok(storage
+            .put(&self.inner.bucket, &key, bytes.into(), content_type)
+            .await?)
+    }
+
+    /// Stops further progress reports (the final result is about to be sent).
+    pub(crate) fn finish(&self) {
+        self.inner.finished.store(true, Ordering::Release);
+    }
+}
+
+impl std::fmt::Debug for JobContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobContext")
+            .field("job_id", &self.inner.job_id)
+            .field("attempt", &self.inner.attempt)
+            .field("cancelled", &self.is_cancelled())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,259 @@
+//! One job, from claim to ack: report `processing`, run the handler on its own task, watch
+//! the lease, report the result, and only then ack (or fail, or release) in the queue.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use backon::Retryable;
+use gpuq_queue::{ClaimedJob, Failure, Queue, QueueError};
+use gpuq_schemas::callback::CallbackError;
+use gpuq_schemas::{CallbackPayload, CallbackStatus, JobEnvelope, JobId};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::callback::ReportError;
+use crate::context::{ContextParts, JobContext};
+use crate::lease::{LeaseHandle, LeaseState, Leases};
+use crate::worker::{chain, Shared};
+use crate::{JobError, Output};
+
+/// Retries of a queue operation (ack, fail, release) before leaving the job to the reaper.
+const REDIS_OP_RETRIES: usize = 8;
+/// Retries of the `processing` report; it is informational, the job goes on without it.
+const PROCESSING_RETRIES: usize = 3;
+
+/// What to do in the queue once the result is reported.
+enum Finish {
+    Ack,
+    Fail(Failure),
+}
+
+/// Runs `claimed` to its end. `hard_stop` fires when the shutdown deadline passed: the
+/// job is then handed back to the queue.
+pub(crate) async fn supervise(
+    shared: Arc<Shared>,
+    queue: Queue,
+    leases: Leases,
+    claimed: ClaimedJob,
+    hard_stop: CancellationToken,
+) {
+    let span = tracing::info_span!("job", job_id = %claimed.id, attempt = claimed.attempt);
+    let job = JobRun {
+        lease: leases.hold(claimed.id),
+        shared,
+        queue,
+        hard_stop,
+        id: claimed.id,
+        attempt: claimed.attempt,
+    };
+    job.run(claimed).instrument(span).await
+}
+
+struct JobRun {
+    shared: Arc<Shared>,
+    queue: Queue,
+    lease: LeaseHandle,
+    hard_stop: CancellationToken,
+    id: JobId,
+    attempt: u32,
+}
+
+impl JobRun {
+    async fn run(mut self, claimed: ClaimedJob) {
+        let env = match claimed.envelope() {
+            Ok(env) => env,
+            Err(e) => {
+                tracing::error!(error = %chain(&e), "envelope does not decode; failing permanently");
+                let err = JobError::permanent(format!("undecodable job envelope: {e}"));
+                let payload = self.failed(&err);
+                return self.report(payload, fail_with(&err)).await;
+            }
+        };
+        tracing::info!(job_type = %env.job_type, "job started");
+        let processing = self.payload(CallbackStatus::Processing);
+        tokio::select! {
+            res = self.shared.reporter.send_with(&processing, PROCESSING_RETRIES) => {
+                if let Err(e) = res {
+                    tracing::warn!(error = %e, "processing report not accepted; running anyway");
+                }
+            }
+            _ = self.hard_stop.cancelled() => return self.release().await,
+        }
+        let cancel = CancellationToken::new();
+        let ctx = self.context(&env, &cancel);
+        let handler = Arc::clone(&self.shared.handler);
+        let mut handle = tokio::spawn(handler.call(env, ctx.clone()).in_current_span());
+        let result = tokio::select! {
+            res = &mut handle => res,
+            state = self.lease.changed() => {
+                cancel.cancel();
+                return self.stop_early(state, handle).await;
+            }
+            _ = self.hard_stop.cancelled() => {
+                cancel.cancel();
+                handle.abort();
+                return self.release().await;
+            }
+        };
+        ctx.finish();
+        let (payload, finish) = match result {
+            Ok(Ok(output)) => (self.completed(&output), Finish::Ack),
+            Ok(Err(err)) => (self.failed(&err), fail_with(&err)),
+            Err(e) => {
+                tracing::error!(error = %e, "handler panicked");
+                let err = JobError::retryable(format!("handler panicked: {e}"));
+                (self.failed(&err), fail_with(&err))
+            }
+        };
+        self.report(payload, finish).await
+    }
+
+    /// The lease changed under a running handler.
+    async fn stop_early(self, state: LeaseState, mut handle: JoinHandle<Result<Output, JobError>>) {
+        if state != LeaseState::Cancelled {
+            handle.abort();
+            tracing::warn!("lease lost; abandoning the job without reporting");
+            return;
+        }
+        tracing::info!("job cancelled; stopping the handler");
+        tokio::select! {
+            _ = &mut handle => {}
+            _ = tokio::time::sleep(self.shared.cancel_grace) => handle.abort(),
+        }
+        // The dispatcher recorded the cancel; removing the job is all that is left.
+        let (queue, consumer) = (&self.queue, &self.shared.consumer);
+        self.redis_op("ack", || queue.ack(self.id, Some(consumer)))
+            .await;
+    }
+
+    /// Sends the final report, then acks or fails the job in the queue.
+    async fn report(mut self, payload: CallbackPayload, finish: Finish) {
+        let sent = tokio::select! {
+            res = self.shared.reporter.send(&payload) => res,
+            _ = self.lease.lost() => {
+                tracing::warn!("lease lost while reporting; abandoning the job");
+                return;
+            }
+            _ = self.hard_stop.cancelled() => return self.release().await,
+        };
+        let finish = match sent {
+            Ok(()) => finish,
+            Err(ReportError::Rejected { status, body }) => {
+                tracing::error!(
+                    status, body = %body, report = ?payload.status,
+                    "CALLBACK SERVICE REFUSED THE RESULT; dead-lettering the job"
+                );
+                Finish::Fail(Failure {
+                    retryable: false,
+                    message: format!("callback service refused the result ({status}): {body}"),
+                })
+            }
+            Err(e @ ReportError::Unreachable(_)) => {
+                tracing::error!(error = %e, "result could not be reported; failing the attempt");
+                Finish::Fail(Failure {
+                    retryable: true,
+                    message: e.to_string(),
+                })
+            }
+        };
+        let (queue, consumer) = (&self.queue, &self.shared.consumer);
+        match finish {
+            Finish::Ack => {
+                let out = self
+                    .redis_op("ack", || queue.ack(self.id, Some(consumer)))
+                    .await;
+                tracing::info!(outcome = ?out, "job completed");
+            }
+            Finish::Fail(f) => {
+                let out = self
+                    .redis_op("fail", || queue.fail(self.id, Some(consumer), &f))
+                    .await;
+                tracing::info!(outcome = ?out, retryable = f.retryable, message = %f.message, "job failed");
+            }
+        }
+    }
+
+    /// Hands the job back to the queue at once (shutdown deadline passed).
+    async fn release(self) {
+        let (queue, consumer) = (&self.queue, &self.shared.consumer);
+        let out = self
+            .redis_op("release", || queue.release(self.id, consumer))
+            .await;
+        tracing::info!(released = ?out, "job handed back to the queue");
+    }
+
+    /// Runs a queue operation with a few retries; `None` if Redis stayed away (the lease
+    /// then expires and the reaper redelivers the job).
+    async fn redis_op<T, F, Fut>(&self, what: &'static str, op: F) -> Option<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, QueueError>>,
+    {
+        let res = op
+            .retry(self.shared.redis_backoff.bounded(REDIS_OP_RETRIES))
+            .notify(|e, wait| {
+                tracing::warn!(op = what, error = %chain(e), retry_in_ms = wait.as_millis() as u64, "queue operation failed; retrying");
+            })
+            .await;
+        match res {
+            Ok(v) => Some(v),
+            Err(e) => {
+                tracing::error!(op = what, error = %chain(&e), "queue operation failed; leaving the job to lease expiry");
+                None
+            }
+        }
+    }
+
+    fn context(&self, env: &JobEnvelope, cancel: &CancellationToken) -> JobContext {
+        JobContext::new(ContextParts {
+            job_id: self.id,
+            attempt: self.attempt,
+            user_id: env.user_id,
+            bucket: env.bucket.clone(),
+            worker_id: self.shared.consumer.to_string(),
+            cancel: cancel.clone(),
+            storage: self.shared.storage.clone(),
+            reporter: self.shared.reporter.clone(),
+            progress_every: self.shared.progress_every,
+        })
+    }
+
+    fn payload(&self, status: CallbackStatus) -> CallbackPayload {
+        CallbackPayload {
+            job_id: self.id,
+            status,
+            worker_id: Some(self.shared.consumer.to_string()),
+            attempt: Some(self.attempt),
+            outputs: Vec::new(),
+            error: None,
+            enhanced_prompt: None,
+            progress: None,
+        }
+    }
+
+    fn completed(&self, output: &Output) -> CallbackPayload {
+        CallbackPayload {
+            outputs: output.to_callback_assets(),
+            enhanced_prompt: output.enhanced_prompt.clone(),
+            ..self.payload(CallbackStatus::Completed)
+        }
+    }
+
+    fn failed(&self, err: &JobError) -> CallbackPayload {
+        CallbackPayload {
+            error: Some(CallbackError {
+                message: err.message().to_owned(),
+                retryable: err.is_retryable(),
+            }),
+            ..self.payload(CallbackStatus::Failed)
+        }
+    }
+}
+
+fn fail_with(err: &JobError) -> Finish {
+    Finish::Fail(Failure {
+        retryable: err.is_retryable(),
+        message: err.message().to_owned(),
+    })
+}

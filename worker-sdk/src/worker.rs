@@ -1,0 +1,204 @@
+//! [`Worker`]: the claim loop and graceful shutdown.
+//!
+//! The loop claims up to as many jobs as there are free slots with the queue's blocking
+//! [`Claimer`] (no polling: an idle worker sleeps on Redis and a new job wakes it), and
+//! runs each on its own task ([`crate::job`]). On shutdown it stops claiming, lets running
+//! jobs finish until the deadline, then has the rest handed back to the queue.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gpuq_queue::{ClaimedJob, Claimer, ConsumerName, Queue};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::connect::{sleep_or_stop, QueueTarget, RedisBackoff};
+use crate::handler::ErasedHandler;
+use crate::job::supervise;
+use crate::lease::{LeaseKeeper, Leases};
+use crate::{Storage, WorkerBuilder, WorkerError};
+
+/// A configured worker; see [`Worker::builder`].
+pub struct Worker {
+    pub(crate) target: QueueTarget,
+    pub(crate) concurrency: usize,
+    pub(crate) heartbeat_every: Duration,
+    pub(crate) shutdown_deadline: Duration,
+    pub(crate) claim_wait: Duration,
+    pub(crate) shared: Arc<Shared>,
+}
+
+/// What every job task needs.
+pub(crate) struct Shared {
+    pub handler: Arc<dyn ErasedHandler>,
+    pub reporter: crate::callback::Reporter,
+    pub storage: Option<Arc<dyn Storage>>,
+    pub consumer: ConsumerName,
+    pub progress_every: Duration,
+    pub cancel_grace: Duration,
+    pub redis_backoff: RedisBackoff,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("queue", &self.target.name)
+            .field("consumer", &self.shared.consumer)
+            .field("concurrency", &self.concurrency)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Worker {
+    /// A builder with the defaults.
+    pub fn builder() -> WorkerBuilder {
+        WorkerBuilder::default()
+    }
+
+    /// This process's unique consumer name (also sent as `workerId` in callbacks).
+    pub fn consumer(&self) -> &ConsumerName {
+        &self.shared.consumer
+    }
+
+    /// Runs until `shutdown` fires and every job is finished or handed back. Never gives
+    /// up on Redis: while it is unreachable the worker logs and retries with backoff.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), WorkerError> {
+        let keeper = LeaseKeeper::start(
+            self.target.clone(),
+            self.shared.consumer.clone(),
+            self.heartbeat_every,
+        )
+        .map_err(WorkerError::LeaseKeeper)?;
+        let hard_stop = CancellationToken::new();
+        let deadline_task = tokio::spawn(arm_deadline(
+            shutdown.clone(),
+            hard_stop.clone(),
+            self.shutdown_deadline,
+        ));
+        tracing::info!(consumer = %self.shared.consumer, queue = %self.target.name, "worker starting");
+        if let Some(queue) = self.target.connect(&shutdown, "claimer").await {
+            let mut jobs = JoinSet::new();
+            self.claim_loop(&queue, &keeper.leases(), &mut jobs, &shutdown, &hard_stop)
+                .await;
+            tracing::info!(running = jobs.len(), deadline = ?self.shutdown_deadline, "shutting down");
+            while let Some(res) = jobs.join_next().await {
+                log_join(res);
+            }
+        }
+        deadline_task.abort();
+        keeper.stop().await;
+        tracing::info!("worker stopped");
+        Ok(())
+    }
+
+    async fn claim_loop(
+        &self,
+        queue: &Queue,
+        leases: &Leases,
+        jobs: &mut JoinSet<()>,
+        shutdown: &CancellationToken,
+        hard_stop: &CancellationToken,
+    ) {
+        let mut claimer: Option<Claimer> = None;
+        let mut delays = self.target.backoff.delays();
+        loop {
+            while let Some(res) = jobs.try_join_next() {
+                log_join(res);
+            }
+            if shutdown.is_cancelled() {
+                return;
+            }
+            let free = self.concurrency.saturating_sub(jobs.len());
+            if free == 0 {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    Some(res) = jobs.join_next() => log_join(res),
+                }
+                continue;
+            }
+            // The claim is never dropped half-way (a reply lost in flight would strand a
+            // leased job until its lease expires); `claim_wait` bounds it instead.
+            let res = match claimer.as_mut() {
+                Some(c) => c.claim(free, self.claim_wait).await,
+                None => match queue.claimer(self.shared.consumer.clone()).await {
+                    Ok(c) => claimer.insert(c).claim(free, self.claim_wait).await,
+                    Err(e) => Err(e),
+                },
+            };
+            match res {
+                Ok(claimed) => {
+                    delays = self.target.backoff.delays();
+                    for job in claimed {
+                        self.start(job, queue, leases, jobs, shutdown, hard_stop)
+                            .await;
+                    }
+                }
+                Err(e) => {
+                    let wait = delays.next().unwrap_or(self.target.backoff.max_delay);
+                    tracing::warn!(error = %chain(&e), retry_in_ms = wait.as_millis() as u64, "claim failed; retrying");
+                    if sleep_or_stop(wait, shutdown).await {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Starts a claimed job, or hands it straight back if shutdown began meanwhile.
+    async fn start(
+        &self,
+        job: ClaimedJob,
+        queue: &Queue,
+        leases: &Leases,
+        jobs: &mut JoinSet<()>,
+        shutdown: &CancellationToken,
+        hard_stop: &CancellationToken,
+    ) {
+        if shutdown.is_cancelled() {
+            match queue.release(job.id, &self.shared.consumer).await {
+                Ok(_) => tracing::info!(job_id = %job.id, "claimed during shutdown; released"),
+                Err(e) => {
+                    tracing::warn!(job_id = %job.id, error = %chain(&e), "release failed; the lease will expire")
+                }
+            }
+            return;
+        }
+        jobs.spawn(supervise(
+            Arc::clone(&self.shared),
+            queue.clone(),
+            leases.clone(),
+            job,
+            hard_stop.clone(),
+        ));
+    }
+}
+
+/// Fires `hard_stop` once `shutdown` has been on for `deadline`.
+async fn arm_deadline(
+    shutdown: CancellationToken,
+    hard_stop: CancellationToken,
+    deadline: Duration,
+) {
+    shutdown.cancelled().await;
+    tokio::time::sleep(deadline).await;
+    tracing::warn!("shutdown deadline passed; handing running jobs back to the queue");
+    hard_stop.cancel();
+}
+
+fn log_join(res: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = res {
+        tracing::error!(error = %e, "job task ended abnormally");
+    }
+}
+
+/// An error and its causes on one line.
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        cur = s.source();
+    }
+    out
+}
