@@ -75,6 +75,10 @@ pub struct QueueSettings {
     pub backoff_max_ms: u64,
     /// How often the reaper and promoter run, ms.
     pub maintenance_interval_ms: u64,
+    /// How often the reconciler compares PostgreSQL with Redis, ms.
+    pub reconcile_interval_ms: u64,
+    /// Unfinished rows younger than this are left to their in-flight enqueue, ms.
+    pub reconcile_grace_ms: u64,
 }
 
 impl QueueSettings {
@@ -128,6 +132,8 @@ impl Settings {
             .set_default("queue.backoff_base_ms", 5_000)?
             .set_default("queue.backoff_max_ms", 300_000)?
             .set_default("queue.maintenance_interval_ms", 250)?
+            .set_default("queue.reconcile_interval_ms", 30_000)?
+            .set_default("queue.reconcile_grace_ms", 60_000)?
             .set_default("reference_hosts", Vec::<String>::new())?
             .add_source(
                 config::File::with_name(&file).required(std::env::var("GPUQ_CONFIG").is_ok()),

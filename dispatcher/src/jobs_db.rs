@@ -85,14 +85,16 @@ pub struct NewJob<'a> {
     pub max_attempts: i32,
     /// Accepted at.
     pub created_at: DateTime<Utc>,
+    /// The envelope as enqueued, for the reconciler.
+    pub envelope: &'a Value,
 }
 
 /// Inserts a queued job.
 pub async fn insert(tx: &mut Transaction<'_, Postgres>, job: &NewJob<'_>) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO jobs (id, user_id, job_type, queue, status, prompt, metadata, config, project_id, \
-         video_id, image_id, credits, max_attempts, created_at) \
-         VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+         video_id, image_id, credits, max_attempts, created_at, envelope) \
+         VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
     )
     .bind(job.id)
     .bind(job.user_id)
@@ -107,6 +109,7 @@ pub async fn insert(tx: &mut Transaction<'_, Postgres>, job: &NewJob<'_>) -> sql
     .bind(job.credits)
     .bind(job.max_attempts)
     .bind(job.created_at)
+    .bind(job.envelope)
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -10,7 +10,8 @@
 //! - [`routes`]: one file per resource.
 //! - [`jobs_db`]: the `jobs` table.
 //! - [`limits`]: the per-user token bucket.
-//! - [`maintenance`]: reaper and promoter loops.
+//! - [`maintenance`]: reaper, promoter and reconciler loops.
+//! - [`reconcile`]: bring Redis back in line with PostgreSQL.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`openapi`]: the generated `/openapi.json`.
 //! - [`ApiError`]: every error answer.
@@ -25,6 +26,7 @@ pub mod limits;
 pub mod maintenance;
 pub mod metrics;
 pub mod openapi;
+pub mod reconcile;
 pub mod routes;
 pub mod startup;
 mod state;

@@ -15,17 +15,32 @@ use crate::{events, jobs_db};
 
 /// Runs until `stop` is cancelled.
 pub async fn run(state: web::Data<AppState>, stop: CancellationToken) {
-    let period = Duration::from_millis(state.settings.queue.maintenance_interval_ms.max(10));
-    let mut tick = tokio::time::interval(period);
+    let settings = &state.settings.queue;
+    let mut tick = tokio::time::interval(Duration::from_millis(
+        settings.maintenance_interval_ms.max(10),
+    ));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut reconcile = tokio::time::interval(Duration::from_millis(
+        settings.reconcile_interval_ms.max(100),
+    ));
+    reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let grace = Duration::from_millis(settings.reconcile_grace_ms);
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        for queue in state.queues.values() {
-            if let Err(e) = run_once(&state, queue).await {
-                tracing::warn!(queue = %queue.name(), error = ?e, "maintenance step failed");
+            _ = tick.tick() => {
+                for queue in state.queues.values() {
+                    if let Err(e) = run_once(&state, queue).await {
+                        tracing::warn!(queue = %queue.name(), error = ?e, "maintenance step failed");
+                    }
+                }
+            }
+            _ = reconcile.tick() => {
+                for queue in state.queues.values() {
+                    if let Err(e) = crate::reconcile::reconcile_once(&state, queue, grace).await {
+                        tracing::warn!(queue = %queue.name(), error = ?e, "reconcile step failed");
+                    }
+                }
             }
         }
     }

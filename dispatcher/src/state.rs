@@ -34,6 +34,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Recent queue snapshots for ETAs, so an enqueue does not pay for a stats call.
     stats_cache: Mutex<HashMap<String, (Instant, QueueStats)>>,
+    /// Where the reconciler's scan of each queue's job hash stands.
+    reconcile_cursors: Mutex<HashMap<String, u64>>,
 }
 
 const STATS_TTL: Duration = Duration::from_secs(1);
@@ -58,6 +60,7 @@ impl AppState {
             settings,
             metrics: Metrics::default(),
             stats_cache: Mutex::default(),
+            reconcile_cursors: Mutex::default(),
         }
     }
 
@@ -66,6 +69,21 @@ impl AppState {
         self.queues
             .get(name)
             .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("queue {name} is not configured")))
+    }
+
+    /// The reconciler's scan cursor for `queue` (0: start over).
+    pub fn reconcile_cursor(&self, queue: &str) -> u64 {
+        self.reconcile_cursors
+            .lock()
+            .map(|c| c.get(queue).copied().unwrap_or(0))
+            .unwrap_or(0)
+    }
+
+    /// Stores the reconciler's scan cursor for `queue`.
+    pub fn set_reconcile_cursor(&self, queue: &str, cursor: u64) {
+        if let Ok(mut c) = self.reconcile_cursors.lock() {
+            c.insert(queue.to_owned(), cursor);
+        }
     }
 
     /// A snapshot of `queue` at most a second old.

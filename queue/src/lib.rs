@@ -13,7 +13,8 @@
 //! - Transitions, one file each: [`Queue::enqueue`], [`Queue::claim`] and [`Claimer`]
 //!   (blocking), [`Queue::heartbeat`] and [`Queue::release`], [`Queue::ack`] and
 //!   [`Queue::fail`], [`Queue::cancel`], [`Queue::reap_once`], [`Queue::promote_due_once`],
-//!   [`Queue::requeue_dead`], [`Queue::stats`].
+//!   [`Queue::requeue_dead`], [`Queue::stats`], [`Queue::known`] and [`Queue::scan_ids`]
+//!   (reconciliation).
 //! - [`publish_event`], [`read_events`]: per-job event streams for SSE.
 //! - [`QueueConfig`], [`Backoff`], [`Lane`], [`ConsumerName`], [`QueueError`].
 
@@ -29,6 +30,7 @@ mod keys;
 mod lane;
 mod lease;
 mod maintenance;
+mod presence;
 mod queue;
 mod scripts;
 mod stats;

@@ -144,9 +144,18 @@ impl JobRun {
                     status, body = %body, report = ?payload.status,
                     "CALLBACK SERVICE REFUSED THE RESULT; dead-lettering the job"
                 );
+                let message = format!("callback service refused the result ({status}): {body}");
+                if payload.status == CallbackStatus::Completed {
+                    // Record the refusal as a permanent failure, so the job's row does not
+                    // stay `processing` while Redis holds it dead.
+                    let failed = self.failed(&JobError::permanent(message.clone()));
+                    if let Err(e) = self.shared.reporter.send(&failed).await {
+                        tracing::error!(error = %e, "the failure report was refused too");
+                    }
+                }
                 Finish::Fail(Failure {
                     retryable: false,
-                    message: format!("callback service refused the result ({status}): {body}"),
+                    message,
                 })
             }
             Err(e @ ReportError::Unreachable(_)) => {

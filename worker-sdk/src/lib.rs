@@ -67,3 +67,8 @@ pub use storage::{
 };
 pub use tokio_util::sync::CancellationToken;
 pub use worker::Worker;
+
+/// The README's examples, compiled as doctests so they cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

@@ -186,6 +186,7 @@ async fn record(
         });
     }
     let config = serde_json::to_value(&env.config).map_err(|e| ApiError::Internal(e.into()))?;
+    let envelope = serde_json::to_value(env).map_err(|e| ApiError::Internal(e.into()))?;
     let row = NewJob {
         id: env.job_id.as_uuid(),
         user_id: user,
@@ -200,6 +201,7 @@ async fn record(
         credits: env.job_type.spec().credits as i32,
         max_attempts: env.max_attempts as i32,
         created_at: env.created_at,
+        envelope: &envelope,
     };
     jobs_db::insert(&mut tx, &row).await?;
     if let Some(key) = idem_key {

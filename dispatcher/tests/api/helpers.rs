@@ -72,6 +72,8 @@ pub fn base_settings(database_url: String, namespace: String) -> Settings {
             backoff_base_ms: 50,
             backoff_max_ms: 200,
             maintenance_interval_ms: 50,
+            reconcile_interval_ms: 60_000,
+            reconcile_grace_ms: 0,
         },
         reference_hosts: vec!["images.example.com".into()],
         callback_secret: None,

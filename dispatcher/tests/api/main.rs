@@ -8,3 +8,4 @@ mod helpers;
 mod jobs;
 mod limits;
 mod loops;
+mod reconcile;

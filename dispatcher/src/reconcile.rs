@@ -1,0 +1,155 @@
+//! The reconciler: PostgreSQL is the system of record, Redis holds live state. This brings
+//! Redis back in line after it lost data (restart without persistence, a failover that
+//! dropped writes, eviction) or kept jobs that are already finished.
+//!
+//! - Rows `queued`/`processing` older than a grace period whose job Redis no longer knows
+//!   are enqueued again from the stored envelope (status back to `queued`). The enqueue
+//!   script refuses an id Redis already holds, so replicas racing here enqueue once.
+//! - Jobs Redis holds whose row is finished (or gone) are removed.
+//!
+//! Each call does one bounded step; the loop lives in [`crate::maintenance`].
+
+use std::time::Duration;
+
+use gpuq_queue::{EnqueueOptions, EnqueueOutcome, Queue};
+use gpuq_schemas::{JobEnvelope, JobEvent, JobId, JobStatus};
+use uuid::Uuid;
+
+use crate::events;
+use crate::state::AppState;
+
+/// What one [`reconcile_once`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Reconciled {
+    /// Jobs Redis had lost, enqueued again.
+    pub requeued: Vec<JobId>,
+    /// Finished jobs Redis still held, removed.
+    pub removed: Vec<JobId>,
+}
+
+/// Rows examined per pass and queue.
+const BATCH: i64 = 500;
+
+/// One pass over one queue. `grace` keeps the reconciler away from jobs being enqueued
+/// right now (their row is written just before Redis hears of them).
+pub async fn reconcile_once(
+    state: &AppState,
+    queue: &Queue,
+    grace: Duration,
+) -> anyhow::Result<Reconciled> {
+    let mut out = Reconciled::default();
+    requeue_lost(state, queue, grace, &mut out).await?;
+    remove_finished(state, queue, &mut out).await?;
+    Ok(out)
+}
+
+async fn requeue_lost(
+    state: &AppState,
+    queue: &Queue,
+    grace: Duration,
+    out: &mut Reconciled,
+) -> anyhow::Result<()> {
+    let rows: Vec<(Uuid, Option<serde_json::Value>)> = sqlx::query_as(
+        "SELECT id, envelope FROM jobs WHERE queue = $1 AND status IN ('queued', 'processing') \
+         AND created_at < now() - make_interval(secs => $2) ORDER BY created_at LIMIT $3",
+    )
+    .bind(queue.name().as_str())
+    .bind(grace.as_secs_f64())
+    .bind(BATCH)
+    .fetch_all(&state.db)
+    .await?;
+    let ids: Vec<JobId> = rows.iter().map(|(id, _)| JobId::from(*id)).collect();
+    let known = queue.known(&ids).await?;
+    for ((id, envelope), known) in rows.into_iter().zip(known) {
+        if known {
+            continue;
+        }
+        let Some(envelope) = envelope.and_then(|e| serde_json::from_value::<JobEnvelope>(e).ok())
+        else {
+            tracing::warn!(job_id = %id, "lost by Redis and has no stored envelope; marking failed");
+            crate::jobs_db::finish(
+                &state.db,
+                id,
+                "failed",
+                Some("lost by the queue and could not be rebuilt"),
+            )
+            .await?;
+            continue;
+        };
+        // Re-check under the row lock: a callback may have finished the job meanwhile.
+        let mut tx = state.db.begin().await?;
+        let status: Option<String> =
+            sqlx::query_scalar("SELECT status FROM jobs WHERE id = $1 FOR UPDATE")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if !matches!(status.as_deref(), Some("queued" | "processing")) {
+            continue;
+        }
+        match queue.enqueue(&envelope, &EnqueueOptions::default()).await? {
+            EnqueueOutcome::Enqueued { .. } => {
+                sqlx::query("UPDATE jobs SET status = 'queued', updated_at = now() WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                tracing::warn!(job_id = %id, queue = %queue.name(), "Redis had lost this job; enqueued it again");
+                events::publish(
+                    state,
+                    JobEvent::status(
+                        envelope.job_id,
+                        JobStatus::Queued,
+                        Some("restored after queue data loss".into()),
+                    ),
+                )
+                .await;
+                out.requeued.push(envelope.job_id);
+            }
+            EnqueueOutcome::QueueFull { .. } => {
+                tracing::warn!(job_id = %id, "queue full; will restore the lost job on a later pass");
+            }
+            // Another replica (or the original enqueue) got there first.
+            EnqueueOutcome::AlreadyExists | EnqueueOutcome::Duplicate { .. } => {}
+        }
+    }
+    Ok(())
+}
+
+/// Scans a page of what Redis holds; removes jobs whose row is finished or missing.
+async fn remove_finished(
+    state: &AppState,
+    queue: &Queue,
+    out: &mut Reconciled,
+) -> anyhow::Result<()> {
+    let cursor = state.reconcile_cursor(queue.name().as_str());
+    let (next, ids) = queue.scan_ids(cursor, BATCH as usize).await?;
+    state.set_reconcile_cursor(queue.name().as_str(), next);
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let uuids: Vec<Uuid> = ids.iter().map(JobId::as_uuid).collect();
+    let unfinished: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM jobs WHERE id = ANY($1) AND status IN ('queued', 'processing')",
+    )
+    .bind(&uuids)
+    .fetch_all(&state.db)
+    .await?;
+    for id in ids {
+        if unfinished.contains(&id.as_uuid()) {
+            continue;
+        }
+        // A job without a row may be an enqueue still in flight: leave it alone.
+        let row: Option<String> = sqlx::query_scalar("SELECT status FROM jobs WHERE id = $1")
+            .bind(id.as_uuid())
+            .fetch_optional(&state.db)
+            .await?;
+        let finished = row
+            .as_deref()
+            .is_some_and(|s| s != "queued" && s != "processing");
+        if finished && queue.ack(id, None).await? == gpuq_queue::AckOutcome::Removed {
+            tracing::info!(job_id = %id, status = ?row, "removed a finished job Redis still held");
+            out.removed.push(id);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,69 @@
+use std::time::Duration;
+
+use serde_json::Value;
+use uuid::Uuid;
+
+use gpuq_queue::ConsumerName;
+use gpuq_schemas::JobId;
+
+use crate::helpers::*;
+
+async fn enqueue(app: &TestApp, token: &str) -> JobId {
+    let body: Value = app
+        .post_job(token, &job_body("sdxl_image_fast", "x"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    body["job"]["id"].as_str().unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn jobs_redis_lost_are_enqueued_again_once_and_finished_ones_are_removed() {
+    // Two replicas reconciling the same data every 100 ms.
+    let first = spawn_app_with(|s| {
+        s.queue.reconcile_interval_ms = 100;
+        s.queue.reconcile_grace_ms = 0;
+    })
+    .await;
+    let _second = spawn_with_settings(Settings {
+        listen: "127.0.0.1:0".into(),
+        ..first.settings.clone()
+    })
+    .await;
+    let token = token_for(Uuid::new_v4());
+    let lost = enqueue(&first, &token).await;
+    let finished = enqueue(&first, &token).await;
+    let q = first.queue("sdxl_queue").await;
+
+    // Redis forgets one job (as after a restart without persistence) and keeps one whose
+    // row is already finished.
+    q.cancel(lost).await.unwrap();
+    sqlx::query("UPDATE jobs SET status = 'completed', completed_at = now() WHERE id = $1")
+        .bind(finished.as_uuid())
+        .execute(&first.db)
+        .await
+        .unwrap();
+
+    let mut restored = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let known = q.known(&[lost, finished]).await.unwrap();
+        if known == [true, false] {
+            restored = true;
+            break;
+        }
+    }
+    assert!(restored, "lost job restored and finished job removed");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let claimed = q.claim(&ConsumerName::unique("w"), 10).await.unwrap();
+    assert_eq!(
+        claimed.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![lost],
+        "restored exactly once"
+    );
+    assert_eq!(claimed[0].envelope().unwrap().prompt, "x");
+    assert_eq!(first.status_of(&lost.to_string()).await, "queued");
+}
+
+use gpuq_dispatcher::Settings;

@@ -1,0 +1,186 @@
+//! The whole system: the real dispatcher and callback service (in this process, on random
+//! ports), two SDK demo workers, real Redis and PostgreSQL. Every job type goes in through
+//! HTTP and must come out completed with the right rows and files.
+
+mod common;
+
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde_json::{json, Value};
+use sqlx::{Connection, Executor, PgConnection, PgPool};
+
+use common::*;
+use gpuq_schemas::{JobKind, JobType};
+use gpuq_worker_sdk::demo::DemoHandler;
+use gpuq_worker_sdk::LocalStorage;
+
+const JWT_SECRET: &str = "e2e-jwt-secret-0123456789abcdef";
+
+async fn fresh_database() -> String {
+    let base = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/postgres".into());
+    let mut admin = PgConnection::connect(&base).await.unwrap();
+    let name = format!("gpuq_e2e_{}", uuid::Uuid::new_v4().simple());
+    admin
+        .execute(format!(r#"CREATE DATABASE "{name}""#).as_str())
+        .await
+        .unwrap();
+    format!("{}/{name}", &base[..base.rfind('/').unwrap()])
+}
+
+async fn start_dispatcher(db: &str, ns: &str) -> String {
+    use gpuq_dispatcher::configuration::{AuthSettings, LimitSettings, QueueSettings};
+    let settings = gpuq_dispatcher::Settings {
+        listen: "127.0.0.1:0".into(),
+        database_url: SecretString::from(db.to_owned()),
+        redis_url: SecretString::from(redis_url()),
+        redis_namespace: ns.into(),
+        migrate: true,
+        auth: AuthSettings {
+            jwt_secret: Some(SecretString::from(JWT_SECRET)),
+            jwks_url: None,
+            audience: "authenticated".into(),
+            admin_token: None,
+        },
+        limits: LimitSettings {
+            max_active_jobs_per_user: 100,
+            requests_per_second: 100.0,
+            burst: 100,
+        },
+        queue: QueueSettings {
+            max_depth: 1000,
+            lease_ms: 2000,
+            backoff_base_ms: 100,
+            backoff_max_ms: 1000,
+            maintenance_interval_ms: 100,
+            reconcile_interval_ms: 60_000,
+            reconcile_grace_ms: 60_000,
+        },
+        reference_hosts: vec![],
+        callback_secret: None,
+    };
+    let app = gpuq_dispatcher::Application::build(settings).await.unwrap();
+    let url = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    url
+}
+
+async fn start_callback(db: &str, ns: &str) -> String {
+    let mut s = gpuq_callback::Settings::defaults().unwrap();
+    s.application.host = "127.0.0.1".into();
+    s.application.port = 0;
+    s.database.url = SecretString::from(db.to_owned());
+    s.database.migrate = true;
+    s.redis.url = SecretString::from(redis_url());
+    s.redis.namespace = ns.into();
+    s.auth.secrets = vec![SecretString::from(SECRET)];
+    let app = gpuq_callback::Application::build(s).await.unwrap();
+    let url = format!("http://127.0.0.1:{}/v1/callback", app.port());
+    tokio::spawn(app.run_until_stopped());
+    url
+}
+
+fn token(user: uuid::Uuid) -> String {
+    let claims = json!({"sub": user.to_string(), "aud": "authenticated", "exp": chrono::Utc::now().timestamp() + 600});
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_job_type_goes_through_http_workers_and_callbacks_into_rows_and_files() {
+    let ns = namespace();
+    let db = fresh_database().await;
+    let api = start_dispatcher(&db, &ns).await;
+    let callback_url = start_callback(&db, &ns).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut stops = Vec::new();
+    for queue in ["sdxl_queue", "wan_queue"] {
+        let worker = gpuq_worker_sdk::Worker::builder()
+            .redis_url(redis_url())
+            .namespace(&ns)
+            .queue(queue)
+            .concurrency(4)
+            .callback_url(callback_url.clone())
+            .callback_secret(SECRET.to_string().into())
+            .storage(LocalStorage::new(dir.path()))
+            .handler(DemoHandler { time_scale: 0.0 })
+            .build()
+            .unwrap();
+        stops.push(spawn(worker));
+    }
+
+    let user = uuid::Uuid::new_v4();
+    let http = reqwest::Client::new();
+    let mut jobs = Vec::new();
+    for t in JobType::ALL {
+        let images = if t == JobType::SdxlImageHigh { 3 } else { 1 };
+        let body = json!({"jobType": t.as_str(), "metadata": {"prompt": format!("e2e {t}"), "num_images": images, "seed": 7}});
+        let resp = http
+            .post(format!("{api}/v1/jobs"))
+            .bearer_auth(token(user))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 202, "{t}");
+        let answer: Value = resp.json().await.unwrap();
+        jobs.push((t, images, answer["job"]["id"].as_str().unwrap().to_owned()));
+    }
+
+    let pool = PgPool::connect(&db).await.unwrap();
+    for (t, images, id) in &jobs {
+        let mut status = String::new();
+        for _ in 0..300 {
+            status = sqlx::query_scalar("SELECT status FROM jobs WHERE id = $1::uuid")
+                .bind(id)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            if status != "queued" && status != "processing" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(status, "completed", "{t} {id}");
+        let (table, expected) = match t.spec().kind {
+            JobKind::Image => ("images", *images as i64),
+            JobKind::Video => ("videos", 1),
+        };
+        let paths: Vec<(String, String)> = sqlx::query_as(&format!(
+            "SELECT bucket, storage_path FROM {table} WHERE job_id = $1::uuid"
+        ))
+        .bind(id)
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        assert_eq!(paths.len() as i64, expected, "{t}: rows in {table}");
+        for (bucket, key) in paths {
+            assert!(key.starts_with(&user.to_string()), "{key}");
+            let file = dir.path().join(&bucket).join(&key);
+            assert!(
+                std::fs::metadata(&file).is_ok_and(|m| m.len() > 0),
+                "{t}: missing {}",
+                file.display()
+            );
+        }
+        let resp: Value = http
+            .get(format!("{api}/v1/jobs/{id}"))
+            .bearer_auth(token(user))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(resp["job"]["status"], "completed");
+    }
+    for (stop, handle) in stops {
+        stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(10), handle).await;
+    }
+}
