@@ -37,6 +37,8 @@ pub struct Dispatcher {
     child: Child,
     /// Its base URL.
     pub base: String,
+    /// Its database URL.
+    pub database: String,
 }
 
 impl Drop for Dispatcher {
@@ -56,7 +58,7 @@ pub async fn start_dispatcher(
     let db = fresh_database().await?;
     let port = free_port()?;
     let mut cmd = Command::new(bin);
-    cmd.env("DATABASE_URL", db)
+    cmd.env("DATABASE_URL", &db)
         .env("REDIS_URL", redis_url)
         .env("GPUQ_LISTEN", format!("127.0.0.1:{port}"))
         .env("GPUQ_JWT_SECRET", SECRET)
@@ -77,6 +79,7 @@ pub async fn start_dispatcher(
     let d = Dispatcher {
         child,
         base: format!("http://127.0.0.1:{port}"),
+        database: db,
     };
     wait_ready(&format!("{}/readyz", d.base)).await?;
     Ok(d)

@@ -61,6 +61,23 @@ pub fn mint_token(secret: &str, user: uuid::Uuid) -> anyhow::Result<String> {
     )?)
 }
 
+/// An HTTP server on a free port that answers 200 to any POST; returns its URL. Used where
+/// a scenario measures something before the callback (pickup latency).
+pub async fn accept_all_server() -> anyhow::Result<String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    let server = actix_web::HttpServer::new(|| {
+        actix_web::App::new().default_service(actix_web::web::to(|| async {
+            actix_web::HttpResponse::Ok().json(serde_json::json!({"success": true}))
+        }))
+    })
+    .workers(1)
+    .listen(listener)?
+    .run();
+    tokio::spawn(server);
+    Ok(format!("http://127.0.0.1:{port}/v1/callback"))
+}
+
 /// Deletes every key of a benchmark namespace.
 pub async fn drop_namespace(redis_url: &str, ns: &str) -> anyhow::Result<()> {
     let mut conn = redis::Client::open(redis_url)?

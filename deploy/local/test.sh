@@ -19,3 +19,16 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked
+
+echo "== deployment manifests and Redis ACL"
+# Python tools for the checks below: a fresh Debian may lack curl, python3, venv or PyYAML.
+apt_install() { as_root apt-get update -q && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@"; }
+command -v curl >/dev/null 2>&1 || apt_install curl
+command -v python3 >/dev/null 2>&1 || apt_install python3
+python3 -m venv --help >/dev/null 2>&1 || apt_install python3-venv
+python3 -c 'import yaml' 2>/dev/null || python3 -m pip install -q pyyaml 2>/dev/null || apt_install python3-yaml
+python3 deploy/tests/check_manifests.py
+bash deploy/tests/check_redis_acl.sh
+echo "== Python worker against the real services (docs/protocol.md)"
+cargo build --locked -p gpuq-dispatcher -p gpuq-callback --bins
+bash examples/python-worker/run_check.sh

@@ -89,13 +89,13 @@ pub struct NewJob<'a> {
     pub envelope: &'a Value,
 }
 
-/// Inserts a queued job.
-pub async fn insert(tx: &mut Transaction<'_, Postgres>, job: &NewJob<'_>) -> sqlx::Result<()> {
-    sqlx::query(
+/// Inserts a queued job and returns the row as stored.
+pub async fn insert(tx: &mut Transaction<'_, Postgres>, job: &NewJob<'_>) -> sqlx::Result<JobRecord> {
+    sqlx::query_as(&format!(
         "INSERT INTO jobs (id, user_id, job_type, queue, status, prompt, metadata, config, project_id, \
          video_id, image_id, credits, max_attempts, created_at, envelope) \
-         VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-    )
+         VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING {COLUMNS}"
+    ))
     .bind(job.id)
     .bind(job.user_id)
     .bind(job.job_type)
@@ -110,9 +110,8 @@ pub async fn insert(tx: &mut Transaction<'_, Postgres>, job: &NewJob<'_>) -> sql
     .bind(job.max_attempts)
     .bind(job.created_at)
     .bind(job.envelope)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+    .fetch_one(&mut **tx)
+    .await
 }
 
 /// Serializes enqueues of one user for the rest of the transaction, so the active-job

@@ -71,15 +71,19 @@ impl JobRun {
             }
         };
         tracing::info!(job_type = %env.job_type, "job started");
+        // `processing` travels while the handler already runs (pickup latency is the time
+        // to the handler, not to the callback service); the final report waits for it, so
+        // the callback service always sees `processing` first.
         let processing = self.payload(CallbackStatus::Processing);
-        tokio::select! {
-            res = self.shared.reporter.send_with(&processing, PROCESSING_RETRIES) => {
-                if let Err(e) = res {
+        let reporter = self.shared.reporter.clone();
+        let processing = tokio::spawn(
+            async move {
+                if let Err(e) = reporter.send_with(&processing, PROCESSING_RETRIES).await {
                     tracing::warn!(error = %e, "processing report not accepted; running anyway");
                 }
             }
-            _ = self.hard_stop.cancelled() => return self.release().await,
-        }
+            .in_current_span(),
+        );
         let cancel = CancellationToken::new();
         let ctx = self.context(&env, &cancel);
         let handler = Arc::clone(&self.shared.handler);
@@ -88,15 +92,18 @@ impl JobRun {
             res = &mut handle => res,
             state = self.lease.changed() => {
                 cancel.cancel();
+                processing.abort();
                 return self.stop_early(state, handle).await;
             }
             _ = self.hard_stop.cancelled() => {
                 cancel.cancel();
                 handle.abort();
+                processing.abort();
                 return self.release().await;
             }
         };
         ctx.finish();
+        let _ = processing.await;
         let (payload, finish) = match result {
             Ok(Ok(output)) => (self.completed(&output), Finish::Ack),
             Ok(Err(err)) => (self.failed(&err), fail_with(&err)),

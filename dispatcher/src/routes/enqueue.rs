@@ -10,7 +10,7 @@ use gpuq_queue::{EnqueueOptions, EnqueueOutcome, Lane};
 use gpuq_schemas::{JobEnvelope, JobEvent, JobId, JobStatus, UserId};
 
 use crate::auth::Caller;
-use crate::jobs_db::{self, NewJob};
+use crate::jobs_db::{self, JobRecord, NewJob};
 use crate::metrics::JobTypeLabel;
 use crate::openapi::{EnqueueAnswer, EnqueueBody, ErrorBody};
 use crate::state::AppState;
@@ -62,15 +62,15 @@ pub async fn enqueue(
     let id = JobId::new();
     tracing::Span::current().record("job_id", tracing::field::display(id));
     let envelope = envelope(id, user, &job);
-    if !record(&state, &envelope, &job, idem_key.as_deref()).await? {
+    let Some(row) = record(&state, &envelope, &job, idem_key.as_deref()).await? else {
         // Another request with the same key won the race; answer as it did.
         let key = idem_key.as_deref().unwrap_or_default();
         let answer = previous_answer(&state, user, key)
             .await?
             .unwrap_or(Value::Null);
         return Ok(HttpResponse::Accepted().json(answer));
-    }
-    let answer = push(&state, &envelope).await?;
+    };
+    let answer = push(&state, &envelope, row).await?;
     if let Some(key) = &idem_key {
         jobs_db::store_answer(&state.db, user.as_uuid(), key, &answer).await?;
     }
@@ -169,7 +169,7 @@ async fn record(
     env: &JobEnvelope,
     job: &ValidatedJob,
     idem_key: Option<&str>,
-) -> Result<bool, ApiError> {
+) -> Result<Option<JobRecord>, ApiError> {
     let user = env.user_id.as_uuid();
     let mut tx = state.db.begin().await?;
     jobs_db::lock_user(&mut tx, user).await?;
@@ -203,21 +203,21 @@ async fn record(
         created_at: env.created_at,
         envelope: &envelope,
     };
-    jobs_db::insert(&mut tx, &row).await?;
+    let stored = jobs_db::insert(&mut tx, &row).await?;
     if let Some(key) = idem_key {
         if !jobs_db::claim_idempotency_key(&mut tx, user, key, env.job_id.as_uuid()).await? {
             tx.rollback().await?;
-            return Ok(false);
+            return Ok(None);
         }
     }
     tx.commit().await?;
-    Ok(true)
+    Ok(Some(stored))
 }
 
 /// Puts the recorded job on its queue. Never leaves a `queued` row with nothing behind it:
 /// a full queue deletes the row (the job never existed: 429), a Redis failure marks it
 /// failed (503).
-async fn push(state: &AppState, env: &JobEnvelope) -> Result<Value, ApiError> {
+async fn push(state: &AppState, env: &JobEnvelope, record: JobRecord) -> Result<Value, ApiError> {
     let queue = state.queue(&env.queue)?;
     let id = env.job_id.as_uuid();
     let outcome = match queue
@@ -273,7 +273,6 @@ async fn push(state: &AppState, env: &JobEnvelope) -> Result<Value, ApiError> {
         .unwrap_or(0)
         .max(1);
     let eta = (position / workers + 1) * u64::from(spec.typical_seconds);
-    let record = jobs_db::get(&state.db, id).await?;
     Ok(json!({
         "success": true,
         "job": record,
