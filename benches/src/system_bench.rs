@@ -19,7 +19,7 @@ use gpuq_worker_sdk::{Asset, JobContext, JobError, Output, Worker};
 use crate::figures::Figure;
 use crate::http_bench::{start_dispatcher, tokens};
 use crate::queue_bench::envelope;
-use crate::services::{drop_namespace, fresh_database, free_port, wait_ready};
+use crate::services::{drop_namespace, free_port, fresh_database, wait_ready};
 
 const CALLBACK_SECRET: &str = "bench-callback-secret-0123456789";
 
@@ -78,7 +78,12 @@ impl Drop for CallbackProcess {
     }
 }
 
-async fn start_callback(bin: &str, db: &str, redis_url: &str, ns: &str) -> anyhow::Result<CallbackProcess> {
+async fn start_callback(
+    bin: &str,
+    db: &str,
+    redis_url: &str,
+    ns: &str,
+) -> anyhow::Result<CallbackProcess> {
     let port = free_port()?;
     let child = Command::new(bin)
         .env("DATABASE_URL", db)
@@ -100,11 +105,25 @@ async fn start_callback(bin: &str, db: &str, redis_url: &str, ns: &str) -> anyho
 async fn open_queue(redis_url: &str, ns: &str, name: &str) -> anyhow::Result<Queue> {
     let client = redis::Client::open(redis_url)?;
     let conn = gpuq_queue::connect(&client).await?;
-    let config = QueueConfig { max_depth: None, ..QueueConfig::default() };
-    Ok(Queue::new(client, conn, ns, QueueName::parse(name)?, config))
+    let config = QueueConfig {
+        max_depth: None,
+        ..QueueConfig::default()
+    };
+    Ok(Queue::new(
+        client,
+        conn,
+        ns,
+        QueueName::parse(name)?,
+        config,
+    ))
 }
 
-fn percentiles(scenario: &'static str, what: &str, hist: &hdrhistogram::Histogram<u64>, params: serde_json::Value) -> Vec<Figure> {
+fn percentiles(
+    scenario: &'static str,
+    what: &str,
+    hist: &hdrhistogram::Histogram<u64>,
+    params: serde_json::Value,
+) -> Vec<Figure> {
     [("p50", 0.5), ("p95", 0.95), ("p99", 0.99), ("max", 1.0)]
         .into_iter()
         .map(|(name, q)| Figure {
@@ -123,8 +142,15 @@ pub async fn run_pickup(redis_url: &str, a: PickupArgs) -> anyhow::Result<Vec<Fi
     let started: Arc<Mutex<HashMap<JobId, Instant>>> = Arc::default();
     let seen = started.clone();
     let handler = move |job: JobEnvelope, _ctx: JobContext| {
-        seen.lock().map(|mut m| m.insert(job.job_id, Instant::now())).ok();
-        async move { Ok::<_, JobError>(Output::images(vec![Asset::new(format!("{}/{}/0.png", job.user_id, job.job_id))])) }
+        seen.lock()
+            .map(|mut m| m.insert(job.job_id, Instant::now()))
+            .ok();
+        async move {
+            Ok::<_, JobError>(Output::images(vec![Asset::new(format!(
+                "{}/{}/0.png",
+                job.user_id, job.job_id
+            ))]))
+        }
     };
     // Results go to a sink that accepts everything: pickup latency ends at handler start.
     let sink = crate::services::accept_all_server().await?;
@@ -154,13 +180,23 @@ pub async fn run_pickup(redis_url: &str, a: PickupArgs) -> anyhow::Result<Vec<Fi
     stop.cancel();
     let _ = run.await;
     let mut hist = hdrhistogram::Histogram::<u64>::new(3)?;
-    let starts = started.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+    let starts = started
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?
+        .clone();
     for (id, t0) in &enqueued {
-        let t1 = starts.get(id).ok_or_else(|| anyhow::anyhow!("job {id} never started"))?;
+        let t1 = starts
+            .get(id)
+            .ok_or_else(|| anyhow::anyhow!("job {id} never started"))?;
         hist.record(t1.duration_since(*t0).as_micros() as u64)?;
     }
     drop_namespace(redis_url, &ns).await?;
-    Ok(percentiles("pickup", "enqueue → handler start", &hist, json!({"jobs": a.jobs, "gap_ms": a.gap_ms})))
+    Ok(percentiles(
+        "pickup",
+        "enqueue → handler start",
+        &hist,
+        json!({"jobs": a.jobs, "gap_ms": a.gap_ms}),
+    ))
 }
 
 /// `callback`: 3-image `completed` callbacks for jobs held in flight, from N senders.
@@ -173,7 +209,10 @@ pub async fn run_callback(redis_url: &str, a: CallbackArgs) -> anyhow::Result<Ve
     let worker = ConsumerName::unique("bench");
     let mut jobs = Vec::with_capacity(a.jobs);
     for chunk in (0..a.jobs).collect::<Vec<_>>().chunks(500) {
-        let batch: Vec<_> = chunk.iter().map(|_| (envelope("sdxl_queue", 500), EnqueueOptions::default())).collect();
+        let batch: Vec<_> = chunk
+            .iter()
+            .map(|_| (envelope("sdxl_queue", 500), EnqueueOptions::default()))
+            .collect();
         for (env, _) in &batch {
             sqlx::query("INSERT INTO jobs (id, user_id, job_type, queue, status, prompt, max_attempts) VALUES ($1, $2, 'sdxl_image_fast', 'sdxl_queue', 'processing', $3, 3)")
                 .bind(env.job_id.as_uuid())
@@ -219,10 +258,18 @@ pub async fn run_callback(redis_url: &str, a: CallbackArgs) -> anyhow::Result<Ve
         }
     }
     let rate = a.jobs as f64 / start.elapsed().as_secs_f64();
-    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM images").fetch_one(&pool).await?;
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM images")
+        .fetch_one(&pool)
+        .await?;
     drop_namespace(redis_url, &ns).await?;
     let params = json!({"jobs": a.jobs, "senders": a.senders, "images_per_job": 3, "failures": failures, "image_rows": rows});
-    let mut out = vec![Figure { scenario: "callback", metric: format!("completed callbacks/s, {} senders", a.senders), value: rate, unit: "callbacks/s", params: params.clone() }];
+    let mut out = vec![Figure {
+        scenario: "callback",
+        metric: format!("completed callbacks/s, {} senders", a.senders),
+        value: rate,
+        unit: "callbacks/s",
+        params: params.clone(),
+    }];
     out.extend(percentiles("callback", "callback latency", &hist, params));
     Ok(out)
 }
@@ -239,7 +286,10 @@ pub async fn run_e2e(redis_url: &str, a: E2eArgs) -> anyhow::Result<Vec<Figure>>
     let mut runs = Vec::new();
     for queue in ["sdxl_queue", "wan_queue"] {
         let handler = |job: JobEnvelope, _ctx: JobContext| async move {
-            Ok::<_, JobError>(Output::images(vec![Asset::new(format!("{}/{}/0.png", job.user_id, job.job_id))]))
+            Ok::<_, JobError>(Output::images(vec![Asset::new(format!(
+                "{}/{}/0.png",
+                job.user_id, job.job_id
+            ))]))
         };
         let worker = Worker::builder()
             .redis_url(redis_url)
@@ -259,10 +309,19 @@ pub async fn run_e2e(redis_url: &str, a: E2eArgs) -> anyhow::Result<Vec<Figure>>
     stream::iter(0..a.jobs)
         .map(|i| {
             let (http, url, token) = (http.clone(), url.clone(), tokens[i % tokens.len()].clone());
-            let job_type = if i % 2 == 0 { "sdxl_image_fast" } else { "image_fast" };
+            let job_type = if i % 2 == 0 {
+                "sdxl_image_fast"
+            } else {
+                "image_fast"
+            };
             async move {
                 let body = json!({"jobType": job_type, "metadata": {"prompt": format!("e2e {i}")}});
-                http.post(&url).bearer_auth(token).json(&body).send().await.map(|r| r.status().as_u16())
+                http.post(&url)
+                    .bearer_auth(token)
+                    .json(&body)
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
             }
         })
         .buffer_unordered(a.clients)
@@ -276,7 +335,9 @@ pub async fn run_e2e(redis_url: &str, a: E2eArgs) -> anyhow::Result<Vec<Figure>>
     let enqueue_secs = start.elapsed().as_secs_f64();
     let deadline = Instant::now() + Duration::from_secs(600);
     let completed = loop {
-        let done: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE status = 'completed'").fetch_one(&pool).await?;
+        let done: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE status = 'completed'")
+            .fetch_one(&pool)
+            .await?;
         if done as usize >= a.jobs || Instant::now() > deadline {
             break done;
         }
@@ -290,7 +351,19 @@ pub async fn run_e2e(redis_url: &str, a: E2eArgs) -> anyhow::Result<Vec<Figure>>
     drop_namespace(redis_url, &ns).await?;
     let params = json!({"jobs": a.jobs, "completed": completed, "worker_slots": a.concurrency * 2, "http_clients": a.clients});
     Ok(vec![
-        Figure { scenario: "e2e", metric: "jobs/s, HTTP enqueue to completed row".into(), value: completed as f64 / secs, unit: "jobs/s", params: params.clone() },
-        Figure { scenario: "e2e", metric: "HTTP enqueue phase".into(), value: a.jobs as f64 / enqueue_secs, unit: "req/s", params },
+        Figure {
+            scenario: "e2e",
+            metric: "jobs/s, HTTP enqueue to completed row".into(),
+            value: completed as f64 / secs,
+            unit: "jobs/s",
+            params: params.clone(),
+        },
+        Figure {
+            scenario: "e2e",
+            metric: "HTTP enqueue phase".into(),
+            value: a.jobs as f64 / enqueue_secs,
+            unit: "req/s",
+            params,
+        },
     ])
 }

@@ -22,6 +22,7 @@ pub mod auth;
 pub mod body;
 pub mod configuration;
 pub mod error;
+pub mod metrics;
 pub mod record;
 pub mod routes;
 pub mod startup;

@@ -58,6 +58,8 @@ pub struct AppState {
     pub verifier: Verifier,
     /// Body cap, bytes.
     pub max_body_bytes: usize,
+    /// Prometheus metrics.
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// The running service.
@@ -114,6 +116,7 @@ impl Application {
             recorder,
             verifier: Verifier::new(settings.auth.secrets.clone(), settings.auth.window_secs),
             max_body_bytes: settings.application.max_body_bytes,
+            metrics: crate::metrics::Metrics::default(),
         });
         let app = &settings.application;
         let host = if app.host.contains(':') {
@@ -161,6 +164,7 @@ fn run(
             )
             .route("/healthz", web::get().to(routes::healthz))
             .route("/readyz", web::get().to(routes::readyz))
+            .route("/metrics", web::get().to(routes::metrics))
             .default_service(web::to(not_found))
     })
     .shutdown_timeout(30)

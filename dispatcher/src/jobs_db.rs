@@ -90,7 +90,10 @@ pub struct NewJob<'a> {
 }
 
 /// Inserts a queued job and returns the row as stored.
-pub async fn insert(tx: &mut Transaction<'_, Postgres>, job: &NewJob<'_>) -> sqlx::Result<JobRecord> {
+pub async fn insert(
+    tx: &mut Transaction<'_, Postgres>,
+    job: &NewJob<'_>,
+) -> sqlx::Result<JobRecord> {
     sqlx::query_as(&format!(
         "INSERT INTO jobs (id, user_id, job_type, queue, status, prompt, metadata, config, project_id, \
          video_id, image_id, credits, max_attempts, created_at, envelope) \

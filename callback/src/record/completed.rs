@@ -44,11 +44,7 @@ impl Recorder {
         self.ack(job.id, &job.queue).await;
         self.publish(JobEvent::status(job.id, JobStatus::Completed, None))
             .await;
-        Ok(Recorded {
-            job_id: job.id,
-            status: JobStatus::Completed,
-            ignored: false,
-        })
+        Ok(Recorded::changed(&job, JobStatus::Completed))
     }
 }
 

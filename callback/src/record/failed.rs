@@ -108,11 +108,7 @@ impl Recorder {
         let message = (status != JobStatus::Cancelled).then(|| error.message.clone());
         self.publish(JobEvent::status(job.id, status, message))
             .await;
-        Ok(Recorded {
-            job_id: job.id,
-            status,
-            ignored: false,
-        })
+        Ok(Recorded::changed(&job, status))
     }
 
     /// Where Redis keeps a job that its fail script found not in flight.

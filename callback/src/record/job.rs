@@ -16,6 +16,8 @@ pub(crate) struct JobRow {
     pub prompt: String,
     pub attempts: i32,
     pub worker_id: Option<String>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub started_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// A [`JobRow`] whose text columns have been parsed.
@@ -29,6 +31,8 @@ pub(crate) struct Job {
     pub prompt: String,
     pub attempts: i32,
     pub worker_id: Option<String>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub started_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Job {
@@ -55,11 +59,14 @@ impl TryFrom<JobRow> for Job {
             prompt: row.prompt,
             attempts: row.attempts,
             worker_id: row.worker_id,
+            created_at: row.created_at,
+            started_at: row.started_at,
         })
     }
 }
 
-const COLUMNS: &str = "id, user_id, job_type, queue, status, prompt, attempts, worker_id";
+const COLUMNS: &str =
+    "id, user_id, job_type, queue, status, prompt, attempts, worker_id, created_at, started_at";
 
 /// Loads and locks the job inside the caller's transaction: concurrent callbacks for one
 /// job wait here for each other, so each sees the previous one's result.

@@ -39,7 +39,7 @@ pub struct Report {
 }
 
 /// The answer to a recorded callback.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Recorded {
     /// The job.
     pub job_id: JobId,
@@ -47,6 +47,34 @@ pub struct Recorded {
     pub status: JobStatus,
     /// True when the job had already finished and nothing changed.
     pub ignored: bool,
+    /// The job's type, for metrics.
+    pub job_type: gpuq_schemas::JobType,
+    /// Seconds from acceptance to this first start (a `processing` that started the job).
+    pub wait_seconds: Option<f64>,
+    /// Seconds from first start to this terminal report.
+    pub run_seconds: Option<f64>,
+}
+
+impl Recorded {
+    /// A change to `status` of `job`, with the timings that change implies.
+    pub(crate) fn changed(job: &job::Job, status: JobStatus) -> Self {
+        let since = |t: chrono::DateTime<chrono::Utc>| {
+            (chrono::Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0
+        };
+        let first_start = status == JobStatus::Processing && job.started_at.is_none();
+        Self {
+            job_id: job.id,
+            status,
+            ignored: false,
+            job_type: job.job_type,
+            wait_seconds: first_start.then(|| since(job.created_at)),
+            run_seconds: if status.is_terminal() {
+                job.started_at.map(since)
+            } else {
+                None
+            },
+        }
+    }
 }
 
 /// Why a callback was not recorded. Nothing was changed in any case.
@@ -175,9 +203,10 @@ impl Recorder {
 fn ignored(job: &job::Job) -> Recorded {
     tracing::info!(status = %job.status, "job already finished; callback ignored");
     Recorded {
-        job_id: job.id,
-        status: job.status,
         ignored: true,
+        wait_seconds: None,
+        run_seconds: None,
+        ..Recorded::changed(job, job.status)
     }
 }
 

@@ -39,11 +39,7 @@ impl Recorder {
             self.publish(JobEvent::status(job.id, JobStatus::Processing, None))
                 .await;
         }
-        Ok(Recorded {
-            job_id: job.id,
-            status: JobStatus::Processing,
-            ignored: false,
-        })
+        Ok(Recorded::changed(&job, JobStatus::Processing))
     }
 
     /// The delivery attempt Redis has on record for a job (it counts claims), for reports

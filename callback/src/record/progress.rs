@@ -20,9 +20,8 @@ impl Recorder {
         self.publish(JobEvent::progress(job.id, fraction, progress.message))
             .await;
         Ok(Recorded {
-            job_id: job.id,
-            status: job.status,
-            ignored: false,
+            run_seconds: None,
+            ..Recorded::changed(&job, job.status)
         })
     }
 }

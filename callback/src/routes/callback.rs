@@ -117,6 +117,25 @@ pub async fn callback(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, CallbackError> {
+    let result = handle(req, payload, &state).await;
+    match &result {
+        Ok(recorded) => state.metrics.recorded(recorded),
+        Err(e) => state.metrics.rejected(e.status_and_code().1),
+    }
+    let recorded = result?;
+    Ok(HttpResponse::Ok().json(Answer {
+        success: true,
+        job_id: recorded.job_id.to_string(),
+        status: recorded.status.as_str(),
+        ignored: recorded.ignored,
+    }))
+}
+
+async fn handle(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+) -> Result<crate::record::Recorded, CallbackError> {
     let body = read_limited(&req, payload, state.max_body_bytes).await?;
     let key = state
         .verifier
@@ -130,11 +149,5 @@ pub async fn callback(
     span.record("job_id", tracing::field::display(callback.job_id));
     span.record("reported", tracing::field::debug(callback.status));
     span.record("key", key);
-    let recorded = state.recorder.record(Report { callback, attempt }).await?;
-    Ok(HttpResponse::Ok().json(Answer {
-        success: true,
-        job_id: recorded.job_id.to_string(),
-        status: recorded.status.as_str(),
-        ignored: recorded.ignored,
-    }))
+    Ok(state.recorder.record(Report { callback, attempt }).await?)
 }

@@ -23,3 +23,10 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let message = format!("postgres {}, redis {}", up(postgres), up(redis));
     error_response(StatusCode::SERVICE_UNAVAILABLE, "not_ready", &message)
 }
+
+/// `GET /metrics`: Prometheus text.
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(state.metrics.render())
+}

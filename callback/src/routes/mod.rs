@@ -4,4 +4,4 @@ mod callback;
 mod health;
 
 pub use callback::{callback, CallbackError};
-pub use health::{healthz, readyz};
+pub use health::{healthz, metrics, readyz};

@@ -41,3 +41,24 @@ async fn unknown_routes_and_methods_answer_json_errors() {
     assert_eq!(res.status(), 405);
     assert_eq!(json(res).await["success"], false);
 }
+
+#[tokio::test]
+async fn metrics_count_outcomes_finished_jobs_and_timings() {
+    let app = crate::helpers::spawn_app().await;
+    let job = app.job(gpuq_schemas::JobType::SdxlImageFast).await;
+    app.post_callback(&serde_json::json!({"jobId": job.id, "status": "processing", "attempt": 1}))
+        .await;
+    let done = serde_json::json!({"jobId": job.id, "status": "completed", "outputs": [{"path": job.key("a.png")}]});
+    app.post_callback(&done).await;
+    app.post_callback(&done).await;
+    let text = app.get("/metrics").await.text().await.unwrap();
+    for needle in [
+        "gpuq_callbacks_total{outcome=\"recorded\"} 2",
+        "gpuq_callbacks_total{outcome=\"ignored\"} 1",
+        "gpuq_jobs_finished_total{job_type=\"sdxl_image_fast\",status=\"completed\"} 1",
+        "gpuq_job_wait_seconds_count 1",
+        "gpuq_job_run_seconds_count 1",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+}

@@ -1,0 +1,120 @@
+//! Prometheus metrics of the callback service, rendered by `GET /metrics`: callback
+//! outcomes, finished jobs by type, and the wait-time and run-time histograms.
+
+use std::sync::Mutex;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::record::Recorded;
+
+/// Labels of a callback outcome.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// `recorded`, `ignored`, or the error code of a rejection.
+    pub outcome: String,
+}
+
+/// Labels of a finished job.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FinishedLabels {
+    /// The job type.
+    pub job_type: String,
+    /// `completed`, `failed` or `cancelled`.
+    pub status: String,
+}
+
+/// All callback-service metrics.
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    callbacks: Family<OutcomeLabels, Counter>,
+    finished: Family<FinishedLabels, Counter>,
+    wait: Histogram,
+    run: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let m = Self {
+            registry: Mutex::new(Registry::with_prefix("gpuq")),
+            callbacks: Family::default(),
+            finished: Family::default(),
+            // 0.1 s .. ~ 55 min: SDXL images take seconds, WAN videos minutes.
+            wait: Histogram::new(exponential_buckets(0.1, 2.0, 16)),
+            run: Histogram::new(exponential_buckets(0.1, 2.0, 16)),
+        };
+        if let Ok(mut r) = m.registry.lock() {
+            r.register(
+                "callbacks",
+                "Callbacks received, by outcome",
+                m.callbacks.clone(),
+            );
+            r.register(
+                "jobs_finished",
+                "Jobs that reached a terminal status, by type",
+                m.finished.clone(),
+            );
+            r.register(
+                "job_wait_seconds",
+                "Time from acceptance to first start",
+                m.wait.clone(),
+            );
+            r.register(
+                "job_run_seconds",
+                "Time from first start to the terminal report",
+                m.run.clone(),
+            );
+        }
+        m
+    }
+}
+
+impl Metrics {
+    /// Counts an accepted callback and what it changed.
+    pub fn recorded(&self, r: &Recorded) {
+        let outcome = if r.ignored { "ignored" } else { "recorded" };
+        self.callbacks
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.into(),
+            })
+            .inc();
+        if r.ignored {
+            return;
+        }
+        if let Some(w) = r.wait_seconds {
+            self.wait.observe(w);
+        }
+        if r.status.is_terminal() {
+            let labels = FinishedLabels {
+                job_type: r.job_type.to_string(),
+                status: r.status.to_string(),
+            };
+            self.finished.get_or_create(&labels).inc();
+            if let Some(run) = r.run_seconds {
+                self.run.observe(run);
+            }
+        }
+    }
+
+    /// Counts a refused callback by its error code.
+    pub fn rejected(&self, code: &str) {
+        self.callbacks
+            .get_or_create(&OutcomeLabels {
+                outcome: code.into(),
+            })
+            .inc();
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if let Ok(r) = self.registry.lock() {
+            // Writing to a String cannot fail.
+            let _ = prometheus_client::encoding::text::encode(&mut out, &r);
+        }
+        out
+    }
+}
