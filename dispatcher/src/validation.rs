@@ -326,3 +326,72 @@ fn reference_image(
     }
     Ok(Some(raw.to_owned()))
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+            ".{0,20}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 32, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::hash_map(".{0,8}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn metadata() -> impl Strategy<Value = Value> {
+        let keys = prop_oneof![
+            Just("prompt"),
+            Just("num_images"),
+            Just("seed"),
+            Just("steps"),
+            Just("guidance"),
+            Just("reference_image"),
+            Just("reference_strength"),
+            Just("denoise_strength"),
+            Just("exact_copy_mode"),
+            Just("negative_prompt"),
+        ];
+        prop::collection::hash_map(keys, json_value(), 0..8)
+            .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+
+        /// Any body: a validated job or a 400/403, never a panic; accepted jobs obey every
+        /// bound the envelope promises.
+        #[test]
+        fn validation_never_panics_and_accepted_jobs_are_in_bounds(
+            job_type in prop_oneof![Just("sdxl_image_fast".to_owned()), Just("video_fast".to_owned()), Just("image7b_fast_enhanced".to_owned()), ".{0,12}"],
+            metadata in metadata(),
+        ) {
+            let user: UserId = "11111111-1111-1111-1111-111111111111".parse().unwrap();
+            let policy = ReferencePolicy { user, allowed_hosts: &["images.example.com".to_owned()] };
+            let body = serde_json::json!({"jobType": job_type, "metadata": metadata});
+            if let Ok(job) = validate(&body, &policy) {
+                let c = &job.config;
+                prop_assert!((1..=150).contains(&c.steps));
+                prop_assert!((0.0..=30.0).contains(&c.guidance));
+                prop_assert!(c.seed.is_none_or(|s| s <= u64::from(u32::MAX)));
+                prop_assert!(job.job_type.spec().allowed_num_images.contains(&c.num_images));
+                prop_assert!(c.denoise_strength.is_none_or(|d| (0.0..=1.0).contains(&d)));
+                prop_assert!(!job.prompt.trim().is_empty() || c.exact_copy);
+                if let Some(r) = &c.reference_image {
+                    prop_assert!(r.starts_with("https://images.example.com") || r.starts_with("http://images.example.com") || r.contains(&user.to_string()));
+                }
+            }
+        }
+    }
+}

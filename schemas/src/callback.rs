@@ -460,3 +460,38 @@ mod tests {
         assert!(ParsedCallback::from_slice(b"{not json").is_err());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Any bytes: a parse result or a clear error, never a panic.
+        #[test]
+        fn arbitrary_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..512)) {
+            let _ = ParsedCallback::from_slice(&body);
+        }
+
+        /// Callback-shaped JSON with arbitrary values: never a panic, and a parsed
+        /// callback keeps the job id it was given.
+        #[test]
+        fn callback_shaped_json_never_panics(
+            status in prop_oneof![Just("processing".to_owned()), Just("completed".to_owned()), Just("failed".to_owned()), Just("progress".to_owned()), ".{0,10}"],
+            paths in prop::collection::vec(".{0,40}", 0..4),
+            snake in any::<bool>(),
+        ) {
+            let id = "0192f0c4-1111-7abc-8def-000000000001";
+            let body = if snake {
+                serde_json::json!({"job_id": id, "status": status, "assets": paths})
+            } else {
+                serde_json::json!({"jobId": id, "status": status, "imageUrls": paths})
+            };
+            if let Ok(p) = ParsedCallback::from_slice(body.to_string().as_bytes()) {
+                prop_assert_eq!(p.job_id.to_string(), id);
+            }
+        }
+    }
+}

@@ -337,3 +337,51 @@ fn a_local_storage_host_with_a_port_matches_only_that_port() {
     let bad = format!("http://127.0.0.1/storage/v1/object/public/image_fast/{U}/a.png");
     assert!(normalize(&bad, owner, "image_fast", &rules).is_err());
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Path-ish strings: segments from a hostile alphabet (dots, slashes, percent escapes,
+    /// backslashes, control characters, other users' ids, bucket names, URL prefixes).
+    fn hostile() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            Just(U.to_owned()),
+            Just(V.to_owned()),
+            Just("..".to_owned()),
+            Just(".".to_owned()),
+            Just("%2e%2e".to_owned()),
+            Just("%2F".to_owned()),
+            Just("%5c".to_owned()),
+            Just("%00".to_owned()),
+            Just("\\".to_owned()),
+            Just("\u{0}".to_owned()),
+            Just("sdxl_image_fast".to_owned()),
+            Just("user-library".to_owned()),
+            Just("https://proj.supabase.co/storage/v1/object/public".to_owned()),
+            Just("/storage/v1/object/sign".to_owned()),
+            Just("https://evil.example".to_owned()),
+            "[a-zA-Z0-9_.-]{0,12}",
+            any::<String>(),
+        ];
+        prop::collection::vec(piece, 0..8).prop_map(|parts| parts.join("/"))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+
+        /// Whatever is reported, a normalized key lies under the job owner's folder and is
+        /// free of traversal, backslashes and control characters; nothing panics.
+        #[test]
+        fn normalized_keys_never_leave_the_owners_prefix(reported in hostile()) {
+            if let Ok(p) = normalize(&reported, U.parse().unwrap(), "sdxl_image_fast", &rules()) {
+                let key = p.key();
+                prop_assert!(key.starts_with(&format!("{U}/")), "{key}");
+                prop_assert!(key.split('/').all(|s| !s.is_empty() && s != ".." && s != "."), "{key}");
+                prop_assert!(!key.contains('\\') && !key.chars().any(char::is_control), "{key}");
+                prop_assert!(!key.to_ascii_lowercase().contains("%2e") && !key.contains("%2f") && !key.contains("%2F"), "{key}");
+                prop_assert!(rules().is_bucket(p.bucket()), "{}", p.bucket());
+            }
+        }
+    }
+}
