@@ -47,5 +47,6 @@ pub use keys::Keys;
 pub use lane::Lane;
 pub use lease::LeaseStatus;
 pub use maintenance::{DeadJob, Reaped};
+pub use presence::{Consumer, InFlight};
 pub use queue::{connect, Queue};
 pub use stats::QueueStats;

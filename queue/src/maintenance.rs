@@ -119,6 +119,21 @@ impl Queue {
         Ok(code == 1)
     }
 
+    /// Deletes a dead job from Redis for good. False if it is not dead.
+    pub async fn discard_dead(&self, job: JobId) -> Result<bool> {
+        let k = &self.keys;
+        let code: i64 = SCRIPTS
+            .discard_dead
+            .key(k.jobs())
+            .key(k.meta())
+            .key(k.dead())
+            .key(k.errors())
+            .arg(job.to_string())
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(code == 1)
+    }
+
     /// The most recently dead jobs, newest first, at most `limit`.
     pub async fn dead_jobs(&self, limit: usize) -> Result<Vec<DeadJob>> {
         let k = &self.keys;

@@ -37,3 +37,94 @@ impl Queue {
         ))
     }
 }
+
+/// A job in flight, for admins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InFlight {
+    /// The job.
+    pub id: JobId,
+    /// Its holder.
+    pub consumer: String,
+    /// The attempt being run.
+    pub attempt: u32,
+    /// When the holder claimed it (ms since epoch).
+    pub since_ms: u64,
+    /// When its lease runs out unless renewed (ms since epoch).
+    pub lease_until_ms: u64,
+}
+
+/// A consumer seen recently, for admins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Consumer {
+    /// Its name.
+    pub name: String,
+    /// When it last claimed or heartbeated (ms since epoch).
+    pub last_seen_ms: u64,
+}
+
+impl Queue {
+    /// Up to `limit` jobs in flight, soonest lease expiry first.
+    pub async fn in_flight(&self, limit: usize) -> Result<Vec<InFlight>> {
+        let mut conn = self.conn();
+        let leases: Vec<(String, f64)> = redis::cmd("ZRANGE")
+            .arg(self.keys.leases())
+            .arg(0)
+            .arg(limit.max(1) as i64 - 1)
+            .arg("WITHSCORES")
+            .query_async(&mut conn)
+            .await?;
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<&str> = leases.iter().map(|(id, _)| id.as_str()).collect();
+        let metas: Vec<Option<String>> = redis::cmd("HMGET")
+            .arg(self.keys.meta())
+            .arg(&ids)
+            .query_async(&mut conn)
+            .await?;
+        Ok(leases
+            .iter()
+            .zip(metas)
+            .filter_map(|((id, until), meta)| {
+                let meta = meta?;
+                let mut parts = meta.split('|');
+                let attempt = parts.next()?.parse().ok()?;
+                let _lane = parts.next()?;
+                let consumer = parts.next()?.to_owned();
+                let since_ms = parts.next()?.parse().ok()?;
+                Some(InFlight {
+                    id: id.parse().ok()?,
+                    consumer,
+                    attempt,
+                    since_ms,
+                    lease_until_ms: *until as u64,
+                })
+            })
+            .collect())
+    }
+
+    /// Consumers seen within the liveness window, most recent first.
+    pub async fn live_consumers(&self) -> Result<Vec<Consumer>> {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let min = now_ms.saturating_sub(self.config.consumer_ttl.as_millis() as u64);
+        let seen: Vec<(String, f64)> = redis::cmd("ZRANGE")
+            .arg(self.keys.consumers())
+            .arg("+inf")
+            .arg(min)
+            .arg("BYSCORE")
+            .arg("REV")
+            .arg("WITHSCORES")
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(seen
+            .into_iter()
+            .map(|(name, at)| Consumer {
+                name,
+                last_seen_ms: at as u64,
+            })
+            .collect())
+    }
+}

@@ -29,6 +29,7 @@ pub(crate) struct Scripts {
     pub reap: Script,
     pub promote: Script,
     pub requeue_dead: Script,
+    pub discard_dead: Script,
     pub stats: Script,
 }
 
@@ -43,5 +44,6 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     reap: script!("reap_expired.lua"),
     promote: script!("promote_due.lua"),
     requeue_dead: script!("requeue_dead.lua"),
+    discard_dead: script!("discard_dead.lua"),
     stats: script!("queue_stats.lua"),
 });

@@ -538,3 +538,51 @@ async fn claims_survive_a_script_cache_flush() {
         .unwrap();
     assert_eq!(q.claim(&consumer("a"), 1).await.unwrap()[0].id, id);
 }
+
+#[tokio::test]
+async fn admins_see_jobs_in_flight_with_holder_and_live_consumers() {
+    let q = queue().await;
+    let id = enqueue(&q, 3, Lane::Normal).await;
+    let a = consumer("a");
+    q.claim(&a, 1).await.unwrap();
+    let held = q.in_flight(10).await.unwrap();
+    assert_eq!(held.len(), 1);
+    assert_eq!(
+        (held[0].id, held[0].consumer.as_str(), held[0].attempt),
+        (id, a.as_str(), 1)
+    );
+    assert!(held[0].lease_until_ms > held[0].since_ms);
+    let live = q.live_consumers().await.unwrap();
+    assert_eq!(
+        live.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+        [a.as_str()]
+    );
+}
+
+#[tokio::test]
+async fn a_dead_job_can_be_discarded_and_only_a_dead_one() {
+    let q = queue().await;
+    let id = enqueue(&q, 1, Lane::Normal).await;
+    assert!(
+        !q.discard_dead(id).await.unwrap(),
+        "a waiting job is not discarded"
+    );
+    let c = consumer("a");
+    q.claim(&c, 1).await.unwrap();
+    q.fail(
+        id,
+        Some(&c),
+        &Failure {
+            retryable: false,
+            message: "x".into(),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(q.discard_dead(id).await.unwrap());
+    assert!(q.dead_jobs(10).await.unwrap().is_empty());
+    assert!(keys_of(&q)
+        .await
+        .iter()
+        .all(|k| k.ends_with(":consumers") || k.ends_with(":signal")));
+}

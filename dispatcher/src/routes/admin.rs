@@ -87,3 +87,93 @@ pub async fn requeue(
     .await;
     Ok(HttpResponse::Ok().json(json!({ "success": true, "jobId": id, "status": "queued" })))
 }
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// `GET /admin/workers`: live workers per queue, with the jobs each holds and for how long.
+#[utoipa::path(get, path = "/admin/workers", security(("bearer" = [])), responses((status = 200, description = "workers and their jobs"), (status = 401, description = "no credentials", body = ErrorBody), (status = 403, description = "not an admin", body = ErrorBody)))]
+pub async fn workers(_: Admin, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let now = now_ms();
+    let mut out = Vec::new();
+    for queue in state.queues.values() {
+        let held = queue.in_flight(1000).await?;
+        for c in queue.live_consumers().await? {
+            let jobs: Vec<Value> = held
+                .iter()
+                .filter(|j| j.consumer == c.name)
+                .map(|j| {
+                    json!({
+                        "jobId": j.id,
+                        "attempt": j.attempt,
+                        "heldForMs": now.saturating_sub(j.since_ms),
+                        "leaseExpiresInMs": j.lease_until_ms.saturating_sub(now),
+                    })
+                })
+                .collect();
+            out.push(json!({
+                "queue": queue.name().as_str(),
+                "consumer": c.name,
+                "lastSeenMsAgo": now.saturating_sub(c.last_seen_ms),
+                "jobs": jobs,
+            }));
+        }
+    }
+    Ok(HttpResponse::Ok().json(json!({ "success": true, "workers": out })))
+}
+
+/// `GET /admin/failures`: the 50 most recent failed jobs with their errors.
+#[utoipa::path(get, path = "/admin/failures", security(("bearer" = [])), responses((status = 200, description = "recent failures"), (status = 401, description = "no credentials", body = ErrorBody), (status = 403, description = "not an admin", body = ErrorBody)))]
+pub async fn failures(_: Admin, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let rows: Vec<(
+        uuid::Uuid,
+        String,
+        String,
+        Option<String>,
+        i32,
+        Option<chrono::DateTime<chrono::Utc>>,
+    )> = sqlx::query_as(
+        "SELECT id, job_type, queue, error_message, attempts, completed_at FROM jobs \
+         WHERE status = 'failed' ORDER BY completed_at DESC NULLS LAST LIMIT 50",
+    )
+    .fetch_all(&state.db)
+    .await?;
+    let jobs: Vec<Value> = rows
+        .into_iter()
+        .map(|(id, job_type, queue, error, attempts, at)| {
+            json!({ "jobId": id, "jobType": job_type, "queue": queue, "errorMessage": error, "attempts": attempts, "completedAt": at })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "success": true, "jobs": jobs })))
+}
+
+/// `POST /admin/jobs/{id}/discard`: deletes a dead job from Redis for good (its row stays
+/// `failed`).
+#[utoipa::path(post, path = "/admin/jobs/{id}/discard", params(("id" = String, Path, description = "job id")), security(("bearer" = [])), responses((status = 200, description = "deleted"), (status = 404, description = "no such job", body = ErrorBody), (status = 409, description = "not dead", body = ErrorBody)))]
+pub async fn discard(
+    _: Admin,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&path)?;
+    let job = jobs_db::get(&state.db, id.as_uuid())
+        .await?
+        .ok_or_else(|| ApiError::NotFound("job not found".into()))?;
+    if !state.queue(&job.queue)?.discard_dead(id).await? {
+        return Err(ApiError::Conflict(
+            "job is not in the dead-letter set".into(),
+        ));
+    }
+    jobs_db::finish(
+        &state.db,
+        id.as_uuid(),
+        "failed",
+        Some("discarded by an admin"),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(json!({ "success": true, "jobId": id, "discarded": true })))
+}

@@ -23,6 +23,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::get().to(admin::dead_jobs),
         )
         .route("/admin/jobs/{id}/requeue", web::post().to(admin::requeue))
+        .route("/admin/jobs/{id}/discard", web::post().to(admin::discard))
+        .route("/admin/workers", web::get().to(admin::workers))
+        .route("/admin/failures", web::get().to(admin::failures))
         .route("/openapi.json", web::get().to(crate::openapi::openapi_json))
         .route("/metrics", web::get().to(health::metrics))
         .route("/healthz", web::get().to(health::healthz))

@@ -212,6 +212,9 @@ async fn openapi_json_describes_every_public_route() {
         "/admin/queues",
         "/admin/queues/{queue}/dead",
         "/admin/jobs/{id}/requeue",
+        "/admin/jobs/{id}/discard",
+        "/admin/workers",
+        "/admin/failures",
         "/metrics",
         "/healthz",
         "/readyz",
@@ -220,4 +223,77 @@ async fn openapi_json_describes_every_public_route() {
     }
     assert!(doc["components"]["schemas"]["EnqueueRequest"].is_object());
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+}
+
+#[tokio::test]
+async fn admins_see_workers_with_their_jobs_recent_failures_and_can_discard_dead_jobs() {
+    let app = spawn_app().await;
+    let token = token_for(Uuid::new_v4());
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let body: Value = app
+            .post_job(&token, &job_body("sdxl_image_fast", "x"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        ids.push(body["job"]["id"].as_str().unwrap().to_owned());
+    }
+    let q = app.queue("sdxl_queue").await;
+    let w = ConsumerName::unique("gpu");
+    let held = q.claim(&w, 2).await.unwrap();
+    let workers: Value = app.admin_get("/admin/workers").await.json().await.unwrap();
+    let mine = workers["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["consumer"] == w.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(mine["jobs"].as_array().unwrap().len(), 2);
+    assert!(mine["jobs"][0]["leaseExpiresInMs"].as_u64().is_some());
+
+    q.fail(
+        held[0].id,
+        Some(&w),
+        &Failure {
+            retryable: false,
+            message: "bad prompt".into(),
+        },
+    )
+    .await
+    .unwrap();
+    sqlx::query("UPDATE jobs SET status = 'failed', error_message = 'bad prompt', completed_at = now() WHERE id = $1").bind(held[0].id.as_uuid()).execute(&app.db).await.unwrap();
+    let failures: Value = app.admin_get("/admin/failures").await.json().await.unwrap();
+    assert_eq!(failures["jobs"][0]["errorMessage"], "bad prompt");
+
+    let discard = |id: String| {
+        app.http
+            .post(app.url(&format!("/admin/jobs/{id}/discard")))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+    };
+    assert_error(
+        discard(held[1].id.to_string()).await.unwrap(),
+        409,
+        "conflict",
+    )
+    .await;
+    assert_eq!(
+        discard(held[0].id.to_string())
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+    assert!(q.dead_jobs(10).await.unwrap().is_empty());
+    let user = app
+        .http
+        .post(app.url(&format!("/admin/jobs/{}/discard", held[1].id)))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_error(user, 403, "admin_required").await;
 }
