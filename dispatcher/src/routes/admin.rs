@@ -126,17 +126,20 @@ pub async fn workers(_: Admin, state: web::Data<AppState>) -> Result<HttpRespons
     Ok(HttpResponse::Ok().json(json!({ "success": true, "workers": out })))
 }
 
+/// id, job type, queue, error, attempts, finished at.
+type FailureRow = (
+    uuid::Uuid,
+    String,
+    String,
+    Option<String>,
+    i32,
+    Option<chrono::DateTime<chrono::Utc>>,
+);
+
 /// `GET /admin/failures`: the 50 most recent failed jobs with their errors.
 #[utoipa::path(get, path = "/admin/failures", security(("bearer" = [])), responses((status = 200, description = "recent failures"), (status = 401, description = "no credentials", body = ErrorBody), (status = 403, description = "not an admin", body = ErrorBody)))]
 pub async fn failures(_: Admin, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let rows: Vec<(
-        uuid::Uuid,
-        String,
-        String,
-        Option<String>,
-        i32,
-        Option<chrono::DateTime<chrono::Utc>>,
-    )> = sqlx::query_as(
+    let rows: Vec<FailureRow> = sqlx::query_as(
         "SELECT id, job_type, queue, error_message, attempts, completed_at FROM jobs \
          WHERE status = 'failed' ORDER BY completed_at DESC NULLS LAST LIMIT 50",
     )
