@@ -32,3 +32,5 @@ bash deploy/tests/check_redis_acl.sh
 echo "== Python worker against the real services (docs/protocol.md)"
 cargo build --locked -p gpuq-dispatcher -p gpuq-callback --bins
 bash examples/python-worker/run_check.sh
+echo "== admin dashboard in headless Chromium (screenshot: target/ci-artifacts/dashboard.png)"
+bash deploy/tests/dashboard/run.sh

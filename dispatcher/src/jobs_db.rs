@@ -190,7 +190,7 @@ pub async fn mark_requeued(db: &PgPool, id: Uuid) -> sqlx::Result<()> {
 pub async fn reopen<'e>(db: impl PgExecutor<'e>, id: Uuid) -> sqlx::Result<()> {
     sqlx::query(
         "UPDATE jobs SET status = 'queued', attempts = 0, error_message = NULL, completed_at = NULL, \
-         updated_at = now() WHERE id = $1",
+         worker_id = NULL, started_at = NULL, updated_at = now() WHERE id = $1",
     )
     .bind(id)
     .execute(db)

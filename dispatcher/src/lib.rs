@@ -7,7 +7,7 @@
 //! - [`startup`]: [`Application`] — build, bind, run until SIGTERM.
 //! - [`auth`]: bearer tokens (HS256, JWKS RS256/ES256, admin token) → [`auth::Caller`].
 //! - [`validation`]: enqueue rules and image-to-image defaults.
-//! - [`routes`]: one file per resource.
+//! - [`routes`]: one file per resource; `/admin/` serves the embedded dashboard (`admin-ui/`).
 //! - [`jobs_db`]: the `jobs` table.
 //! - [`limits`]: the per-user token bucket.
 //! - [`maintenance`]: reaper, promoter and reconciler loops.

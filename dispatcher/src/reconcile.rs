@@ -5,7 +5,8 @@
 //! - Rows `queued`/`processing` older than a grace period whose job Redis no longer knows
 //!   are enqueued again from the stored envelope (status back to `queued`). The enqueue
 //!   script refuses an id Redis already holds, so replicas racing here enqueue once.
-//! - Jobs Redis holds whose row is finished (or gone) are removed.
+//! - Jobs Redis holds whose row is finished are removed, except failed jobs in the
+//!   dead-letter set, which is where they belong.
 //!
 //! Each call does one bounded step; the loop lives in [`crate::maintenance`].
 
@@ -134,19 +135,23 @@ async fn remove_finished(
     .bind(&uuids)
     .fetch_all(&state.db)
     .await?;
-    for id in ids {
+    let dead = queue.in_dead_set(&ids).await?;
+    for (id, dead) in ids.into_iter().zip(dead) {
         if unfinished.contains(&id.as_uuid()) {
             continue;
         }
-        // A job without a row may be an enqueue still in flight: leave it alone.
+        // A job without a row may be an enqueue still in flight: leave it alone. A failed
+        // job in the dead set is where it belongs (admins requeue or discard it there).
         let row: Option<String> = sqlx::query_scalar("SELECT status FROM jobs WHERE id = $1")
             .bind(id.as_uuid())
             .fetch_optional(&state.db)
             .await?;
-        let finished = row
-            .as_deref()
-            .is_some_and(|s| s != "queued" && s != "processing");
-        if finished && queue.ack(id, None).await? == gpuq_queue::AckOutcome::Removed {
+        let stray = match row.as_deref() {
+            Some("completed" | "cancelled") => true,
+            Some("failed") => !dead,
+            _ => false,
+        };
+        if stray && queue.ack(id, None).await? == gpuq_queue::AckOutcome::Removed {
             tracing::info!(job_id = %id, status = ?row, "removed a finished job Redis still held");
             out.removed.push(id);
         }

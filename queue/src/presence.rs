@@ -128,3 +128,19 @@ impl Queue {
             .collect())
     }
 }
+
+impl Queue {
+    /// For each id, whether it sits in the dead-letter set (`ZMSCORE`, Redis 6.2+).
+    pub async fn in_dead_set(&self, ids: &[JobId]) -> Result<Vec<bool>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let fields: Vec<String> = ids.iter().map(JobId::to_string).collect();
+        let scores: Vec<Option<f64>> = redis::cmd("ZMSCORE")
+            .arg(self.keys.dead())
+            .arg(&fields)
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(scores.into_iter().map(|s| s.is_some()).collect())
+    }
+}

@@ -1,6 +1,7 @@
 //! HTTP routes, one file per resource.
 
 pub(crate) mod admin;
+mod admin_ui;
 mod body;
 pub(crate) mod enqueue;
 pub(crate) mod events;
@@ -30,5 +31,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/metrics", web::get().to(health::metrics))
         .route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
+        .configure(admin_ui::configure)
         .default_service(web::to(health::not_found));
 }

@@ -34,7 +34,39 @@ async fn jobs_redis_lost_are_enqueued_again_once_and_finished_ones_are_removed()
     let token = token_for(Uuid::new_v4());
     let lost = enqueue(&first, &token).await;
     let finished = enqueue(&first, &token).await;
+    let dead = enqueue(&first, &token).await;
     let q = first.queue("sdxl_queue").await;
+
+    // A dead-lettered job with its row failed belongs in the dead set: left alone.
+    let w = ConsumerName::unique("gpu");
+    let claimed: Vec<JobId> = q
+        .claim(&w, 3)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|j| j.id)
+        .collect();
+    for id in &claimed {
+        if *id == dead {
+            q.fail(
+                *id,
+                Some(&w),
+                &gpuq_queue::Failure {
+                    retryable: false,
+                    message: "bad".into(),
+                },
+            )
+            .await
+            .unwrap();
+        } else {
+            q.release(*id, &w).await.unwrap();
+        }
+    }
+    sqlx::query("UPDATE jobs SET status = 'failed', completed_at = now() WHERE id = $1")
+        .bind(dead.as_uuid())
+        .execute(&first.db)
+        .await
+        .unwrap();
 
     // Redis forgets one job (as after a restart without persistence) and keeps one whose
     // row is already finished.
@@ -64,6 +96,16 @@ async fn jobs_redis_lost_are_enqueued_again_once_and_finished_ones_are_removed()
     );
     assert_eq!(claimed[0].envelope().unwrap().prompt, "x");
     assert_eq!(first.status_of(&lost.to_string()).await, "queued");
+    assert_eq!(
+        q.dead_jobs(10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|d| d.id)
+            .collect::<Vec<_>>(),
+        vec![dead],
+        "the dead job stays for admins"
+    );
 }
 
 use gpuq_dispatcher::Settings;
