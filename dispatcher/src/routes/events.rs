@@ -21,8 +21,8 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 const BLOCK: Duration = Duration::from_secs(10);
 
 /// Streams the job's events.
-#[utoipa::path(get, path = "/v1/jobs/{id}/events", params(("id" = String, Path, description = "job id")), security(("bearer" = [])),
-    params(("Last-Event-ID" = Option<String>, Header, description = "resume after this event")),
+#[utoipa::path(get, path = "/v1/jobs/{id}/events", security(("bearer" = [])),
+    params(("id" = String, Path, description = "job id"), ("Last-Event-ID" = Option<String>, Header, description = "resume after this event")),
     responses((status = 200, description = "text/event-stream of JobEvent JSON", content_type = "text/event-stream"), (status = 404, description = "no such job", body = ErrorBody)))]
 pub async fn job_events(
     req: HttpRequest,

@@ -222,6 +222,26 @@ async fn openapi_json_describes_every_public_route() {
         assert!(doc["paths"][path].is_object(), "{path} missing");
     }
     assert!(doc["components"]["schemas"]["EnqueueRequest"].is_object());
+    // Every path parameter in a route is declared (schemathesis refuses the document otherwise).
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (_, op) in item.as_object().unwrap() {
+            let declared: Vec<&str> = op["parameters"]
+                .as_array()
+                .map(|ps| {
+                    ps.iter()
+                        .filter(|p| p["in"] == "path")
+                        .filter_map(|p| p["name"].as_str())
+                        .collect()
+                })
+                .unwrap_or_default();
+            for segment in path.split('/').filter(|s| s.starts_with('{')) {
+                assert!(
+                    declared.contains(&segment.trim_matches(|c| c == '{' || c == '}')),
+                    "{path}: {segment} undeclared"
+                );
+            }
+        }
+    }
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
 }
 
