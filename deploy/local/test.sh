@@ -20,6 +20,10 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked
 
+echo "== dropping the test databases the suite created"
+psql "$DATABASE_URL" -qAtc "SELECT datname FROM pg_database WHERE datname ~ '^gpuq_(test|schema|cb|e2e)_[0-9a-f]+$'" |
+  while read -r db; do psql "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS \"$db\"" >/dev/null 2>&1 || true; done || true
+
 echo "== deployment manifests and Redis ACL"
 # Python tools for the checks below: a fresh Debian may lack curl, python3, venv or PyYAML.
 apt_install() { as_root apt-get update -q && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@"; }
