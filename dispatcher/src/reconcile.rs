@@ -116,7 +116,8 @@ async fn requeue_lost(
     Ok(())
 }
 
-/// Scans a page of what Redis holds; removes jobs whose row is finished or missing.
+/// Scans a page of what Redis holds; removes jobs whose row is finished. One query for the
+/// page's statuses and one `ZMSCORE` for its dead-set membership.
 async fn remove_finished(
     state: &AppState,
     queue: &Queue,
@@ -129,30 +130,25 @@ async fn remove_finished(
         return Ok(());
     }
     let uuids: Vec<Uuid> = ids.iter().map(JobId::as_uuid).collect();
-    let unfinished: Vec<Uuid> = sqlx::query_scalar(
-        "SELECT id FROM jobs WHERE id = ANY($1) AND status IN ('queued', 'processing')",
-    )
-    .bind(&uuids)
-    .fetch_all(&state.db)
-    .await?;
+    let statuses: std::collections::HashMap<Uuid, String> =
+        sqlx::query_as::<_, (Uuid, String)>("SELECT id, status FROM jobs WHERE id = ANY($1)")
+            .bind(&uuids)
+            .fetch_all(&state.db)
+            .await?
+            .into_iter()
+            .collect();
     let dead = queue.in_dead_set(&ids).await?;
     for (id, dead) in ids.into_iter().zip(dead) {
-        if unfinished.contains(&id.as_uuid()) {
-            continue;
-        }
         // A job without a row may be an enqueue still in flight: leave it alone. A failed
         // job in the dead set is where it belongs (admins requeue or discard it there).
-        let row: Option<String> = sqlx::query_scalar("SELECT status FROM jobs WHERE id = $1")
-            .bind(id.as_uuid())
-            .fetch_optional(&state.db)
-            .await?;
-        let stray = match row.as_deref() {
+        let status = statuses.get(&id.as_uuid()).map(String::as_str);
+        let stray = match status {
             Some("completed" | "cancelled") => true,
             Some("failed") => !dead,
             _ => false,
         };
         if stray && queue.ack(id, None).await? == gpuq_queue::AckOutcome::Removed {
-            tracing::info!(job_id = %id, status = ?row, "removed a finished job Redis still held");
+            tracing::info!(job_id = %id, status = ?status, "removed a finished job Redis still held");
             out.removed.push(id);
         }
     }

@@ -3,7 +3,7 @@
 use gpuq_schemas::JobId;
 
 use crate::scripts::SCRIPTS;
-use crate::{Lane, Queue, QueueError, Result};
+use crate::{Queue, QueueError, Result};
 
 /// What [`Queue::cancel`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,18 +22,9 @@ impl Queue {
     /// are rare next to enqueues and claims, and this keeps waiting jobs free of any
     /// per-job bookkeeping.
     pub async fn cancel(&self, job: JobId) -> Result<CancelOutcome> {
-        let k = &self.keys;
         let code: i64 = SCRIPTS
             .cancel
-            .key(k.waiting(Lane::High))
-            .key(k.waiting(Lane::Normal))
-            .key(k.jobs())
-            .key(k.meta())
-            .key(k.leases())
-            .key(k.delayed())
-            .key(k.dead())
-            .key(k.cancelled())
-            .key(k.errors())
+            .key(&self.keys.everywhere()[..])
             .arg(job.to_string())
             .invoke_async(&mut self.conn())
             .await?;

@@ -4,7 +4,7 @@
 use gpuq_schemas::JobId;
 
 use crate::scripts::SCRIPTS;
-use crate::{ConsumerName, Lane, Queue, QueueError, Result};
+use crate::{ConsumerName, Queue, QueueError, Result};
 
 /// What [`Queue::ack`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,18 +54,9 @@ impl Queue {
     /// With `consumer`, refuses when someone else holds the job; without, removes it
     /// wherever it is (the callback service, which records the first terminal result).
     pub async fn ack(&self, job: JobId, consumer: Option<&ConsumerName>) -> Result<AckOutcome> {
-        let k = &self.keys;
         let code: i64 = SCRIPTS
             .ack
-            .key(k.waiting(Lane::High))
-            .key(k.waiting(Lane::Normal))
-            .key(k.jobs())
-            .key(k.meta())
-            .key(k.leases())
-            .key(k.delayed())
-            .key(k.dead())
-            .key(k.cancelled())
-            .key(k.errors())
+            .key(&self.keys.everywhere()[..])
             .arg(job.to_string())
             .arg(consumer.map_or("", ConsumerName::as_str))
             .invoke_async(&mut self.conn())

@@ -83,6 +83,22 @@ impl Keys {
         self.key(&format!("idem:{key}"))
     }
 
+    /// Every key a job can be in, in the order `ack_job.lua` and `cancel_job.lua` declare
+    /// them: both waiting lists, jobs, meta, leases, delayed, dead, cancelled, errors.
+    pub fn everywhere(&self) -> [String; 9] {
+        [
+            self.waiting(Lane::High),
+            self.waiting(Lane::Normal),
+            self.jobs(),
+            self.meta(),
+            self.leases(),
+            self.delayed(),
+            self.dead(),
+            self.cancelled(),
+            self.errors(),
+        ]
+    }
+
     /// The prefix shared by all keys of this queue (for tests and operators).
     pub fn prefix(&self) -> &str {
         &self.prefix
