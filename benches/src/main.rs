@@ -1,6 +1,7 @@
 //! `gpuq-bench`: runs one benchmark scenario against real local services and prints one
 //! JSON line per figure, then a Markdown table. See `benches/README.md`.
 
+mod chaos;
 mod figures;
 mod http_bench;
 mod queue_bench;
@@ -33,19 +34,48 @@ enum Scenario {
     Callback(system_bench::CallbackArgs),
     /// The whole system, HTTP to rows.
     E2e(system_bench::E2eArgs),
+    /// Faults injected into the whole system: nothing lost, nothing doubled.
+    Chaos(chaos::ChaosArgs),
+    /// Every benchmark scenario above (not `chaos`), each with its default knobs, and one
+    /// table of all figures.
+    All,
+}
+
+/// The scenarios `all` runs, in order.
+const ALL: [&str; 6] = [
+    "queue",
+    "memory",
+    "pickup",
+    "http-enqueue",
+    "callback",
+    "e2e",
+];
+
+async fn run(redis_url: &str, scenario: Scenario) -> anyhow::Result<Vec<figures::Figure>> {
+    Ok(match scenario {
+        Scenario::Queue(args) => queue_bench::run_queue(redis_url, args).await?,
+        Scenario::Memory(args) => queue_bench::run_memory(redis_url, args).await?,
+        Scenario::HttpEnqueue(args) => http_bench::run(redis_url, args).await?,
+        Scenario::Pickup(args) => system_bench::run_pickup(redis_url, args).await?,
+        Scenario::Callback(args) => system_bench::run_callback(redis_url, args).await?,
+        Scenario::E2e(args) => system_bench::run_e2e(redis_url, args).await?,
+        Scenario::Chaos(args) => chaos::run(args).await?,
+        Scenario::All => {
+            let mut all = Vec::new();
+            for name in ALL {
+                eprintln!("gpuq-bench: running {name}");
+                let cli = Cli::try_parse_from(["gpuq-bench", name])?;
+                all.extend(Box::pin(run(redis_url, cli.scenario)).await?);
+            }
+            all
+        }
+    })
 }
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let figures = match cli.scenario {
-        Scenario::Queue(args) => queue_bench::run_queue(&cli.redis_url, args).await?,
-        Scenario::Memory(args) => queue_bench::run_memory(&cli.redis_url, args).await?,
-        Scenario::HttpEnqueue(args) => http_bench::run(&cli.redis_url, args).await?,
-        Scenario::Pickup(args) => system_bench::run_pickup(&cli.redis_url, args).await?,
-        Scenario::Callback(args) => system_bench::run_callback(&cli.redis_url, args).await?,
-        Scenario::E2e(args) => system_bench::run_e2e(&cli.redis_url, args).await?,
-    };
+    let figures = run(&cli.redis_url, cli.scenario).await?;
     figures::print(&figures);
     Ok(())
 }

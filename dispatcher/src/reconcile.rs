@@ -50,68 +50,101 @@ async fn requeue_lost(
     grace: Duration,
     out: &mut Reconciled,
 ) -> anyhow::Result<()> {
-    let rows: Vec<(Uuid, Option<serde_json::Value>)> = sqlx::query_as(
-        "SELECT id, envelope FROM jobs WHERE queue = $1 AND status IN ('queued', 'processing') \
-         AND created_at < now() - make_interval(secs => $2) ORDER BY created_at LIMIT $3",
-    )
-    .bind(queue.name().as_str())
-    .bind(grace.as_secs_f64())
-    .bind(BATCH)
-    .fetch_all(&state.db)
-    .await?;
-    let ids: Vec<JobId> = rows.iter().map(|(id, _)| JobId::from(*id)).collect();
-    let known = queue.known(&ids).await?;
-    for ((id, envelope), known) in rows.into_iter().zip(known) {
-        if known {
-            continue;
+    // Keyset pages over every unfinished row: after Redis lost everything, the oldest page
+    // is restored first and must not hide the rows behind it.
+    let mut after: Option<(chrono::DateTime<chrono::Utc>, Uuid)> = None;
+    loop {
+        let rows: Vec<(
+            Uuid,
+            chrono::DateTime<chrono::Utc>,
+            Option<serde_json::Value>,
+        )> = sqlx::query_as(
+            "SELECT id, created_at, envelope FROM jobs \
+                 WHERE queue = $1 AND status IN ('queued', 'processing') \
+                 AND created_at < now() - make_interval(secs => $2) \
+                 AND ($3::timestamptz IS NULL OR (created_at, id) > ($3, $4)) \
+                 ORDER BY created_at, id LIMIT $5",
+        )
+        .bind(queue.name().as_str())
+        .bind(grace.as_secs_f64())
+        .bind(after.map(|(t, _)| t))
+        .bind(after.map(|(_, id)| id))
+        .bind(BATCH)
+        .fetch_all(&state.db)
+        .await?;
+        let full = rows.len() as i64 == BATCH;
+        after = rows.last().map(|(id, t, _)| (*t, *id));
+        let ids: Vec<JobId> = rows.iter().map(|(id, _, _)| JobId::from(*id)).collect();
+        let known = queue.known(&ids).await?;
+        let lost = rows
+            .into_iter()
+            .zip(known)
+            .filter(|(_, known)| !known)
+            .map(|((id, _, envelope), _)| (id, envelope));
+        for (id, envelope) in lost {
+            restore(state, queue, id, envelope, out).await?;
         }
-        let Some(envelope) = envelope.and_then(|e| serde_json::from_value::<JobEnvelope>(e).ok())
-        else {
-            tracing::warn!(job_id = %id, "lost by Redis and has no stored envelope; marking failed");
-            crate::jobs_db::finish(
-                &state.db,
-                id,
-                "failed",
-                Some("lost by the queue and could not be rebuilt"),
-            )
+        if !full {
+            return Ok(());
+        }
+    }
+}
+
+/// Enqueues one job Redis lost again from its stored envelope, unless its row finished
+/// meanwhile.
+async fn restore(
+    state: &AppState,
+    queue: &Queue,
+    id: Uuid,
+    envelope: Option<serde_json::Value>,
+    out: &mut Reconciled,
+) -> anyhow::Result<()> {
+    let Some(envelope) = envelope.and_then(|e| serde_json::from_value::<JobEnvelope>(e).ok())
+    else {
+        tracing::warn!(job_id = %id, "lost by Redis and has no stored envelope; marking failed");
+        crate::jobs_db::finish(
+            &state.db,
+            id,
+            "failed",
+            Some("lost by the queue and could not be rebuilt"),
+        )
+        .await?;
+        return Ok(());
+    };
+    // Re-check under the row lock: a callback may have finished the job meanwhile.
+    let mut tx = state.db.begin().await?;
+    let status: Option<String> =
+        sqlx::query_scalar("SELECT status FROM jobs WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .fetch_optional(&mut *tx)
             .await?;
-            continue;
-        };
-        // Re-check under the row lock: a callback may have finished the job meanwhile.
-        let mut tx = state.db.begin().await?;
-        let status: Option<String> =
-            sqlx::query_scalar("SELECT status FROM jobs WHERE id = $1 FOR UPDATE")
+    if !matches!(status.as_deref(), Some("queued" | "processing")) {
+        return Ok(());
+    }
+    match queue.enqueue(&envelope, &EnqueueOptions::default()).await? {
+        EnqueueOutcome::Enqueued { .. } => {
+            sqlx::query("UPDATE jobs SET status = 'queued', updated_at = now() WHERE id = $1")
                 .bind(id)
-                .fetch_optional(&mut *tx)
+                .execute(&mut *tx)
                 .await?;
-        if !matches!(status.as_deref(), Some("queued" | "processing")) {
-            continue;
+            tx.commit().await?;
+            tracing::warn!(job_id = %id, queue = %queue.name(), "Redis had lost this job; enqueued it again");
+            events::publish(
+                state,
+                JobEvent::status(
+                    envelope.job_id,
+                    JobStatus::Queued,
+                    Some("restored after queue data loss".into()),
+                ),
+            )
+            .await;
+            out.requeued.push(envelope.job_id);
         }
-        match queue.enqueue(&envelope, &EnqueueOptions::default()).await? {
-            EnqueueOutcome::Enqueued { .. } => {
-                sqlx::query("UPDATE jobs SET status = 'queued', updated_at = now() WHERE id = $1")
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                tracing::warn!(job_id = %id, queue = %queue.name(), "Redis had lost this job; enqueued it again");
-                events::publish(
-                    state,
-                    JobEvent::status(
-                        envelope.job_id,
-                        JobStatus::Queued,
-                        Some("restored after queue data loss".into()),
-                    ),
-                )
-                .await;
-                out.requeued.push(envelope.job_id);
-            }
-            EnqueueOutcome::QueueFull { .. } => {
-                tracing::warn!(job_id = %id, "queue full; will restore the lost job on a later pass");
-            }
-            // Another replica (or the original enqueue) got there first.
-            EnqueueOutcome::AlreadyExists | EnqueueOutcome::Duplicate { .. } => {}
+        EnqueueOutcome::QueueFull { .. } => {
+            tracing::warn!(job_id = %id, "queue full; will restore the lost job on a later pass");
         }
+        // Another replica (or the original enqueue) got there first.
+        EnqueueOutcome::AlreadyExists | EnqueueOutcome::Duplicate { .. } => {}
     }
     Ok(())
 }

@@ -109,3 +109,38 @@ async fn jobs_redis_lost_are_enqueued_again_once_and_finished_ones_are_removed()
 }
 
 use gpuq_dispatcher::Settings;
+
+#[tokio::test]
+async fn a_redis_that_lost_more_than_a_page_of_jobs_gets_all_of_them_back() {
+    let app = spawn_app_with(|s| {
+        s.queue.reconcile_interval_ms = 100;
+        s.queue.reconcile_grace_ms = 0;
+    })
+    .await;
+    let token = token_for(Uuid::new_v4());
+    let first = enqueue(&app, &token).await;
+    let q = app.queue("sdxl_queue").await;
+    // Rows for 1,200 unfinished jobs Redis never heard of (more than two reconciler pages):
+    // copies of a real job's row and envelope under new ids.
+    sqlx::query(
+        "INSERT INTO jobs (id, user_id, job_type, queue, status, prompt, max_attempts, envelope, created_at) \
+         SELECT n.id, user_id, job_type, queue, 'queued', prompt, max_attempts, \
+                jsonb_set(envelope, '{job_id}', to_jsonb(n.id::text)), created_at + n.i * interval '1 ms' \
+         FROM jobs, LATERAL (SELECT gen_random_uuid() AS id, i FROM generate_series(1, 1200) i) n \
+         WHERE jobs.id = $1",
+    )
+    .bind(first.as_uuid())
+    .execute(&app.db)
+    .await
+    .unwrap();
+
+    let mut waiting = 0;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        waiting = q.stats().await.unwrap().waiting();
+        if waiting == 1201 {
+            break;
+        }
+    }
+    assert_eq!(waiting, 1201, "every lost job is back, each once");
+}

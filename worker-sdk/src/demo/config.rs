@@ -39,6 +39,9 @@ pub struct DemoConfig {
     pub time_scale: f64,
     /// `GPUQ_SHUTDOWN_DEADLINE_SECS` (default 30).
     pub shutdown_deadline: Duration,
+    /// `GPUQ_LEASE_SECS` (default 30): how long a silent worker keeps its jobs. Leases are
+    /// renewed every third of it.
+    pub lease: Duration,
 }
 
 /// A missing or malformed setting; the message names the variable.
@@ -112,6 +115,15 @@ impl DemoConfig {
             storage,
             time_scale: parse("GPUQ_DEMO_TIME_SCALE", "0.02")?,
             shutdown_deadline: Duration::from_secs_f64(parse("GPUQ_SHUTDOWN_DEADLINE_SECS", "30")?),
+            lease: match parse("GPUQ_LEASE_SECS", "30")? {
+                secs if secs >= 0.3 => Duration::from_secs_f64(secs),
+                secs => {
+                    return Err(DemoConfigError::Invalid {
+                        name: "GPUQ_LEASE_SECS",
+                        value: secs.to_string(),
+                    })
+                }
+            },
         })
     }
 
@@ -125,6 +137,8 @@ impl DemoConfig {
             .callback_secret(self.callback_secret)
             .concurrency(self.concurrency)
             .shutdown_deadline(self.shutdown_deadline)
+            .lease(self.lease)
+            .heartbeat_every(self.lease / 3)
             .worker_name("demo")
             .handler(DemoHandler {
                 time_scale: self.time_scale,
@@ -166,6 +180,7 @@ mod tests {
         assert_eq!(c.namespace, "gpuq");
         assert_eq!(c.concurrency, 1);
         assert_eq!(c.time_scale, 0.02);
+        assert_eq!(c.lease, Duration::from_secs(30));
         assert!(
             matches!(c.storage, StorageChoice::Local(ref p) if p == &PathBuf::from("/tmp/out"))
         );
@@ -200,5 +215,20 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("GPUQ_CONCURRENCY"), "{err}");
+    }
+
+    #[test]
+    fn short_leases_are_accepted_down_to_a_floor() {
+        let mut env = BASE.to_vec();
+        env.extend([("GPUQ_STORAGE_DIR", "/x"), ("GPUQ_LEASE_SECS", "1.5")]);
+        let c = DemoConfig::from_lookup(lookup(&env)).unwrap();
+        assert_eq!(c.lease, Duration::from_millis(1500));
+        assert!(c.build_worker().is_ok());
+        env.push(("GPUQ_LEASE_SECS", "0.1"));
+        env.retain(|(k, v)| *k != "GPUQ_LEASE_SECS" || *v == "0.1");
+        let err = DemoConfig::from_lookup(lookup(&env))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("GPUQ_LEASE_SECS"), "{err}");
     }
 }
