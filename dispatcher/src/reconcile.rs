@@ -12,6 +12,8 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
 use gpuq_queue::{EnqueueOptions, EnqueueOutcome, Queue};
 use gpuq_schemas::{JobEnvelope, JobEvent, JobId, JobStatus};
 use uuid::Uuid;
@@ -26,6 +28,9 @@ pub struct Reconciled {
     pub requeued: Vec<JobId>,
     /// Finished jobs Redis still held, removed.
     pub removed: Vec<JobId>,
+    /// Jobs Redis lost during their last allowed attempt, marked failed (as a lease lost
+    /// on the last attempt would be).
+    pub failed: Vec<JobId>,
 }
 
 /// Rows examined per pass and queue.
@@ -52,18 +57,14 @@ async fn requeue_lost(
 ) -> anyhow::Result<()> {
     // Keyset pages over every unfinished row: after Redis lost everything, the oldest page
     // is restored first and must not hide the rows behind it.
-    let mut after: Option<(chrono::DateTime<chrono::Utc>, Uuid)> = None;
+    let mut after: Option<(DateTime<Utc>, Uuid)> = None;
     loop {
-        let rows: Vec<(
-            Uuid,
-            chrono::DateTime<chrono::Utc>,
-            Option<serde_json::Value>,
-        )> = sqlx::query_as(
-            "SELECT id, created_at, envelope FROM jobs \
-                 WHERE queue = $1 AND status IN ('queued', 'processing') \
-                 AND created_at < now() - make_interval(secs => $2) \
-                 AND ($3::timestamptz IS NULL OR (created_at, id) > ($3, $4)) \
-                 ORDER BY created_at, id LIMIT $5",
+        let rows: Vec<Unfinished> = sqlx::query_as(
+            "SELECT id, created_at, attempts, envelope FROM jobs \
+             WHERE queue = $1 AND status IN ('queued', 'processing') \
+             AND created_at < now() - make_interval(secs => $2) \
+             AND ($3::timestamptz IS NULL OR (created_at, id) > ($3, $4)) \
+             ORDER BY created_at, id LIMIT $5",
         )
         .bind(queue.name().as_str())
         .bind(grace.as_secs_f64())
@@ -73,16 +74,13 @@ async fn requeue_lost(
         .fetch_all(&state.db)
         .await?;
         let full = rows.len() as i64 == BATCH;
-        after = rows.last().map(|(id, t, _)| (*t, *id));
-        let ids: Vec<JobId> = rows.iter().map(|(id, _, _)| JobId::from(*id)).collect();
+        after = rows.last().map(|r| (r.created_at, r.id));
+        let ids: Vec<JobId> = rows.iter().map(|r| JobId::from(r.id)).collect();
         let known = queue.known(&ids).await?;
-        let lost = rows
-            .into_iter()
-            .zip(known)
-            .filter(|(_, known)| !known)
-            .map(|((id, _, envelope), _)| (id, envelope));
-        for (id, envelope) in lost {
-            restore(state, queue, id, envelope, out).await?;
+        for (row, known) in rows.into_iter().zip(known) {
+            if !known {
+                restore(state, queue, row, out).await?;
+            }
         }
         if !full {
             return Ok(());
@@ -90,16 +88,28 @@ async fn requeue_lost(
     }
 }
 
+/// An unfinished row, as the reconciler reads it.
+#[derive(sqlx::FromRow)]
+struct Unfinished {
+    id: Uuid,
+    created_at: DateTime<Utc>,
+    /// Deliveries the callback service recorded; the restored job goes on counting.
+    attempts: i32,
+    envelope: Option<serde_json::Value>,
+}
+
 /// Enqueues one job Redis lost again from its stored envelope, unless its row finished
 /// meanwhile.
 async fn restore(
     state: &AppState,
     queue: &Queue,
-    id: Uuid,
-    envelope: Option<serde_json::Value>,
+    row: Unfinished,
     out: &mut Reconciled,
 ) -> anyhow::Result<()> {
-    let Some(envelope) = envelope.and_then(|e| serde_json::from_value::<JobEnvelope>(e).ok())
+    let id = row.id;
+    let Some(envelope) = row
+        .envelope
+        .and_then(|e| serde_json::from_value::<JobEnvelope>(e).ok())
     else {
         tracing::warn!(job_id = %id, "lost by Redis and has no stored envelope; marking failed");
         crate::jobs_db::finish(
@@ -121,7 +131,25 @@ async fn restore(
     if !matches!(status.as_deref(), Some("queued" | "processing")) {
         return Ok(());
     }
-    match queue.enqueue(&envelope, &EnqueueOptions::default()).await? {
+    let attempts_used = u32::try_from(row.attempts).unwrap_or(0);
+    if attempts_used >= envelope.max_attempts {
+        let message = "lost by the queue during its last attempt";
+        crate::jobs_db::finish(&mut *tx, id, "failed", Some(message)).await?;
+        tx.commit().await?;
+        tracing::warn!(job_id = %id, attempts_used, "Redis lost this job during its last attempt; marked failed");
+        events::publish(
+            state,
+            JobEvent::status(envelope.job_id, JobStatus::Failed, Some(message.into())),
+        )
+        .await;
+        out.failed.push(envelope.job_id);
+        return Ok(());
+    }
+    let opts = EnqueueOptions {
+        attempts_used,
+        ..EnqueueOptions::default()
+    };
+    match queue.enqueue(&envelope, &opts).await? {
         EnqueueOutcome::Enqueued { .. } => {
             sqlx::query("UPDATE jobs SET status = 'queued', updated_at = now() WHERE id = $1")
                 .bind(id)

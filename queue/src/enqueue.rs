@@ -13,6 +13,10 @@ pub struct EnqueueOptions {
     /// With a key, a second enqueue within the window returns the first job's id and adds
     /// nothing. Scope it yourself (the dispatcher prefixes the user id).
     pub idempotency_key: Option<String>,
+    /// Deliveries the job already had: the first claim is attempt `attempts_used + 1`.
+    /// Zero for new jobs; a job restored after Redis lost it keeps its count, so it never
+    /// runs more often than its `max_attempts`.
+    pub attempts_used: u32,
 }
 
 /// What an enqueue did.
@@ -46,6 +50,7 @@ struct Prepared {
     body: String,
     idem_key: Option<String>,
     lane: Lane,
+    attempts_used: u32,
 }
 
 impl Queue {
@@ -76,6 +81,7 @@ impl Queue {
                 .as_deref()
                 .map(|k| self.keys.idempotency(k)),
             lane: opts.lane,
+            attempts_used: opts.attempts_used,
         })
     }
 
@@ -93,6 +99,11 @@ impl Queue {
             .arg(self.config.max_depth.unwrap_or(0))
             .arg(self.config.idempotency_window.as_secs().max(1))
             .arg(self.config.signal_cap);
+        if job.attempts_used > 0 {
+            inv.key(self.keys.meta())
+                .arg(job.attempts_used)
+                .arg(job.lane.as_str());
+        }
         inv
     }
 

@@ -21,7 +21,7 @@ async fn enqueue(q: &Queue, max_attempts: u32, lane: Lane) -> gpuq_schemas::JobI
             &env,
             &EnqueueOptions {
                 lane,
-                idempotency_key: None,
+                ..EnqueueOptions::default()
             },
         )
         .await
@@ -287,6 +287,7 @@ async fn the_same_idempotency_key_twice_gives_one_job() {
     let opts = EnqueueOptions {
         lane: Lane::Normal,
         idempotency_key: Some("user-1:order-7".into()),
+        ..EnqueueOptions::default()
     };
     let first = envelope(&q, 3);
     let second = envelope(&q, 3);
@@ -529,8 +530,8 @@ async fn two_reapers_at_once_requeue_each_expired_job_once() {
 async fn claims_survive_a_script_cache_flush() {
     let q = queue().await;
     let id = enqueue(&q, 3, Lane::Normal).await;
-    let client = redis::Client::open(redis_url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    // On a cluster, SCRIPT FLUSH is sent to every node.
+    let mut conn = common::conn().await;
     let _: () = redis::cmd("SCRIPT")
         .arg("FLUSH")
         .query_async(&mut conn)
@@ -585,4 +586,52 @@ async fn a_dead_job_can_be_discarded_and_only_a_dead_one() {
         .await
         .iter()
         .all(|k| k.ends_with(":consumers") || k.ends_with(":signal")));
+}
+
+#[tokio::test]
+async fn a_restored_job_keeps_counting_its_attempts() {
+    let q = queue().await;
+    let w = ConsumerName::unique("gpu");
+    // Restored after two deliveries out of three, with an idempotency key as well.
+    let restored = envelope(&q, 3);
+    let opts = EnqueueOptions {
+        lane: Lane::High,
+        idempotency_key: Some("user-1:restored".into()),
+        attempts_used: 2,
+    };
+    assert!(matches!(
+        q.enqueue(&restored, &opts).await.unwrap(),
+        EnqueueOutcome::Enqueued { .. }
+    ));
+    assert_eq!(
+        q.enqueue(&envelope(&q, 3), &opts).await.unwrap(),
+        EnqueueOutcome::Duplicate {
+            existing: restored.job_id
+        },
+        "the key still counts"
+    );
+    let fresh = enqueue(&q, 3, Lane::Normal).await;
+    let claimed = q.claim(&w, 2).await.unwrap();
+    let attempts: Vec<_> = claimed.iter().map(|j| (j.id, j.attempt)).collect();
+    assert_eq!(attempts, vec![(restored.job_id, 3), (fresh, 1)]);
+    // Its third delivery is its last: a retryable failure dead-letters it.
+    q.fail(
+        restored.job_id,
+        Some(&w),
+        &gpuq_queue::Failure {
+            retryable: true,
+            message: "oom".into(),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        q.dead_jobs(10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|d| d.id)
+            .collect::<Vec<_>>(),
+        vec![restored.job_id]
+    );
 }

@@ -30,13 +30,17 @@ pub(crate) enum LeaseState {
     Lost,
 }
 
+/// Held jobs, each with the number of the claim that registered it: when Redis lost a job
+/// and this worker claims it again while the first run is still winding down, the older
+/// handle must not unregister the newer claim.
 #[derive(Default)]
 struct Registry {
-    jobs: Mutex<HashMap<JobId, watch::Sender<LeaseState>>>,
+    jobs: Mutex<HashMap<JobId, (u64, watch::Sender<LeaseState>)>>,
+    claims: std::sync::atomic::AtomicU64,
 }
 
 impl Registry {
-    fn lock(&self) -> MutexGuard<'_, HashMap<JobId, watch::Sender<LeaseState>>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<JobId, (u64, watch::Sender<LeaseState>)>> {
         // The map stays consistent even if a holder panicked mid-operation.
         self.jobs.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -119,13 +123,15 @@ async fn renew_all(queue: &Queue, consumer: &ConsumerName, registry: &Registry) 
     let replies = join_all(ids.iter().map(|id| queue.heartbeat(*id, consumer))).await;
     let jobs = registry.lock();
     for (id, reply) in ids.into_iter().zip(replies) {
-        let Some(tx) = jobs.get(&id) else { continue };
+        let Some((_, tx)) = jobs.get(&id) else {
+            continue;
+        };
         let next = match reply {
             Ok(LeaseStatus::Held) => continue,
             Ok(LeaseStatus::Cancelled) => LeaseState::Cancelled,
             Ok(LeaseStatus::Lost) => LeaseState::Lost,
             Err(e) => {
-                // Keep going: ConnectionManager reconnects, and if Redis stays away past
+                // Keep going: the connection reconnects, and if Redis stays away past
                 // the lease the next answer is `Lost`.
                 tracing::warn!(job_id = %id, error = %crate::worker::chain(&e), "heartbeat failed");
                 continue;
@@ -147,11 +153,20 @@ pub(crate) struct Leases(Arc<Registry>);
 
 impl Leases {
     /// Starts renewing `job`'s lease; renewal stops when the handle is dropped.
+    /// A second claim of a job still registered replaces the first: the older run sees
+    /// its lease lost and stops without reporting.
     pub(crate) fn hold(&self, job: JobId) -> LeaseHandle {
         let (tx, rx) = watch::channel(LeaseState::Held);
-        self.0.lock().insert(job, tx);
+        let claim = self
+            .0
+            .claims
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Some((_, older)) = self.0.lock().insert(job, (claim, tx)) {
+            older.send_replace(LeaseState::Lost);
+        }
         LeaseHandle {
             job,
+            claim,
             registry: Arc::clone(&self.0),
             rx,
         }
@@ -161,6 +176,7 @@ impl Leases {
 /// A registered job's lease; dropping it stops renewal.
 pub(crate) struct LeaseHandle {
     job: JobId,
+    claim: u64,
     registry: Arc<Registry>,
     rx: watch::Receiver<LeaseState>,
 }
@@ -182,6 +198,38 @@ impl LeaseHandle {
 
 impl Drop for LeaseHandle {
     fn drop(&mut self) {
-        self.registry.lock().remove(&self.job);
+        let mut jobs = self.registry.lock();
+        if jobs
+            .get(&self.job)
+            .is_some_and(|(claim, _)| *claim == self.claim)
+        {
+            jobs.remove(&self.job);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_second_claim_of_a_held_job_outlives_the_first() {
+        let leases = Leases(Arc::default());
+        let job = JobId::new();
+        let mut first = leases.hold(job);
+        let second = leases.hold(job);
+        assert_eq!(
+            first.changed().await,
+            LeaseState::Lost,
+            "the older run stops"
+        );
+        drop(first);
+        assert!(
+            leases.0.lock().contains_key(&job),
+            "dropping the older handle keeps the newer claim registered"
+        );
+        assert_eq!(*second.rx.borrow(), LeaseState::Held);
+        drop(second);
+        assert!(leases.0.lock().is_empty());
     }
 }

@@ -12,7 +12,7 @@ use gpuq_schemas::{JobEnvelope, JobEvent, JobId, JobStatus, UserId};
 use crate::auth::Caller;
 use crate::jobs_db::{self, JobRecord, NewJob};
 use crate::metrics::JobTypeLabel;
-use crate::openapi::{EnqueueAnswer, EnqueueBody, ErrorBody};
+use crate::openapi::{EnqueueAnswer, EnqueueBody, ErrorBody, Internal, Unauthorized, Unavailable};
 use crate::state::AppState;
 use crate::validation::{self, ReferencePolicy, ValidatedJob};
 use crate::{events, limits, ApiError};
@@ -21,12 +21,20 @@ const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
 
 /// Enqueues one job. Also served at `POST /functions/v1/queue-job`.
 #[utoipa::path(post, path = "/v1/jobs", request_body = EnqueueBody, security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header, description = "same key, same user, 24 h: same answer")),
-    responses((status = 202, description = "queued", body = EnqueueAnswer), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or invalid credentials", body = ErrorBody),
-        (status = 403, description = "reference under another user", body = ErrorBody),
-        (status = 413, description = "body over 64 KiB", body = ErrorBody), (status = 415, description = "not JSON", body = ErrorBody),
-        (status = 429, description = "rate, active-job or queue limit", body = ErrorBody),
-        (status = 503, description = "Redis or PostgreSQL down", body = ErrorBody)))]
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255,
+        pattern = r"^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$",
+        description = "same key, same user, 24 h: same answer")),
+    responses(
+        (status = 202, description = "queued", body = EnqueueAnswer),
+        (status = 400, description = "invalid input; the code names the rule", body = ErrorBody),
+        (status = 403, description = "reference image under another user's id, or a token with no user", body = ErrorBody),
+        (status = 408, description = "the body did not arrive in time", body = ErrorBody),
+        (status = 409, description = "a request with the same Idempotency-Key is still in progress", body = ErrorBody),
+        (status = 413, description = "body over 64 KiB", body = ErrorBody),
+        (status = 415, description = "not application/json", body = ErrorBody),
+        (status = 429, description = "rate, active-job or queue limit", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "seconds to wait"))),
+        Unauthorized, Unavailable, Internal))]
 #[tracing::instrument(name = "enqueue", skip_all, fields(user_id, job_id))]
 pub async fn enqueue(
     req: HttpRequest,
@@ -38,7 +46,7 @@ pub async fn enqueue(
     let user = caller.require_user()?;
     tracing::Span::current().record("user_id", tracing::field::display(user));
     let idem_key = idempotency_key(&req)?;
-    let body = super::body::json_body(&req, payload).await?;
+    let body = super::body::json_body(&req, payload, state.settings.http.body_timeout()).await?;
     let policy = ReferencePolicy {
         user,
         allowed_hosts: &state.settings.reference_hosts,
@@ -65,9 +73,9 @@ pub async fn enqueue(
     let Some(row) = record(&state, &envelope, &job, idem_key.as_deref()).await? else {
         // Another request with the same key won the race; answer as it did.
         let key = idem_key.as_deref().unwrap_or_default();
-        let answer = previous_answer(&state, user, key)
-            .await?
-            .unwrap_or(Value::Null);
+        let answer = previous_answer(&state, user, key).await?.ok_or_else(|| {
+            ApiError::Conflict("a request with this Idempotency-Key is in progress".into())
+        })?;
         return Ok(HttpResponse::Accepted().json(answer));
     };
     let answer = push(&state, &envelope, row).await?;
@@ -125,7 +133,9 @@ async fn previous_answer(
         return Ok(Some(answer));
     }
     // The first request is still between its row and its enqueue: describe the job.
-    let job = jobs_db::get(&state.db, job_id).await?;
+    let Some(job) = jobs_db::get(&state.db, job_id).await? else {
+        return Ok(None);
+    };
     Ok(Some(
         json!({ "success": true, "job": job, "message": "Job already submitted with this Idempotency-Key" }),
     ))
@@ -225,7 +235,7 @@ async fn push(state: &AppState, env: &JobEnvelope, record: JobRecord) -> Result<
             env,
             &EnqueueOptions {
                 lane: Lane::Normal,
-                idempotency_key: None,
+                ..EnqueueOptions::default()
             },
         )
         .await

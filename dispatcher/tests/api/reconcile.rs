@@ -144,3 +144,49 @@ async fn a_redis_that_lost_more_than_a_page_of_jobs_gets_all_of_them_back() {
     }
     assert_eq!(waiting, 1201, "every lost job is back, each once");
 }
+
+#[tokio::test]
+async fn a_restored_job_keeps_its_attempts_and_one_lost_on_its_last_attempt_fails() {
+    let app = spawn_app_with(|s| {
+        s.queue.reconcile_interval_ms = 100;
+        s.queue.reconcile_grace_ms = 0;
+    })
+    .await;
+    let token = token_for(Uuid::new_v4());
+    let second_try = enqueue(&app, &token).await;
+    let last_try = enqueue(&app, &token).await;
+    let q = app.queue("sdxl_queue").await;
+    // Both were running (the callback service recorded their attempts) when Redis lost
+    // everything about them.
+    q.claim(&ConsumerName::unique("gpu"), 2).await.unwrap();
+    for (id, attempts) in [(second_try, 1), (last_try, 3)] {
+        sqlx::query("UPDATE jobs SET status = 'processing', attempts = $2 WHERE id = $1")
+            .bind(id.as_uuid())
+            .bind(attempts)
+            .execute(&app.db)
+            .await
+            .unwrap();
+        q.ack(id, None).await.unwrap();
+    }
+    let mut failed = String::new();
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        failed = app.status_of(&last_try.to_string()).await;
+        if failed == "failed" && q.known(&[second_try]).await.unwrap() == [true] {
+            break;
+        }
+    }
+    assert_eq!(failed, "failed", "sdxl allows 3 attempts; all were used");
+    let claimed = q.claim(&ConsumerName::unique("gpu"), 10).await.unwrap();
+    let attempts: Vec<_> = claimed.iter().map(|j| (j.id, j.attempt)).collect();
+    assert_eq!(attempts, vec![(second_try, 2)], "counting goes on from 1");
+    let err: Option<String> = sqlx::query_scalar("SELECT error_message FROM jobs WHERE id = $1")
+        .bind(last_try.as_uuid())
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(
+        err.as_deref(),
+        Some("lost by the queue during its last attempt")
+    );
+}
