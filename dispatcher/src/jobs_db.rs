@@ -7,9 +7,10 @@ use serde_json::Value;
 use sqlx::{PgExecutor, PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
-/// A `jobs` row as the API returns it.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+/// A `jobs` row as the API returns it (`Job` in `/openapi.json`).
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Job)]
 pub struct JobRecord {
     /// Job id.
     pub id: Uuid,
@@ -19,13 +20,16 @@ pub struct JobRecord {
     pub job_type: String,
     /// Queue.
     pub queue: String,
-    /// Status.
+    /// `queued`, `processing`, `completed`, `failed` or `cancelled`.
+    #[schema(pattern = "^(queued|processing|completed|failed|cancelled)$")]
     pub status: String,
     /// Prompt.
     pub prompt: String,
     /// The app's metadata.
+    #[schema(value_type = Object)]
     pub metadata: Value,
     /// Final generation parameters.
+    #[schema(value_type = Object)]
     pub config: Value,
     /// Pass-through.
     pub project_id: Option<String>,
@@ -263,6 +267,22 @@ pub async fn claim_idempotency_key(
     .execute(&mut **tx)
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// Frees an idempotency key claimed for `job`, whose enqueue failed.
+pub async fn release_idempotency_key(
+    db: &PgPool,
+    user: Uuid,
+    key: &str,
+    job: Uuid,
+) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2 AND job_id = $3")
+        .bind(user)
+        .bind(key)
+        .bind(job)
+        .execute(db)
+        .await?;
+    Ok(())
 }
 
 /// Records the answer given for an idempotency key.

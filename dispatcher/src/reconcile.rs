@@ -10,6 +10,7 @@
 //!
 //! Each call does one bounded step; the loop lives in [`crate::maintenance`].
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -18,8 +19,8 @@ use gpuq_queue::{EnqueueOptions, EnqueueOutcome, Queue};
 use gpuq_schemas::{JobEnvelope, JobEvent, JobId, JobStatus};
 use uuid::Uuid;
 
-use crate::events;
 use crate::state::AppState;
+use crate::{events, jobs_db};
 
 /// What one [`reconcile_once`] did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -77,11 +78,12 @@ async fn requeue_lost(
         after = rows.last().map(|r| (r.created_at, r.id));
         let ids: Vec<JobId> = rows.iter().map(|r| JobId::from(r.id)).collect();
         let known = queue.known(&ids).await?;
-        for (row, known) in rows.into_iter().zip(known) {
-            if !known {
-                restore(state, queue, row, out).await?;
-            }
-        }
+        let lost = rows
+            .into_iter()
+            .zip(known)
+            .filter_map(|(row, known)| (!known).then_some(row))
+            .collect();
+        restore(state, queue, lost, out).await?;
         if !full {
             return Ok(());
         }
@@ -98,81 +100,94 @@ struct Unfinished {
     envelope: Option<serde_json::Value>,
 }
 
-/// Enqueues one job Redis lost again from its stored envelope, unless its row finished
-/// meanwhile.
+/// Enqueues a page of jobs Redis lost again from their stored envelopes (one pipeline), in
+/// one transaction holding their rows, so no callback finishes one of them between the
+/// check and the enqueue. Rows are locked in id order: replicas doing the same page wait
+/// for each other instead of deadlocking, and the second finds the jobs already queued.
 async fn restore(
     state: &AppState,
     queue: &Queue,
-    row: Unfinished,
+    lost: Vec<Unfinished>,
     out: &mut Reconciled,
 ) -> anyhow::Result<()> {
-    let id = row.id;
-    let Some(envelope) = row
-        .envelope
-        .and_then(|e| serde_json::from_value::<JobEnvelope>(e).ok())
-    else {
-        tracing::warn!(job_id = %id, "lost by Redis and has no stored envelope; marking failed");
-        crate::jobs_db::finish(
-            &state.db,
-            id,
-            "failed",
-            Some("lost by the queue and could not be rebuilt"),
-        )
-        .await?;
-        return Ok(());
-    };
-    // Re-check under the row lock: a callback may have finished the job meanwhile.
-    let mut tx = state.db.begin().await?;
-    let status: Option<String> =
-        sqlx::query_scalar("SELECT status FROM jobs WHERE id = $1 FOR UPDATE")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-    if !matches!(status.as_deref(), Some("queued" | "processing")) {
+    if lost.is_empty() {
         return Ok(());
     }
-    let attempts_used = u32::try_from(row.attempts).unwrap_or(0);
-    if attempts_used >= envelope.max_attempts {
-        let message = "lost by the queue during its last attempt";
-        crate::jobs_db::finish(&mut *tx, id, "failed", Some(message)).await?;
-        tx.commit().await?;
-        tracing::warn!(job_id = %id, attempts_used, "Redis lost this job during its last attempt; marked failed");
+    let ids: Vec<Uuid> = lost.iter().map(|r| r.id).collect();
+    let mut tx = state.db.begin().await?;
+    let unfinished: HashSet<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM jobs WHERE id = ANY($1) AND status IN ('queued', 'processing') \
+         ORDER BY id FOR UPDATE",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .collect();
+    let mut failed: Vec<(Uuid, &str)> = Vec::new();
+    let mut batch = Vec::new();
+    for row in lost.into_iter().filter(|r| unfinished.contains(&r.id)) {
+        let attempts_used = u32::try_from(row.attempts).unwrap_or(0);
+        match row
+            .envelope
+            .and_then(|e| serde_json::from_value::<JobEnvelope>(e).ok())
+        {
+            None => failed.push((row.id, "lost by the queue and could not be rebuilt")),
+            Some(env) if attempts_used >= env.max_attempts => {
+                failed.push((row.id, "lost by the queue during its last attempt"));
+            }
+            Some(env) => {
+                let opts = EnqueueOptions {
+                    attempts_used,
+                    ..EnqueueOptions::default()
+                };
+                batch.push((env, opts));
+            }
+        }
+    }
+    for (id, message) in &failed {
+        jobs_db::finish(&mut *tx, *id, "failed", Some(message)).await?;
+    }
+    let mut requeued = Vec::new();
+    for ((env, _), outcome) in batch.iter().zip(queue.enqueue_batch(&batch).await?) {
+        match outcome {
+            EnqueueOutcome::Enqueued { .. } => requeued.push(env.job_id),
+            EnqueueOutcome::QueueFull { .. } => {
+                tracing::warn!(job_id = %env.job_id, "queue full; will restore the lost job on a later pass");
+            }
+            // Another replica (or the original enqueue) got there first.
+            EnqueueOutcome::AlreadyExists | EnqueueOutcome::Duplicate { .. } => {}
+        }
+    }
+    let requeued_ids: Vec<Uuid> = requeued.iter().map(JobId::as_uuid).collect();
+    sqlx::query("UPDATE jobs SET status = 'queued', updated_at = now() WHERE id = ANY($1)")
+        .bind(&requeued_ids)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+
+    for (id, message) in failed {
+        let id = JobId::from(id);
+        tracing::warn!(job_id = %id, queue = %queue.name(), message, "Redis lost this job; marked failed");
         events::publish(
             state,
-            JobEvent::status(envelope.job_id, JobStatus::Failed, Some(message.into())),
+            JobEvent::status(id, JobStatus::Failed, Some(message.into())),
         )
         .await;
-        out.failed.push(envelope.job_id);
-        return Ok(());
+        out.failed.push(id);
     }
-    let opts = EnqueueOptions {
-        attempts_used,
-        ..EnqueueOptions::default()
-    };
-    match queue.enqueue(&envelope, &opts).await? {
-        EnqueueOutcome::Enqueued { .. } => {
-            sqlx::query("UPDATE jobs SET status = 'queued', updated_at = now() WHERE id = $1")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            tracing::warn!(job_id = %id, queue = %queue.name(), "Redis had lost this job; enqueued it again");
-            events::publish(
-                state,
-                JobEvent::status(
-                    envelope.job_id,
-                    JobStatus::Queued,
-                    Some("restored after queue data loss".into()),
-                ),
-            )
-            .await;
-            out.requeued.push(envelope.job_id);
-        }
-        EnqueueOutcome::QueueFull { .. } => {
-            tracing::warn!(job_id = %id, "queue full; will restore the lost job on a later pass");
-        }
-        // Another replica (or the original enqueue) got there first.
-        EnqueueOutcome::AlreadyExists | EnqueueOutcome::Duplicate { .. } => {}
+    for id in requeued {
+        tracing::warn!(job_id = %id, queue = %queue.name(), "Redis had lost this job; enqueued it again");
+        events::publish(
+            state,
+            JobEvent::status(
+                id,
+                JobStatus::Queued,
+                Some("restored after queue data loss".into()),
+            ),
+        )
+        .await;
+        out.requeued.push(id);
     }
     Ok(())
 }

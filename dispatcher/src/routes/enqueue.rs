@@ -78,7 +78,18 @@ pub async fn enqueue(
         })?;
         return Ok(HttpResponse::Accepted().json(answer));
     };
-    let answer = push(&state, &envelope, row).await?;
+    let answer = match push(&state, &envelope, row).await {
+        Ok(answer) => answer,
+        Err(e) => {
+            // Nothing was queued: free the key, so a retry with it makes a job rather than
+            // replaying this failure.
+            if let Some(key) = &idem_key {
+                jobs_db::release_idempotency_key(&state.db, user.as_uuid(), key, id.as_uuid())
+                    .await?;
+            }
+            return Err(e);
+        }
+    };
     if let Some(key) = &idem_key {
         jobs_db::store_answer(&state.db, user.as_uuid(), key, &answer).await?;
     }

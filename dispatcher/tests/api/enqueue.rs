@@ -421,6 +421,49 @@ async fn a_redis_outage_answers_503_and_marks_the_row_failed() {
     );
 }
 
+#[tokio::test]
+async fn a_failed_enqueue_frees_its_idempotency_key_for_the_retry() {
+    let app = spawn_app().await;
+    let token = token_for(Uuid::new_v4());
+    let body = job_body("sdxl_image_fast", "x");
+    // Redis refuses the enqueue script (its wait list holds the wrong type) while the rate
+    // limiter, on other keys, still answers: the request fails after its row was written.
+    let q = app.queue("sdxl_queue").await;
+    let wait = q.keys().waiting(gpuq_queue::Lane::Normal);
+    let mut redis = redis::Client::open(redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(&wait)
+        .arg("not a list")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let resp = app.post_job_with_key(&token, &body, "order-1").await;
+    assert_eq!(resp.status().as_u16(), 503);
+
+    let _: () = redis::cmd("DEL")
+        .arg(&wait)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let resp = app.post_job_with_key(&token, &body, "order-1").await;
+    assert_eq!(resp.status().as_u16(), 202);
+    let answer: Value = resp.json().await.unwrap();
+    assert_eq!(
+        answer["job"]["status"], "queued",
+        "a new job, not the failed one: {answer}"
+    );
+    let statuses: Vec<String> = sqlx::query_scalar("SELECT status FROM jobs ORDER BY created_at")
+        .fetch_all(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(statuses, ["failed", "queued"]);
+    assert_eq!(q.stats().await.unwrap().waiting(), 1);
+}
+
 fn portpicker() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
