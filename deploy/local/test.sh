@@ -36,5 +36,7 @@ bash deploy/tests/check_redis_acl.sh
 echo "== Python worker against the real services (docs/protocol.md)"
 cargo build --locked -p gpuq-dispatcher -p gpuq-callback --bins
 bash examples/python-worker/run_check.sh
+echo "== chaos: 300 jobs while workers, services and Redis are killed (docs/reliability.md)"
+bash deploy/tests/chaos.sh --short
 echo "== admin dashboard in headless Chromium (screenshot: target/ci-artifacts/dashboard.png)"
 bash deploy/tests/dashboard/run.sh
