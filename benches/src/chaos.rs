@@ -270,9 +270,7 @@ impl Stack {
 /// The value after `key` in a tracing log line, up to the next space or `}`.
 fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     let rest = &line[line.find(key)? + key.len()..];
-    let end = rest
-        .find(|c: char| c == ' ' || c == '}')
-        .unwrap_or(rest.len());
+    let end = rest.find([' ', '}']).unwrap_or(rest.len());
     Some(&rest[..end])
 }
 

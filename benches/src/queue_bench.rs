@@ -46,8 +46,8 @@ pub struct MemoryArgs {
 }
 
 async fn bench_queue(redis_url: &str) -> anyhow::Result<Queue> {
-    let client = redis::Client::open(redis_url)?;
-    let conn = gpuq_queue::connect(&client).await?;
+    let target = gpuq_queue::RedisTarget::open(redis_url)?;
+    let conn = gpuq_queue::connect(&target).await?;
     let ns = format!("bench-{}", uuid::Uuid::new_v4().simple());
     let config = QueueConfig {
         max_depth: None,
@@ -55,7 +55,7 @@ async fn bench_queue(redis_url: &str) -> anyhow::Result<Queue> {
         ..QueueConfig::default()
     };
     Ok(Queue::new(
-        client,
+        target,
         conn,
         &ns,
         QueueName::parse("sdxl_queue")?,

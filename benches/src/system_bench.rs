@@ -103,14 +103,14 @@ async fn start_callback(
 }
 
 async fn open_queue(redis_url: &str, ns: &str, name: &str) -> anyhow::Result<Queue> {
-    let client = redis::Client::open(redis_url)?;
-    let conn = gpuq_queue::connect(&client).await?;
+    let target = gpuq_queue::RedisTarget::open(redis_url)?;
+    let conn = gpuq_queue::connect(&target).await?;
     let config = QueueConfig {
         max_depth: None,
         ..QueueConfig::default()
     };
     Ok(Queue::new(
-        client,
+        target,
         conn,
         ns,
         QueueName::parse(name)?,

@@ -9,7 +9,7 @@
 //! 4. the flat names shared with the other gpuq services: `DATABASE_URL`, `REDIS_URL`,
 //!    `GPUQ_LISTEN` (`host:port`), `GPUQ_CALLBACK_SECRET` (comma-separated),
 //!    `GPUQ_STORAGE_HOST`, `GPUQ_STORAGE_BUCKETS` (comma-separated),
-//!    `GPUQ_REDIS_NAMESPACE`, `GPUQ_MIGRATE` (`true`/`false`).
+//!    `GPUQ_REDIS_NAMESPACE`, `GPUQ_MIGRATE` (`true`/`false`), `GPUQ_BODY_TIMEOUT_MS`.
 //!
 //! Secrets (URLs with passwords, signing keys) are [`SecretString`]s: they never appear in
 //! `Debug` output or logs.
@@ -46,6 +46,19 @@ pub struct ApplicationSettings {
     pub max_body_bytes: usize,
     /// Actix worker threads; 0 means one per core.
     pub workers: usize,
+    /// The whole callback body must arrive within this, ms, once the handler starts reading
+    /// it; else 408 and the connection is closed (`GPUQ_BODY_TIMEOUT_MS`). Actix-web itself
+    /// has no body deadline.
+    pub body_timeout_ms: u64,
+    /// The head (request line and headers) of a connection's first request must arrive
+    /// within this, ms, else 408 (actix-web's `client_request_timeout`).
+    pub header_timeout_ms: u64,
+    /// After a response that closes the connection, how long the client gets to close its
+    /// side before the socket is dropped, ms (actix-web's `client_disconnect_timeout`).
+    pub disconnect_timeout_ms: u64,
+    /// Open connections per worker thread; further connections wait in the listen
+    /// backlog. Bounds the memory idle or slow clients can hold.
+    pub max_connections: usize,
 }
 
 /// Callback authentication.
@@ -125,6 +138,10 @@ fn defaults() -> Result<config::ConfigBuilder<config::builder::DefaultState>, Co
         .set_default("application.port", 8081)?
         .set_default("application.max_body_bytes", 256 * 1024)?
         .set_default("application.workers", 0)?
+        .set_default("application.body_timeout_ms", 10_000)?
+        .set_default("application.header_timeout_ms", 5_000)?
+        .set_default("application.disconnect_timeout_ms", 1_000)?
+        .set_default("application.max_connections", 4_096)?
         .set_default("auth.secrets", Vec::<String>::new())?
         .set_default("auth.window_secs", 300)?
         .set_default(
@@ -206,6 +223,13 @@ impl Settings {
         if let Some(ns) = get("GPUQ_REDIS_NAMESPACE") {
             self.redis.namespace = ns;
         }
+        if let Some(ms) = get("GPUQ_BODY_TIMEOUT_MS") {
+            self.application.body_timeout_ms =
+                ms.trim().parse().map_err(|_| ConfigurationError::Env {
+                    name: "GPUQ_BODY_TIMEOUT_MS",
+                    reason: "expected milliseconds".into(),
+                })?;
+        }
         if let Some(migrate) = get("GPUQ_MIGRATE") {
             self.database.migrate = parse_bool(&migrate).ok_or(ConfigurationError::Env {
                 name: "GPUQ_MIGRATE",
@@ -278,6 +302,7 @@ mod tests {
             ("GPUQ_STORAGE_BUCKETS", "a,b"),
             ("GPUQ_REDIS_NAMESPACE", "ns"),
             ("GPUQ_MIGRATE", "false"),
+            ("GPUQ_BODY_TIMEOUT_MS", "2000"),
         ]
         .into();
         let mut s = Settings::defaults().unwrap();
@@ -293,6 +318,7 @@ mod tests {
         assert_eq!(s.storage.buckets, ["a", "b"]);
         assert_eq!(s.redis.namespace, "ns");
         assert!(!s.database.migrate);
+        assert_eq!(s.application.body_timeout_ms, 2000);
     }
 
     #[test]

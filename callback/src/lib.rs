@@ -17,6 +17,7 @@
 //! - [`record`]: [`Recorder`], one file per transition.
 //! - [`storage_path`]: [`normalize`], the pure path normalization, and [`StoragePath`].
 //! - [`error`]: the JSON error body; [`telemetry`]: logging.
+//! - `unread_body`: closes (never drains) connections whose request body was not read.
 
 pub mod auth;
 pub mod body;
@@ -28,6 +29,7 @@ pub mod routes;
 pub mod startup;
 pub mod storage_path;
 pub mod telemetry;
+mod unread_body;
 
 pub use auth::Verifier;
 pub use configuration::Settings;

@@ -7,15 +7,16 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
-use gpuq_queue::{Backoff, QueueConfig};
+use gpuq_queue::{Backoff, QueueConfig, RedisTarget};
 use secrecy::ExposeSecret;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 use tracing_actix_web::TracingLogger;
 
 use crate::auth::Verifier;
-use crate::configuration::{DatabaseSettings, Settings};
+use crate::configuration::{ApplicationSettings, DatabaseSettings, Settings};
 use crate::error::{method_not_allowed, not_found};
 use crate::record::Recorder;
 use crate::routes;
@@ -58,6 +59,8 @@ pub struct AppState {
     pub verifier: Verifier,
     /// Body cap, bytes.
     pub max_body_bytes: usize,
+    /// How long a body may take to arrive.
+    pub body_timeout: Duration,
     /// Prometheus metrics.
     pub metrics: crate::metrics::Metrics,
 }
@@ -89,8 +92,8 @@ impl Application {
         if settings.database.migrate {
             MIGRATOR.run(&pool).await?;
         }
-        let client = redis::Client::open(settings.redis.url.expose_secret())?;
-        let conn = gpuq_queue::connect(&client).await?;
+        let target = RedisTarget::open(settings.redis.url.expose_secret())?;
+        let conn = gpuq_queue::connect(&target).await?;
         let host = settings
             .storage
             .host
@@ -106,7 +109,7 @@ impl Application {
         };
         let recorder = Recorder::new(
             pool,
-            client,
+            target,
             conn,
             settings.redis.namespace.clone(),
             queue_config,
@@ -116,6 +119,7 @@ impl Application {
             recorder,
             verifier: Verifier::new(settings.auth.secrets.clone(), settings.auth.window_secs),
             max_body_bytes: settings.application.max_body_bytes,
+            body_timeout: Duration::from_millis(settings.application.body_timeout_ms),
             metrics: crate::metrics::Metrics::default(),
         });
         let app = &settings.application;
@@ -127,7 +131,7 @@ impl Application {
         let listener = TcpListener::bind(format!("{host}:{}", app.port))?;
         let port = listener.local_addr()?.port();
         tracing::info!(port, namespace = %settings.redis.namespace, "gpuq-callback listening");
-        let server = run(listener, state, app.workers)?;
+        let server = run(listener, state, app)?;
         Ok(Self { port, server })
     }
 
@@ -145,11 +149,12 @@ impl Application {
 fn run(
     listener: TcpListener,
     state: web::Data<AppState>,
-    workers: usize,
+    app: &ApplicationSettings,
 ) -> Result<Server, std::io::Error> {
     let server = HttpServer::new(move || {
         let callback = || web::post().to(routes::callback);
         App::new()
+            .wrap(from_fn(crate::unread_body::close_if_unread))
             .wrap(TracingLogger::default())
             .app_data(state.clone())
             .service(
@@ -167,10 +172,15 @@ fn run(
             .route("/metrics", web::get().to(routes::metrics))
             .default_service(web::to(not_found))
     })
+    // Slow clients: a first request head gets `header_timeout_ms` (then 408); bodies get
+    // `body_timeout_ms` in body::read_limited; connections per worker are bounded.
+    .client_request_timeout(Duration::from_millis(app.header_timeout_ms))
+    .client_disconnect_timeout(Duration::from_millis(app.disconnect_timeout_ms))
+    .max_connections(app.max_connections)
     .shutdown_timeout(30)
     .listen(listener)?;
-    let server = if workers > 0 {
-        server.workers(workers)
+    let server = if app.workers > 0 {
+        server.workers(app.workers)
     } else {
         server
     };

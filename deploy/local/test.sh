@@ -20,6 +20,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked
 
+echo "== queue suite and end-to-end test on a Redis Cluster"
+bash deploy/tests/cluster.sh
+
 echo "== dropping the test databases the suite created"
 psql "$DATABASE_URL" -qAtc "SELECT datname FROM pg_database WHERE datname ~ '^gpuq_(test|schema|cb|e2e)_[0-9a-f]+$'" |
   while read -r db; do psql "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS \"$db\"" >/dev/null 2>&1 || true; done || true

@@ -3,7 +3,7 @@
 //! `dispatcher/configuration/base.yaml` when present) → `GPUQ__<SECTION>__<KEY>` variables →
 //! the well-known flat variables (`DATABASE_URL`, `REDIS_URL`, `GPUQ_LISTEN`,
 //! `GPUQ_JWT_SECRET`, `GPUQ_JWKS_URL`, `GPUQ_ADMIN_TOKEN`, `GPUQ_CALLBACK_SECRET`,
-//! `GPUQ_REDIS_NAMESPACE`, `GPUQ_MIGRATE`, `GPUQ_REFERENCE_HOSTS`).
+//! `GPUQ_REDIS_NAMESPACE`, `GPUQ_MIGRATE`, `GPUQ_REFERENCE_HOSTS`, `GPUQ_BODY_TIMEOUT_MS`).
 
 use std::time::Duration;
 
@@ -31,6 +31,9 @@ pub struct Settings {
     pub limits: LimitSettings,
     /// Queue behaviour.
     pub queue: QueueSettings,
+    /// Deadlines and connection bounds against slow or hostile clients.
+    #[serde(default)]
+    pub http: HttpSettings,
     /// Hosts whose http(s) URLs are accepted as reference images.
     pub reference_hosts: Vec<String>,
     /// Shared with the callback service; unused here but accepted so one environment can
@@ -60,6 +63,44 @@ pub struct LimitSettings {
     pub requests_per_second: f64,
     /// Token bucket size: the burst a user may send at once.
     pub burst: u32,
+}
+
+/// How long the server waits for a client, and how many it serves at once: a client that
+/// trickles its request (slow loris) is cut off, and idle connections cannot pile up.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct HttpSettings {
+    /// The whole request body must arrive within this, ms, once the handler starts reading
+    /// it; else 408 and the connection is closed (`GPUQ_BODY_TIMEOUT_MS`). Actix-web itself
+    /// has no body deadline.
+    pub body_timeout_ms: u64,
+    /// The head (request line and headers) of a connection's first request must arrive
+    /// within this, ms, else 408 (actix-web's `client_request_timeout`).
+    pub header_timeout_ms: u64,
+    /// After a response that closes the connection, how long the client gets to close its
+    /// side before the socket is dropped, ms (actix-web's `client_disconnect_timeout`).
+    pub disconnect_timeout_ms: u64,
+    /// Open connections per worker thread (one worker per core); further connections wait
+    /// in the listen backlog. Bounds the memory idle or slow clients can hold.
+    pub max_connections: usize,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            body_timeout_ms: 10_000,
+            header_timeout_ms: 5_000,
+            disconnect_timeout_ms: 1_000,
+            max_connections: 4_096,
+        }
+    }
+}
+
+impl HttpSettings {
+    /// [`Self::body_timeout_ms`] as a duration.
+    pub fn body_timeout(&self) -> Duration {
+        Duration::from_millis(self.body_timeout_ms)
+    }
 }
 
 /// Queue tunables.
@@ -97,7 +138,7 @@ impl QueueSettings {
 }
 
 /// Flat environment variables that override the layered settings.
-const FLAT_ENV: [(&str, &str); 9] = [
+const FLAT_ENV: [(&str, &str); 10] = [
     ("GPUQ_REDIS_NAMESPACE", "redis_namespace"),
     ("GPUQ_MIGRATE", "migrate"),
     ("DATABASE_URL", "database_url"),
@@ -107,6 +148,7 @@ const FLAT_ENV: [(&str, &str); 9] = [
     ("GPUQ_JWKS_URL", "auth.jwks_url"),
     ("GPUQ_ADMIN_TOKEN", "auth.admin_token"),
     ("GPUQ_CALLBACK_SECRET", "callback_secret"),
+    ("GPUQ_BODY_TIMEOUT_MS", "http.body_timeout_ms"),
 ];
 
 impl Settings {

@@ -14,6 +14,7 @@
 //! - [`reconcile`]: bring Redis back in line with PostgreSQL.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`openapi`]: the generated `/openapi.json`.
+//! - `unread_body`: closes (never drains) connections whose request body was not read.
 //! - [`ApiError`]: every error answer.
 
 pub mod auth;
@@ -31,6 +32,7 @@ pub mod routes;
 pub mod startup;
 mod state;
 pub mod telemetry;
+mod unread_body;
 pub mod validation;
 
 pub use configuration::Settings;

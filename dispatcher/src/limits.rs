@@ -3,9 +3,9 @@
 
 use std::sync::LazyLock;
 
-use redis::aio::ConnectionManager;
 use redis::Script;
 
+use gpuq_queue::RedisConn;
 use gpuq_schemas::UserId;
 
 use crate::configuration::LimitSettings;
@@ -16,7 +16,7 @@ static TAKE_TOKEN: LazyLock<Script> =
 
 /// Takes one token from `user`'s bucket, or answers 429 `rate_limited` with `Retry-After`.
 pub async fn take_token(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     namespace: &str,
     user: UserId,
     limits: &LimitSettings,

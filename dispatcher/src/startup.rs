@@ -5,13 +5,14 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use secrecy::ExposeSecret;
 use sqlx::postgres::PgPoolOptions;
 use tokio_util::sync::CancellationToken;
 use tracing_actix_web::TracingLogger;
 
-use gpuq_queue::Queue;
+use gpuq_queue::{Queue, RedisTarget};
 use gpuq_schemas::{catalog::CATALOG, QueueName};
 
 use crate::auth::Authenticator;
@@ -48,14 +49,14 @@ impl Application {
         if settings.migrate {
             migrate(&db).await?;
         }
-        let client = redis::Client::open(settings.redis_url.expose_secret())?;
-        let redis = gpuq_queue::connect(&client).await?;
+        let target = RedisTarget::open(settings.redis_url.expose_secret())?;
+        let redis = gpuq_queue::connect(&target).await?;
         let mut queues = BTreeMap::new();
         for spec in &CATALOG {
             if !queues.contains_key(spec.queue) {
                 let name = QueueName::parse(spec.queue)?;
                 let queue = Queue::new(
-                    client.clone(),
+                    target.clone(),
                     redis.clone(),
                     &settings.redis_namespace,
                     name,
@@ -67,14 +68,21 @@ impl Application {
         let auth = Authenticator::new(&settings.auth);
         let listener = TcpListener::bind(&settings.listen)?;
         let port = listener.local_addr()?.port();
-        let state = web::Data::new(AppState::new(db, queues, redis, client, auth, settings));
+        let state = web::Data::new(AppState::new(db, queues, redis, target, auth, settings));
         let app_state = state.clone();
+        let http = &state.settings.http;
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(from_fn(crate::unread_body::close_if_unread))
                 .wrap(TracingLogger::default())
                 .app_data(app_state.clone())
                 .configure(routes::configure)
         })
+        // Slow clients: a first request head gets `header_timeout_ms` (then 408); bodies get
+        // `body_timeout_ms` in routes::body; connections per worker are bounded.
+        .client_request_timeout(Duration::from_millis(http.header_timeout_ms))
+        .client_disconnect_timeout(Duration::from_millis(http.disconnect_timeout_ms))
+        .max_connections(http.max_connections)
         .shutdown_timeout(20)
         .listen(listener)?
         .run();

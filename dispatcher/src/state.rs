@@ -4,10 +4,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 
-use gpuq_queue::{Queue, QueueStats};
+use gpuq_queue::{Queue, QueueStats, RedisConn, RedisTarget};
 
 use crate::auth::Authenticator;
 use crate::configuration::Settings;
@@ -21,9 +20,9 @@ pub struct AppState {
     /// One handle per catalog queue, by name.
     pub queues: BTreeMap<String, Queue>,
     /// Shared multiplexed Redis connection (rate limits, events).
-    pub redis: ConnectionManager,
+    pub redis: RedisConn,
     /// For dedicated connections (SSE readers block on Redis).
-    pub redis_client: redis::Client,
+    pub redis_target: RedisTarget,
     /// Redis key prefix.
     pub namespace: String,
     /// Bearer-token checks.
@@ -45,8 +44,8 @@ impl AppState {
     pub fn new(
         db: PgPool,
         queues: BTreeMap<String, Queue>,
-        redis: ConnectionManager,
-        redis_client: redis::Client,
+        redis: RedisConn,
+        redis_target: RedisTarget,
         auth: Authenticator,
         settings: Settings,
     ) -> Self {
@@ -54,7 +53,7 @@ impl AppState {
             db,
             queues,
             redis,
-            redis_client,
+            redis_target,
             namespace: settings.redis_namespace.clone(),
             auth,
             settings,

@@ -12,6 +12,10 @@ use crate::ApiError;
 pub const MAX_PROMPT_CHARS: usize = 4000;
 /// Deepest JSON nesting accepted in a request body.
 pub const MAX_DEPTH: usize = 32;
+/// Longest pass-through id (`projectId`, `videoId`, `imageId`), in characters.
+pub const MAX_ID_CHARS: usize = 128;
+/// Longest reference image path or URL, in characters.
+pub const MAX_REFERENCE_CHARS: usize = 2048;
 
 /// A request that passed every rule.
 #[derive(Debug, Clone)]
@@ -90,10 +94,12 @@ pub fn validate(body: &Value, policy: &ReferencePolicy<'_>) -> Result<ValidatedJ
     let ids = |k: &str| -> Result<Option<String>, ApiError> {
         match body.get(k) {
             None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) if !s.is_empty() && s.len() <= 128 => Ok(Some(s.clone())),
+            Some(Value::String(s)) if !s.is_empty() && s.chars().count() <= MAX_ID_CHARS => {
+                Ok(Some(s.clone()))
+            }
             Some(_) => Err(bad(
                 "invalid_id",
-                format!("{k} must be a string of 1 to 128 characters"),
+                format!("{k} must be a string of 1 to {MAX_ID_CHARS} characters"),
             )),
         }
     };
@@ -126,6 +132,15 @@ fn text(meta: &Map<String, Value>, key: &str) -> Result<Option<String>, ApiError
     }
 }
 
+/// A non-negative whole number, written `3` or `3.0` (JSON Schema counts both as integers).
+fn as_whole(v: &Value) -> Option<u64> {
+    v.as_u64().or_else(|| {
+        v.as_f64()
+            .filter(|f| f.fract() == 0.0 && (0.0..=u32::MAX as f64).contains(f))
+            .map(|f| f as u64)
+    })
+}
+
 fn integer(
     meta: &Map<String, Value>,
     key: &str,
@@ -134,7 +149,7 @@ fn integer(
 ) -> Result<Option<u64>, ApiError> {
     match meta.get(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(v) => match v.as_u64() {
+        Some(v) => match as_whole(v) {
             Some(n) if (min..=max).contains(&n) => Ok(Some(n)),
             _ => Err(bad(
                 "out_of_range",
@@ -144,25 +159,31 @@ fn integer(
     }
 }
 
+/// The first of `keys` (aliases) that is set; every one that is set must be in range.
 fn number(
     meta: &Map<String, Value>,
     keys: &[&str],
     min: f64,
     max: f64,
 ) -> Result<Option<f32>, ApiError> {
-    let Some((key, v)) = keys
-        .iter()
-        .find_map(|k| meta.get(*k).filter(|v| !v.is_null()).map(|v| (*k, v)))
-    else {
-        return Ok(None);
-    };
-    match v.as_f64() {
-        Some(n) if n.is_finite() && (min..=max).contains(&n) => Ok(Some(n as f32)),
-        _ => Err(bad(
-            "out_of_range",
-            format!("metadata.{key} must be a number from {min} to {max}"),
-        )),
+    let mut first = None;
+    for key in keys {
+        let Some(v) = meta.get(*key).filter(|v| !v.is_null()) else {
+            continue;
+        };
+        match v.as_f64() {
+            Some(n) if n.is_finite() && (min..=max).contains(&n) => {
+                first = first.or(Some(n as f32));
+            }
+            _ => {
+                return Err(bad(
+                    "out_of_range",
+                    format!("metadata.{key} must be a number from {min} to {max}"),
+                ))
+            }
+        }
     }
+    Ok(first)
 }
 
 type Parameters = (String, Option<String>, GenerationConfig);
@@ -258,22 +279,36 @@ fn parameters(
     Ok((prompt, negative, config))
 }
 
-/// A reference image must be a storage key under the caller's own id or an http(s) URL on
-/// an allow-listed host.
+/// A reference image (`reference_image`, alias `reference_image_url`; the first set wins,
+/// every one set must be valid).
 fn reference_image(
     meta: &Map<String, Value>,
     policy: &ReferencePolicy<'_>,
 ) -> Result<Option<String>, ApiError> {
-    let raw = match ["reference_image", "reference_image_url"]
-        .iter()
-        .find_map(|k| meta.get(*k).filter(|v| !v.is_null()))
-    {
-        None => return Ok(None),
-        Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 2048 => s.trim(),
-        Some(_) => {
+    let mut first = None;
+    for key in ["reference_image", "reference_image_url"] {
+        if let Some(v) = meta.get(key).filter(|v| !v.is_null()) {
+            let checked = one_reference(v, policy)?;
+            first = first.or(Some(checked));
+        }
+    }
+    Ok(first)
+}
+
+/// A reference image must be a storage key under the caller's own id or an http(s) URL on
+/// an allow-listed host.
+fn one_reference(v: &Value, policy: &ReferencePolicy<'_>) -> Result<String, ApiError> {
+    let raw = match v {
+        Value::String(s) if !s.trim().is_empty() && s.chars().count() <= MAX_REFERENCE_CHARS => {
+            s.trim()
+        }
+        _ => {
             return Err(bad(
                 "invalid_reference",
-                "metadata.reference_image must be a non-empty string of at most 2048 bytes",
+                format!(
+                    "metadata.reference_image must be a non-empty string of at most \
+                     {MAX_REFERENCE_CHARS} characters"
+                ),
             ))
         }
     };
@@ -295,7 +330,7 @@ fn reference_image(
                 format!("metadata.reference_image host {host:?} is not on the allow-list"),
             ));
         }
-        return Ok(Some(raw.to_owned()));
+        return Ok(raw.to_owned());
     }
     if raw.contains("..")
         || raw.contains('\\')
@@ -324,7 +359,7 @@ fn reference_image(
             message: "metadata.reference_image must lie under your own user id".into(),
         });
     }
-    Ok(Some(raw.to_owned()))
+    Ok(raw.to_owned())
 }
 
 #[cfg(test)]

@@ -3,13 +3,10 @@
 
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
-use redis::AsyncConnectionConfig;
-
 use gpuq_schemas::{JobEnvelope, JobId};
 
 use crate::scripts::SCRIPTS;
-use crate::{ConsumerName, Queue, QueueError, Result};
+use crate::{ConsumerName, Queue, QueueError, RedisConn, Result};
 
 /// A job leased to a consumer. Keep it alive with [`Queue::heartbeat`]; finish it with
 /// [`Queue::ack`], [`Queue::fail`] or [`Queue::release`].
@@ -58,7 +55,7 @@ impl Queue {
     /// A claimer for `consumer` with its own connection: blocking on Redis must not stall
     /// the shared multiplexed connection other tasks pipeline on.
     pub async fn claimer(&self, consumer: ConsumerName) -> Result<Claimer> {
-        let conn = blocking_connection(&self.client).await?;
+        let conn = self.target.blocking_connection().await?;
         Ok(Claimer {
             queue: self.clone(),
             consumer,
@@ -84,22 +81,13 @@ fn parse_claims(reply: Vec<(String, u32, String)>) -> Result<Vec<ClaimedJob>> {
         .collect()
 }
 
-async fn blocking_connection(client: &redis::Client) -> Result<MultiplexedConnection> {
-    let config = AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(3)))
-        .set_response_timeout(None);
-    Ok(client
-        .get_multiplexed_async_connection_with_config(&config)
-        .await?)
-}
-
 /// Claims for one consumer, sleeping on Redis (`BLPOP` on the queue's signal list) while
 /// there is nothing to do. A new job wakes an idle claimer within one round trip.
 pub struct Claimer {
     queue: Queue,
     consumer: ConsumerName,
     /// Dropped after an error and reopened on the next call.
-    conn: Option<MultiplexedConnection>,
+    conn: Option<RedisConn>,
 }
 
 impl Claimer {
@@ -128,7 +116,7 @@ impl Claimer {
             Some(c) => c,
             None => self
                 .conn
-                .insert(blocking_connection(&self.queue.client).await?),
+                .insert(self.queue.target.blocking_connection().await?),
         };
         // BLPOP's timeout has 1 ms resolution; cap a single block so a lost token (a
         // consumer that died between BLPOP and claim) costs at most a few seconds.

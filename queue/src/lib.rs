@@ -9,7 +9,9 @@
 //! # Layout
 //!
 //! - [`Keys`]: the key layout, one method per key.
-//! - [`Queue`]: a handle on one queue; [`connect`] opens its shared connection.
+//! - [`RedisTarget`] (a node or a cluster, from a URL) and [`RedisConn`]; [`connect`] opens
+//!   the shared connection.
+//! - [`Queue`]: a handle on one queue.
 //! - Transitions, one file each: [`Queue::enqueue`], [`Queue::claim`] and [`Claimer`]
 //!   (blocking), [`Queue::heartbeat`] and [`Queue::release`], [`Queue::ack`] and
 //!   [`Queue::fail`], [`Queue::cancel`], [`Queue::reap_once`], [`Queue::promote_due_once`],
@@ -21,6 +23,7 @@
 mod cancel;
 mod claim;
 mod config;
+mod connection;
 mod consumer;
 mod enqueue;
 mod error;
@@ -38,6 +41,7 @@ mod stats;
 pub use cancel::CancelOutcome;
 pub use claim::{ClaimedJob, Claimer};
 pub use config::{Backoff, QueueConfig};
+pub use connection::{connect, RedisConn, RedisTarget, CLUSTER_SCHEME};
 pub use consumer::ConsumerName;
 pub use enqueue::{EnqueueOptions, EnqueueOutcome};
 pub use error::{QueueError, Result};
@@ -48,5 +52,5 @@ pub use lane::Lane;
 pub use lease::LeaseStatus;
 pub use maintenance::{DeadJob, Reaped};
 pub use presence::{Consumer, InFlight};
-pub use queue::{connect, Queue};
+pub use queue::Queue;
 pub use stats::QueueStats;

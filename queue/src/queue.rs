@@ -1,18 +1,15 @@
 //! [`Queue`]: a handle on one named queue; cheap to clone, safe to share between tasks.
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::Client;
-
 use gpuq_schemas::QueueName;
 
-use crate::{Keys, QueueConfig, Result};
+use crate::{Keys, QueueConfig, RedisConn, RedisTarget};
 
-/// One queue on one Redis. Every operation is a single atomic script call (or a pipeline of
+/// One queue on one Redis (a node or a cluster). Every operation is a single atomic script call (or a pipeline of
 /// them), so any number of `Queue` handles in any number of processes may act at once.
 #[derive(Clone)]
 pub struct Queue {
-    pub(crate) conn: ConnectionManager,
-    pub(crate) client: Client,
+    pub(crate) conn: RedisConn,
+    pub(crate) target: RedisTarget,
     pub(crate) keys: Keys,
     pub(crate) name: QueueName,
     pub(crate) config: QueueConfig,
@@ -27,22 +24,12 @@ impl std::fmt::Debug for Queue {
     }
 }
 
-/// Opens the shared, self-reconnecting connection all non-blocking operations use. The
-/// response timeout is generous: a cancel may `LREM` a long list.
-pub async fn connect(client: &Client) -> Result<ConnectionManager> {
-    let config = ConnectionManagerConfig::new()
-        .set_response_timeout(Some(std::time::Duration::from_secs(10)))
-        .set_connection_timeout(Some(std::time::Duration::from_secs(3)))
-        .set_number_of_retries(3);
-    Ok(ConnectionManager::new_with_config(client.clone(), config).await?)
-}
-
 impl Queue {
-    /// A handle on `name` under `namespace`, sharing `conn` (see [`connect`]). `client` is
-    /// used to open dedicated connections for blocking claims.
+    /// A handle on `name` under `namespace`, sharing `conn` (see [`crate::connect`]).
+    /// `target` is used to open dedicated connections for blocking claims.
     pub fn new(
-        client: Client,
-        conn: ConnectionManager,
+        target: RedisTarget,
+        conn: RedisConn,
         namespace: &str,
         name: QueueName,
         config: QueueConfig,
@@ -50,7 +37,7 @@ impl Queue {
         Self {
             keys: Keys::new(namespace, &name),
             conn,
-            client,
+            target,
             name,
             config,
         }
@@ -72,7 +59,7 @@ impl Queue {
     }
 
     /// A clone of the shared connection.
-    pub(crate) fn conn(&self) -> ConnectionManager {
+    pub(crate) fn conn(&self) -> RedisConn {
         self.conn.clone()
     }
 }

@@ -7,12 +7,9 @@ use std::time::Duration;
 use gpuq_queue::{publish_event, read_events};
 use gpuq_schemas::{JobEvent, JobId, JobStatus};
 
-async fn conn() -> redis::aio::MultiplexedConnection {
-    redis::Client::open(common::redis_url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
+/// A connection of its own (readers block on it).
+async fn conn() -> gpuq_queue::RedisConn {
+    common::target().blocking_connection().await.unwrap()
 }
 
 #[tokio::test]

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use gpuq_queue::{ConsumerName, QueueConfig};
+use gpuq_queue::{ConsumerName, QueueConfig, RedisTarget};
 use gpuq_schemas::QueueName;
 use secrecy::SecretString;
 
@@ -63,7 +63,8 @@ impl Default for WorkerBuilder {
 }
 
 impl WorkerBuilder {
-    /// Redis to claim from, e.g. `redis://gpuq-worker:pw@redis:6379/0`.
+    /// Redis to claim from, e.g. `redis://gpuq-worker:pw@redis:6379/0`, or a Redis Cluster
+    /// by its seed nodes: `redis+cluster://gpuq-worker:pw@10.0.0.1:6379,10.0.0.2:6379`.
     pub fn redis_url(mut self, url: impl Into<String>) -> Self {
         self.redis_url = Some(url.into());
         self
@@ -209,13 +210,13 @@ impl WorkerBuilder {
         if self.claim_wait.is_zero() {
             return Err(WorkerError::Invalid("claim_wait must be positive".into()));
         }
-        let client = redis::Client::open(redis_url).map_err(WorkerError::RedisUrl)?;
+        let target = RedisTarget::open(&redis_url).map_err(WorkerError::RedisUrl)?;
         let reporter =
             Reporter::new(url, secret, self.callback_retry).map_err(WorkerError::Http)?;
         let consumer = ConsumerName::unique(self.worker_name.as_deref().unwrap_or(&queue));
         Ok(Worker {
             target: QueueTarget {
-                client,
+                target,
                 namespace: self.namespace,
                 name,
                 config: self.queue_config,

@@ -4,14 +4,14 @@
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
-use gpuq_queue::{Queue, QueueConfig};
+use gpuq_queue::{Queue, QueueConfig, RedisTarget};
 use gpuq_schemas::QueueName;
 use tokio_util::sync::CancellationToken;
 
 /// Everything needed to open a [`Queue`] handle; cheap to clone.
 #[derive(Clone)]
 pub(crate) struct QueueTarget {
-    pub client: redis::Client,
+    pub target: RedisTarget,
     pub namespace: String,
     pub name: QueueName,
     pub config: QueueConfig,
@@ -66,13 +66,13 @@ impl QueueTarget {
         loop {
             let attempt = tokio::select! {
                 _ = stop.cancelled() => return None,
-                res = gpuq_queue::connect(&self.client) => res,
+                res = gpuq_queue::connect(&self.target) => res,
             };
             match attempt {
                 Ok(conn) => {
                     tracing::info!(queue = %self.name, who, "connected to Redis");
                     return Some(Queue::new(
-                        self.client.clone(),
+                        self.target.clone(),
                         conn,
                         &self.namespace,
                         self.name.clone(),

@@ -57,6 +57,7 @@ async fn start_dispatcher(db: &str, ns: &str) -> String {
             reconcile_interval_ms: 60_000,
             reconcile_grace_ms: 60_000,
         },
+        http: Default::default(),
         reference_hosts: vec![],
         callback_secret: None,
     };

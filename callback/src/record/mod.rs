@@ -18,9 +18,8 @@ mod progress;
 
 use std::time::Duration;
 
-use gpuq_queue::{Queue, QueueConfig};
+use gpuq_queue::{Queue, QueueConfig, RedisConn, RedisTarget};
 use gpuq_schemas::{CallbackStatus, JobEvent, JobId, JobStatus, ParsedCallback, QueueName};
-use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 
 use crate::storage_path::StorageRules;
@@ -107,8 +106,8 @@ pub enum RecordError {
 #[derive(Clone)]
 pub struct Recorder {
     pool: PgPool,
-    redis: redis::Client,
-    conn: ConnectionManager,
+    redis: RedisTarget,
+    conn: RedisConn,
     namespace: String,
     queue_config: QueueConfig,
     storage: StorageRules,
@@ -119,8 +118,8 @@ impl Recorder {
     /// [`gpuq_queue::connect`]), with queue keys under `namespace`.
     pub fn new(
         pool: PgPool,
-        redis: redis::Client,
-        conn: ConnectionManager,
+        redis: RedisTarget,
+        conn: RedisConn,
         namespace: String,
         queue_config: QueueConfig,
         storage: StorageRules,

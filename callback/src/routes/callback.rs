@@ -39,6 +39,7 @@ impl CallbackError {
             Self::Body(BodyError::TooLarge(_)) => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
             }
+            Self::Body(BodyError::TimedOut(_)) => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             Self::Body(BodyError::Read(_)) => (StatusCode::BAD_REQUEST, "unreadable_body"),
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "invalid_signature"),
             Self::InvalidPayload(_) | Self::Record(R::MissingProgress) => {
@@ -136,7 +137,7 @@ async fn handle(
     payload: web::Payload,
     state: &AppState,
 ) -> Result<crate::record::Recorded, CallbackError> {
-    let body = read_limited(&req, payload, state.max_body_bytes).await?;
+    let body = read_limited(&req, payload, state.max_body_bytes, state.body_timeout).await?;
     let key = state
         .verifier
         .verify(&req, &body)

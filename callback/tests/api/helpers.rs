@@ -8,7 +8,9 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use gpuq_callback::{telemetry, Application, Settings};
-use gpuq_queue::{ConsumerName, EnqueueOptions, EnqueueOutcome, Queue, QueueConfig};
+use gpuq_queue::{
+    ConsumerName, EnqueueOptions, EnqueueOutcome, Queue, QueueConfig, RedisConn, RedisTarget,
+};
 use gpuq_schemas::signature::{sign, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use gpuq_schemas::{GenerationConfig, JobEnvelope, JobEvent, JobId, JobType, QueueName, UserId};
 use secrecy::SecretString;
@@ -40,8 +42,8 @@ pub struct TestApp {
     pub db: PgPool,
     pub namespace: String,
     pub http: reqwest::Client,
-    pub redis: redis::aio::ConnectionManager,
-    redis_client: redis::Client,
+    pub redis: RedisConn,
+    redis_target: RedisTarget,
 }
 
 /// A job row in PostgreSQL, enqueued (and, unless asked otherwise, claimed) in Redis.
@@ -110,8 +112,8 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
         .expect("application builds");
     let port = app.port();
     tokio::spawn(app.run_until_stopped());
-    let redis_client = redis::Client::open(redis_url()).unwrap();
-    let redis = gpuq_queue::connect(&redis_client).await.expect("redis");
+    let redis_target = RedisTarget::open(&redis_url()).unwrap();
+    let redis = gpuq_queue::connect(&redis_target).await.expect("redis");
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
         port,
@@ -119,12 +121,12 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
         namespace,
         http: reqwest::Client::new(),
         redis,
-        redis_client,
+        redis_target,
     }
 }
 
 /// A fresh, empty database; the application migrates it at start-up.
-async fn create_database() -> String {
+pub async fn create_database() -> String {
     let base = database_url();
     let mut admin = PgConnection::connect(&base)
         .await
@@ -145,7 +147,7 @@ impl TestApp {
             ..QueueConfig::default()
         };
         Queue::new(
-            self.redis_client.clone(),
+            self.redis_target.clone(),
             self.redis.clone(),
             &self.namespace,
             QueueName::parse(job_type.spec().queue).unwrap(),

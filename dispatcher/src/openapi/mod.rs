@@ -1,95 +1,28 @@
 //! `GET /openapi.json`: the API description, generated with `utoipa` from the handlers'
-//! `#[utoipa::path]` annotations and the schema types below (which mirror the JSON the
-//! handlers write).
+//! `#[utoipa::path]` annotations and the schema types of this module, which mirror the JSON
+//! the handlers write. `deploy/tests/schemathesis/run.sh` holds the running service to it.
+//!
+//! # Layout
+//!
+//! - [`errors`]: the error body and the error responses routes share.
+//! - [`bodies`]: the success bodies.
+//! - [`enqueue`]: the enqueue request (written out from the catalog) and answer.
 
-use actix_web::HttpResponse;
+pub mod bodies;
+pub mod enqueue;
+pub mod errors;
+
+use actix_web::{web, HttpResponse};
 use serde_json::Value;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
 
+pub use enqueue::{EnqueueAnswer, EnqueueBody};
+pub use errors::{AdminOnly, ErrorBody, ErrorDetail, Internal, Unauthorized, Unavailable};
+
+use crate::jobs_db::JobRecord;
 use crate::routes;
-
-/// The enqueue body (camelCase, as apps send it).
-#[derive(ToSchema)]
-#[allow(dead_code)]
-#[schema(as = EnqueueRequest)]
-pub struct EnqueueBody {
-    /// One of the ten catalog types (`GET /v1/job-types`).
-    #[schema(example = "sdxl_image_fast")]
-    job_type: String,
-    /// `prompt` (required unless exact copy), `negative_prompt`, `num_images`, `seed`,
-    /// `steps`, `guidance`, `reference_image`, `reference_strength`, `denoise_strength`,
-    /// `exact_copy_mode`; other keys pass through to the worker.
-    #[schema(value_type = Object)]
-    metadata: Value,
-    /// Pass-through.
-    project_id: Option<String>,
-    /// Pass-through.
-    video_id: Option<String>,
-    /// Pass-through.
-    image_id: Option<String>,
-}
-
-/// A `jobs` row.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct Job {
-    id: uuid::Uuid,
-    user_id: uuid::Uuid,
-    job_type: String,
-    queue: String,
-    #[schema(example = "queued")]
-    status: String,
-    prompt: String,
-    #[schema(value_type = Object)]
-    metadata: Value,
-    #[schema(value_type = Object)]
-    config: Value,
-    credits: i32,
-    attempts: i32,
-    max_attempts: i32,
-    error_message: Option<String>,
-    enhanced_prompt: Option<String>,
-    worker_id: Option<String>,
-    created_at: chrono::DateTime<chrono::Utc>,
-    started_at: Option<chrono::DateTime<chrono::Utc>>,
-    completed_at: Option<chrono::DateTime<chrono::Utc>>,
-}
-
-/// The 202 answer to an enqueue.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct EnqueueAnswer {
-    success: bool,
-    job: Job,
-    message: String,
-    /// Waiting jobs in the queue, this one included.
-    queue_length: u64,
-    model_variant: String,
-    job_type: String,
-    queue: String,
-    /// Jobs that will be served before this one.
-    position: u64,
-    /// Estimated seconds until it finishes.
-    eta_seconds: u64,
-}
-
-/// The error body every endpoint uses.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct ErrorBody {
-    success: bool,
-    error: ErrorDetail,
-}
-
-/// Code and message.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct ErrorDetail {
-    #[schema(example = "invalid_job_type")]
-    code: String,
-    message: String,
-}
+use crate::state::AppState;
 
 struct BearerAuth;
 
@@ -122,17 +55,20 @@ impl Modify for BearerAuth {
         routes::health::healthz,
         routes::health::readyz,
     ),
-    components(schemas(EnqueueBody, EnqueueAnswer, Job, ErrorBody, ErrorDetail)),
+    components(schemas(EnqueueBody, EnqueueAnswer, JobRecord, ErrorBody, ErrorDetail)),
     modifiers(&BearerAuth)
 )]
 struct ApiDoc;
 
-/// The generated document.
-pub fn document() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+/// The document for an instance that accepts reference-image URLs on `reference_hosts`.
+pub fn document(reference_hosts: &[String]) -> Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or(Value::Null);
+    // The request schema is written out rather than derived (see `enqueue`).
+    doc["components"]["schemas"]["EnqueueRequest"] = enqueue::request_schema(reference_hosts);
+    doc
 }
 
 /// `GET /openapi.json`.
-pub async fn openapi_json() -> HttpResponse {
-    HttpResponse::Ok().json(document())
+pub async fn openapi_json(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(document(&state.settings.reference_hosts))
 }

@@ -6,14 +6,18 @@ use serde_json::{json, Value};
 use gpuq_schemas::{JobEvent, JobStatus};
 
 use crate::auth::Admin;
-use crate::openapi::ErrorBody;
+use crate::openapi::bodies::{
+    DeadJobsAnswer, DiscardAnswer, FailuresAnswer, QueuesAnswer, RequeueAnswer, WorkersAnswer,
+};
+use crate::openapi::{AdminOnly, ErrorBody, Internal, Unavailable};
 use crate::routes::jobs::parse_id;
 use crate::state::AppState;
 use crate::{events, jobs_db, ApiError};
 
 /// `GET /admin/queues`: per queue and lane: waiting, in flight, delayed, dead, live
 /// workers, oldest wait.
-#[utoipa::path(get, path = "/admin/queues", security(("bearer" = [])), responses((status = 200, description = "ok"), (status = 401, description = "no credentials", body = ErrorBody), (status = 403, description = "not an admin", body = ErrorBody)))]
+#[utoipa::path(get, path = "/admin/queues", security(("bearer" = [])),
+    responses((status = 200, description = "ok", body = QueuesAnswer), AdminOnly, Unavailable, Internal))]
 pub async fn queues(_: Admin, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let mut out = Vec::new();
     for queue in state.queues.values() {
@@ -33,7 +37,9 @@ pub async fn queues(_: Admin, state: web::Data<AppState>) -> Result<HttpResponse
 }
 
 /// `GET /admin/queues/{queue}/dead`: the 100 most recent dead jobs.
-#[utoipa::path(get, path = "/admin/queues/{queue}/dead", params(("queue" = String, Path, description = "queue name")), security(("bearer" = [])), responses((status = 200, description = "ok"), (status = 401, description = "no credentials", body = ErrorBody), (status = 403, description = "not an admin", body = ErrorBody), (status = 404, description = "no such queue", body = ErrorBody)))]
+#[utoipa::path(get, path = "/admin/queues/{queue}/dead", params(("queue" = String, Path, description = "queue name", pattern = "^(sdxl_queue|wan_queue)$")), security(("bearer" = [])),
+    responses((status = 200, description = "ok", body = DeadJobsAnswer), (status = 404, description = "no such queue", body = ErrorBody),
+        AdminOnly, Unavailable, Internal))]
 pub async fn dead_jobs(
     _: Admin,
     path: web::Path<String>,
@@ -55,7 +61,9 @@ pub async fn dead_jobs(
 }
 
 /// `POST /admin/jobs/{id}/requeue`: a dead job starts afresh (attempts reset).
-#[utoipa::path(post, path = "/admin/jobs/{id}/requeue", params(("id" = String, Path, description = "job id")), security(("bearer" = [])), responses((status = 200, description = "ok"), (status = 401, description = "no credentials", body = ErrorBody), (status = 403, description = "not an admin", body = ErrorBody), (status = 404, description = "no such job", body = ErrorBody), (status = 409, description = "not dead", body = ErrorBody)))]
+#[utoipa::path(post, path = "/admin/jobs/{id}/requeue", params(("id" = uuid::Uuid, Path, description = "job id")), security(("bearer" = [])),
+    responses((status = 200, description = "requeued", body = RequeueAnswer), (status = 404, description = "no such job", body = ErrorBody),
+        (status = 409, description = "not in the dead-letter set", body = ErrorBody), AdminOnly, Unavailable, Internal))]
 pub async fn requeue(
     _: Admin,
     path: web::Path<String>,
@@ -96,7 +104,8 @@ fn now_ms() -> u64 {
 }
 
 /// `GET /admin/workers`: live workers per queue, with the jobs each holds and for how long.
-#[utoipa::path(get, path = "/admin/workers", security(("bearer" = [])), responses((status = 200, description = "workers and their jobs"), (status = 401, description = "no credentials", body = ErrorBody), (status = 403, description = "not an admin", body = ErrorBody)))]
+#[utoipa::path(get, path = "/admin/workers", security(("bearer" = [])),
+    responses((status = 200, description = "workers and their jobs", body = WorkersAnswer), AdminOnly, Unavailable, Internal))]
 pub async fn workers(_: Admin, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let now = now_ms();
     let mut out = Vec::new();
@@ -137,7 +146,8 @@ type FailureRow = (
 );
 
 /// `GET /admin/failures`: the 50 most recent failed jobs with their errors.
-#[utoipa::path(get, path = "/admin/failures", security(("bearer" = [])), responses((status = 200, description = "recent failures"), (status = 401, description = "no credentials", body = ErrorBody), (status = 403, description = "not an admin", body = ErrorBody)))]
+#[utoipa::path(get, path = "/admin/failures", security(("bearer" = [])),
+    responses((status = 200, description = "recent failures", body = FailuresAnswer), AdminOnly, Unavailable, Internal))]
 pub async fn failures(_: Admin, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let rows: Vec<FailureRow> = sqlx::query_as(
         "SELECT id, job_type, queue, error_message, attempts, completed_at FROM jobs \
@@ -156,7 +166,9 @@ pub async fn failures(_: Admin, state: web::Data<AppState>) -> Result<HttpRespon
 
 /// `POST /admin/jobs/{id}/discard`: deletes a dead job from Redis for good (its row stays
 /// `failed`).
-#[utoipa::path(post, path = "/admin/jobs/{id}/discard", params(("id" = String, Path, description = "job id")), security(("bearer" = [])), responses((status = 200, description = "deleted"), (status = 404, description = "no such job", body = ErrorBody), (status = 409, description = "not dead", body = ErrorBody)))]
+#[utoipa::path(post, path = "/admin/jobs/{id}/discard", params(("id" = uuid::Uuid, Path, description = "job id")), security(("bearer" = [])),
+    responses((status = 200, description = "deleted", body = DiscardAnswer), (status = 404, description = "no such job", body = ErrorBody),
+        (status = 409, description = "not in the dead-letter set", body = ErrorBody), AdminOnly, Unavailable, Internal))]
 pub async fn discard(
     _: Admin,
     path: web::Path<String>,

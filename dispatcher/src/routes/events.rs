@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use gpuq_schemas::{JobEvent, JobId, JobStatus};
 
 use crate::auth::Caller;
-use crate::openapi::ErrorBody;
+use crate::openapi::{ErrorBody, Internal, Unauthorized, Unavailable};
 use crate::routes::jobs::{parse_id, visible_job};
 use crate::state::AppState;
 use crate::ApiError;
@@ -22,8 +22,10 @@ const BLOCK: Duration = Duration::from_secs(10);
 
 /// Streams the job's events.
 #[utoipa::path(get, path = "/v1/jobs/{id}/events", security(("bearer" = [])),
-    params(("id" = String, Path, description = "job id"), ("Last-Event-ID" = Option<String>, Header, description = "resume after this event")),
-    responses((status = 200, description = "text/event-stream of JobEvent JSON", content_type = "text/event-stream"), (status = 404, description = "no such job", body = ErrorBody)))]
+    params(("id" = uuid::Uuid, Path, description = "job id"), ("Last-Event-ID" = Option<String>, Header, description = "resume after this event id (`<ms>-<seq>`); others start from the beginning")),
+    responses((status = 200, description = "text/event-stream of JobEvent JSON", content_type = "text/event-stream"),
+        (status = 404, description = "no such job, or not yours", body = ErrorBody),
+        Unauthorized, Unavailable, Internal))]
 pub async fn job_events(
     req: HttpRequest,
     path: web::Path<String>,
@@ -75,10 +77,10 @@ async fn pump(
     fallback: JobEvent,
     tx: mpsc::Sender<sse::Event>,
 ) {
-    let mut conn = match state.redis_client.get_multiplexed_async_connection().await {
+    let mut conn = match state.redis_target.blocking_connection().await {
         Ok(c) => c,
         Err(e) => {
-            tracing::warn!(job_id = %id, error = %e, "no redis connection for event stream");
+            tracing::warn!(job_id = %id, error = ?e, "no redis connection for event stream");
             return;
         }
     };

@@ -5,17 +5,19 @@ use serde_json::json;
 
 use gpuq_schemas::catalog::CATALOG;
 
+use crate::openapi::bodies::{Health, JobTypesAnswer, Readiness};
 use crate::state::AppState;
 use crate::ApiError;
 
 /// `GET /healthz`: the process is up.
-#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "up")))]
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "up", body = Health)))]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
 /// `GET /readyz`: Redis and PostgreSQL answer.
-#[utoipa::path(get, path = "/readyz", responses((status = 200, description = "ready"), (status = 503, description = "a dependency is down")))]
+#[utoipa::path(get, path = "/readyz", responses((status = 200, description = "ready", body = Readiness),
+    (status = 503, description = "a dependency is down", body = Readiness)))]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let pg = sqlx::query("SELECT 1").execute(&state.db).await.is_ok();
     let mut conn = state.redis.clone();
@@ -48,7 +50,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// `GET /v1/job-types`: the catalog.
-#[utoipa::path(get, path = "/v1/job-types", responses((status = 200, description = "the ten job types with queue, model, credits and defaults")))]
+#[utoipa::path(get, path = "/v1/job-types", responses((status = 200, description = "the ten job types with queue, model, credits and defaults", body = JobTypesAnswer)))]
 pub async fn job_types() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "success": true, "jobTypes": &CATALOG[..] }))
 }

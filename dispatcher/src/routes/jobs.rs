@@ -9,7 +9,8 @@ use gpuq_schemas::{JobEvent, JobId, JobStatus, UserId};
 
 use crate::auth::Caller;
 use crate::jobs_db::{self, JobRecord};
-use crate::openapi::ErrorBody;
+use crate::openapi::bodies::{CancelAnswer, JobAnswer};
+use crate::openapi::{ErrorBody, Internal, Unauthorized, Unavailable};
 use crate::state::AppState;
 use crate::{events, ApiError};
 
@@ -33,8 +34,10 @@ pub async fn visible_job(
 }
 
 /// The job, with its output rows.
-#[utoipa::path(get, path = "/v1/jobs/{id}", params(("id" = String, Path, description = "job id")), security(("bearer" = [])),
-    responses((status = 200, description = "the job, its images and videos"), (status = 404, description = "no such job, or not yours", body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/jobs/{id}", params(("id" = uuid::Uuid, Path, description = "job id")), security(("bearer" = [])),
+    responses((status = 200, description = "the job, its images and videos", body = JobAnswer),
+        (status = 404, description = "no such job, or not yours", body = ErrorBody),
+        Unauthorized, Unavailable, Internal))]
 pub async fn get_job(
     path: web::Path<String>,
     caller: Caller,
@@ -49,8 +52,11 @@ pub async fn get_job(
 
 /// Cancels a queued job (it never runs) or a running one (its worker is told at the next
 /// heartbeat). A finished job answers 409.
-#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", params(("id" = String, Path, description = "job id")), security(("bearer" = [])),
-    responses((status = 200, description = "cancelled"), (status = 404, description = "no such job", body = ErrorBody), (status = 409, description = "already finished", body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", params(("id" = uuid::Uuid, Path, description = "job id")), security(("bearer" = [])),
+    responses((status = 200, description = "cancelled", body = CancelAnswer),
+        (status = 404, description = "no such job, or not yours", body = ErrorBody),
+        (status = 409, description = "already finished", body = ErrorBody),
+        Unauthorized, Unavailable, Internal))]
 #[tracing::instrument(name = "cancel", skip_all, fields(job_id = %path.as_str()))]
 pub async fn cancel_job(
     path: web::Path<String>,

@@ -75,6 +75,7 @@ pub fn base_settings(database_url: String, namespace: String) -> Settings {
             reconcile_interval_ms: 60_000,
             reconcile_grace_ms: 0,
         },
+        http: Default::default(),
         reference_hosts: vec!["images.example.com".into()],
         callback_secret: None,
     }
@@ -217,10 +218,10 @@ impl TestApp {
 
     /// A queue handle on the same namespace, to act as a worker would.
     pub async fn queue(&self, name: &str) -> Queue {
-        let client = redis::Client::open(redis_url()).unwrap();
-        let conn = gpuq_queue::connect(&client).await.unwrap();
+        let target = gpuq_queue::RedisTarget::open(&redis_url()).unwrap();
+        let conn = gpuq_queue::connect(&target).await.unwrap();
         Queue::new(
-            client,
+            target,
             conn,
             &self.namespace,
             name.parse().unwrap(),

@@ -5,6 +5,8 @@ mod auth;
 mod enqueue;
 mod events;
 mod helpers;
+mod hostile;
+mod hostile_io;
 mod jobs;
 mod limits;
 mod loops;

@@ -1,14 +1,27 @@
-//! Test helpers: a queue in its own random namespace on the real Redis.
+//! Test helpers: a queue in its own random namespace on the real Redis (a single node, or
+//! a cluster when `REDIS_URL` is a `redis+cluster://` URL).
 
 #![allow(dead_code)]
 
 use std::time::Duration;
 
-use gpuq_queue::{Queue, QueueConfig};
+use gpuq_queue::{Queue, QueueConfig, RedisConn, RedisTarget};
 use gpuq_schemas::{GenerationConfig, JobEnvelope, JobId, JobType, QueueName};
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 
 pub fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+pub fn target() -> RedisTarget {
+    RedisTarget::open(&redis_url()).unwrap()
+}
+
+/// A shared connection, as the services open it.
+pub async fn conn() -> RedisConn {
+    gpuq_queue::connect(&target())
+        .await
+        .expect("Redis must be running")
 }
 
 /// Short leases and backoffs so time-dependent behaviour runs in milliseconds.
@@ -24,14 +37,10 @@ pub fn fast_config() -> QueueConfig {
 }
 
 pub async fn queue_with(config: QueueConfig) -> Queue {
-    let client = redis::Client::open(redis_url()).unwrap();
-    let conn = gpuq_queue::connect(&client)
-        .await
-        .expect("Redis must be running");
     let namespace = format!("test-{}", uuid::Uuid::new_v4().simple());
     Queue::new(
-        client,
-        conn,
+        target(),
+        conn().await,
         &namespace,
         QueueName::parse("sdxl_queue").unwrap(),
         config,
@@ -84,29 +93,31 @@ pub fn envelope(queue: &Queue, max_attempts: u32) -> JobEnvelope {
     envelope_sized(queue, max_attempts, 0)
 }
 
-/// Every key of this queue's namespace.
+/// Every key of this queue's namespace. On a cluster they all sit in the slot of the
+/// queue's hash tag, so the node owning it is the one to scan.
 pub async fn keys_of(queue: &Queue) -> Vec<String> {
-    let client = redis::Client::open(redis_url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let prefix = queue.keys().prefix();
+    let mut conn = conn().await;
     let mut keys: Vec<String> = Vec::new();
     let mut cursor = 0u64;
     loop {
-        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
+        let mut scan = redis::cmd("SCAN");
+        scan.arg(cursor)
             .arg("MATCH")
             .arg(format!(
                 "{}*",
-                queue
-                    .keys()
-                    .prefix()
-                    .replace('{', "\\{")
-                    .replace('}', "\\}")
+                prefix.replace('{', "\\{").replace('}', "\\}")
             ))
             .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
+            .arg(1000);
+        let (next, batch): (u64, Vec<String>) = match &mut conn {
+            RedisConn::Single(c) => scan.query_async(c).await.unwrap(),
+            RedisConn::Cluster(c) => {
+                let owner = Route::with_key(prefix, SlotAddr::Master);
+                let at = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(owner));
+                redis::from_redis_value(c.route_command(scan, at).await.unwrap()).unwrap()
+            }
+        };
         keys.extend(batch);
         if next == 0 {
             break;

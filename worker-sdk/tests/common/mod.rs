@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
-use gpuq_queue::{EnqueueOptions, EnqueueOutcome, Queue, QueueConfig};
+use gpuq_queue::{EnqueueOptions, EnqueueOutcome, Queue, QueueConfig, RedisTarget};
 use gpuq_schemas::signature::{verify, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use gpuq_schemas::{
     CallbackPayload, CallbackStatus, GenerationConfig, JobEnvelope, JobId, JobType, QueueName,
@@ -27,12 +27,12 @@ pub fn namespace() -> String {
 
 /// A queue handle on `url` under `ns`.
 pub async fn open_queue(url: &str, ns: &str, name: &str) -> Queue {
-    let client = redis::Client::open(url).unwrap();
-    let conn = gpuq_queue::connect(&client)
+    let target = RedisTarget::open(url).unwrap();
+    let conn = gpuq_queue::connect(&target)
         .await
         .expect("Redis must be running");
     Queue::new(
-        client,
+        target,
         conn,
         ns,
         QueueName::parse(name).unwrap(),
@@ -81,8 +81,8 @@ pub async fn enqueue(q: &Queue, env: &JobEnvelope) -> JobId {
 
 /// Whether Redis still holds `job` in any state.
 pub async fn in_redis(q: &Queue, job: JobId) -> bool {
-    let client = redis::Client::open(redis_url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let target = RedisTarget::open(&redis_url()).unwrap();
+    let mut conn = gpuq_queue::connect(&target).await.unwrap();
     redis::cmd("HEXISTS")
         .arg(q.keys().jobs())
         .arg(job.to_string())

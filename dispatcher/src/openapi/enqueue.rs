@@ -1,0 +1,247 @@
+//! The enqueue request and answer. The request schema is written out from the catalog and
+//! the validation bounds (not derived), so that a body the schema allows is one
+//! `validation::validate` accepts, and one it forbids is refused: `oneOf` per set of allowed
+//! `num_images`, the reference-image rules as patterns, the hosts this instance allows.
+
+#![allow(dead_code)]
+
+use serde_json::{json, Value};
+use utoipa::ToSchema;
+
+use gpuq_schemas::catalog::CATALOG;
+
+use crate::jobs_db::JobRecord;
+use crate::validation::{MAX_ID_CHARS, MAX_PROMPT_CHARS, MAX_REFERENCE_CHARS};
+
+/// The enqueue body (camelCase, as apps send it). Replaced in the served document by
+/// [`request_schema`].
+#[derive(ToSchema)]
+#[schema(as = EnqueueRequest)]
+pub struct EnqueueBody {}
+
+/// The 202 answer to an enqueue. An `Idempotency-Key` replay while the first request is
+/// still being enqueued carries only `success`, `job` and `message`.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct EnqueueAnswer {
+    success: bool,
+    job: JobRecord,
+    message: String,
+    /// Waiting jobs in the queue, this one included.
+    queue_length: Option<u64>,
+    model_variant: Option<String>,
+    job_type: Option<String>,
+    queue: Option<String>,
+    /// Jobs that will be served before this one.
+    position: Option<u64>,
+    /// Estimated seconds until it finishes.
+    eta_seconds: Option<u64>,
+}
+
+/// What Rust's `char::is_whitespace` (and so `str::trim`) treats as white space, as a
+/// regex character class body. Written out rather than `\s`, whose meaning differs between
+/// regex dialects (Python's includes U+001C..U+001F, ECMAScript's U+FEFF).
+pub const WHITE_SPACE: &str = r"\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000";
+
+fn nullable(kind: &str, bounds: Value) -> Value {
+    let mut schema = json!({ "type": [kind, "null"] });
+    if let (Some(s), Some(b)) = (schema.as_object_mut(), bounds.as_object()) {
+        s.extend(b.clone());
+    }
+    schema
+}
+
+/// `reference_image`: a storage key under the caller's own id (403 otherwise, which no
+/// schema can say), or an http(s) URL on one of `hosts`.
+fn reference_schema(hosts: &[String]) -> Value {
+    let ws = WHITE_SPACE;
+    let path = json!({
+        "type": "string",
+        "description": "storage key `<your user id>/...` or `<bucket>/<your user id>/...`; \
+                        no `..`, `%`, `\\` or control characters",
+        "pattern": format!(
+            r"^(?![{ws}]*https?://)(?!.*\.\.)(?=.*[^{ws}])[^%\\\x00-\x1f\x7f-\x9f]{{1,{MAX_REFERENCE_CHARS}}}$"
+        ),
+    });
+    let mut forms = vec![json!({ "type": "null" }), path];
+    if !hosts.is_empty() {
+        let names: Vec<String> = hosts
+            .iter()
+            .map(|h| regex_escape(&h.to_ascii_lowercase()))
+            .collect();
+        forms.push(json!({
+            "type": "string",
+            "description": format!("http(s) URL on {}", hosts.join(", ")),
+            "maxLength": MAX_REFERENCE_CHARS,
+            "pattern": format!(r"^https?://(?:{})(?:[/?#][^{ws}\x00-\x1f\x7f-\x9f]*)?$", names.join("|")),
+        }));
+    }
+    json!({ "anyOf": forms })
+}
+
+fn regex_escape(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            let special = !c.is_ascii_alphanumeric() && c != '-';
+            special.then_some('\\').into_iter().chain([c])
+        })
+        .collect()
+}
+
+fn metadata_schema(allowed_num_images: &[u32], hosts: &[String]) -> Value {
+    let text = || nullable("string", json!({ "maxLength": MAX_PROMPT_CHARS }));
+    let number = |max: f64| nullable("number", json!({ "minimum": 0.0, "maximum": max }));
+    let mut counts: Vec<Value> = allowed_num_images.iter().map(|n| json!(n)).collect();
+    counts.push(Value::Null);
+    let reference = reference_schema(hosts);
+    json!({
+        "type": "object",
+        "description": "Generation parameters; other keys pass through to the worker. \
+                        `prompt` may be blank only with `exact_copy_mode` and a reference.",
+        "required": ["prompt"],
+        "properties": {
+            "prompt": {
+                "type": "string",
+                "maxLength": MAX_PROMPT_CHARS,
+                "pattern": format!("[^{WHITE_SPACE}]"),
+            },
+            "negative_prompt": text(),
+            "num_images": { "enum": counts },
+            "seed": nullable("integer", json!({ "minimum": 0, "maximum": u32::MAX })),
+            "steps": nullable("integer", json!({ "minimum": 1, "maximum": 150 })),
+            "guidance": number(30.0),
+            "guidance_scale": number(30.0),
+            "reference_strength": number(1.0),
+            "denoise_strength": number(1.0),
+            "reference_image": reference,
+            "reference_image_url": reference,
+            "exact_copy_mode": nullable("boolean", json!({})),
+        },
+        // exact_copy_mode: true needs a reference image.
+        "if": {
+            "required": ["exact_copy_mode"],
+            "properties": { "exact_copy_mode": { "const": true } },
+        },
+        "then": {
+            "anyOf": [
+                { "required": ["reference_image"], "properties": { "reference_image": { "type": "string" } } },
+                { "required": ["reference_image_url"], "properties": { "reference_image_url": { "type": "string" } } },
+            ],
+        },
+    })
+}
+
+/// The `EnqueueRequest` schema for an instance that accepts reference URLs on `hosts`.
+pub fn request_schema(hosts: &[String]) -> Value {
+    let mut groups: Vec<(&[u32], Vec<&str>)> = Vec::new();
+    for spec in &CATALOG {
+        match groups
+            .iter_mut()
+            .find(|(n, _)| *n == spec.allowed_num_images)
+        {
+            Some((_, types)) => types.push(spec.job_type.as_str()),
+            None => groups.push((spec.allowed_num_images, vec![spec.job_type.as_str()])),
+        }
+    }
+    let id = || {
+        nullable(
+            "string",
+            json!({ "minLength": 1, "maxLength": MAX_ID_CHARS, "description": "pass-through" }),
+        )
+    };
+    let branches: Vec<Value> = groups
+        .into_iter()
+        .map(|(counts, types)| {
+            json!({
+                "type": "object",
+                "required": ["jobType", "metadata"],
+                "properties": {
+                    "jobType": { "enum": types },
+                    "metadata": metadata_schema(counts, hosts),
+                    "projectId": id(),
+                    "videoId": id(),
+                    "imageId": id(),
+                },
+            })
+        })
+        .collect();
+    json!({
+        "description": "A job: one of the catalog's types (`GET /v1/job-types`) and its \
+                        parameters. Bodies over 64 KiB get 413, nesting over 32 levels 400.",
+        "oneOf": branches,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn white_space_class_is_exactly_rusts_white_space() {
+        let class = regex_class(WHITE_SPACE);
+        for c in (0..=0x10FFFF).filter_map(char::from_u32) {
+            assert_eq!(class(c), c.is_whitespace(), "{:?}", c);
+        }
+    }
+
+    /// Parses the ranges of [`WHITE_SPACE`] (`\t`, `\r`, `\xNN`, `\uNNNN`, literal chars).
+    fn regex_class(body: &str) -> impl Fn(char) -> bool {
+        let mut chars = Vec::new();
+        let mut rest = body;
+        while !rest.is_empty() {
+            let (c, tail) = if let Some(t) = rest.strip_prefix(r"\t") {
+                ('\t', t)
+            } else if let Some(t) = rest.strip_prefix(r"\r") {
+                ('\r', t)
+            } else if let Some(t) = rest.strip_prefix(r"\x") {
+                (
+                    char::from_u32(u32::from_str_radix(&t[..2], 16).unwrap()).unwrap(),
+                    &t[2..],
+                )
+            } else if let Some(t) = rest.strip_prefix(r"\u") {
+                (
+                    char::from_u32(u32::from_str_radix(&t[..4], 16).unwrap()).unwrap(),
+                    &t[4..],
+                )
+            } else {
+                let c = rest.chars().next().unwrap();
+                (c, &rest[c.len_utf8()..])
+            };
+            chars.push(c);
+            rest = tail;
+        }
+        let mut ranges = Vec::new();
+        let mut i = 0;
+        while i < chars.len() {
+            if chars.get(i + 1) == Some(&'-') && i + 2 < chars.len() {
+                ranges.push((chars[i], chars[i + 2]));
+                i += 3;
+            } else {
+                ranges.push((chars[i], chars[i]));
+                i += 1;
+            }
+        }
+        move |c| ranges.iter().any(|(a, b)| (*a..=*b).contains(&c))
+    }
+
+    #[test]
+    fn every_job_type_is_in_exactly_one_branch() {
+        let schema = request_schema(&[]);
+        let mut seen: Vec<String> = schema["oneOf"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|b| {
+                b["properties"]["jobType"]["enum"]
+                    .as_array()
+                    .unwrap()
+                    .clone()
+            })
+            .map(|t| t.as_str().unwrap().to_owned())
+            .collect();
+        seen.sort();
+        let mut all: Vec<String> = gpuq_schemas::JobType::names().map(String::from).collect();
+        all.sort();
+        assert_eq!(seen, all);
+    }
+}
