@@ -24,7 +24,7 @@
 # Environment:
 #   GPUQ_BIN_DIR                   binaries to use as they are (default: build target/debug)
 #   GPUQ_SCHEMATHESIS_SEED         default 7
-#   GPUQ_SCHEMATHESIS_EXAMPLES     max examples per operation and phase (default 30)
+#   GPUQ_SCHEMATHESIS_EXAMPLES     max examples per operation and phase (default 200: about 70 s)
 #   GPUQ_SCHEMATHESIS_KEEP=1       keep the temporary folder (dispatcher log)
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -35,7 +35,7 @@ cd "$ROOT"
 source deploy/local/services.sh
 PG_BASE_URL=$DATABASE_URL
 SEED=${GPUQ_SCHEMATHESIS_SEED:-7}
-EXAMPLES=${GPUQ_SCHEMATHESIS_EXAMPLES:-30}
+EXAMPLES=${GPUQ_SCHEMATHESIS_EXAMPLES:-200}
 VENV=$ROOT/target/schemathesis-venv
 REPORTS=$ROOT/target/schemathesis
 

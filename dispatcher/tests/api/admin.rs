@@ -191,6 +191,25 @@ async fn health_readiness_catalog_and_metrics_answer() {
 }
 
 #[tokio::test]
+async fn a_known_path_with_another_method_is_a_405_naming_the_allowed_one() {
+    let app = spawn_app().await;
+    for (method, path, allow) in [
+        (reqwest::Method::GET, "/v1/jobs", "POST"),
+        (reqwest::Method::DELETE, "/v1/jobs/x", "GET"),
+        (reqwest::Method::PUT, "/admin/queues", "GET"),
+    ] {
+        let resp = app
+            .http
+            .request(method, app.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.headers()["allow"], allow, "{path}");
+        assert_error(resp, 405, "method_not_allowed").await;
+    }
+}
+
+#[tokio::test]
 async fn openapi_json_describes_every_public_route() {
     let app = spawn_app().await;
     let doc: Value = app

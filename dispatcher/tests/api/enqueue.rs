@@ -125,6 +125,17 @@ async fn each_invalid_field_is_a_400_naming_it_and_writes_nothing() {
             "num_images",
         ),
         (
+            // An alias is checked even when the first name is set and valid.
+            json!({"jobType": "sdxl_image_fast", "metadata": {"prompt": "x", "guidance": 5, "guidance_scale": 99}}),
+            "out_of_range",
+            "metadata.guidance_scale",
+        ),
+        (
+            json!({"jobType": "sdxl_image_fast", "metadata": {"prompt": "x", "seed": 1.5}}),
+            "out_of_range",
+            "metadata.seed",
+        ),
+        (
             json!({"jobType": "sdxl_image_fast", "metadata": {"prompt": "x", "seed": 4294967296u64}}),
             "out_of_range",
             "metadata.seed",
@@ -470,4 +481,24 @@ fn portpicker() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+#[tokio::test]
+async fn whole_numbers_written_as_floats_are_integers_as_json_schema_says() {
+    let app = spawn_app().await;
+    let token = token_for(Uuid::new_v4());
+    let body = json!({"jobType": "sdxl_image_fast", "metadata": {"prompt": "x", "seed": 7.0, "num_images": 3.0, "steps": 20.0}});
+    let resp = app.post_job(&token, &body).await;
+    assert_eq!(resp.status().as_u16(), 202);
+    let answer: Value = resp.json().await.unwrap();
+    let config = &answer["job"]["config"];
+    assert_eq!(
+        (
+            config["seed"].as_u64(),
+            config["num_images"].as_u64(),
+            config["steps"].as_u64()
+        ),
+        (Some(7), Some(3), Some(20)),
+        "{config}"
+    );
 }

@@ -77,7 +77,8 @@ async fn cancelling_a_queued_job_means_it_never_runs() {
 
 #[tokio::test]
 async fn cancelling_a_running_job_tells_its_worker_at_the_next_heartbeat() {
-    let app = spawn_app().await;
+    // A lease long enough that a slow machine cannot see the job reaped before the cancel.
+    let app = spawn_app_with(|s| s.queue.lease_ms = 30_000).await;
     let owner = Uuid::new_v4();
     let id = enqueue(&app, owner, "video_fast").await;
     let q = app.queue("wan_queue").await;
