@@ -13,7 +13,7 @@ cd "$(dirname "$0")/../.."
 source deploy/local/services.sh
 command -v redis-server >/dev/null 2>&1 || { echo "redis-server is required" >&2; exit 1; }
 
-bins=(-p gpuq-benches -p gpuq-dispatcher -p gpuq-callback -p gpuq-worker-sdk --bins)
+bins=(--workspace --bins) # the same feature set as the other binary builds: no recompiling
 if [[ "${1:-}" == "--short" ]]; then
   shift
   cargo build --locked "${bins[@]}"

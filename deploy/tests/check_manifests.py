@@ -108,10 +108,12 @@ class Facts:
 
         # --- routes and ports --------------------------------------------------------------
         droutes = read("dispatcher/src/routes/mod.rs")
-        self.routes["gpuq-dispatcher"] = set(re.findall(r'\.route\(\s*"([^"]+)"', droutes))
+        # `.route("/p", ...)`, `web::resource("/p")` and the dispatcher's `resource("/p", "GET")`
+        # (a resource that answers 405 with `Allow` to other methods).
+        route_re = r'(?:\.route|\bresource)\(\s*"(/[^"]*)"'
+        self.routes["gpuq-dispatcher"] = set(re.findall(route_re, droutes))
         cstart = read("callback/src/startup.rs")
-        self.routes["gpuq-callback"] = set(re.findall(r'\.route\(\s*"([^"]+)"', cstart)) | set(
-            re.findall(r'web::resource\(\s*"([^"]+)"', cstart))
+        self.routes["gpuq-callback"] = set(re.findall(route_re, cstart))
         m = re.search(r'set_default\("listen",\s*"[^"]*:(\d+)"\)', disp)
         self.port["gpuq-dispatcher"] = int(m.group(1)) if m else None
         m = re.search(r'set_default\("application\.port",\s*(\d+)\)', cb)

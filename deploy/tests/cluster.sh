@@ -13,7 +13,7 @@ trap 'bash deploy/local/redis-cluster.sh stop' EXIT
 REDIS_URL=$(bash deploy/local/redis-cluster.sh start)
 export REDIS_URL
 
-echo "== cargo test -p gpuq-queue against $REDIS_URL"
-cargo test --locked -p gpuq-queue
-echo "== worker end-to-end test against $REDIS_URL"
-cargo test --locked -p gpuq-worker-sdk --test end_to_end
+# `--workspace` with named test targets reuses the build `cargo test --workspace` made (a
+# `-p` build resolves dependency features differently and recompiles them).
+echo "== queue suite (tests/queue.rs, tests/events.rs) and worker end-to-end test against $REDIS_URL"
+cargo test --locked --workspace --test queue --test events --test end_to_end
