@@ -50,13 +50,13 @@ fn enqueue_validation(c: &mut Criterion) {
         allowed_hosts: &hosts,
     };
     let simple = json!({"jobType": "sdxl_image_fast", "metadata": {"prompt": "a lighthouse at dusk, oil painting", "num_images": 3, "seed": 42}});
-    let img2img = json!({"jobType": "image_high", "metadata": {"prompt": "the same, at night", "inputImageUrl": format!("{user}/uploads/in.png"), "strength": 0.6, "steps": 30}});
+    let img2img = json!({"jobType": "image_high", "metadata": {"prompt": "the same, at night", "reference_image": format!("{user}/uploads/in.png"), "reference_strength": 0.6, "steps": 30}});
     let mut g = c.benchmark_group("validate");
     g.bench_function("text-to-image", |b| {
         b.iter(|| validate(black_box(&simple), &policy).expect("valid"))
     });
     g.bench_function("image-to-image", |b| {
-        b.iter(|| validate(black_box(&img2img), &policy))
+        b.iter(|| validate(black_box(&img2img), &policy).expect("valid"))
     });
     g.finish();
 }
