@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use futures_util::stream::{self, StreamExt};
 use serde_json::json;
+use tokio::task::JoinSet;
 
 use gpuq_queue::{ConsumerName, EnqueueOptions, Queue, QueueConfig};
 use gpuq_schemas::{GenerationConfig, JobEnvelope, JobId, JobType, QueueName};
@@ -26,9 +27,12 @@ pub struct QueueArgs {
     /// Jobs per pipelined batch in the batched enqueue measurement.
     #[arg(long, default_value_t = 100)]
     batch: usize,
-    /// Consumers claiming and acking at once.
-    #[arg(long, default_value_t = 16)]
+    /// Consumers claiming and acking at once, one job per claim.
+    #[arg(long, default_value_t = 50)]
     consumers: usize,
+    /// Handler slots of the one worker in the worker-style claim+ack measurement.
+    #[arg(long, default_value_t = 50)]
+    worker_slots: usize,
     /// Approximate envelope size, bytes.
     #[arg(long, default_value_t = 500)]
     payload: usize,
@@ -164,7 +168,7 @@ pub async fn run_queue(redis_url: &str, a: QueueArgs) -> anyhow::Result<Vec<Figu
         })
         .await;
     let batched = a.jobs as f64 / start.elapsed().as_secs_f64();
-    claim_and_ack_all(&q, a.jobs, a.consumers).await?;
+    let worker = worker_claim_and_ack(&q, a.jobs, a.worker_slots).await?;
     cleanup(&q).await?;
 
     Ok(vec![
@@ -189,7 +193,44 @@ pub async fn run_queue(redis_url: &str, a: QueueArgs) -> anyhow::Result<Vec<Figu
             unit: "jobs/s",
             params: json!({"jobs": a.jobs, "consumers": a.consumers, "payload_bytes": a.payload}),
         },
+        Figure {
+            scenario: "queue",
+            metric: format!("claim+ack, one worker with {} slots", a.worker_slots),
+            value: worker,
+            unit: "jobs/s",
+            params: json!({"jobs": a.jobs, "worker_slots": a.worker_slots, "payload_bytes": a.payload}),
+        },
     ])
+}
+
+/// Claims and acks `total` jobs the way one SDK worker with `slots` handler slots does:
+/// one claimer asks for as many jobs as there are free slots, and each job is acked by a
+/// task of its own (a no-op handler). Returns jobs/s.
+async fn worker_claim_and_ack(q: &Queue, total: usize, slots: usize) -> anyhow::Result<f64> {
+    let me = ConsumerName::unique("bench-worker");
+    let mut claimer = q.claimer(me.clone()).await?;
+    let mut running = JoinSet::new();
+    let mut done = 0;
+    let start = Instant::now();
+    while done < total {
+        while let Some(acked) = running.try_join_next() {
+            acked??;
+            done += 1;
+        }
+        let free = slots - running.len();
+        if free == 0 {
+            if let Some(acked) = running.join_next().await {
+                acked??;
+                done += 1;
+            }
+            continue;
+        }
+        for job in claimer.claim(free, Duration::from_millis(200)).await? {
+            let (q, me) = (q.clone(), me.clone());
+            running.spawn(async move { q.ack(job.id, Some(&me)).await });
+        }
+    }
+    Ok(total as f64 / start.elapsed().as_secs_f64())
 }
 
 /// Claims and acks `total` jobs with `consumers` tasks, each claiming one job at a time;

@@ -11,7 +11,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use gpuq_queue::{Backoff, QueueConfig, RedisTarget};
 use secrecy::ExposeSecret;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::PgConnectOptions;
 use sqlx::PgPool;
 use tracing_actix_web::TracingLogger;
 
@@ -75,10 +75,11 @@ pub struct Application {
 /// PostgreSQL is still coming up, unless migrations must run first.
 pub fn connection_pool(settings: &DatabaseSettings) -> Result<PgPool, sqlx::Error> {
     let options = PgConnectOptions::from_str(settings.url.expose_secret())?;
-    Ok(PgPoolOptions::new()
-        .max_connections(settings.max_connections)
-        .acquire_timeout(Duration::from_millis(settings.acquire_timeout_ms))
-        .connect_lazy_with(options))
+    Ok(gpuq_schemas::pg::pool_options(
+        settings.max_connections,
+        Duration::from_millis(settings.acquire_timeout_ms),
+    )
+    .connect_lazy_with(options))
 }
 
 impl Application {

@@ -93,16 +93,61 @@ pub struct NewJob<'a> {
     pub envelope: &'a Value,
 }
 
-/// Inserts a queued job and returns the row as stored.
-pub async fn insert(
-    tx: &mut Transaction<'_, Postgres>,
+impl JobRecord {
+    /// The row [`record`] writes for `job`: queued, no attempt yet.
+    pub fn queued(job: &NewJob<'_>) -> Self {
+        Self {
+            id: job.id,
+            user_id: job.user_id,
+            job_type: job.job_type.to_owned(),
+            queue: job.queue.to_owned(),
+            status: "queued".to_owned(),
+            prompt: job.prompt.to_owned(),
+            metadata: job.metadata.clone(),
+            config: job.config.clone(),
+            project_id: job.project_id.map(str::to_owned),
+            video_id: job.video_id.map(str::to_owned),
+            image_id: job.image_id.map(str::to_owned),
+            credits: job.credits,
+            attempts: 0,
+            max_attempts: job.max_attempts,
+            error_message: None,
+            enhanced_prompt: None,
+            worker_id: None,
+            created_at: job.created_at,
+            started_at: None,
+            completed_at: None,
+        }
+    }
+}
+
+/// What [`record`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// The row is committed (and the idempotency key, if any, claimed for it).
+    Inserted,
+    /// The user already has `active` unfinished jobs, the limit; nothing was written.
+    TooManyActive {
+        /// Unfinished jobs counted under the user's lock.
+        active: i64,
+    },
+    /// Another request holds the idempotency key; nothing was written.
+    KeyTaken,
+}
+
+/// Records a queued job in one round trip and one transaction (`gpuq_record_job`, see its
+/// migration): under the user's advisory lock, checks the active-job limit, inserts the
+/// row and claims `idempotency_key`.
+pub async fn record(
+    db: &PgPool,
     job: &NewJob<'_>,
-) -> sqlx::Result<JobRecord> {
-    sqlx::query_as(&format!(
-        "INSERT INTO jobs (id, user_id, job_type, queue, status, prompt, metadata, config, project_id, \
-         video_id, image_id, credits, max_attempts, created_at, envelope) \
-         VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING {COLUMNS}"
-    ))
+    idempotency_key: Option<&str>,
+    max_active: i64,
+) -> sqlx::Result<Recorded> {
+    let (outcome, active): (String, i64) = sqlx::query_as(
+        "SELECT outcome, active FROM gpuq_record_job($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
+         $12, $13, $14, $15, $16)",
+    )
     .bind(job.id)
     .bind(job.user_id)
     .bind(job.job_type)
@@ -117,28 +162,18 @@ pub async fn insert(
     .bind(job.max_attempts)
     .bind(job.created_at)
     .bind(job.envelope)
-    .fetch_one(&mut **tx)
-    .await
-}
-
-/// Serializes enqueues of one user for the rest of the transaction, so the active-job
-/// limit cannot be overshot by concurrent requests.
-pub async fn lock_user(tx: &mut Transaction<'_, Postgres>, user: Uuid) -> sqlx::Result<()> {
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 7))")
-        .bind(user)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
-/// Jobs of `user` that are queued or processing.
-pub async fn count_active(tx: &mut Transaction<'_, Postgres>, user: Uuid) -> sqlx::Result<i64> {
-    sqlx::query_scalar(
-        "SELECT count(*) FROM jobs WHERE user_id = $1 AND status IN ('queued', 'processing')",
-    )
-    .bind(user)
-    .fetch_one(&mut **tx)
-    .await
+    .bind(idempotency_key)
+    .bind(max_active)
+    .fetch_one(db)
+    .await?;
+    match outcome.as_str() {
+        "inserted" => Ok(Recorded::Inserted),
+        "too_many_active" => Ok(Recorded::TooManyActive { active }),
+        "key_taken" => Ok(Recorded::KeyTaken),
+        other => Err(sqlx::Error::Protocol(format!(
+            "gpuq_record_job answered {other:?}"
+        ))),
+    }
 }
 
 /// One job.
@@ -246,27 +281,6 @@ pub async fn idempotent_answer(
     .bind(key)
     .fetch_optional(db)
     .await
-}
-
-/// Claims an idempotency key for a new job; false if another request holds it (within 24 h).
-pub async fn claim_idempotency_key(
-    tx: &mut Transaction<'_, Postgres>,
-    user: Uuid,
-    key: &str,
-    job: Uuid,
-) -> sqlx::Result<bool> {
-    // An expired key is replaced; a live one is kept and reported as taken.
-    let done = sqlx::query(
-        "INSERT INTO idempotency_keys (user_id, key, job_id, response) VALUES ($1, $2, $3, '{}'::jsonb) \
-         ON CONFLICT (user_id, key) DO UPDATE SET job_id = EXCLUDED.job_id, response = EXCLUDED.response, \
-         created_at = now() WHERE idempotency_keys.created_at <= now() - interval '24 hours'",
-    )
-    .bind(user)
-    .bind(key)
-    .bind(job)
-    .execute(&mut **tx)
-    .await?;
-    Ok(done.rows_affected() == 1)
 }
 
 /// Frees an idempotency key claimed for `job`, whose enqueue failed.

@@ -8,7 +8,6 @@ use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use secrecy::ExposeSecret;
-use sqlx::postgres::PgPoolOptions;
 use tokio_util::sync::CancellationToken;
 use tracing_actix_web::TracingLogger;
 
@@ -29,9 +28,7 @@ pub struct Application {
 
 /// Connects to PostgreSQL (lazily: the first query connects).
 pub fn pg_pool(settings: &Settings) -> anyhow::Result<sqlx::PgPool> {
-    Ok(PgPoolOptions::new()
-        .max_connections(32)
-        .acquire_timeout(Duration::from_secs(3))
+    Ok(gpuq_schemas::pg::pool_options(32, Duration::from_secs(3))
         .connect_lazy(settings.database_url.expose_secret())?)
 }
 

@@ -21,6 +21,8 @@ pub mod catalog;
 mod envelope;
 mod event;
 mod job_id;
+#[cfg(feature = "postgres")]
+pub mod pg;
 mod queue_name;
 mod request;
 pub mod signature;

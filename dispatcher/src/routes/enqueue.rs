@@ -10,7 +10,7 @@ use gpuq_queue::{EnqueueOptions, EnqueueOutcome, Lane};
 use gpuq_schemas::{JobEnvelope, JobEvent, JobId, JobStatus, UserId};
 
 use crate::auth::Caller;
-use crate::jobs_db::{self, JobRecord, NewJob};
+use crate::jobs_db::{self, JobRecord, NewJob, Recorded};
 use crate::metrics::JobTypeLabel;
 use crate::openapi::{EnqueueAnswer, EnqueueBody, ErrorBody, Internal, Unauthorized, Unavailable};
 use crate::state::AppState;
@@ -184,33 +184,18 @@ fn envelope(id: JobId, user: UserId, job: &ValidatedJob) -> JobEnvelope {
 }
 
 /// Writes the `jobs` row (and claims the idempotency key) in one transaction, under the
-/// user's lock so the active-job limit holds. False if the key was taken meanwhile.
+/// user's lock so the active-job limit holds. None if the key was taken meanwhile.
 async fn record(
     state: &AppState,
     env: &JobEnvelope,
     job: &ValidatedJob,
     idem_key: Option<&str>,
 ) -> Result<Option<JobRecord>, ApiError> {
-    let user = env.user_id.as_uuid();
-    let mut tx = state.db.begin().await?;
-    jobs_db::lock_user(&mut tx, user).await?;
-    let active = jobs_db::count_active(&mut tx, user).await?;
-    let max = state.settings.limits.max_active_jobs_per_user;
-    if active >= max {
-        reject_metric(state, "too_many_active_jobs");
-        return Err(ApiError::TooManyRequests {
-            code: "too_many_active_jobs",
-            message: format!(
-                "you already have {active} jobs queued or running; the limit is {max}"
-            ),
-            retry_after: 5,
-        });
-    }
     let config = serde_json::to_value(&env.config).map_err(|e| ApiError::Internal(e.into()))?;
     let envelope = serde_json::to_value(env).map_err(|e| ApiError::Internal(e.into()))?;
     let row = NewJob {
         id: env.job_id.as_uuid(),
-        user_id: user,
+        user_id: env.user_id.as_uuid(),
         job_type: env.job_type.as_str(),
         queue: &env.queue,
         prompt: &env.prompt,
@@ -224,15 +209,21 @@ async fn record(
         created_at: env.created_at,
         envelope: &envelope,
     };
-    let stored = jobs_db::insert(&mut tx, &row).await?;
-    if let Some(key) = idem_key {
-        if !jobs_db::claim_idempotency_key(&mut tx, user, key, env.job_id.as_uuid()).await? {
-            tx.rollback().await?;
-            return Ok(None);
+    let max = state.settings.limits.max_active_jobs_per_user;
+    match jobs_db::record(&state.db, &row, idem_key, max).await? {
+        Recorded::Inserted => Ok(Some(JobRecord::queued(&row))),
+        Recorded::KeyTaken => Ok(None),
+        Recorded::TooManyActive { active } => {
+            reject_metric(state, "too_many_active_jobs");
+            Err(ApiError::TooManyRequests {
+                code: "too_many_active_jobs",
+                message: format!(
+                    "you already have {active} jobs queued or running; the limit is {max}"
+                ),
+                retry_after: 5,
+            })
         }
     }
-    tx.commit().await?;
-    Ok(Some(stored))
 }
 
 /// Puts the recorded job on its queue. Never leaves a `queued` row with nothing behind it:

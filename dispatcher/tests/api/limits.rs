@@ -91,3 +91,33 @@ async fn a_full_queue_answers_429_queue_full_and_leaves_no_row() {
         (1, 1)
     );
 }
+
+#[tokio::test]
+async fn concurrent_enqueues_never_overshoot_the_active_job_limit() {
+    // The count and the insert happen in one PostgreSQL function under the user's lock;
+    // if the count saw a snapshot from before the lock, these would all count 0.
+    let app = spawn_app_with(|s| {
+        s.limits.max_active_jobs_per_user = 3;
+        s.limits.requests_per_second = 1_000.0;
+        s.limits.burst = 1_000;
+    })
+    .await;
+    let token = token_for(Uuid::new_v4());
+    let body = job_body("sdxl_image_fast", "race");
+    let answers =
+        futures_util::future::join_all((0..24).map(|_| app.post_job(&token, &body))).await;
+    let mut accepted = 0;
+    for resp in answers {
+        match resp.status().as_u16() {
+            202 => accepted += 1,
+            _ => {
+                assert_error(resp, 429, "too_many_active_jobs").await;
+            }
+        }
+    }
+    assert_eq!(accepted, 3);
+    assert_eq!(
+        (app.job_count().await, app.waiting("sdxl_queue").await),
+        (3, 3)
+    );
+}
