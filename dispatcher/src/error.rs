@@ -95,10 +95,22 @@ impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
         match e {
             sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+                Self::from_shared_db_error(&e)
+            }
+            other => Self::Internal(other.into()),
+        }
+    }
+}
+
+impl ApiError {
+    /// As `From<sqlx::Error>`, for an error several requests share (a failed batch).
+    pub fn from_shared_db_error(e: &sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
                 tracing::error!(error = %e, "postgres unavailable");
                 Self::Unavailable("database unavailable".into())
             }
-            other => Self::Internal(other.into()),
+            other => Self::Internal(anyhow::anyhow!("{other}")),
         }
     }
 }

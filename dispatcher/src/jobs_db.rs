@@ -1,6 +1,8 @@
 //! The `jobs` table as the dispatcher uses it: insert on enqueue, read, cancel, requeue,
 //! and the idempotency keys that remember enqueue answers.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
@@ -61,53 +63,56 @@ const COLUMNS: &str = "id, user_id, job_type, queue, status, prompt, metadata, c
     image_id, credits, attempts, max_attempts, error_message, enhanced_prompt, worker_id, created_at, \
     started_at, completed_at";
 
-/// A row to insert.
-pub struct NewJob<'a> {
+/// A job to record (see [`record_batch`]); serialized as one element of the batch.
+#[derive(Debug, Clone, Serialize)]
+pub struct NewJob {
     /// Id.
     pub id: Uuid,
     /// Owner.
     pub user_id: Uuid,
     /// Type.
-    pub job_type: &'a str,
+    pub job_type: &'static str,
     /// Queue.
-    pub queue: &'a str,
+    pub queue: String,
     /// Prompt.
-    pub prompt: &'a str,
+    pub prompt: String,
     /// Metadata.
-    pub metadata: &'a Value,
+    pub metadata: Value,
     /// Config.
-    pub config: &'a Value,
+    pub config: Value,
     /// Pass-through ids.
-    pub project_id: Option<&'a str>,
+    pub project_id: Option<String>,
     /// Pass-through ids.
-    pub video_id: Option<&'a str>,
+    pub video_id: Option<String>,
     /// Pass-through ids.
-    pub image_id: Option<&'a str>,
+    pub image_id: Option<String>,
     /// Credits.
     pub credits: i32,
     /// Max attempts.
     pub max_attempts: i32,
-    /// Accepted at.
+    /// Accepted at (whole microseconds, as PostgreSQL stores it).
     pub created_at: DateTime<Utc>,
     /// The envelope as enqueued, for the reconciler.
-    pub envelope: &'a Value,
+    pub envelope: Value,
+    /// The request's `Idempotency-Key`, claimed with the row.
+    pub idempotency_key: Option<String>,
 }
 
 impl JobRecord {
-    /// The row [`record`] writes for `job`: queued, no attempt yet.
-    pub fn queued(job: &NewJob<'_>) -> Self {
+    /// The row [`record_batch`] writes for `job`: queued, no attempt yet.
+    pub fn queued(job: &NewJob) -> Self {
         Self {
             id: job.id,
             user_id: job.user_id,
             job_type: job.job_type.to_owned(),
-            queue: job.queue.to_owned(),
+            queue: job.queue.clone(),
             status: "queued".to_owned(),
-            prompt: job.prompt.to_owned(),
+            prompt: job.prompt.clone(),
             metadata: job.metadata.clone(),
             config: job.config.clone(),
-            project_id: job.project_id.map(str::to_owned),
-            video_id: job.video_id.map(str::to_owned),
-            image_id: job.image_id.map(str::to_owned),
+            project_id: job.project_id.clone(),
+            video_id: job.video_id.clone(),
+            image_id: job.image_id.clone(),
             credits: job.credits,
             attempts: 0,
             max_attempts: job.max_attempts,
@@ -121,7 +126,7 @@ impl JobRecord {
     }
 }
 
-/// What [`record`] did.
+/// What [`record_batch`] did with one job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recorded {
     /// The row is committed (and the idempotency key, if any, claimed for it).
@@ -135,45 +140,52 @@ pub enum Recorded {
     KeyTaken,
 }
 
-/// Records a queued job in one round trip and one transaction (`gpuq_record_job`, see its
-/// migration): under the user's advisory lock, checks the active-job limit, inserts the
-/// row and claims `idempotency_key`.
-pub async fn record(
+/// Records queued jobs in one round trip and one transaction (`gpuq_record_jobs`, see its
+/// migration): for each, under its user's advisory lock, checks the active-job limit,
+/// inserts the row and claims its idempotency key. Answers in the order of `jobs`.
+pub async fn record_batch(
     db: &PgPool,
-    job: &NewJob<'_>,
-    idempotency_key: Option<&str>,
+    jobs: &[&NewJob],
     max_active: i64,
-) -> sqlx::Result<Recorded> {
-    let (outcome, active): (String, i64) = sqlx::query_as(
-        "SELECT outcome, active FROM gpuq_record_job($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
-         $12, $13, $14, $15, $16)",
-    )
-    .bind(job.id)
-    .bind(job.user_id)
-    .bind(job.job_type)
-    .bind(job.queue)
-    .bind(job.prompt)
-    .bind(job.metadata)
-    .bind(job.config)
-    .bind(job.project_id)
-    .bind(job.video_id)
-    .bind(job.image_id)
-    .bind(job.credits)
-    .bind(job.max_attempts)
-    .bind(job.created_at)
-    .bind(job.envelope)
-    .bind(idempotency_key)
-    .bind(max_active)
-    .fetch_one(db)
-    .await?;
-    match outcome.as_str() {
-        "inserted" => Ok(Recorded::Inserted),
-        "too_many_active" => Ok(Recorded::TooManyActive { active }),
-        "key_taken" => Ok(Recorded::KeyTaken),
-        other => Err(sqlx::Error::Protocol(format!(
-            "gpuq_record_job answered {other:?}"
-        ))),
+) -> sqlx::Result<Vec<Recorded>> {
+    #[derive(Serialize)]
+    struct Row<'a> {
+        ord: usize,
+        #[serde(flatten)]
+        job: &'a NewJob,
     }
+    let rows: Vec<Row<'_>> = jobs
+        .iter()
+        .enumerate()
+        .map(|(ord, &job)| Row { ord, job })
+        .collect();
+    let answers: Vec<(Uuid, String, i64)> =
+        sqlx::query_as("SELECT recorded_id, outcome, active_jobs FROM gpuq_record_jobs($1, $2)")
+            .bind(sqlx::types::Json(&rows))
+            .bind(max_active)
+            .fetch_all(db)
+            .await?;
+    let mut by_id = HashMap::with_capacity(answers.len());
+    for (id, outcome, active) in answers {
+        let recorded = match outcome.as_str() {
+            "inserted" => Recorded::Inserted,
+            "too_many_active" => Recorded::TooManyActive { active },
+            "key_taken" => Recorded::KeyTaken,
+            other => {
+                return Err(sqlx::Error::Protocol(format!(
+                    "gpuq_record_jobs answered {other:?}"
+                )))
+            }
+        };
+        by_id.insert(id, recorded);
+    }
+    jobs.iter()
+        .map(|job| {
+            by_id.remove(&job.id).ok_or_else(|| {
+                sqlx::Error::Protocol(format!("gpuq_record_jobs did not answer for {}", job.id))
+            })
+        })
+        .collect()
 }
 
 /// One job.

@@ -28,6 +28,7 @@ pub mod maintenance;
 pub mod metrics;
 pub mod openapi;
 pub mod reconcile;
+pub mod recorder;
 pub mod routes;
 pub mod startup;
 mod state;

@@ -11,12 +11,15 @@ use gpuq_queue::{Queue, QueueStats, RedisConn, RedisTarget};
 use crate::auth::Authenticator;
 use crate::configuration::Settings;
 use crate::metrics::Metrics;
+use crate::recorder::Recorder;
 use crate::ApiError;
 
 /// Shared state.
 pub struct AppState {
     /// PostgreSQL, the system of record.
     pub db: PgPool,
+    /// Writes enqueued jobs to `db` in batches.
+    pub recorder: Recorder,
     /// One handle per catalog queue, by name.
     pub queues: BTreeMap<String, Queue>,
     /// Shared multiplexed Redis connection (rate limits, events).
@@ -40,7 +43,7 @@ pub struct AppState {
 const STATS_TTL: Duration = Duration::from_secs(1);
 
 impl AppState {
-    /// Assembles the state.
+    /// Assembles the state and starts the job recorder (call it inside a tokio runtime).
     pub fn new(
         db: PgPool,
         queues: BTreeMap<String, Queue>,
@@ -49,8 +52,10 @@ impl AppState {
         auth: Authenticator,
         settings: Settings,
     ) -> Self {
+        let recorder = Recorder::spawn(db.clone(), settings.limits.max_active_jobs_per_user);
         Self {
             db,
+            recorder,
             queues,
             redis,
             redis_target,

@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use chrono::Utc;
+use chrono::{SubsecRound, Utc};
 use serde_json::{json, Value};
 
 use gpuq_queue::{EnqueueOptions, EnqueueOutcome, Lane};
@@ -178,40 +178,42 @@ fn envelope(id: JobId, user: UserId, job: &ValidatedJob) -> JobEnvelope {
         model_variant: spec.model_variant.into(),
         attempt: 0,
         max_attempts: spec.max_attempts,
-        created_at: Utc::now(),
+        // PostgreSQL keeps microseconds; the answer and the row must agree.
+        created_at: Utc::now().trunc_subsecs(6),
         metadata,
     }
 }
 
 /// Writes the `jobs` row (and claims the idempotency key) in one transaction, under the
-/// user's lock so the active-job limit holds. None if the key was taken meanwhile.
+/// user's lock so the active-job limit holds (see [`crate::recorder`]). None if the key
+/// was taken meanwhile.
 async fn record(
     state: &AppState,
     env: &JobEnvelope,
     job: &ValidatedJob,
     idem_key: Option<&str>,
 ) -> Result<Option<JobRecord>, ApiError> {
-    let config = serde_json::to_value(&env.config).map_err(|e| ApiError::Internal(e.into()))?;
-    let envelope = serde_json::to_value(env).map_err(|e| ApiError::Internal(e.into()))?;
     let row = NewJob {
         id: env.job_id.as_uuid(),
         user_id: env.user_id.as_uuid(),
         job_type: env.job_type.as_str(),
-        queue: &env.queue,
-        prompt: &env.prompt,
-        metadata: &env.metadata,
-        config: &config,
-        project_id: job.project_id.as_deref(),
-        video_id: job.video_id.as_deref(),
-        image_id: job.image_id.as_deref(),
+        queue: env.queue.clone(),
+        prompt: env.prompt.clone(),
+        metadata: env.metadata.clone(),
+        config: to_value(&env.config)?,
+        project_id: job.project_id.clone(),
+        video_id: job.video_id.clone(),
+        image_id: job.image_id.clone(),
         credits: env.job_type.spec().credits as i32,
         max_attempts: env.max_attempts as i32,
         created_at: env.created_at,
-        envelope: &envelope,
+        envelope: to_value(env)?,
+        idempotency_key: idem_key.map(str::to_owned),
     };
     let max = state.settings.limits.max_active_jobs_per_user;
-    match jobs_db::record(&state.db, &row, idem_key, max).await? {
-        Recorded::Inserted => Ok(Some(JobRecord::queued(&row))),
+    let record = JobRecord::queued(&row);
+    match state.recorder.record(row).await? {
+        Recorded::Inserted => Ok(Some(record)),
         Recorded::KeyTaken => Ok(None),
         Recorded::TooManyActive { active } => {
             reject_metric(state, "too_many_active_jobs");
@@ -224,6 +226,10 @@ async fn record(
             })
         }
     }
+}
+
+fn to_value(v: &impl serde::Serialize) -> Result<Value, ApiError> {
+    serde_json::to_value(v).map_err(|e| ApiError::Internal(e.into()))
 }
 
 /// Puts the recorded job on its queue. Never leaves a `queued` row with nothing behind it:

@@ -11,3 +11,4 @@ mod jobs;
 mod limits;
 mod loops;
 mod reconcile;
+mod recorder;

@@ -1,0 +1,106 @@
+//! `jobs_db::record_batch` (the `gpuq_record_jobs` function) on batches the HTTP tests
+//! cannot force: several jobs of one user, one idempotency key twice, users out of order.
+
+use chrono::{SubsecRound, Utc};
+use serde_json::json;
+use uuid::Uuid;
+
+use gpuq_dispatcher::jobs_db::{self, NewJob, Recorded};
+
+use crate::helpers::*;
+
+fn job(user: Uuid, key: Option<&str>) -> NewJob {
+    NewJob {
+        id: Uuid::new_v4(),
+        user_id: user,
+        job_type: "sdxl_image_fast",
+        queue: "sdxl_queue".into(),
+        prompt: "batch".into(),
+        metadata: json!({"prompt": "batch"}),
+        config: json!({}),
+        project_id: None,
+        video_id: None,
+        image_id: None,
+        credits: 1,
+        max_attempts: 3,
+        created_at: Utc::now().trunc_subsecs(6),
+        envelope: json!({}),
+        idempotency_key: key.map(str::to_owned),
+    }
+}
+
+async fn rows_of(app: &TestApp, user: Uuid) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM jobs WHERE user_id = $1")
+        .bind(user)
+        .fetch_one(&app.db)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_batch_applies_the_active_limit_job_by_job_and_answers_in_input_order() {
+    let app = spawn_app().await;
+    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    // Interleaved and unsorted users; the function locks in user order but the answers
+    // come back in ours.
+    let jobs = [
+        job(b, None),
+        job(a, None),
+        job(b, None),
+        job(a, None),
+        job(b, None),
+    ];
+    let refs: Vec<&NewJob> = jobs.iter().collect();
+    let answers = jobs_db::record_batch(&app.db, &refs, 2).await.unwrap();
+    assert_eq!(
+        answers,
+        [
+            Recorded::Inserted,
+            Recorded::Inserted,
+            Recorded::Inserted,
+            Recorded::Inserted,
+            Recorded::TooManyActive { active: 2 },
+        ]
+    );
+    assert_eq!((rows_of(&app, a).await, rows_of(&app, b).await), (2, 2));
+    // The limit counts what earlier batches committed too.
+    let again = job(a, None);
+    let answers = jobs_db::record_batch(&app.db, &[&again], 2).await.unwrap();
+    assert_eq!(answers, [Recorded::TooManyActive { active: 2 }]);
+}
+
+#[tokio::test]
+async fn one_idempotency_key_twice_in_a_batch_records_one_job() {
+    let app = spawn_app().await;
+    let user = Uuid::new_v4();
+    let (first, second) = (job(user, Some("k")), job(user, Some("k")));
+    let other_user = job(Uuid::new_v4(), Some("k"));
+    let answers = jobs_db::record_batch(&app.db, &[&first, &second, &other_user], 20)
+        .await
+        .unwrap();
+    assert_eq!(
+        answers,
+        [Recorded::Inserted, Recorded::KeyTaken, Recorded::Inserted]
+    );
+    assert_eq!(rows_of(&app, user).await, 1);
+    let holder: Uuid =
+        sqlx::query_scalar("SELECT job_id FROM idempotency_keys WHERE user_id = $1 AND key = 'k'")
+            .bind(user)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(holder, first.id);
+}
+
+#[tokio::test]
+async fn a_refused_batch_writes_nothing() {
+    let app = spawn_app().await;
+    let good = job(Uuid::new_v4(), None);
+    let mut bad = job(Uuid::new_v4(), None);
+    bad.max_attempts = 0; // violates the CHECK on max_attempts
+    let err = jobs_db::record_batch(&app.db, &[&good, &bad], 20)
+        .await
+        .unwrap_err();
+    assert!(err.as_database_error().is_some(), "{err}");
+    assert_eq!(app.job_count().await, 0);
+}
