@@ -13,8 +13,6 @@ pub(crate) struct JobRow {
     pub job_type: String,
     pub queue: String,
     pub status: String,
-    pub prompt: String,
-    pub attempts: i32,
     pub worker_id: Option<String>,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub started_at: Option<chrono::DateTime<chrono::Utc>>,
@@ -28,8 +26,6 @@ pub(crate) struct Job {
     pub job_type: JobType,
     pub queue: String,
     pub status: JobStatus,
-    pub prompt: String,
-    pub attempts: i32,
     pub worker_id: Option<String>,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub started_at: Option<chrono::DateTime<chrono::Utc>>,
@@ -56,8 +52,6 @@ impl TryFrom<JobRow> for Job {
                 .map_err(|_| corrupt("unknown job_type"))?,
             status: row.status.parse().map_err(|_| corrupt("unknown status"))?,
             queue: row.queue,
-            prompt: row.prompt,
-            attempts: row.attempts,
             worker_id: row.worker_id,
             created_at: row.created_at,
             started_at: row.started_at,
@@ -65,8 +59,7 @@ impl TryFrom<JobRow> for Job {
     }
 }
 
-const COLUMNS: &str =
-    "id, user_id, job_type, queue, status, prompt, attempts, worker_id, created_at, started_at";
+const COLUMNS: &str = "id, user_id, job_type, queue, status, worker_id, created_at, started_at";
 
 /// Loads and locks the job inside the caller's transaction: concurrent callbacks for one
 /// job wait here for each other, so each sees the previous one's result.
@@ -80,7 +73,34 @@ pub(crate) async fn lock(conn: &mut PgConnection, id: JobId) -> Result<Job, Reco
         .try_into()
 }
 
-/// Loads the job without locking (progress reports change no row).
+/// What a transition function (`gpuq_start_job`, `gpuq_complete_job`) returns: the job as
+/// it was when locked, and whether the transition was applied.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct Locked {
+    #[sqlx(flatten)]
+    row: JobRow,
+    applied: bool,
+}
+
+impl Locked {
+    /// The job as locked and whether the transition applied; `JobNotFound` for no row.
+    pub fn into_job(locked: Option<Self>) -> Result<(Job, bool), RecordError> {
+        let locked = locked.ok_or(RecordError::JobNotFound)?;
+        Ok((locked.row.try_into()?, locked.applied))
+    }
+}
+
+/// The statuses a job may move to `to` from: the `p_from` of the transition functions.
+pub(crate) fn sources(to: JobStatus) -> Vec<&'static str> {
+    JobStatus::ALL
+        .into_iter()
+        .filter(|s| s.can_transition(to))
+        .map(JobStatus::as_str)
+        .collect()
+}
+
+/// Loads the job without locking (progress reports change no row; a completion builds
+/// its rows from columns that never change, then locks).
 pub(crate) async fn peek(pool: &PgPool, id: JobId) -> Result<Job, RecordError> {
     let sql = format!("SELECT {COLUMNS} FROM jobs WHERE id = $1");
     sqlx::query_as::<_, JobRow>(&sql)

@@ -6,35 +6,30 @@ use super::{ignored, job, RecordError, Recorded, Recorder, Report, REDIS_TIMEOUT
 
 impl Recorder {
     /// Sets status `processing`, the worker id, `started_at` (the first start is kept) and
-    /// `attempts` (see [`Recorder::delivery_attempt`]).
+    /// `attempts` (see [`Recorder::delivery_attempt`]), in one round trip
+    /// (`gpuq_start_job`, which locks the row).
     pub(super) async fn processing(&self, report: Report) -> Result<Recorded, RecordError> {
         let cb = report.callback;
-        let mut tx = self.pool.begin().await?;
-        let job = job::lock(&mut tx, cb.job_id).await?;
-        if !job.status.can_transition(JobStatus::Processing) {
-            return Ok(ignored(&job));
-        }
         let attempt = match report.attempt {
             Some(a) => Some(a),
-            None => self.delivery_attempt(&job).await,
+            // A report shape without an attempt: ask Redis, which counts claims.
+            None => {
+                let job = job::peek(&self.pool, cb.job_id).await?;
+                self.delivery_attempt(&job).await
+            }
         };
-        // Without any attempt number, a start from `queued` is a new delivery.
-        let attempts = match attempt {
-            Some(a) => job.attempts.max(i32::try_from(a).unwrap_or(i32::MAX)),
-            None if job.status == JobStatus::Queued => job.attempts.saturating_add(1),
-            None => job.attempts,
-        };
+        let locked = sqlx::query_as("SELECT * FROM gpuq_start_job($1, $2, $3, $4)")
+            .bind(cb.job_id.as_uuid())
+            .bind(job::sources(JobStatus::Processing))
+            .bind(&cb.worker_id)
+            .bind(attempt.map(|a| i32::try_from(a).unwrap_or(i32::MAX)))
+            .fetch_optional(&self.pool)
+            .await?;
+        let (job, applied) = job::Locked::into_job(locked)?;
+        if !applied {
+            return Ok(ignored(&job));
+        }
         let worker = cb.worker_id.or_else(|| job.worker_id.clone());
-        sqlx::query(
-            "UPDATE jobs SET status = 'processing', started_at = COALESCE(started_at, now()), \
-             worker_id = $2, attempts = $3, updated_at = now() WHERE id = $1",
-        )
-        .bind(job.id.as_uuid())
-        .bind(&worker)
-        .bind(attempts)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
         if job.status != JobStatus::Processing || worker != job.worker_id {
             self.publish(JobEvent::status(job.id, JobStatus::Processing, None))
                 .await;

@@ -244,3 +244,35 @@ async fn a_bad_storage_path_is_rejected_with_422_and_nothing_is_written() {
         "the job stays in redis"
     );
 }
+
+#[tokio::test]
+async fn a_storage_path_recorded_for_another_job_is_rejected_with_409_and_nothing_is_written() {
+    let app = spawn_app().await;
+    let first = app.job(JobType::SdxlImageFast).await;
+    let mut second = app.job(JobType::SdxlImageFast).await;
+    // Both jobs belong to one user, so the path is inside the second job's prefix too.
+    sqlx::query("UPDATE jobs SET user_id = $1 WHERE id = $2")
+        .bind(first.user.as_uuid())
+        .bind(second.id.as_uuid())
+        .execute(&app.db)
+        .await
+        .unwrap();
+    second.user = first.user;
+    let done = |job: &crate::helpers::TestJob, names: &[&str]| {
+        let outputs: Vec<_> = names.iter().map(|n| json!({"path": job.key(n)})).collect();
+        json!({"jobId": job.id, "status": "completed", "attempt": 1, "outputs": outputs})
+    };
+    let res = app.post_callback(&done(&first, &["shared.png"])).await;
+    assert_eq!(res.status(), 200);
+    let res = app
+        .post_callback(&done(&second, &["own.png", "shared.png"]))
+        .await;
+    assert_eq!(res.status(), 409);
+    assert_eq!(json(res).await["error"]["code"], "storage_path_in_use");
+    // Nothing of the second job was written, not even its first, unshared output.
+    assert!(app.images(second.id).await.is_empty());
+    let row = app.job_row(second.id).await;
+    assert_ne!(row.status, "completed");
+    assert!(row.completed_at.is_none());
+    assert_eq!(app.images(first.id).await.len(), 1);
+}
