@@ -340,8 +340,9 @@ pub async fn run(a: ChaosArgs) -> anyhow::Result<Vec<Figure>> {
     loop {
         tokio::time::sleep(Duration::from_millis(a.fault_every_ms)).await;
         let done_enqueueing = enqueue.is_finished();
-        let finished = count_finished(&db).await?;
-        let all = accepted.lock().unwrap().len();
+        let so_far = accepted.lock().unwrap().clone();
+        let finished = count_finished(&db, &so_far).await?;
+        let all = so_far.len();
         let every_kind = Fault::ALL.iter().all(|f| injected.contains_key(f));
         if done_enqueueing && every_kind && finished * 10 >= all * 8 {
             break;
@@ -364,7 +365,7 @@ pub async fn run(a: ChaosArgs) -> anyhow::Result<Vec<Figure>> {
     // Drain: every accepted job finished, or the deadline.
     let accepted: Vec<Uuid> = accepted.lock().unwrap().clone();
     let deadline = started + Duration::from_secs(a.timeout_secs);
-    while count_finished(&db).await? < accepted.len() && Instant::now() < deadline {
+    while count_finished(&db, &accepted).await? < accepted.len() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let total = started.elapsed();
@@ -537,10 +538,15 @@ enum Attempt {
     Refused(String),
 }
 
-async fn count_finished(db: &sqlx::PgPool) -> anyhow::Result<usize> {
+/// How many of the `accepted` jobs are finished. Only those: a request answered 503 leaves
+/// a `failed` row the client never got an id for (its retry made another job), and
+/// counting it once ended the drain while an accepted job was still running.
+async fn count_finished(db: &sqlx::PgPool, accepted: &[Uuid]) -> anyhow::Result<usize> {
     let n: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM jobs WHERE status IN ('completed', 'failed', 'cancelled')",
+        "SELECT count(*) FROM jobs WHERE id = ANY($1) \
+         AND status IN ('completed', 'failed', 'cancelled')",
     )
+    .bind(accepted)
     .fetch_one(db)
     .await?;
     Ok(n as usize)
