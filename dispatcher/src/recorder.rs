@@ -91,32 +91,42 @@ async fn write_batches(db: PgPool, max_active: i64, mut pending: mpsc::Receiver<
     }
 }
 
-/// Writes one batch and answers its requests. If PostgreSQL refuses the batch itself (a
-/// constraint, not a lost connection), each job is retried alone, so one bad row fails
-/// only its own request.
+/// Writes one batch and answers its requests.
 async fn write(db: &PgPool, max_active: i64, batch: Vec<Pending>) {
-    let jobs: Vec<&NewJob> = batch.iter().map(|p| &p.job).collect();
-    match jobs_db::record_batch(db, &jobs, max_active).await {
-        Ok(answers) => {
-            for (p, recorded) in batch.into_iter().zip(answers) {
-                let _ = p.answer.send(Ok(recorded));
-            }
-        }
-        Err(sqlx::Error::Database(e)) if batch.len() > 1 => {
-            tracing::warn!(error = %e, jobs = batch.len(), "batch refused; recording its jobs one by one");
-            for p in batch {
-                let answer = jobs_db::record_batch(db, &[&p.job], max_active)
+    let (jobs, answers): (Vec<NewJob>, Vec<_>) =
+        batch.into_iter().map(|p| (p.job, p.answer)).unzip();
+    let results = write_batch(db, max_active, &jobs).await;
+    for (answer, result) in answers.into_iter().zip(results) {
+        let _ = answer.send(result);
+    }
+}
+
+/// Records `jobs` as one batch; one answer per job, in order. If PostgreSQL refuses the
+/// batch itself (a constraint, not a lost connection), each job is retried alone, so one
+/// bad row fails only its own request.
+pub async fn write_batch(
+    db: &PgPool,
+    max_active: i64,
+    jobs: &[NewJob],
+) -> Vec<Result<Recorded, Arc<sqlx::Error>>> {
+    let refs: Vec<&NewJob> = jobs.iter().collect();
+    match jobs_db::record_batch(db, &refs, max_active).await {
+        Ok(answers) => answers.into_iter().map(Ok).collect(),
+        Err(sqlx::Error::Database(e)) if jobs.len() > 1 => {
+            tracing::warn!(error = %e, jobs = jobs.len(), "batch refused; recording its jobs one by one");
+            let mut answers = Vec::with_capacity(jobs.len());
+            for job in jobs {
+                let answer = jobs_db::record_batch(db, &[job], max_active)
                     .await
                     .map(|mut a| a.remove(0))
                     .map_err(Arc::new);
-                let _ = p.answer.send(answer);
+                answers.push(answer);
             }
+            answers
         }
         Err(e) => {
             let e = Arc::new(e);
-            for p in batch {
-                let _ = p.answer.send(Err(Arc::clone(&e)));
-            }
+            jobs.iter().map(|_| Err(Arc::clone(&e))).collect()
         }
     }
 }

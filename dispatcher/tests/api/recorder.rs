@@ -1,11 +1,13 @@
 //! `jobs_db::record_batch` (the `gpuq_record_jobs` function) on batches the HTTP tests
-//! cannot force: several jobs of one user, one idempotency key twice, users out of order.
+//! cannot force: several jobs of one user, one idempotency key twice, users out of order,
+//! a refused batch.
 
 use chrono::{SubsecRound, Utc};
 use serde_json::json;
 use uuid::Uuid;
 
 use gpuq_dispatcher::jobs_db::{self, NewJob, Recorded};
+use gpuq_dispatcher::recorder::write_batch;
 
 use crate::helpers::*;
 
@@ -103,4 +105,29 @@ async fn a_refused_batch_writes_nothing() {
         .unwrap_err();
     assert!(err.as_database_error().is_some(), "{err}");
     assert_eq!(app.job_count().await, 0);
+}
+
+#[tokio::test]
+async fn a_refused_batch_is_retried_job_by_job_so_only_the_bad_job_fails() {
+    let app = spawn_app().await;
+    let (first, last) = (job(Uuid::new_v4(), None), job(Uuid::new_v4(), None));
+    let mut bad = job(Uuid::new_v4(), None);
+    bad.max_attempts = 0; // violates the CHECK on max_attempts
+    let answers = write_batch(&app.db, 20, &[first.clone(), bad, last.clone()]).await;
+    assert!(matches!(answers[0], Ok(Recorded::Inserted)), "{answers:?}");
+    assert!(
+        answers[1]
+            .as_ref()
+            .is_err_and(|e| e.as_database_error().is_some()),
+        "{answers:?}"
+    );
+    assert!(matches!(answers[2], Ok(Recorded::Inserted)), "{answers:?}");
+    assert_eq!(app.job_count().await, 2);
+    assert_eq!(
+        (
+            rows_of(&app, first.user_id).await,
+            rows_of(&app, last.user_id).await
+        ),
+        (1, 1)
+    );
 }
