@@ -55,13 +55,10 @@ impl Recorder {
             .send(Pending { job, answer })
             .await
             .map_err(|_| gone())?;
-        match answered.await.map_err(|_| gone())? {
-            Ok(recorded) => Ok(recorded),
-            Err(e) => Err(match Arc::try_unwrap(e) {
-                Ok(e) => ApiError::from(e),
-                Err(shared) => ApiError::from_shared_db_error(&shared),
-            }),
-        }
+        answered
+            .await
+            .map_err(|_| gone())?
+            .map_err(|e| ApiError::from_shared_db_error(&e))
     }
 }
 
