@@ -281,7 +281,7 @@ pub async fn run(a: ChaosArgs) -> anyhow::Result<Vec<Figure>> {
     std::fs::create_dir_all(dir.join("storage"))?;
     let dir = std::fs::canonicalize(dir)?;
     eprintln!("chaos: logs and outputs in {}", dir.display());
-    let database = fresh_database().await?;
+    let database = fresh_database().await;
     let mut stack = Stack {
         bins: std::fs::canonicalize(&a.bin_dir)
             .map_err(|e| anyhow::anyhow!("{}: {e}", a.bin_dir.display()))?,
@@ -472,7 +472,7 @@ async fn enqueue_all(
 ) -> anyhow::Result<Duration> {
     let tokens: Vec<String> = (0..200)
         .map(|_| mint_token(JWT_SECRET, Uuid::new_v4()))
-        .collect::<Result<_, _>>()?;
+        .collect();
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()?;

@@ -55,7 +55,7 @@ pub async fn start_dispatcher(
     namespace: &str,
     extra: &[(&str, &str)],
 ) -> anyhow::Result<Dispatcher> {
-    let db = fresh_database().await?;
+    let db = fresh_database().await;
     let port = free_port()?;
     let mut cmd = Command::new(bin);
     cmd.env("DATABASE_URL", &db)
@@ -86,7 +86,7 @@ pub async fn start_dispatcher(
 }
 
 /// Bearer tokens for `n` random users.
-pub fn tokens(n: usize) -> anyhow::Result<Vec<String>> {
+pub fn tokens(n: usize) -> Vec<String> {
     (0..n)
         .map(|_| mint_token(SECRET, uuid::Uuid::new_v4()))
         .collect()
@@ -96,7 +96,7 @@ pub fn tokens(n: usize) -> anyhow::Result<Vec<String>> {
 pub async fn run(redis_url: &str, a: HttpArgs) -> anyhow::Result<Vec<Figure>> {
     let ns = format!("bench-{}", uuid::Uuid::new_v4().simple());
     let d = start_dispatcher(&a.dispatcher, redis_url, &ns, &[]).await?;
-    let tokens = Arc::new(tokens(a.users)?);
+    let tokens = Arc::new(tokens(a.users));
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()?;

@@ -11,7 +11,7 @@ use serde_json::json;
 use tokio::task::JoinSet;
 
 use gpuq_queue::{ConsumerName, EnqueueOptions, Queue, QueueConfig};
-use gpuq_schemas::{GenerationConfig, JobEnvelope, JobId, JobType, QueueName};
+use gpuq_schemas::{JobEnvelope, JobType, QueueName};
 
 use crate::figures::Figure;
 
@@ -69,40 +69,11 @@ async fn bench_queue(redis_url: &str) -> anyhow::Result<Queue> {
 
 /// A realistic SDXL envelope padded to about `size` bytes of JSON.
 pub fn envelope(queue: &str, size: usize) -> JobEnvelope {
-    let spec = JobType::SdxlImageFast.spec();
-    let mut env = JobEnvelope {
-        job_id: JobId::new(),
-        job_type: JobType::SdxlImageFast,
-        queue: queue.into(),
-        prompt: "a lighthouse on a cliff at dusk, volumetric light".into(),
-        negative_prompt: None,
-        config: GenerationConfig {
-            steps: spec.defaults.steps,
-            guidance: spec.defaults.guidance,
-            width: spec.defaults.width,
-            height: spec.defaults.height,
-            frames: 1,
-            num_images: 1,
-            seed: Some(1234),
-            reference_image: None,
-            reference_strength: None,
-            denoise_strength: None,
-            exact_copy: false,
-            enhance_prompt: false,
-        },
-        user_id: uuid::Uuid::new_v4().into(),
-        bucket: "sdxl_image_fast".into(),
-        model_variant: spec.model_variant.into(),
-        attempt: 0,
-        max_attempts: spec.max_attempts,
-        created_at: chrono::Utc::now(),
-        metadata: json!({}),
-    };
-    let base = serde_json::to_string(&env).map(|s| s.len()).unwrap_or(0);
-    if size > base + 12 {
-        env.metadata = json!({ "pad": "x".repeat(size - base - 12) });
-    }
-    env
+    let mut env = gpuq_service::testkit::envelope(JobType::SdxlImageFast);
+    env.queue = queue.into();
+    env.prompt = "a lighthouse on a cliff at dusk, volumetric light".into();
+    env.config.seed = Some(1234);
+    gpuq_service::testkit::envelope::padded(env, size)
 }
 
 async fn cleanup(queue: &Queue) -> anyhow::Result<()> {

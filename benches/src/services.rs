@@ -3,27 +3,7 @@
 
 use std::time::Duration;
 
-use sqlx::{Connection, Executor, PgConnection};
-
-/// The base PostgreSQL URL (`DATABASE_URL`).
-pub fn database_url() -> String {
-    std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/postgres".into())
-}
-
-/// Creates an empty database for one run and returns its URL.
-pub async fn fresh_database() -> anyhow::Result<String> {
-    let base = database_url();
-    let mut admin = PgConnection::connect(&base).await?;
-    let name = format!("gpuq_bench_{}", uuid::Uuid::new_v4().simple());
-    admin
-        .execute(format!(r#"CREATE DATABASE "{name}""#).as_str())
-        .await?;
-    let cut = base
-        .rfind('/')
-        .ok_or_else(|| anyhow::anyhow!("DATABASE_URL has no database"))?;
-    Ok(format!("{}/{name}", &base[..cut]))
-}
+pub use gpuq_service::testkit::fresh_database;
 
 /// A port nobody listens on right now.
 pub fn free_port() -> anyhow::Result<u16> {
@@ -49,16 +29,12 @@ pub async fn wait_ready(url: &str) -> anyhow::Result<()> {
     anyhow::bail!("{url} never became ready")
 }
 
-/// An HS256 user token.
-pub fn mint_token(secret: &str, user: uuid::Uuid) -> anyhow::Result<String> {
+/// An HS256 user token valid for an hour.
+pub fn mint_token(secret: &str, user: uuid::Uuid) -> String {
     let now = chrono::Utc::now().timestamp();
     let claims =
         serde_json::json!({"sub": user.to_string(), "aud": "authenticated", "exp": now + 3600});
-    Ok(jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
-    )?)
+    gpuq_service::testkit::token::signed(secret, &claims)
 }
 
 /// An HTTP server on a free port that answers 200 to any POST; returns its URL. Used where

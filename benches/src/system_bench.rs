@@ -202,7 +202,7 @@ pub async fn run_pickup(redis_url: &str, a: PickupArgs) -> anyhow::Result<Vec<Fi
 /// `callback`: 3-image `completed` callbacks for jobs held in flight, from N senders.
 pub async fn run_callback(redis_url: &str, a: CallbackArgs) -> anyhow::Result<Vec<Figure>> {
     let ns = format!("bench-{}", uuid::Uuid::new_v4().simple());
-    let db = fresh_database().await?;
+    let db = fresh_database().await;
     let cb = start_callback(&a.callback, &db, redis_url, &ns).await?;
     let pool = sqlx::PgPool::connect(&db).await?;
     let q = open_queue(redis_url, &ns, "sdxl_queue").await?;
@@ -302,7 +302,7 @@ pub async fn run_e2e(redis_url: &str, a: E2eArgs) -> anyhow::Result<Vec<Figure>>
             .build()?;
         runs.push(tokio::spawn(worker.run(stop.clone())));
     }
-    let tokens = Arc::new(tokens(200)?);
+    let tokens = Arc::new(tokens(200));
     let http = reqwest::Client::new();
     let url = format!("{}/v1/jobs", d.base);
     let start = Instant::now();

@@ -9,30 +9,27 @@
 //!
 //! # Layout
 //!
-//! - [`configuration`]: [`Settings`], layered defaults → YAML → environment.
+//! - [`configuration`]: [`Settings`], the shared sections of `gpuq_service` plus the
+//!   service's own, layered defaults → files → environment.
 //! - [`startup`]: [`Application`] (build, port, run) and the shared [`AppState`].
-//! - [`routes`]: `POST /v1/callback`, `GET /healthz`, `GET /readyz`.
+//! - [`routes`]: `POST /v1/callback`, `GET /metrics`.
 //! - [`auth`]: [`Verifier`], the signature check.
-//! - [`body`]: the capped body reader.
 //! - [`record`]: [`Recorder`], one file per transition.
 //! - [`storage_path`]: [`normalize`], the pure path normalization, and [`StoragePath`].
-//! - [`error`]: the JSON error body; [`telemetry`]: logging.
-//! - `unread_body`: closes (never drains) connections whose request body was not read.
+//!
+//! The error body, body limits, `/healthz`, `/readyz`, telemetry and the server itself come
+//! from `gpuq_service`, shared with the dispatcher.
 
 pub mod auth;
-pub mod body;
 pub mod configuration;
-pub mod error;
 pub mod metrics;
 pub mod record;
 pub mod routes;
 pub mod startup;
 pub mod storage_path;
-pub mod telemetry;
-mod unread_body;
 
 pub use auth::Verifier;
 pub use configuration::Settings;
 pub use record::{Recorded, Recorder, Report};
-pub use startup::{AppState, Application, StartupError, MIGRATOR};
+pub use startup::{AppState, Application, StartupError};
 pub use storage_path::{normalize, PathRejection, StoragePath, StorageRules};

@@ -1,11 +1,12 @@
 //! The `gpuq-callback` binary: telemetry → configuration → [`Application::build`] → run.
 
 use anyhow::Context;
-use gpuq_callback::{telemetry, Application, Settings};
+use gpuq_callback::{Application, Settings};
+use gpuq_service::telemetry;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    telemetry::init_subscriber("info");
+    telemetry::init();
     let settings = Settings::load().context("loading configuration")?;
     let application = Application::build(settings)
         .await

@@ -1,29 +1,20 @@
 //! [`Application`]: builds every dependency from [`Settings`], binds the listener and
 //! serves. Actix handles SIGTERM and ctrl-c: it stops accepting, lets in-flight callbacks
-//! finish (up to 30 s), then returns from [`Application::run_until_stopped`].
+//! finish, then returns from [`Application::run_until_stopped`].
 
-use std::net::TcpListener;
-use std::str::FromStr;
 use std::time::Duration;
 
 use actix_web::dev::Server;
-use actix_web::middleware::from_fn;
-use actix_web::{web, App, HttpServer};
-use gpuq_queue::{Backoff, QueueConfig, RedisTarget};
+use actix_web::web;
+use gpuq_queue::RedisTarget;
+use gpuq_service::{connection_pool, resource, server, Readiness, MIGRATOR};
 use secrecy::ExposeSecret;
-use sqlx::postgres::PgConnectOptions;
-use sqlx::PgPool;
-use tracing_actix_web::TracingLogger;
 
 use crate::auth::Verifier;
-use crate::configuration::{ApplicationSettings, DatabaseSettings, Settings};
-use crate::error::{method_not_allowed, not_found};
+use crate::configuration::Settings;
 use crate::record::Recorder;
 use crate::routes;
 use crate::storage_path::{InvalidStorageHost, StorageHost, StorageRules};
-
-/// The migrations of `schemas/migrations`, embedded in the binary.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../schemas/migrations");
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -71,17 +62,6 @@ pub struct Application {
     server: Server,
 }
 
-/// A lazily connecting pool: the service starts (and `/readyz` says 503) while
-/// PostgreSQL is still coming up, unless migrations must run first.
-pub fn connection_pool(settings: &DatabaseSettings) -> Result<PgPool, sqlx::Error> {
-    let options = PgConnectOptions::from_str(settings.url.expose_secret())?;
-    Ok(gpuq_schemas::pg::pool_options(
-        settings.max_connections,
-        Duration::from_millis(settings.acquire_timeout_ms),
-    )
-    .connect_lazy_with(options))
-}
-
 impl Application {
     /// Connects, migrates (when configured), binds `application.host:port` and prepares
     /// the server. Nothing is served until [`Self::run_until_stopped`].
@@ -101,38 +81,30 @@ impl Application {
             .as_deref()
             .map(StorageHost::parse)
             .transpose()?;
-        let queue_config = QueueConfig {
-            backoff: Backoff {
-                base: Duration::from_millis(settings.redis.backoff_base_ms),
-                max: Duration::from_millis(settings.redis.backoff_max_ms),
-            },
-            ..QueueConfig::default()
-        };
+        let readiness = Readiness::new(pool.clone(), conn.clone());
         let recorder = Recorder::new(
             pool,
             target,
             conn,
             settings.redis.namespace.clone(),
-            queue_config,
+            settings.queue.queue_config(),
             StorageRules::new(host, settings.storage.buckets.clone()),
         );
+        let app = &settings.application;
         let state = web::Data::new(AppState {
             recorder,
             verifier: Verifier::new(settings.auth.secrets.clone(), settings.auth.window_secs),
-            max_body_bytes: settings.application.max_body_bytes,
-            body_timeout: Duration::from_millis(settings.application.body_timeout_ms),
+            max_body_bytes: app.max_body_bytes,
+            body_timeout: app.body_timeout(),
             metrics: crate::metrics::Metrics::default(),
         });
-        let app = &settings.application;
-        let host = if app.host.contains(':') {
-            format!("[{}]", app.host)
-        } else {
-            app.host.clone()
-        };
-        let listener = TcpListener::bind(format!("{host}:{}", app.port))?;
+        let listener = server::bind(app)?;
         let port = listener.local_addr()?.port();
+        let server = server::serve(listener, app, readiness, move |cfg| {
+            cfg.app_data(state.clone());
+            configure(cfg);
+        })?;
         tracing::info!(port, namespace = %settings.redis.namespace, "gpuq-callback listening");
-        let server = run(listener, state, app)?;
         Ok(Self { port, server })
     }
 
@@ -147,43 +119,10 @@ impl Application {
     }
 }
 
-fn run(
-    listener: TcpListener,
-    state: web::Data<AppState>,
-    app: &ApplicationSettings,
-) -> Result<Server, std::io::Error> {
-    let server = HttpServer::new(move || {
-        let callback = || web::post().to(routes::callback);
-        App::new()
-            .wrap(from_fn(crate::unread_body::close_if_unread))
-            .wrap(TracingLogger::default())
-            .app_data(state.clone())
-            .service(
-                web::resource("/v1/callback")
-                    .route(callback())
-                    .default_service(web::to(method_not_allowed)),
-            )
-            .service(
-                web::resource("/functions/v1/job-callback")
-                    .route(callback())
-                    .default_service(web::to(method_not_allowed)),
-            )
-            .route("/healthz", web::get().to(routes::healthz))
-            .route("/readyz", web::get().to(routes::readyz))
-            .route("/metrics", web::get().to(routes::metrics))
-            .default_service(web::to(not_found))
-    })
-    // Slow clients: a first request head gets `header_timeout_ms` (then 408); bodies get
-    // `body_timeout_ms` in body::read_limited; connections per worker are bounded.
-    .client_request_timeout(Duration::from_millis(app.header_timeout_ms))
-    .client_disconnect_timeout(Duration::from_millis(app.disconnect_timeout_ms))
-    .max_connections(app.max_connections)
-    .shutdown_timeout(30)
-    .listen(listener)?;
-    let server = if app.workers > 0 {
-        server.workers(app.workers)
-    } else {
-        server
-    };
-    Ok(server.run())
+/// Registers the routes (`gpuq_service::serve` adds `/healthz`, `/readyz` and the 404).
+fn configure(cfg: &mut web::ServiceConfig) {
+    let callback = || web::post().to(routes::callback);
+    cfg.service(resource("/v1/callback", "POST").route(callback()))
+        .service(resource("/functions/v1/job-callback", "POST").route(callback()))
+        .service(resource("/metrics", "GET").route(web::get().to(routes::metrics)));
 }

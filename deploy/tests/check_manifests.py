@@ -81,15 +81,17 @@ class Facts:
         self.wait_suffix = None
 
         # --- environment ---------------------------------------------------------------
-        disp = read("dispatcher/src/configuration.rs")
-        flat = re.search(r"const FLAT_ENV[^=]*=\s*\[(.*?)\];", disp, re.S)
+        # Both services read the one table of flat names in the service kit, and nested
+        # GPUQ__SECTION__FIELD variables through its loader.
+        kit = read("service/src/configuration/mod.rs")
+        flat = re.search(r"const FLAT_NAMES[^=]*=\s*\[(.*?)\];", kit, re.S)
         names = set(re.findall(r'\(\s*"([A-Z][A-Z0-9_]+)"\s*,', flat.group(1))) if flat else set()
-        self.env["gpuq-dispatcher"] = names | self._env_var_calls("dispatcher/src")
-        self.nested["gpuq-dispatcher"] = "Environment::with_prefix(\"GPUQ\")" in disp
-
-        cb = read("callback/src/configuration.rs")
-        self.env["gpuq-callback"] = set(re.findall(r'get\("([A-Z][A-Z0-9_]+)"\)', cb)) | self._env_var_calls("callback/src")
-        self.nested["gpuq-callback"] = "Environment::with_prefix(\"GPUQ\")" in cb
+        nested = "Environment::with_prefix(\"GPUQ\")" in kit
+        for binary, crate in (("gpuq-dispatcher", "dispatcher"), ("gpuq-callback", "callback")):
+            uses_kit = "configuration::load(" in read(f"{crate}/src/configuration.rs")
+            kit_reads = (names | self._env_var_calls("service/src")) if uses_kit else set()
+            self.env[binary] = kit_reads | self._env_var_calls(f"{crate}/src")
+            self.nested[binary] = nested and uses_kit
 
         demo = read("worker-sdk/src/demo/config.rs")
         demo_names = set(re.findall(r'(?:get|req|parse)\("([A-Z][A-Z0-9_]+)"', demo))
@@ -108,16 +110,17 @@ class Facts:
 
         # --- routes and ports --------------------------------------------------------------
         droutes = read("dispatcher/src/routes/mod.rs")
-        # `.route("/p", ...)`, `web::resource("/p")` and the dispatcher's `resource("/p", "GET")`
-        # (a resource that answers 405 with `Allow` to other methods).
+        # `.route("/p", ...)`, `web::resource("/p")` and the kit's `resource("/p", "GET")`
+        # (a resource that answers 405 with `Allow` to other methods). The kit's server adds
+        # /healthz and /readyz to every service.
         route_re = r'(?:\.route|\bresource)\(\s*"(/[^"]*)"'
-        self.routes["gpuq-dispatcher"] = set(re.findall(route_re, droutes))
+        shared = set(re.findall(route_re, read("service/src/health.rs")))
+        self.routes["gpuq-dispatcher"] = set(re.findall(route_re, droutes)) | shared
         cstart = read("callback/src/startup.rs")
-        self.routes["gpuq-callback"] = set(re.findall(route_re, cstart))
-        m = re.search(r'set_default\("listen",\s*"[^"]*:(\d+)"\)', disp)
-        self.port["gpuq-dispatcher"] = int(m.group(1)) if m else None
-        m = re.search(r'set_default\("application\.port",\s*(\d+)\)', cb)
-        self.port["gpuq-callback"] = int(m.group(1)) if m else None
+        self.routes["gpuq-callback"] = set(re.findall(route_re, cstart)) | shared
+        for binary, crate in (("gpuq-dispatcher", "dispatcher"), ("gpuq-callback", "callback")):
+            m = re.search(r"ServiceDefaults\s*\{[^}]*?port:\s*(\d+)", read(f"{crate}/src/configuration.rs"), re.S)
+            self.port[binary] = int(m.group(1)) if m else None
         self.callback_paths = {r for r in self.routes["gpuq-callback"] if "callback" in r}
 
         # --- binaries ------------------------------------------------------------------------

@@ -15,5 +15,5 @@ export REDIS_URL
 
 # `--workspace` with named test targets reuses the build `cargo test --workspace` made (a
 # `-p` build resolves dependency features differently and recompiles them).
-echo "== queue suite (tests/queue.rs, tests/events.rs) and worker end-to-end test against $REDIS_URL"
-cargo test --locked --workspace --test queue --test events --test end_to_end
+echo "== queue suite (queue/tests/queue) and worker end-to-end test against $REDIS_URL"
+cargo test --locked --workspace --test queue --test end_to_end

@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //!
-//! - [`configuration`]: [`Settings`], layered defaults → file → environment.
+//! - [`configuration`]: [`Settings`], the shared sections of `gpuq_service` plus the
+//!   dispatcher's own, layered defaults → files → environment.
 //! - [`dev_token`]: development tokens for the local stack.
 //! - [`startup`]: [`Application`] — build, bind, run until SIGTERM.
 //! - [`auth`]: bearer tokens (HS256, JWKS RS256/ES256, admin token) → [`auth::Caller`].
@@ -14,13 +15,13 @@
 //! - [`reconcile`]: bring Redis back in line with PostgreSQL.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`openapi`]: the generated `/openapi.json`.
-//! - `unread_body`: closes (never drains) connections whose request body was not read.
-//! - [`ApiError`]: every error answer.
+//!
+//! Errors ([`ApiError`]), bodies, health, telemetry and the server itself come from
+//! `gpuq_service`, shared with the callback service.
 
 pub mod auth;
 pub mod configuration;
 pub mod dev_token;
-mod error;
 mod events;
 pub mod jobs_db;
 pub mod limits;
@@ -32,11 +33,9 @@ pub mod recorder;
 pub mod routes;
 pub mod startup;
 mod state;
-pub mod telemetry;
-mod unread_body;
 pub mod validation;
 
 pub use configuration::Settings;
-pub use error::ApiError;
+pub use gpuq_service::ApiError;
 pub use startup::Application;
 pub use state::AppState;

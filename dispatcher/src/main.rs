@@ -1,7 +1,8 @@
 //! `gpuq-dispatcher [serve]`, `gpuq-dispatcher migrate`, or
 //! `gpuq-dispatcher mint-token <user-uuid> [ttl-seconds] [role]` (development).
 
-use gpuq_dispatcher::{dev_token, startup, telemetry, Application, Settings};
+use gpuq_dispatcher::{dev_token, Application, Settings};
+use gpuq_service::{connection_pool, telemetry, MIGRATOR};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -10,12 +11,13 @@ async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         None | Some("serve") => {
-            let app = Application::build(settings).await?;
-            tracing::info!(port = app.port(), "gpuq-dispatcher listening");
-            app.run_until_stopped().await
+            Application::build(settings)
+                .await?
+                .run_until_stopped()
+                .await
         }
         Some("migrate") => {
-            startup::migrate(&startup::pg_pool(&settings)?).await?;
+            MIGRATOR.run(&connection_pool(&settings.database)?).await?;
             tracing::info!("migrations applied");
             Ok(())
         }

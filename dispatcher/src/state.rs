@@ -59,7 +59,7 @@ impl AppState {
             queues,
             redis,
             redis_target,
-            namespace: settings.redis_namespace.clone(),
+            namespace: settings.redis.namespace.clone(),
             auth,
             settings,
             metrics: Metrics::default(),

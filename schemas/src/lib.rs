@@ -2,7 +2,8 @@
 //!
 //! Nothing here performs I/O: these are the types that cross a process boundary, the
 //! job-type catalog they refer to, and the rules (status machine, newtype constructors)
-//! every service agrees on. The SQL migrations live in `schemas/migrations/` and the JSON
+//! every service agrees on. The SQL migrations live in `schemas/migrations/` (embedded by
+//! `gpuq_service::MIGRATOR`) and the JSON
 //! Schema files generated from these types in `schemas/json/`.
 //!
 //! # Layout
@@ -21,8 +22,6 @@ pub mod catalog;
 mod envelope;
 mod event;
 mod job_id;
-#[cfg(feature = "postgres")]
-pub mod pg;
 mod queue_name;
 mod request;
 pub mod signature;
@@ -38,6 +37,3 @@ pub use queue_name::{InvalidQueueName, QueueName};
 pub use request::{EnqueueMetadata, EnqueueRequest};
 pub use status::JobStatus;
 pub use user_id::{InvalidUserId, UserId};
-
-/// Path of the SQL migrations, relative to this crate's manifest, for `sqlx::migrate!`.
-pub const MIGRATIONS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations");

@@ -2,66 +2,35 @@
 //! ports), two SDK demo workers, real Redis and PostgreSQL. Every job type goes in through
 //! HTTP and must come out completed with the right rows and files.
 
-mod common;
-
 use std::time::Duration;
 
 use secrecy::SecretString;
 use serde_json::{json, Value};
-use sqlx::{Connection, Executor, PgConnection, PgPool};
+use sqlx::PgPool;
 
-use common::*;
 use gpuq_schemas::{JobKind, JobType};
+use gpuq_service::testkit::{fresh_database, namespace, redis_url, token_for, JWT_SECRET};
 use gpuq_worker_sdk::demo::DemoHandler;
 use gpuq_worker_sdk::LocalStorage;
 
-const JWT_SECRET: &str = "e2e-jwt-secret-0123456789abcdef";
-
-async fn fresh_database() -> String {
-    let base = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/postgres".into());
-    let mut admin = PgConnection::connect(&base).await.unwrap();
-    let name = format!("gpuq_e2e_{}", uuid::Uuid::new_v4().simple());
-    admin
-        .execute(format!(r#"CREATE DATABASE "{name}""#).as_str())
-        .await
-        .unwrap();
-    format!("{}/{name}", &base[..base.rfind('/').unwrap()])
-}
+const SECRET: &str = "e2e-callback-secret";
 
 async fn start_dispatcher(db: &str, ns: &str) -> String {
-    use gpuq_dispatcher::configuration::{AuthSettings, LimitSettings, QueueSettings};
-    let settings = gpuq_dispatcher::Settings {
-        listen: "127.0.0.1:0".into(),
-        database_url: SecretString::from(db.to_owned()),
-        redis_url: SecretString::from(redis_url()),
-        redis_namespace: ns.into(),
-        migrate: true,
-        auth: AuthSettings {
-            jwt_secret: Some(SecretString::from(JWT_SECRET)),
-            jwks_url: None,
-            audience: "authenticated".into(),
-            admin_token: None,
-        },
-        limits: LimitSettings {
-            max_active_jobs_per_user: 100,
-            requests_per_second: 100.0,
-            burst: 100,
-        },
-        queue: QueueSettings {
-            max_depth: 1000,
-            lease_ms: 2000,
-            backoff_base_ms: 100,
-            backoff_max_ms: 1000,
-            maintenance_interval_ms: 100,
-            reconcile_interval_ms: 60_000,
-            reconcile_grace_ms: 60_000,
-        },
-        http: Default::default(),
-        reference_hosts: vec![],
-        callback_secret: None,
-    };
-    let app = gpuq_dispatcher::Application::build(settings).await.unwrap();
+    let mut s = gpuq_dispatcher::Settings::defaults().unwrap();
+    s.application.port = 0;
+    s.database.url = SecretString::from(db.to_owned());
+    s.redis.url = SecretString::from(redis_url());
+    s.redis.namespace = ns.into();
+    s.auth.jwt_secret = Some(SecretString::from(JWT_SECRET));
+    s.limits.max_active_jobs_per_user = 100;
+    s.limits.requests_per_second = 100.0;
+    s.limits.burst = 100;
+    s.queue.max_depth = 1000;
+    s.queue.lease_ms = 2000;
+    s.queue.backoff_base_ms = 100;
+    s.queue.backoff_max_ms = 1000;
+    s.queue.maintenance_interval_ms = 100;
+    let app = gpuq_dispatcher::Application::build(s).await.unwrap();
     let url = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
     url
@@ -80,16 +49,6 @@ async fn start_callback(db: &str, ns: &str) -> String {
     let url = format!("http://127.0.0.1:{}/v1/callback", app.port());
     tokio::spawn(app.run_until_stopped());
     url
-}
-
-fn token(user: uuid::Uuid) -> String {
-    let claims = json!({"sub": user.to_string(), "aud": "authenticated", "exp": chrono::Utc::now().timestamp() + 600});
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
-    )
-    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -112,7 +71,9 @@ async fn every_job_type_goes_through_http_workers_and_callbacks_into_rows_and_fi
             .handler(DemoHandler { time_scale: 0.0 })
             .build()
             .unwrap();
-        stops.push(spawn(worker));
+        let stop = gpuq_worker_sdk::CancellationToken::new();
+        let token = stop.clone();
+        stops.push((stop, tokio::spawn(async move { worker.run(token).await })));
     }
 
     let user = uuid::Uuid::new_v4();
@@ -123,7 +84,7 @@ async fn every_job_type_goes_through_http_workers_and_callbacks_into_rows_and_fi
         let body = json!({"jobType": t.as_str(), "metadata": {"prompt": format!("e2e {t}"), "num_images": images, "seed": 7}});
         let resp = http
             .post(format!("{api}/v1/jobs"))
-            .bearer_auth(token(user))
+            .bearer_auth(token_for(user))
             .json(&body)
             .send()
             .await
@@ -171,7 +132,7 @@ async fn every_job_type_goes_through_http_workers_and_callbacks_into_rows_and_fi
         }
         let resp: Value = http
             .get(format!("{api}/v1/jobs/{id}"))
-            .bearer_auth(token(user))
+            .bearer_auth(token_for(user))
             .send()
             .await
             .unwrap()

@@ -144,20 +144,6 @@ impl Recorder {
         }
     }
 
-    /// True when PostgreSQL and Redis both answer within a second.
-    pub async fn ready(&self) -> (bool, bool) {
-        let limit = Duration::from_secs(1);
-        let pg = tokio::time::timeout(limit, sqlx::query("SELECT 1").execute(&self.pool));
-        let mut conn = self.conn.clone();
-        let ping = redis::cmd("PING");
-        let rd = tokio::time::timeout(limit, ping.query_async::<String>(&mut conn));
-        let (pg, rd) = tokio::join!(pg, rd);
-        (
-            matches!(pg, Ok(Ok(_))),
-            matches!(rd, Ok(Ok(ref pong)) if pong == "PONG"),
-        )
-    }
-
     /// The queue named in a job row.
     fn queue(&self, name: &str) -> Result<Queue, RecordError> {
         let name = QueueName::parse(name)

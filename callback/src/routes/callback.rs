@@ -8,17 +8,17 @@ use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use gpuq_schemas::callback::CallbackParseError;
 use gpuq_schemas::signature::SignatureError;
 use gpuq_schemas::ParsedCallback;
+use gpuq_service::body::{check_json_media_type, read_limited, BodyError};
+use gpuq_service::ApiError;
 use serde::{Deserialize, Serialize};
 
-use crate::body::{read_limited, BodyError};
-use crate::error::{cause_chain, error_response};
 use crate::record::{RecordError, Report};
 use crate::startup::AppState;
 
 /// Why a callback was refused. Each maps to one status and code; nothing was changed.
 #[derive(Debug, thiserror::Error)]
 pub enum CallbackError {
-    /// The body is too large or could not be read.
+    /// The body is too large, late, unreadable or declared as something else than JSON.
     #[error(transparent)]
     Body(#[from] BodyError),
     /// Missing, malformed, wrong or stale signature.
@@ -33,60 +33,59 @@ pub enum CallbackError {
 }
 
 impl CallbackError {
-    fn status_and_code(&self) -> (StatusCode, &'static str) {
+    /// The answer: gpuq's one error body, with the code this refusal deserves.
+    fn answer(&self) -> ApiError {
         use RecordError as R;
+        let refused = |status, code| ApiError::refused(status, code, self.to_string());
         match self {
-            Self::Body(BodyError::TooLarge(_)) => {
-                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
-            }
-            Self::Body(BodyError::TimedOut(_)) => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
-            Self::Body(BodyError::Read(_)) => (StatusCode::BAD_REQUEST, "unreadable_body"),
-            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "invalid_signature"),
+            Self::Body(e) => e.clone().into(),
+            Self::Unauthorized(_) => refused(StatusCode::UNAUTHORIZED, "invalid_signature"),
             Self::InvalidPayload(_) | Self::Record(R::MissingProgress) => {
-                (StatusCode::BAD_REQUEST, "invalid_payload")
+                ApiError::bad_request("invalid_payload", self.to_string())
             }
-            Self::Record(R::JobNotFound) => (StatusCode::NOT_FOUND, "job_not_found"),
-            Self::Record(R::Output(e)) => (StatusCode::UNPROCESSABLE_ENTITY, e.code()),
-            Self::Record(R::StoragePathInUse) => (StatusCode::CONFLICT, "storage_path_in_use"),
-            Self::Record(R::Redis(_)) => {
-                (StatusCode::SERVICE_UNAVAILABLE, "dependency_unavailable")
+            Self::Record(R::JobNotFound) => refused(StatusCode::NOT_FOUND, "job_not_found"),
+            Self::Record(R::Output(e)) => refused(StatusCode::UNPROCESSABLE_ENTITY, e.code()),
+            Self::Record(R::StoragePathInUse) => {
+                refused(StatusCode::CONFLICT, "storage_path_in_use")
             }
-            Self::Record(R::Database(e)) if is_unavailable(e) => {
-                (StatusCode::SERVICE_UNAVAILABLE, "dependency_unavailable")
+            Self::Record(R::Redis(_)) => ApiError::Unavailable("queue unavailable".into()),
+            Self::Record(R::Database(e)) if gpuq_service::error::is_unavailable(e) => {
+                ApiError::Unavailable("database unavailable".into())
             }
             Self::Record(R::Database(_) | R::Corrupt(_)) => {
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal_error")
+                ApiError::Internal(anyhow::anyhow!("{}", cause_chain(self)))
             }
         }
     }
 }
 
-fn is_unavailable(e: &sqlx::Error) -> bool {
-    matches!(
-        e,
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
-    )
+/// `error: cause: cause...`, for logs.
+fn cause_chain(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
 }
 
 impl ResponseError for CallbackError {
     fn status_code(&self) -> StatusCode {
-        self.status_and_code().0
+        self.answer().status_code()
     }
 
     fn error_response(&self) -> HttpResponse {
-        let (status, code) = self.status_and_code();
-        let message = if status.is_server_error() {
+        let answer = self.answer();
+        let status = answer.status_code();
+        // A 500's cause is logged by `ApiError` itself.
+        if status == StatusCode::SERVICE_UNAVAILABLE {
             tracing::error!(error = %cause_chain(self), "callback failed");
-            if status == StatusCode::SERVICE_UNAVAILABLE {
-                "a dependency is unavailable; retry later".to_owned()
-            } else {
-                "internal error".to_owned()
-            }
-        } else {
+        } else if status.is_client_error() {
             tracing::warn!(error = %cause_chain(self), %status, "callback refused");
-            self.to_string()
-        };
-        error_response(status, code, &message)
+        }
+        answer.error_response()
     }
 }
 
@@ -121,7 +120,7 @@ pub async fn callback(
     let result = handle(req, payload, &state).await;
     match &result {
         Ok(recorded) => state.metrics.recorded(recorded),
-        Err(e) => state.metrics.rejected(e.status_and_code().1),
+        Err(e) => state.metrics.rejected(e.answer().code()),
     }
     let recorded = result?;
     Ok(HttpResponse::Ok().json(Answer {
@@ -137,6 +136,8 @@ async fn handle(
     payload: web::Payload,
     state: &AppState,
 ) -> Result<crate::record::Recorded, CallbackError> {
+    // Legacy workers may send no Content-Type; a declared non-JSON one is refused.
+    check_json_media_type(&req, false)?;
     let body = read_limited(&req, payload, state.max_body_bytes, state.body_timeout).await?;
     let key = state
         .verifier

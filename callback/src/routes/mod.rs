@@ -1,7 +1,7 @@
 //! HTTP routes, one file per resource.
 
 mod callback;
-mod health;
+mod metrics;
 
 pub use callback::{callback, CallbackError};
-pub use health::{healthz, metrics, readyz};
+pub use metrics::metrics;

@@ -2,20 +2,19 @@
 //! own Redis key namespace and its own server on a random port, so tests run in parallel
 //! against the shared local services and never flush anything.
 
-#![allow(dead_code)]
-
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use gpuq_callback::{telemetry, Application, Settings};
+use gpuq_callback::{Application, Settings};
 use gpuq_queue::{
     ConsumerName, EnqueueOptions, EnqueueOutcome, Queue, QueueConfig, RedisConn, RedisTarget,
 };
 use gpuq_schemas::signature::{sign, SIGNATURE_HEADER, TIMESTAMP_HEADER};
-use gpuq_schemas::{GenerationConfig, JobEnvelope, JobEvent, JobId, JobType, QueueName, UserId};
+use gpuq_schemas::{JobEvent, JobId, JobType, QueueName, UserId};
+use gpuq_service::testkit::{envelope, fresh_database, namespace, redis_url};
 use secrecy::SecretString;
 use serde_json::Value;
-use sqlx::{Connection, Executor, PgConnection, PgPool};
+use sqlx::PgPool;
 
 /// The first secret signs by default; the second is the "rotated" key.
 pub const SECRETS: [&str; 2] = ["current-secret", "next-secret"];
@@ -23,22 +22,12 @@ pub const STORAGE_HOST: &str = "https://proj.supabase.co";
 
 static TRACING: LazyLock<()> = LazyLock::new(|| {
     if std::env::var("TEST_LOG").is_ok() {
-        telemetry::init_subscriber("debug");
+        gpuq_service::telemetry::init();
     }
 });
 
-pub fn database_url() -> String {
-    std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/postgres".into())
-}
-
-pub fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
 pub struct TestApp {
     pub address: String,
-    pub port: u16,
     pub db: PgPool,
     pub namespace: String,
     pub http: reqwest::Client,
@@ -92,8 +81,8 @@ pub async fn spawn_app() -> TestApp {
 /// Like [`spawn_app`], with a chance to adjust the settings before the build.
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     LazyLock::force(&TRACING);
-    let db_url = create_database().await;
-    let namespace = format!("test-{}", uuid::Uuid::new_v4().simple());
+    let db_url = fresh_database().await;
+    let namespace = namespace();
     let mut settings = Settings::defaults().expect("default settings");
     settings.application.host = "127.0.0.1".into();
     settings.application.port = 0;
@@ -102,8 +91,8 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     settings.database.max_connections = 10;
     settings.redis.url = SecretString::from(redis_url());
     settings.redis.namespace = namespace.clone();
-    settings.redis.backoff_base_ms = 50;
-    settings.redis.backoff_max_ms = 200;
+    settings.queue.backoff_base_ms = 50;
+    settings.queue.backoff_max_ms = 200;
     settings.auth.secrets = SECRETS.iter().map(|s| SecretString::from(*s)).collect();
     settings.storage.host = Some(STORAGE_HOST.into());
     adjust(&mut settings);
@@ -116,28 +105,12 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     let redis = gpuq_queue::connect(&redis_target).await.expect("redis");
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
-        port,
         db: PgPool::connect(&db_url).await.expect("test database"),
         namespace,
         http: reqwest::Client::new(),
         redis,
         redis_target,
     }
-}
-
-/// A fresh, empty database; the application migrates it at start-up.
-pub async fn create_database() -> String {
-    let base = database_url();
-    let mut admin = PgConnection::connect(&base)
-        .await
-        .expect("PostgreSQL must be running");
-    let name = format!("gpuq_cb_{}", uuid::Uuid::new_v4().simple());
-    admin
-        .execute(format!(r#"CREATE DATABASE "{name}""#).as_str())
-        .await
-        .expect("create database");
-    let cut = base.rfind('/').expect("DATABASE_URL names a database");
-    format!("{}/{name}", &base[..cut])
 }
 
 impl TestApp {
@@ -179,7 +152,11 @@ impl TestApp {
         .await
         .expect("insert job");
         let queue = self.queue(job_type);
-        let envelope = envelope(id, user, job_type, max_attempts);
+        let mut envelope = envelope(job_type);
+        envelope.job_id = id;
+        envelope.user_id = user;
+        envelope.max_attempts = max_attempts;
+        envelope.config.num_images = 1;
         let out = queue
             .enqueue(&envelope, &EnqueueOptions::default())
             .await
@@ -303,38 +280,6 @@ impl TestApp {
             .query_async(&mut conn)
             .await
             .unwrap()
-    }
-}
-
-fn envelope(id: JobId, user: UserId, job_type: JobType, max_attempts: u32) -> JobEnvelope {
-    let spec = job_type.spec();
-    JobEnvelope {
-        job_id: id,
-        job_type,
-        queue: spec.queue.into(),
-        prompt: "a lighthouse at dusk".into(),
-        negative_prompt: None,
-        config: GenerationConfig {
-            steps: spec.defaults.steps,
-            guidance: spec.defaults.guidance,
-            width: spec.defaults.width,
-            height: spec.defaults.height,
-            frames: spec.defaults.frames,
-            num_images: 1,
-            seed: Some(42),
-            reference_image: None,
-            reference_strength: None,
-            denoise_strength: None,
-            exact_copy: false,
-            enhance_prompt: spec.enhance_prompt,
-        },
-        user_id: user,
-        bucket: job_type.as_str().into(),
-        model_variant: spec.model_variant.into(),
-        attempt: 0,
-        max_attempts,
-        created_at: chrono::Utc::now(),
-        metadata: serde_json::json!({}),
     }
 }
 

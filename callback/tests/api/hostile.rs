@@ -10,8 +10,9 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use gpuq_schemas::signature::{sign, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 
-use crate::helpers::{create_database, redis_url, SECRETS};
-use crate::hostile_io::{flood, head, trickle, Ending, Served};
+use crate::helpers::SECRETS;
+use gpuq_service::testkit::raw_http::{flood, head, trickle, Ending, Served};
+use gpuq_service::testkit::{fresh_database, redis_url};
 
 /// How much the process may grow over the whole test: far below what holding the 100 MB
 /// body, or 256 KiB per trickling connection, would take.
@@ -53,7 +54,7 @@ fn signed(body: &[u8]) -> Vec<String> {
 #[tokio::test]
 async fn huge_deep_and_trickled_requests_are_cut_off_within_a_memory_bound() {
     let envs = [
-        ("DATABASE_URL", create_database().await),
+        ("DATABASE_URL", fresh_database().await),
         ("REDIS_URL", redis_url()),
         (
             "GPUQ_REDIS_NAMESPACE",

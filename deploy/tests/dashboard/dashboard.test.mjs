@@ -117,7 +117,13 @@ try {
     if (/^Failed to load resource: the server responded with a status of \d+/.test(m.text())) return;
     consoleProblems.push(`console ${m.type()}: ${m.text()}`);
   });
-  page.on('requestfailed', (r) => consoleProblems.push(`request failed: ${r.method()} ${r.url()} ${r.failure()?.errorText}`));
+  page.on('requestfailed', (r) => {
+    const reason = r.failure()?.errorText;
+    // A poll the page itself abandons (it logged out, reloaded or navigated while a GET was
+    // in flight) ends net::ERR_ABORTED: the client cancelled it, the server did not fail it.
+    if (reason === 'net::ERR_ABORTED' && r.method() === 'GET') return;
+    consoleProblems.push(`request failed: ${r.method()} ${r.url()} ${reason}`);
+  });
   page.on('response', (r) => {
     if (r.status() < 400) return;
     const { pathname } = new URL(r.url());

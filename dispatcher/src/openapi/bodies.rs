@@ -217,17 +217,3 @@ pub struct Failure {
     attempts: i32,
     completed_at: Option<DateTime<Utc>>,
 }
-
-/// `GET /healthz`.
-#[derive(ToSchema)]
-pub struct Health {
-    #[schema(example = "ok")]
-    status: String,
-}
-
-/// `GET /readyz` (200 when both are true, else 503).
-#[derive(ToSchema)]
-pub struct Readiness {
-    postgres: bool,
-    redis: bool,
-}

@@ -5,27 +5,7 @@ use std::collections::BTreeMap;
 
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder, Type};
-use utoipa::{IntoResponses, ToSchema};
-
-/// The error body every endpoint uses.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct ErrorBody {
-    /// Always false.
-    success: bool,
-    error: ErrorDetail,
-}
-
-/// Code and message.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct ErrorDetail {
-    /// Machine-readable reason, e.g. `invalid_job_type`, `rate_limited`.
-    #[schema(example = "invalid_job_type")]
-    code: String,
-    /// Human-readable reason; never internals.
-    message: String,
-}
+use utoipa::IntoResponses;
 
 /// A response with [`ErrorBody`] as its JSON body.
 pub fn error_response(description: &str) -> ResponseBuilder {

@@ -18,7 +18,8 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 pub use enqueue::{EnqueueAnswer, EnqueueBody};
-pub use errors::{AdminOnly, ErrorBody, ErrorDetail, Internal, Unauthorized, Unavailable};
+pub use errors::{AdminOnly, Internal, Unauthorized, Unavailable};
+pub use gpuq_service::{ErrorBody, ErrorDetail};
 
 use crate::jobs_db::JobRecord;
 use crate::routes;
@@ -44,18 +45,19 @@ impl Modify for BearerAuth {
         routes::jobs::get_job,
         routes::jobs::cancel_job,
         routes::events::job_events,
-        routes::health::job_types,
+        routes::metrics::job_types,
         routes::admin::queues,
         routes::admin::dead_jobs,
         routes::admin::requeue,
         routes::admin::discard,
         routes::admin::workers,
         routes::admin::failures,
-        routes::health::metrics,
-        routes::health::healthz,
-        routes::health::readyz,
+        routes::metrics::metrics,
+        gpuq_service::health::healthz,
+        gpuq_service::health::readyz,
     ),
-    components(schemas(EnqueueBody, EnqueueAnswer, JobRecord, ErrorBody, ErrorDetail)),
+    components(schemas(EnqueueBody, EnqueueAnswer, JobRecord, ErrorBody, ErrorDetail,
+        gpuq_service::health::Health, gpuq_service::health::Ready)),
     modifiers(&BearerAuth)
 )]
 struct ApiDoc;
@@ -70,5 +72,5 @@ pub fn document(reference_hosts: &[String]) -> Value {
 
 /// `GET /openapi.json`.
 pub async fn openapi_json(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().json(document(&state.settings.reference_hosts))
+    HttpResponse::Ok().json(document(&state.settings.enqueue.reference_hosts))
 }

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use gpuq_queue::{EnqueueOptions, EnqueueOutcome, Lane};
 use gpuq_schemas::{JobEnvelope, JobEvent, JobId, JobStatus, UserId};
+use gpuq_service::body::json_body;
 
 use crate::auth::Caller;
 use crate::jobs_db::{self, JobRecord, NewJob, Recorded};
@@ -46,10 +47,11 @@ pub async fn enqueue(
     let user = caller.require_user()?;
     tracing::Span::current().record("user_id", tracing::field::display(user));
     let idem_key = idempotency_key(&req)?;
-    let body = super::body::json_body(&req, payload, state.settings.http.body_timeout()).await?;
+    let app = &state.settings.application;
+    let body = json_body(&req, payload, app.max_body_bytes, app.body_timeout()).await?;
     let policy = ReferencePolicy {
         user,
-        allowed_hosts: &state.settings.reference_hosts,
+        allowed_hosts: &state.settings.enqueue.reference_hosts,
     };
     let job = validation::validate(&body, &policy)?;
 

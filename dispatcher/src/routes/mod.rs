@@ -2,24 +2,15 @@
 
 pub(crate) mod admin;
 mod admin_ui;
-mod body;
 pub(crate) mod enqueue;
 pub(crate) mod events;
-pub(crate) mod health;
 pub(crate) mod jobs;
+pub(crate) mod metrics;
 
-use actix_web::{web, Resource};
+use actix_web::web;
+use gpuq_service::resource;
 
-use crate::ApiError;
-
-/// A resource whose other methods answer 405 with `Allow: <allow>`.
-fn resource(path: &str, allow: &'static str) -> Resource {
-    web::resource(path).default_service(web::to(move || async move {
-        Err::<actix_web::HttpResponse, _>(ApiError::MethodNotAllowed(allow))
-    }))
-}
-
-/// Registers every route.
+/// Registers every route (`gpuq_service::serve` adds `/healthz`, `/readyz` and the 404).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/v1/jobs", "POST").route(web::post().to(enqueue::enqueue)))
         .service(
@@ -28,7 +19,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/v1/jobs/{id}", "GET").route(web::get().to(jobs::get_job)))
         .service(resource("/v1/jobs/{id}/cancel", "POST").route(web::post().to(jobs::cancel_job)))
         .service(resource("/v1/jobs/{id}/events", "GET").route(web::get().to(events::job_events)))
-        .service(resource("/v1/job-types", "GET").route(web::get().to(health::job_types)))
+        .service(resource("/v1/job-types", "GET").route(web::get().to(metrics::job_types)))
         .service(resource("/admin/queues", "GET").route(web::get().to(admin::queues)))
         .service(
             resource("/admin/queues/{queue}/dead", "GET").route(web::get().to(admin::dead_jobs)),
@@ -40,9 +31,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(
             resource("/openapi.json", "GET").route(web::get().to(crate::openapi::openapi_json)),
         )
-        .service(resource("/metrics", "GET").route(web::get().to(health::metrics)))
-        .service(resource("/healthz", "GET").route(web::get().to(health::healthz)))
-        .service(resource("/readyz", "GET").route(web::get().to(health::readyz)))
-        .configure(admin_ui::configure)
-        .default_service(web::to(health::not_found));
+        .service(resource("/metrics", "GET").route(web::get().to(metrics::metrics)))
+        .configure(admin_ui::configure);
 }

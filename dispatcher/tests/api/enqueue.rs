@@ -408,7 +408,7 @@ async fn a_redis_outage_answers_503_and_marks_the_row_failed() {
         .expect("redis-server installed");
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let app = spawn_app_with(|s| {
-        s.redis_url = secrecy::SecretString::from(format!("redis://127.0.0.1:{port}"))
+        s.redis.url = secrecy::SecretString::from(format!("redis://127.0.0.1:{port}"))
     })
     .await;
     redis.kill().unwrap();

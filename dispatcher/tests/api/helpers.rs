@@ -3,42 +3,15 @@
 
 use std::time::Duration;
 
-use jsonwebtoken::{encode, EncodingKey, Header};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
-use sqlx::{Connection, Executor, PgConnection, PgPool};
-use uuid::Uuid;
+use sqlx::PgPool;
 
-use gpuq_dispatcher::configuration::{AuthSettings, LimitSettings, QueueSettings};
 use gpuq_dispatcher::{Application, Settings};
 use gpuq_queue::Queue;
+pub use gpuq_service::testkit::{fresh_database, redis_url, token_for, token_with, JWT_SECRET};
 
-pub const JWT_SECRET: &str = "test-jwt-secret-with-enough-entropy-0123456789";
 pub const ADMIN_TOKEN: &str = "test-admin-token";
-
-pub fn database_url() -> String {
-    std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/postgres".into())
-}
-
-pub fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-/// Creates an empty database and returns its URL.
-pub async fn fresh_database() -> String {
-    let base = database_url();
-    let mut admin = PgConnection::connect(&base)
-        .await
-        .expect("PostgreSQL must be running");
-    let name = format!("gpuq_test_{}", Uuid::new_v4().simple());
-    admin
-        .execute(format!(r#"CREATE DATABASE "{name}""#).as_str())
-        .await
-        .unwrap();
-    let cut = base.rfind('/').expect("DATABASE_URL names a database");
-    format!("{}/{name}", &base[..cut])
-}
 
 pub struct TestApp {
     pub address: String,
@@ -48,37 +21,28 @@ pub struct TestApp {
     pub settings: Settings,
 }
 
+/// The defaults, with a test's database and namespace, a free port, fast queue timings and
+/// limits no test hits by accident.
 pub fn base_settings(database_url: String, namespace: String) -> Settings {
-    Settings {
-        listen: "127.0.0.1:0".into(),
-        database_url: SecretString::from(database_url),
-        redis_url: SecretString::from(redis_url()),
-        redis_namespace: namespace,
-        migrate: true,
-        auth: AuthSettings {
-            jwt_secret: Some(SecretString::from(JWT_SECRET)),
-            jwks_url: None,
-            audience: "authenticated".into(),
-            admin_token: Some(SecretString::from(ADMIN_TOKEN)),
-        },
-        limits: LimitSettings {
-            max_active_jobs_per_user: 20,
-            requests_per_second: 1000.0,
-            burst: 1000,
-        },
-        queue: QueueSettings {
-            max_depth: 10_000,
-            lease_ms: 400,
-            backoff_base_ms: 50,
-            backoff_max_ms: 200,
-            maintenance_interval_ms: 50,
-            reconcile_interval_ms: 60_000,
-            reconcile_grace_ms: 0,
-        },
-        http: Default::default(),
-        reference_hosts: vec!["images.example.com".into()],
-        callback_secret: None,
-    }
+    let mut s = Settings::defaults().expect("default settings");
+    s.application.port = 0;
+    s.application.workers = 2;
+    s.database.url = SecretString::from(database_url);
+    s.redis.url = SecretString::from(redis_url());
+    s.redis.namespace = namespace;
+    s.auth.jwt_secret = Some(SecretString::from(JWT_SECRET));
+    s.auth.admin_token = Some(SecretString::from(ADMIN_TOKEN));
+    s.limits.requests_per_second = 1000.0;
+    s.limits.burst = 1000;
+    s.queue.max_depth = 10_000;
+    s.queue.lease_ms = 400;
+    s.queue.backoff_base_ms = 50;
+    s.queue.backoff_max_ms = 200;
+    s.queue.maintenance_interval_ms = 50;
+    s.queue.reconcile_interval_ms = 60_000;
+    s.queue.reconcile_grace_ms = 0;
+    s.enqueue.reference_hosts = vec!["images.example.com".into()];
+    s
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -87,24 +51,22 @@ pub async fn spawn_app() -> TestApp {
 
 pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
     if std::env::var_os("TEST_LOG").is_some() {
-        gpuq_dispatcher::telemetry::init();
+        gpuq_service::telemetry::init();
     }
-    let namespace = format!("test-{}", Uuid::new_v4().simple());
+    let namespace = gpuq_service::testkit::namespace();
     let mut settings = base_settings(fresh_database().await, namespace.clone());
     customize(&mut settings);
     spawn_with_settings(settings).await
 }
 
 pub async fn spawn_with_settings(settings: Settings) -> TestApp {
-    use secrecy::ExposeSecret;
     let app = Application::build(settings.clone())
         .await
         .expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
-    let db = PgPool::connect(settings.database_url.expose_secret())
-        .await
-        .unwrap();
+    // Lazy: tests of a service whose database is down still get an app.
+    let db = PgPool::connect_lazy(settings.database.url.expose_secret()).unwrap();
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
@@ -112,27 +74,10 @@ pub async fn spawn_with_settings(settings: Settings) -> TestApp {
     TestApp {
         address,
         db,
-        namespace: settings.redis_namespace.clone(),
+        namespace: settings.redis.namespace.clone(),
         http,
         settings,
     }
-}
-
-/// A valid user token for `user`.
-pub fn token_for(user: Uuid) -> String {
-    token_with(
-        json!({ "sub": user.to_string(), "aud": "authenticated", "exp": now() + 600, "role": "authenticated" }),
-    )
-}
-
-/// An HS256 token with exactly these claims.
-pub fn token_with(claims: Value) -> String {
-    encode(
-        &Header::default(),
-        &claims,
-        &EncodingKey::from_secret(JWT_SECRET.as_bytes()),
-    )
-    .unwrap()
 }
 
 pub fn now() -> i64 {

@@ -11,7 +11,7 @@ use futures_util::future::join_all;
 use uuid::Uuid;
 
 use crate::helpers::{fresh_database, redis_url, token_for, JWT_SECRET};
-use crate::hostile_io::{flood, head, trickle, Ending, Served};
+use gpuq_service::testkit::raw_http::{flood, head, trickle, Ending, Served};
 
 /// How much the process may grow over the whole test: far below what holding the 100 MB
 /// body, or 64 KiB per trickling connection, would take.
@@ -48,7 +48,7 @@ async fn huge_deep_and_trickled_requests_are_cut_off_within_a_memory_bound() {
         ),
         ("GPUQ_JWT_SECRET", JWT_SECRET.to_owned()),
         ("GPUQ_BODY_TIMEOUT_MS", "2000".to_owned()),
-        ("GPUQ__HTTP__HEADER_TIMEOUT_MS", "2000".to_owned()),
+        ("GPUQ__APPLICATION__HEADER_TIMEOUT_MS", "2000".to_owned()),
     ];
     let served = Served::start(env!("CARGO_BIN_EXE_gpuq-dispatcher"), &["serve"], &envs).await;
     let addr = served.addr;

@@ -12,11 +12,7 @@ use crate::helpers::*;
 async fn two_dispatchers_reap_expired_leases_without_losing_or_doubling_a_job() {
     let first = spawn_app_with(|s| s.limits.max_active_jobs_per_user = 1000).await;
     // A second replica on the same database and Redis namespace.
-    let second = spawn_with_settings(Settings {
-        listen: "127.0.0.1:0".into(),
-        ..first.settings.clone()
-    })
-    .await;
+    let second = spawn_with_settings(first.settings.clone()).await;
     let token = token_for(Uuid::new_v4());
     let mut ids = HashSet::new();
     for i in 0..40 {
@@ -41,5 +37,3 @@ async fn two_dispatchers_reap_expired_leases_without_losing_or_doubling_a_job() 
     assert_eq!(seen.iter().cloned().collect::<HashSet<_>>(), ids);
     assert!(again.iter().all(|j| j.attempt == 2));
 }
-
-use gpuq_dispatcher::Settings;

@@ -26,11 +26,7 @@ async fn jobs_redis_lost_are_enqueued_again_once_and_finished_ones_are_removed()
         s.queue.reconcile_grace_ms = 0;
     })
     .await;
-    let _second = spawn_with_settings(Settings {
-        listen: "127.0.0.1:0".into(),
-        ..first.settings.clone()
-    })
-    .await;
+    let _second = spawn_with_settings(first.settings.clone()).await;
     let token = token_for(Uuid::new_v4());
     let lost = enqueue(&first, &token).await;
     let finished = enqueue(&first, &token).await;
@@ -107,8 +103,6 @@ async fn jobs_redis_lost_are_enqueued_again_once_and_finished_ones_are_removed()
         "the dead job stays for admins"
     );
 }
-
-use gpuq_dispatcher::Settings;
 
 #[tokio::test]
 async fn a_redis_that_lost_more_than_a_page_of_jobs_gets_all_of_them_back() {

@@ -1,0 +1,89 @@
+use gpuq_service::testkit::ConfigFiles;
+use secrecy::ExposeSecret;
+
+use super::*;
+
+fn load_with(pairs: &[(&str, &str)]) -> Settings {
+    Settings::load_from(&Environment::from_pairs(pairs.iter().copied())).expect("loads")
+}
+
+#[test]
+fn file_then_environment_file_then_nested_then_flat_names_win() {
+    let files = ConfigFiles::new(
+        "limits: {burst: 1, requests_per_second: 1, max_active_jobs_per_user: 1}\nauth: {audience: file, jwt_secret: file-secret}\napplication: {port: 9001}\n",
+        "limits: {burst: 2, requests_per_second: 2}\nauth: {audience: staging}\n",
+    );
+    let base = files.base();
+    let s = load_with(&[
+        ("GPUQ_CONFIG", base.as_str()),
+        ("GPUQ_ENVIRONMENT", "staging"),
+        ("GPUQ__LIMITS__BURST", "3"),
+        ("GPUQ__AUTH__JWT_SECRET", "nested-secret"),
+        ("GPUQ_JWT_SECRET", "flat-secret"),
+        ("GPUQ_LISTEN", "0.0.0.0:9002"),
+    ]);
+    assert_eq!(s.limits.max_active_jobs_per_user, 1, "file");
+    assert_eq!(s.limits.requests_per_second, 2.0, "environment file");
+    assert_eq!(s.auth.audience, "staging", "environment file");
+    assert_eq!(s.limits.burst, 3, "nested");
+    let secret = s
+        .auth
+        .jwt_secret
+        .as_ref()
+        .map(|k| k.expose_secret().to_owned());
+    assert_eq!(secret.as_deref(), Some("flat-secret"), "flat");
+    assert_eq!(
+        (s.application.host.as_str(), s.application.port),
+        ("0.0.0.0", 9002)
+    );
+}
+
+#[test]
+fn defaults_are_the_documented_ones() {
+    let s = Settings::defaults().unwrap();
+    assert_eq!(
+        (s.application.host.as_str(), s.application.port),
+        ("127.0.0.1", 8080)
+    );
+    assert_eq!(s.application.max_body_bytes, 64 * 1024);
+    assert_eq!(s.database.max_connections, 32);
+    assert_eq!(s.limits.max_active_jobs_per_user, 20);
+    assert_eq!(s.queue.max_depth, 100_000);
+    assert_eq!(s.auth.audience, "authenticated");
+    assert!(s.auth.jwt_secret.is_none() && s.enqueue.reference_hosts.is_empty());
+}
+
+#[test]
+fn every_documented_flat_name_is_read() {
+    let s = load_with(&[
+        ("DATABASE_URL", "postgres://a@db/x"),
+        ("REDIS_URL", "redis://r:1"),
+        ("GPUQ_REDIS_NAMESPACE", "ns"),
+        ("GPUQ_MIGRATE", "false"),
+        ("GPUQ_JWKS_URL", "https://auth.example.com/jwks"),
+        ("GPUQ_ADMIN_TOKEN", "admin"),
+        ("GPUQ_REFERENCE_HOSTS", "a.example.com, b.example.com,"),
+        ("GPUQ_BODY_TIMEOUT_MS", "2000"),
+        ("GPUQ_CALLBACK_SECRET", "accepted-and-unused"),
+    ]);
+    assert_eq!(s.database.url.expose_secret(), "postgres://a@db/x");
+    assert_eq!(s.redis.url.expose_secret(), "redis://r:1");
+    assert_eq!(s.redis.namespace, "ns");
+    assert!(!s.database.migrate);
+    assert_eq!(
+        s.auth.jwks_url.as_deref(),
+        Some("https://auth.example.com/jwks")
+    );
+    assert!(s.auth.admin_token.is_some());
+    assert_eq!(
+        s.enqueue.reference_hosts,
+        ["a.example.com", "b.example.com"]
+    );
+    assert_eq!(s.application.body_timeout_ms, 2000);
+}
+
+#[test]
+fn the_earlier_http_section_name_still_works() {
+    let s = load_with(&[("GPUQ__HTTP__HEADER_TIMEOUT_MS", "2000")]);
+    assert_eq!(s.application.header_timeout_ms, 2000);
+}

@@ -1,0 +1,6 @@
+//! The queue protocol against a real Redis (one node, or a cluster when `REDIS_URL` is a
+//! `redis+cluster://` URL); every test has its own key namespace.
+
+mod events;
+mod helpers;
+mod transitions;

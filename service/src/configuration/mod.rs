@@ -1,0 +1,266 @@
+//! The one configuration model of every gpuq process, zero-to-production style. A service
+//! declares its `Settings` as the shared sections ([`ApplicationSettings`],
+//! [`DatabaseSettings`], [`RedisSettings`], [`QueueSettings`]) plus its own, and [`load`]s
+//! it from these layers, later winning:
+//!
+//! 1. built-in defaults ([`defaults`], with the few that differ per service);
+//! 2. a YAML file: `$GPUQ_CONFIG`, else `configuration/base.yaml` when present (one file for
+//!    every service: each reads its sections and ignores the others);
+//! 3. `<that folder>/$GPUQ_ENVIRONMENT.yaml` when `GPUQ_ENVIRONMENT` is set (required then:
+//!    a misspelt environment fails at start-up, not silently);
+//! 4. nested variables `GPUQ__<SECTION>__<FIELD>` (e.g. `GPUQ__DATABASE__MAX_CONNECTIONS`);
+//!    the names of earlier releases are still read (`GPUQ__HTTP__*` is now
+//!    `GPUQ__APPLICATION__*`, `GPUQ__REDIS__BACKOFF_*` is `GPUQ__QUEUE__BACKOFF_*`);
+//! 5. the conventional flat names of [`FLAT_NAMES`] (`DATABASE_URL`, `REDIS_URL`,
+//!    `GPUQ_LISTEN`, ...).
+//!
+//! Secrets are `SecretString`s: never in `Debug` output or logs.
+
+mod sections;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use config::builder::DefaultState;
+use config::{Config, ConfigBuilder, File, FileFormat};
+use serde::de::DeserializeOwned;
+
+pub use sections::{ApplicationSettings, DatabaseSettings, QueueSettings, RedisSettings};
+
+/// How a flat variable's value becomes settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlatKind {
+    /// The value as it is.
+    Value,
+    /// A comma-separated list (empty items dropped).
+    List,
+    /// `host:port` (`[v6]:port` too), split into `application.host` and `application.port`.
+    Listen,
+}
+
+/// The flat environment variables every gpuq process reads: name, settings key, kind.
+/// They are a public interface (deploy files and the README use them): never drop one.
+pub const FLAT_NAMES: [(&str, &str, FlatKind); 13] = [
+    ("DATABASE_URL", "database.url", FlatKind::Value),
+    ("REDIS_URL", "redis.url", FlatKind::Value),
+    ("GPUQ_LISTEN", "application", FlatKind::Listen),
+    ("GPUQ_REDIS_NAMESPACE", "redis.namespace", FlatKind::Value),
+    ("GPUQ_MIGRATE", "database.migrate", FlatKind::Value),
+    (
+        "GPUQ_BODY_TIMEOUT_MS",
+        "application.body_timeout_ms",
+        FlatKind::Value,
+    ),
+    ("GPUQ_JWT_SECRET", "auth.jwt_secret", FlatKind::Value),
+    ("GPUQ_JWKS_URL", "auth.jwks_url", FlatKind::Value),
+    ("GPUQ_ADMIN_TOKEN", "auth.admin_token", FlatKind::Value),
+    ("GPUQ_CALLBACK_SECRET", "auth.secrets", FlatKind::List),
+    (
+        "GPUQ_REFERENCE_HOSTS",
+        "enqueue.reference_hosts",
+        FlatKind::List,
+    ),
+    ("GPUQ_STORAGE_HOST", "storage.host", FlatKind::Value),
+    ("GPUQ_STORAGE_BUCKETS", "storage.buckets", FlatKind::List),
+];
+
+/// Settings keys that hold lists, so a nested variable (`GPUQ__AUTH__SECRETS=a,b`) is split
+/// on commas like its flat name.
+const LIST_KEYS: [&str; 3] = ["auth.secrets", "enqueue.reference_hosts", "storage.buckets"];
+
+/// Nested names of earlier releases and what they are now (prefix renames).
+const RENAMED: [(&str, &str); 2] = [
+    ("GPUQ__HTTP__", "GPUQ__APPLICATION__"),
+    ("GPUQ__REDIS__BACKOFF_", "GPUQ__QUEUE__BACKOFF_"),
+];
+
+/// The configuration could not be assembled.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigurationError {
+    /// A file or value could not be read, or a setting is missing or has the wrong type.
+    #[error("configuration: {0}")]
+    Config(#[from] config::ConfigError),
+    /// A flat environment variable has a bad value.
+    #[error("environment variable {name}: {reason}")]
+    Env {
+        /// The variable.
+        name: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// The environment variables a load reads: the process's, or a map (tests, which must not
+/// change the process environment other tests read in parallel).
+#[derive(Debug, Clone, Default)]
+pub struct Environment(BTreeMap<String, String>);
+
+impl Environment {
+    /// The process environment's `GPUQ*` variables and the flat names.
+    pub fn process() -> Self {
+        Self::from_pairs(std::env::vars().filter(|(k, _)| {
+            k.starts_with("GPUQ") || FLAT_NAMES.iter().any(|(name, ..)| name == k)
+        }))
+    }
+
+    /// Exactly these variables.
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        Self(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        )
+    }
+
+    /// A variable's value; an empty (or blank) one counts as unset.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.trim().is_empty())
+    }
+
+    /// The `GPUQ__*` variables, earlier names renamed (a current name wins over its old one).
+    fn nested(&self) -> config::Map<String, String> {
+        let mut out = config::Map::new();
+        for (name, value) in self.0.iter().filter(|(k, _)| k.starts_with("GPUQ__")) {
+            let renamed = RENAMED
+                .iter()
+                .find_map(|(old, new)| name.strip_prefix(old).map(|rest| format!("{new}{rest}")));
+            match renamed {
+                Some(current) if !self.0.contains_key(&current) => {
+                    out.insert(current, value.clone());
+                }
+                Some(_) => {}
+                None => {
+                    out.insert(name.clone(), value.clone());
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The built-in defaults of the shared sections; `service` holds the few that differ.
+pub fn defaults(
+    service: ServiceDefaults,
+) -> Result<ConfigBuilder<DefaultState>, ConfigurationError> {
+    Ok(Config::builder()
+        .set_default("application.host", service.host)?
+        .set_default("application.port", service.port)?
+        .set_default("application.workers", 0)?
+        .set_default("application.max_body_bytes", service.max_body_bytes as u64)?
+        .set_default("application.body_timeout_ms", 10_000)?
+        .set_default("application.header_timeout_ms", 5_000)?
+        .set_default("application.disconnect_timeout_ms", 1_000)?
+        .set_default("application.max_connections", 4_096)?
+        .set_default(
+            "database.url",
+            "postgres://postgres:postgres@127.0.0.1:5432/postgres",
+        )?
+        .set_default("database.max_connections", service.pool_size)?
+        .set_default("database.acquire_timeout_ms", service.acquire_timeout_ms)?
+        .set_default("database.migrate", true)?
+        .set_default("redis.url", "redis://127.0.0.1:6379")?
+        .set_default("redis.namespace", "gpuq")?
+        .set_default("queue.max_depth", 100_000)?
+        .set_default("queue.lease_ms", 30_000)?
+        .set_default("queue.backoff_base_ms", 5_000)?
+        .set_default("queue.backoff_max_ms", 300_000)?
+        .set_default("queue.maintenance_interval_ms", 250)?
+        .set_default("queue.reconcile_interval_ms", 30_000)?
+        .set_default("queue.reconcile_grace_ms", 60_000)?)
+}
+
+/// The shared defaults that differ between services.
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceDefaults {
+    /// Interface to bind.
+    pub host: &'static str,
+    /// Port to bind.
+    pub port: u16,
+    /// Largest request body, bytes.
+    pub max_body_bytes: usize,
+    /// PostgreSQL pool size.
+    pub pool_size: u32,
+    /// How long a request waits for a pooled connection, ms.
+    pub acquire_timeout_ms: u64,
+}
+
+/// Builds `T` from `defaults`, the YAML files, then the nested and flat variables of `env`
+/// (see the module docs).
+pub fn load<T: DeserializeOwned>(
+    defaults: ConfigBuilder<DefaultState>,
+    env: &Environment,
+) -> Result<T, ConfigurationError> {
+    let mut builder = defaults;
+    if let Some(file) = config_file(env) {
+        builder = builder.add_source(File::from(file.as_path()).format(FileFormat::Yaml));
+        if let Some(name) = env.get("GPUQ_ENVIRONMENT") {
+            let dir = file.parent().unwrap_or(Path::new("."));
+            let layered = dir.join(format!("{}.yaml", name.to_lowercase()));
+            builder = builder.add_source(File::from(layered.as_path()).format(FileFormat::Yaml));
+        }
+    }
+    let mut nested = config::Environment::with_prefix("GPUQ")
+        .prefix_separator("__")
+        .separator("__")
+        .try_parsing(true)
+        .list_separator(",");
+    for key in LIST_KEYS {
+        nested = nested.with_list_parse_key(key);
+    }
+    builder = builder.add_source(nested.source(Some(env.nested())));
+    builder = flat_overrides(builder, env)?;
+    Ok(builder.build()?.try_deserialize()?)
+}
+
+/// The YAML file to read: `$GPUQ_CONFIG` (must exist), else `configuration/base.yaml` under
+/// the working directory when present.
+fn config_file(env: &Environment) -> Option<PathBuf> {
+    if let Some(path) = env.get("GPUQ_CONFIG") {
+        return Some(PathBuf::from(path));
+    }
+    Some(PathBuf::from("configuration/base.yaml")).filter(|p| p.is_file())
+}
+
+fn flat_overrides(
+    mut builder: ConfigBuilder<DefaultState>,
+    env: &Environment,
+) -> Result<ConfigBuilder<DefaultState>, ConfigurationError> {
+    for (name, key, kind) in FLAT_NAMES {
+        let Some(value) = env.get(name) else { continue };
+        builder = match kind {
+            FlatKind::Value => builder.set_override(key, value.trim())?,
+            FlatKind::List => builder.set_override(key, comma_list(value))?,
+            FlatKind::Listen => {
+                let (host, port) = parse_listen(value).ok_or(ConfigurationError::Env {
+                    name,
+                    reason: "expected host:port".into(),
+                })?;
+                builder
+                    .set_override(format!("{key}.host"), host)?
+                    .set_override(format!("{key}.port"), port)?
+            }
+        };
+    }
+    Ok(builder)
+}
+
+fn parse_listen(s: &str) -> Option<(String, u16)> {
+    let (host, port) = s.trim().rsplit_once(':')?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    (!host.is_empty()).then_some(())?;
+    Some((host.to_owned(), port.parse().ok()?))
+}
+
+fn comma_list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|x| !x.is_empty())
+        .map(String::from)
+        .collect()
+}

@@ -1,0 +1,98 @@
+//! [`serve`]: the actix server every gpuq service runs — the same middleware (request ids,
+//! request logs, closing connections whose body was left unread), the same slow-client
+//! limits from [`ApplicationSettings`], `/healthz` and `/readyz`, a JSON 404 for unknown
+//! paths, and [`resource`] for a JSON 405 with `Allow`.
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::{from_fn, Next};
+use actix_web::{web, App, HttpMessage, HttpServer, Resource};
+use tracing_actix_web::{RequestId, TracingLogger};
+
+use crate::health::{self, Readiness};
+use crate::{ApiError, ApplicationSettings};
+
+/// How long a stopping server lets in-flight requests finish, seconds. A callback holds one
+/// short transaction; an SSE stream ends when the server stops.
+pub const SHUTDOWN_TIMEOUT_SECS: u64 = 30;
+
+/// The header carrying the request id that the logs of the request also carry.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Binds `listener` and serves the routes `configure` registers, plus `/healthz` and
+/// `/readyz` (probing `readiness`) and a JSON 404 for everything else. Nothing is served
+/// until the returned [`Server`] is awaited; it stops on SIGTERM or ctrl-c, letting
+/// in-flight requests finish for up to [`SHUTDOWN_TIMEOUT_SECS`].
+pub fn serve<F>(
+    listener: TcpListener,
+    settings: &ApplicationSettings,
+    readiness: Readiness,
+    configure: F,
+) -> std::io::Result<Server>
+where
+    F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
+{
+    let readiness = web::Data::new(readiness);
+    let server = HttpServer::new(move || {
+        App::new()
+            .wrap(from_fn(crate::unread_body::close_if_unread))
+            .wrap(from_fn(answer_request_id))
+            .wrap(TracingLogger::default())
+            .app_data(readiness.clone())
+            .configure(health::configure)
+            .configure(configure.clone())
+            .default_service(web::to(not_found))
+    })
+    // Slow clients: a first request head gets `header_timeout_ms` (then 408); bodies get
+    // `body_timeout_ms` in `body::read_limited`; connections per worker are bounded.
+    .client_request_timeout(Duration::from_millis(settings.header_timeout_ms))
+    .client_disconnect_timeout(Duration::from_millis(settings.disconnect_timeout_ms))
+    .max_connections(settings.max_connections)
+    .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
+    .listen(listener)?;
+    let server = match settings.workers {
+        0 => server,
+        n => server.workers(n),
+    };
+    Ok(server.run())
+}
+
+/// Binds `application.host:application.port` (port 0: any free port).
+pub fn bind(settings: &ApplicationSettings) -> std::io::Result<TcpListener> {
+    let host = if settings.host.contains(':') {
+        format!("[{}]", settings.host)
+    } else {
+        settings.host.clone()
+    };
+    TcpListener::bind(format!("{host}:{}", settings.port))
+}
+
+/// A resource whose other methods answer 405 with `Allow: <allow>`.
+pub fn resource(path: &str, allow: &'static str) -> Resource {
+    web::resource(path).default_service(web::to(move || async move {
+        Err::<actix_web::HttpResponse, _>(ApiError::MethodNotAllowed(allow))
+    }))
+}
+
+/// Any path no route serves: a JSON 404.
+pub async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::NotFound("no such endpoint".into()))
+}
+
+/// Answers with `X-Request-Id`, the id [`TracingLogger`] gave the request's span, so a
+/// client's report can be matched with the logs.
+async fn answer_request_id(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let id = req.extensions().get::<RequestId>().copied();
+    let mut res = next.call(req).await?;
+    if let Some(value) = id.and_then(|id| HeaderValue::from_str(&id.to_string()).ok()) {
+        res.headers_mut().insert(REQUEST_ID, value);
+    }
+    Ok(res)
+}
