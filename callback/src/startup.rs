@@ -22,6 +22,9 @@ pub enum StartupError {
     /// No callback secret: every callback would be refused, or worse, none checked.
     #[error("no callback secret configured (GPUQ_CALLBACK_SECRET)")]
     NoSecrets,
+    /// A blank callback secret: anyone could sign with it.
+    #[error("a callback secret is blank (GPUQ_CALLBACK_SECRET)")]
+    BlankSecret,
     /// The storage host setting is not a URL.
     #[error(transparent)]
     StorageHost(#[from] InvalidStorageHost),
@@ -68,6 +71,14 @@ impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         if settings.auth.secrets.is_empty() {
             return Err(StartupError::NoSecrets);
+        }
+        if settings
+            .auth
+            .secrets
+            .iter()
+            .any(|k| k.expose_secret().trim().is_empty())
+        {
+            return Err(StartupError::BlankSecret);
         }
         let pool = connection_pool(&settings.database).map_err(StartupError::Database)?;
         if settings.database.migrate {
@@ -121,8 +132,10 @@ impl Application {
 
 /// Registers the routes (`gpuq_service::serve` adds `/healthz`, `/readyz` and the 404).
 fn configure(cfg: &mut web::ServiceConfig) {
-    let callback = || web::post().to(routes::callback);
-    cfg.service(resource("/v1/callback", "POST").route(callback()))
-        .service(resource("/functions/v1/job-callback", "POST").route(callback()))
+    cfg.service(resource("/v1/callback", "POST").route(web::post().to(routes::callback)))
+        .service(
+            resource("/functions/v1/job-callback", "POST")
+                .route(web::post().to(routes::legacy_callback)),
+        )
         .service(resource("/metrics", "GET").route(web::get().to(routes::metrics)));
 }

@@ -24,7 +24,7 @@ echo "== queue suite and end-to-end test on a Redis Cluster"
 bash deploy/tests/cluster.sh
 
 echo "== dropping the test databases the suite created (gpuq_service::testkit names them)"
-psql "$DATABASE_URL" -qAtc "SELECT datname FROM pg_database WHERE datname ~ '^gpuq_test_[0-9]+_[0-9a-f]{32}$'" |
+psql "$DATABASE_URL" -qAtc "SELECT datname FROM pg_database WHERE datname ~ '^gpuq_test_[0-9a-f]{8}_[0-9]+_[0-9a-f]{32}$'" |
   while read -r db; do psql "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS \"$db\"" >/dev/null 2>&1 || true; done || true
 
 echo "== deployment manifests and Redis ACL"

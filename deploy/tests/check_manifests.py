@@ -93,13 +93,18 @@ class Facts:
             self.env[binary] = kit_reads | self._env_var_calls(f"{crate}/src")
             self.nested[binary] = nested and uses_kit
 
+        # The demo worker loads its settings with the same loader (and telemetry) as the
+        # services; `required(value, "NAME")` marks what it cannot start without.
         demo = read("worker-sdk/src/demo/config.rs")
-        demo_names = set(re.findall(r'(?:get|req|parse)\("([A-Z][A-Z0-9_]+)"', demo))
-        self.env["gpuq-demo-worker"] = demo_names | self._env_var_calls("worker-sdk/src")
+        demo_uses_kit = "configuration::load(" in demo
+        self.env["gpuq-demo-worker"] = (
+            (names | self._env_var_calls("service/src")) if demo_uses_kit else set()
+        ) | self._env_var_calls("worker-sdk/src")
         self.required["gpuq-demo-worker"] = {
-            n for n in re.findall(r'req\("([A-Z][A-Z0-9_]+)"\)', demo) if not n.startswith("GPUQ_S3_")
+            n for n in re.findall(r'required\(\s*[^"]*?"([A-Z][A-Z0-9_]+)"', demo, re.S)
+            if not n.startswith("GPUQ_S3_")
         }
-        self.nested["gpuq-demo-worker"] = False
+        self.nested["gpuq-demo-worker"] = nested and demo_uses_kit
 
         py = read("examples/python-worker/worker.py")
         self.env["python-worker"] = set(re.findall(r'(?:environ\.get|env\.get|require)\("([A-Z][A-Z0-9_]+)"', py))

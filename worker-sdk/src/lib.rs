@@ -35,9 +35,11 @@
 //! - [`Worker`], [`WorkerBuilder`]: configuration, the claim loop, graceful shutdown.
 //! - [`Handler`], [`Output`], [`Asset`], [`JobError`]: what user code implements/returns.
 //! - [`JobContext`]: attempt, progress, cancellation and uploads for one job.
-//! - [`Storage`], [`LocalStorage`], [`S3Storage`]: where outputs go.
+//! - [`Storage`], [`LocalStorage`], `S3Storage` (feature `s3`): where outputs go.
 //! - [`shutdown_on_signal`]: SIGTERM/ctrl-c to a `CancellationToken`.
-//! - [`demo`]: the demo worker's handler and configuration (deterministic PNG/GIF).
+//! - `demo` (feature `demo`): the demo worker's handler and configuration (deterministic
+//!   PNG/GIF). Image encoders and the S3 client are compiled only with these features, so
+//!   a worker that links the SDK builds neither unless it asks.
 //! - Internals: `job` (one job's life), `lease` (the lease keeper thread), `callback`
 //!   (signed reports), `connect` (reaching Redis with backoff).
 
@@ -45,6 +47,7 @@ mod builder;
 mod callback;
 mod connect;
 mod context;
+#[cfg(feature = "demo")]
 pub mod demo;
 mod error;
 mod handler;
@@ -62,9 +65,9 @@ pub use error::{JobError, WorkerError};
 pub use gpuq_schemas::JobEnvelope;
 pub use handler::{Asset, Handler, Output};
 pub use shutdown::shutdown_on_signal;
-pub use storage::{
-    output_key, LocalStorage, S3Config, S3Storage, Storage, StorageError, StorageFuture,
-};
+pub use storage::{output_key, LocalStorage, Storage, StorageError, StorageFuture};
+#[cfg(feature = "s3")]
+pub use storage::{S3Config, S3Storage};
 pub use tokio_util::sync::CancellationToken;
 pub use worker::Worker;
 

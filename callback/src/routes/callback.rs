@@ -106,7 +106,8 @@ struct AttemptField {
     attempt: Option<u32>,
 }
 
-/// Authenticates, parses and records one callback.
+/// `POST /v1/callback`: authenticates, parses and records one callback. A body declared
+/// as something else than JSON is refused (415); one with no `Content-Type` is read.
 #[tracing::instrument(
     name = "callback",
     skip_all,
@@ -117,7 +118,40 @@ pub async fn callback(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, CallbackError> {
-    let result = handle(req, payload, &state).await;
+    answer(
+        handle(req, payload, &state, MediaType::JsonOrUndeclared).await,
+        &state,
+    )
+}
+
+/// `POST /functions/v1/job-callback`, the replaced edge function's path: as
+/// [`callback`], whatever `Content-Type` the body declares. Workers written for the old
+/// function sent JSON as text (a `fetch` with a string body says `text/plain`); refusing
+/// them would lose their results, and the signature already proves the bytes.
+#[tracing::instrument(
+    name = "callback",
+    skip_all,
+    fields(job_id = tracing::field::Empty, reported = tracing::field::Empty, key = tracing::field::Empty)
+)]
+pub async fn legacy_callback(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, CallbackError> {
+    answer(handle(req, payload, &state, MediaType::Any).await, &state)
+}
+
+/// Which declared media types a route reads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum MediaType {
+    JsonOrUndeclared,
+    Any,
+}
+
+fn answer(
+    result: Result<crate::record::Recorded, CallbackError>,
+    state: &AppState,
+) -> Result<HttpResponse, CallbackError> {
     match &result {
         Ok(recorded) => state.metrics.recorded(recorded),
         Err(e) => state.metrics.rejected(e.answer().code()),
@@ -135,9 +169,11 @@ async fn handle(
     req: HttpRequest,
     payload: web::Payload,
     state: &AppState,
+    media_type: MediaType,
 ) -> Result<crate::record::Recorded, CallbackError> {
-    // Legacy workers may send no Content-Type; a declared non-JSON one is refused.
-    check_json_media_type(&req, false)?;
+    if media_type == MediaType::JsonOrUndeclared {
+        check_json_media_type(&req, false)?;
+    }
     let body = read_limited(&req, payload, state.max_body_bytes, state.body_timeout).await?;
     let key = state
         .verifier

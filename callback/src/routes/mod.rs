@@ -3,5 +3,5 @@
 mod callback;
 mod metrics;
 
-pub use callback::{callback, CallbackError};
+pub use callback::{callback, legacy_callback, CallbackError};
 pub use metrics::metrics;

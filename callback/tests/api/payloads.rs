@@ -158,6 +158,30 @@ async fn the_edge_function_alias_path_accepts_callbacks() {
 }
 
 #[tokio::test]
+async fn json_sent_as_text_is_read_on_the_edge_function_path_and_refused_on_v1() {
+    let app = spawn_app().await;
+    let job = app.job(JobType::SdxlImageFast).await;
+    let raw = serde_json::to_vec(&json!({"jobId": job.id, "status": "processing"})).unwrap();
+    let ts = chrono::Utc::now().timestamp();
+    let sig = gpuq_schemas::signature::sign(crate::helpers::SECRETS[0].as_bytes(), ts, &raw);
+    let post = |path: &str| {
+        reqwest::Client::new()
+            .post(format!("{}{path}", app.address))
+            .header("Content-Type", "text/plain;charset=UTF-8")
+            .header(gpuq_schemas::signature::TIMESTAMP_HEADER, ts.to_string())
+            .header(gpuq_schemas::signature::SIGNATURE_HEADER, sig.clone())
+            .body(raw.clone())
+            .send()
+    };
+    let refused = post("/v1/callback").await.unwrap();
+    assert_eq!(refused.status(), 415);
+    assert_eq!(app.job_row(job.id).await.status, "queued");
+    let read = post("/functions/v1/job-callback").await.unwrap();
+    assert_eq!(read.status(), 200);
+    assert_eq!(app.job_row(job.id).await.status, "processing");
+}
+
+#[tokio::test]
 async fn a_malformed_payload_is_rejected_with_400_naming_the_problem() {
     let app = spawn_app().await;
     let job = app.job(JobType::SdxlImageFast).await;

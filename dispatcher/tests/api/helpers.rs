@@ -39,8 +39,10 @@ pub fn base_settings(database_url: String, namespace: String) -> Settings {
     s.queue.backoff_base_ms = 50;
     s.queue.backoff_max_ms = 200;
     s.queue.maintenance_interval_ms = 50;
+    // The reconciler's first pass runs at start-up: with a grace period it never races a
+    // test that writes rows directly (the reconcile tests shorten both).
     s.queue.reconcile_interval_ms = 60_000;
-    s.queue.reconcile_grace_ms = 0;
+    s.queue.reconcile_grace_ms = 60_000;
     s.enqueue.reference_hosts = vec!["images.example.com".into()];
     s
 }

@@ -6,8 +6,9 @@
 //! 1. built-in defaults ([`defaults`], with the few that differ per service);
 //! 2. a YAML file: `$GPUQ_CONFIG`, else `configuration/base.yaml` when present (one file for
 //!    every service: each reads its sections and ignores the others);
-//! 3. `<that folder>/$GPUQ_ENVIRONMENT.yaml` when `GPUQ_ENVIRONMENT` is set (required then:
-//!    a misspelt environment fails at start-up, not silently);
+//! 3. `<that folder>/$GPUQ_ENVIRONMENT.yaml` (`configuration/` without a base file) when
+//!    `GPUQ_ENVIRONMENT` is set (required then: a misspelt environment fails at start-up,
+//!    not silently);
 //! 4. nested variables `GPUQ__<SECTION>__<FIELD>` (e.g. `GPUQ__DATABASE__MAX_CONNECTIONS`);
 //!    the names of earlier releases are still read (`GPUQ__HTTP__*` is now
 //!    `GPUQ__APPLICATION__*`, `GPUQ__REDIS__BACKOFF_*` is `GPUQ__QUEUE__BACKOFF_*`);
@@ -40,7 +41,7 @@ pub enum FlatKind {
 
 /// The flat environment variables every gpuq process reads: name, settings key, kind.
 /// They are a public interface (deploy files and the README use them): never drop one.
-pub const FLAT_NAMES: [(&str, &str, FlatKind); 13] = [
+pub const FLAT_NAMES: [(&str, &str, FlatKind); 26] = [
     ("DATABASE_URL", "database.url", FlatKind::Value),
     ("REDIS_URL", "redis.url", FlatKind::Value),
     ("GPUQ_LISTEN", "application", FlatKind::Listen),
@@ -62,16 +63,56 @@ pub const FLAT_NAMES: [(&str, &str, FlatKind); 13] = [
     ),
     ("GPUQ_STORAGE_HOST", "storage.host", FlatKind::Value),
     ("GPUQ_STORAGE_BUCKETS", "storage.buckets", FlatKind::List),
+    // Workers (the demo worker; a worker built on the SDK may read them the same way).
+    ("GPUQ_QUEUE", "worker.queue", FlatKind::Value),
+    ("GPUQ_CALLBACK_URL", "worker.callback_url", FlatKind::Value),
+    ("GPUQ_CONCURRENCY", "worker.concurrency", FlatKind::Value),
+    ("GPUQ_LEASE_SECS", "worker.lease_secs", FlatKind::Value),
+    (
+        "GPUQ_SHUTDOWN_DEADLINE_SECS",
+        "worker.shutdown_deadline_secs",
+        FlatKind::Value,
+    ),
+    (
+        "GPUQ_DEMO_TIME_SCALE",
+        "worker.demo_time_scale",
+        FlatKind::Value,
+    ),
+    ("GPUQ_STORAGE_DIR", "storage.dir", FlatKind::Value),
+    ("GPUQ_S3_ENDPOINT", "storage.s3.endpoint", FlatKind::Value),
+    ("GPUQ_S3_REGION", "storage.s3.region", FlatKind::Value),
+    (
+        "GPUQ_S3_ACCESS_KEY_ID",
+        "storage.s3.access_key_id",
+        FlatKind::Value,
+    ),
+    (
+        "GPUQ_S3_SECRET_ACCESS_KEY",
+        "storage.s3.secret_access_key",
+        FlatKind::Value,
+    ),
+    ("GPUQ_S3_BUCKET", "storage.s3.bucket", FlatKind::Value),
+    (
+        "GPUQ_S3_ALLOW_HTTP",
+        "storage.s3.allow_http",
+        FlatKind::Value,
+    ),
 ];
 
 /// Settings keys that hold lists, so a nested variable (`GPUQ__AUTH__SECRETS=a,b`) is split
 /// on commas like its flat name.
 const LIST_KEYS: [&str; 3] = ["auth.secrets", "enqueue.reference_hosts", "storage.buckets"];
 
-/// Nested names of earlier releases and what they are now (prefix renames).
-const RENAMED: [(&str, &str); 2] = [
+/// Nested names of earlier releases and what they are now (prefix renames): the
+/// dispatcher's `http` section and flat fields, the callback's backoff under `redis`.
+const RENAMED: [(&str, &str); 7] = [
     ("GPUQ__HTTP__", "GPUQ__APPLICATION__"),
     ("GPUQ__REDIS__BACKOFF_", "GPUQ__QUEUE__BACKOFF_"),
+    ("GPUQ__DATABASE_URL", "GPUQ__DATABASE__URL"),
+    ("GPUQ__REDIS_URL", "GPUQ__REDIS__URL"),
+    ("GPUQ__REDIS_NAMESPACE", "GPUQ__REDIS__NAMESPACE"),
+    ("GPUQ__MIGRATE", "GPUQ__DATABASE__MIGRATE"),
+    ("GPUQ__REFERENCE_HOSTS", "GPUQ__ENQUEUE__REFERENCE_HOSTS"),
 ];
 
 /// The configuration could not be assembled.
@@ -93,62 +134,97 @@ pub enum ConfigurationError {
 /// The environment variables a load reads: the process's, or a map (tests, which must not
 /// change the process environment other tests read in parallel).
 #[derive(Debug, Clone, Default)]
-pub struct Environment(BTreeMap<String, String>);
+pub struct Environment {
+    vars: BTreeMap<String, String>,
+    /// Look for `configuration/base.yaml` under the working directory when `GPUQ_CONFIG` is
+    /// unset: a process does, a test's map does not (tests stay hermetic).
+    implicit_file: bool,
+}
 
 impl Environment {
     /// The process environment's `GPUQ*` variables and the flat names.
     pub fn process() -> Self {
-        Self::from_pairs(std::env::vars().filter(|(k, _)| {
+        let mut env = Self::from_pairs(std::env::vars().filter(|(k, _)| {
             k.starts_with("GPUQ") || FLAT_NAMES.iter().any(|(name, ..)| name == k)
-        }))
+        }));
+        env.implicit_file = true;
+        env
     }
 
     /// Exactly these variables.
     pub fn from_pairs<K: Into<String>, V: Into<String>>(
         pairs: impl IntoIterator<Item = (K, V)>,
     ) -> Self {
-        Self(
-            pairs
+        Self {
+            vars: pairs
                 .into_iter()
                 .map(|(k, v)| (k.into(), v.into()))
                 .collect(),
-        )
+            implicit_file: false,
+        }
     }
 
     /// A variable's value; an empty (or blank) one counts as unset.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
+        self.vars
             .get(name)
             .map(String::as_str)
             .filter(|v| !v.trim().is_empty())
     }
 
-    /// The `GPUQ__*` variables, earlier names renamed (a current name wins over its old one).
+    /// The `GPUQ__*` variables, earlier names renamed (a current name wins over its old
+    /// one), list values tidied as the flat names' are.
     fn nested(&self) -> config::Map<String, String> {
         let mut out = config::Map::new();
-        for (name, value) in self.0.iter().filter(|(k, _)| k.starts_with("GPUQ__")) {
-            let renamed = RENAMED
+        for (name, value) in self.vars.iter().filter(|(k, _)| k.starts_with("GPUQ__")) {
+            let current = RENAMED
                 .iter()
                 .find_map(|(old, new)| name.strip_prefix(old).map(|rest| format!("{new}{rest}")));
-            match renamed {
-                Some(current) if !self.0.contains_key(&current) => {
-                    out.insert(current, value.clone());
-                }
-                Some(_) => {}
-                None => {
-                    out.insert(name.clone(), value.clone());
-                }
-            }
+            let name = match current {
+                Some(current) if self.vars.contains_key(&current) => continue,
+                Some(current) => current,
+                None => name.clone(),
+            };
+            out.insert(name.clone(), tidy_if_list(&name, value));
         }
         out
     }
 }
 
-/// The built-in defaults of the shared sections; `service` holds the few that differ.
+/// A list variable's items trimmed and empty ones dropped: `"k1, k2,"` is two keys, never an
+/// empty third (an empty HMAC key would accept callbacks anyone can sign).
+fn tidy_if_list(name: &str, value: &str) -> String {
+    let key = name
+        .trim_start_matches("GPUQ__")
+        .replace("__", ".")
+        .to_lowercase();
+    if LIST_KEYS.contains(&key.as_str()) {
+        comma_list(value).join(",")
+    } else {
+        value.to_owned()
+    }
+}
+
+/// The built-in defaults of the sections every gpuq process has (`redis`, `queue`).
+pub fn common_defaults() -> Result<ConfigBuilder<DefaultState>, ConfigurationError> {
+    Ok(Config::builder()
+        .set_default("redis.url", "redis://127.0.0.1:6379")?
+        .set_default("redis.namespace", "gpuq")?
+        .set_default("queue.max_depth", 100_000)?
+        .set_default("queue.lease_ms", 30_000)?
+        .set_default("queue.backoff_base_ms", 5_000)?
+        .set_default("queue.backoff_max_ms", 300_000)?
+        .set_default("queue.maintenance_interval_ms", 250)?
+        .set_default("queue.reconcile_interval_ms", 30_000)?
+        .set_default("queue.reconcile_grace_ms", 60_000)?)
+}
+
+/// The built-in defaults of an HTTP service's shared sections; `service` holds the few
+/// that differ between services.
 pub fn defaults(
     service: ServiceDefaults,
 ) -> Result<ConfigBuilder<DefaultState>, ConfigurationError> {
-    Ok(Config::builder()
+    Ok(common_defaults()?
         .set_default("application.host", service.host)?
         .set_default("application.port", service.port)?
         .set_default("application.workers", 0)?
@@ -163,16 +239,7 @@ pub fn defaults(
         )?
         .set_default("database.max_connections", service.pool_size)?
         .set_default("database.acquire_timeout_ms", service.acquire_timeout_ms)?
-        .set_default("database.migrate", true)?
-        .set_default("redis.url", "redis://127.0.0.1:6379")?
-        .set_default("redis.namespace", "gpuq")?
-        .set_default("queue.max_depth", 100_000)?
-        .set_default("queue.lease_ms", 30_000)?
-        .set_default("queue.backoff_base_ms", 5_000)?
-        .set_default("queue.backoff_max_ms", 300_000)?
-        .set_default("queue.maintenance_interval_ms", 250)?
-        .set_default("queue.reconcile_interval_ms", 30_000)?
-        .set_default("queue.reconcile_grace_ms", 60_000)?)
+        .set_default("database.migrate", true)?)
 }
 
 /// The shared defaults that differ between services.
@@ -197,13 +264,17 @@ pub fn load<T: DeserializeOwned>(
     env: &Environment,
 ) -> Result<T, ConfigurationError> {
     let mut builder = defaults;
-    if let Some(file) = config_file(env) {
+    let base = config_file(env);
+    if let Some(file) = &base {
         builder = builder.add_source(File::from(file.as_path()).format(FileFormat::Yaml));
-        if let Some(name) = env.get("GPUQ_ENVIRONMENT") {
-            let dir = file.parent().unwrap_or(Path::new("."));
-            let layered = dir.join(format!("{}.yaml", name.to_lowercase()));
-            builder = builder.add_source(File::from(layered.as_path()).format(FileFormat::Yaml));
-        }
+    }
+    if let Some(name) = env.get("GPUQ_ENVIRONMENT") {
+        let dir = base
+            .as_deref()
+            .and_then(Path::parent)
+            .unwrap_or(Path::new("configuration"));
+        let layered = dir.join(format!("{name}.yaml"));
+        builder = builder.add_source(File::from(layered.as_path()).format(FileFormat::Yaml));
     }
     let mut nested = config::Environment::with_prefix("GPUQ")
         .prefix_separator("__")
@@ -215,7 +286,23 @@ pub fn load<T: DeserializeOwned>(
     }
     builder = builder.add_source(nested.source(Some(env.nested())));
     builder = flat_overrides(builder, env)?;
-    Ok(builder.build()?.try_deserialize()?)
+    builder
+        .build()
+        .and_then(Config::try_deserialize)
+        .map_err(|e| name_the_variable(e, env))
+}
+
+/// A bad value is reported with its settings key (`worker.concurrency`); when a flat
+/// variable set that key, name the variable too, since that is what the operator wrote.
+fn name_the_variable(e: config::ConfigError, env: &Environment) -> ConfigurationError {
+    let text = e.to_string();
+    let set_by = FLAT_NAMES
+        .iter()
+        .find(|(name, key, _)| env.get(name).is_some() && text.contains(&format!("`{key}")));
+    match set_by {
+        Some((name, ..)) => ConfigurationError::Env { name, reason: text },
+        None => ConfigurationError::Config(e),
+    }
 }
 
 /// The YAML file to read: `$GPUQ_CONFIG` (must exist), else `configuration/base.yaml` under
@@ -224,7 +311,7 @@ fn config_file(env: &Environment) -> Option<PathBuf> {
     if let Some(path) = env.get("GPUQ_CONFIG") {
         return Some(PathBuf::from(path));
     }
-    Some(PathBuf::from("configuration/base.yaml")).filter(|p| p.is_file())
+    Some(PathBuf::from("configuration/base.yaml")).filter(|p| env.implicit_file && p.is_file())
 }
 
 fn flat_overrides(

@@ -1,17 +1,14 @@
 //! `gpuq-demo-worker`: a worker that makes real, deterministic outputs without a GPU.
-//! Configured by environment variables; see [`gpuq_worker_sdk::demo::DemoConfig`].
+//! Configured like the services (files, `GPUQ__SECTION__FIELD`, flat names); see
+//! [`gpuq_worker_sdk::demo::DemoConfig`].
 
+use gpuq_service::telemetry;
 use gpuq_worker_sdk::demo::DemoConfig;
 use gpuq_worker_sdk::shutdown_on_signal;
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
+    telemetry::init();
     let worker = match DemoConfig::from_env()
         .map_err(|e| e.to_string())
         .and_then(|c| c.build_worker().map_err(|e| e.to_string()))

@@ -1,10 +1,15 @@
-//! [`DemoConfig`]: the demo worker's settings, read from the environment like the
-//! services' (`REDIS_URL`, `GPUQ_*`).
+//! [`DemoConfig`]: the demo worker's settings, read by the one configuration loader the
+//! services use (`gpuq_service::configuration`): the same files, the same `redis` section,
+//! the same flat names (`REDIS_URL`, `GPUQ_REDIS_NAMESPACE`, `GPUQ_CALLBACK_SECRET`, ...),
+//! plus the `worker` and `storage` settings of workers.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use secrecy::SecretString;
+use gpuq_service::configuration::{self, ConfigurationError, Environment};
+use gpuq_service::RedisSettings;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
 
 use super::DemoHandler;
 use crate::{LocalStorage, S3Config, S3Storage, Worker, WorkerError};
@@ -50,9 +55,12 @@ pub enum DemoConfigError {
     /// A required variable is unset or empty.
     #[error("{0} must be set")]
     Missing(&'static str),
-    /// A variable does not parse.
+    /// A variable does not parse, or a file or section is malformed.
+    #[error(transparent)]
+    Invalid(#[from] ConfigurationError),
+    /// A value parses but is out of range.
     #[error("{name} has an invalid value {value:?}")]
-    Invalid {
+    OutOfRange {
         /// The variable.
         name: &'static str,
         /// Its value.
@@ -63,67 +71,123 @@ pub enum DemoConfigError {
     NoStorage,
 }
 
+/// The sections the demo worker reads, as the one configuration loader builds them.
+#[derive(Deserialize)]
+struct Raw {
+    redis: RedisSettings,
+    #[serde(default)]
+    auth: RawAuth,
+    worker: RawWorker,
+    #[serde(default)]
+    storage: RawStorage,
+}
+
+#[derive(Default, Deserialize)]
+struct RawAuth {
+    /// The callback service's keys; the worker signs with the first (the current one).
+    #[serde(default)]
+    secrets: Vec<SecretString>,
+}
+
+#[derive(Deserialize)]
+struct RawWorker {
+    queue: Option<String>,
+    callback_url: Option<String>,
+    concurrency: usize,
+    lease_secs: f64,
+    shutdown_deadline_secs: f64,
+    demo_time_scale: f64,
+}
+
+#[derive(Default, Deserialize)]
+struct RawStorage {
+    dir: Option<PathBuf>,
+    #[serde(default)]
+    s3: RawS3,
+}
+
+#[derive(Default, Deserialize)]
+struct RawS3 {
+    endpoint: Option<String>,
+    region: Option<String>,
+    access_key_id: Option<String>,
+    secret_access_key: Option<SecretString>,
+    bucket: Option<String>,
+    allow_http: Option<bool>,
+}
+
+fn required<T>(value: Option<T>, name: &'static str) -> Result<T, DemoConfigError> {
+    value.ok_or(DemoConfigError::Missing(name))
+}
+
+fn seconds(secs: f64, floor: f64, name: &'static str) -> Result<Duration, DemoConfigError> {
+    if secs.is_finite() && secs >= floor {
+        Ok(Duration::from_secs_f64(secs))
+    } else {
+        Err(DemoConfigError::OutOfRange {
+            name,
+            value: secs.to_string(),
+        })
+    }
+}
+
 impl DemoConfig {
-    /// Reads the process environment.
+    /// Reads the process environment (and `configuration/base.yaml` when present), like
+    /// the services.
     pub fn from_env() -> Result<Self, DemoConfigError> {
-        Self::from_lookup(|k| std::env::var(k).ok())
+        Self::load(&Environment::process())
     }
 
-    /// Reads settings through `get` (the environment, or a map in tests).
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, DemoConfigError> {
-        let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
-        let req = |k: &'static str| get(k).ok_or(DemoConfigError::Missing(k));
-        let parse = |k: &'static str, default: &str| -> Result<f64, DemoConfigError> {
-            let v = get(k).unwrap_or_else(|| default.into());
-            v.trim()
-                .parse::<f64>()
-                .ok()
-                .filter(|x| x.is_finite() && *x >= 0.0)
-                .ok_or(DemoConfigError::Invalid { name: k, value: v })
-        };
-        let storage = if let Some(endpoint) = get("GPUQ_S3_ENDPOINT") {
-            StorageChoice::S3(S3Config {
-                allow_http: match get("GPUQ_S3_ALLOW_HTTP") {
-                    Some(v) => matches!(v.as_str(), "1" | "true" | "yes"),
-                    None => endpoint.starts_with("http://"),
-                },
+    /// Reads the settings with `env` as the environment (tests pass a map).
+    pub fn load(env: &Environment) -> Result<Self, DemoConfigError> {
+        let defaults = configuration::common_defaults()?
+            .set_default("worker.concurrency", 1)
+            .and_then(|b| b.set_default("worker.lease_secs", 30.0))
+            .and_then(|b| b.set_default("worker.shutdown_deadline_secs", 30.0))
+            .and_then(|b| b.set_default("worker.demo_time_scale", 0.02))
+            .map_err(ConfigurationError::from)?;
+        let raw: Raw = configuration::load(defaults, env)?;
+        let s3 = raw.storage.s3;
+        let storage = match (s3.endpoint, raw.storage.dir) {
+            (Some(endpoint), _) => StorageChoice::S3(S3Config {
+                allow_http: s3.allow_http.unwrap_or(endpoint.starts_with("http://")),
                 endpoint: Some(endpoint),
-                region: get("GPUQ_S3_REGION").unwrap_or_else(|| "us-east-1".into()),
-                access_key_id: req("GPUQ_S3_ACCESS_KEY_ID")?,
-                secret_access_key: req("GPUQ_S3_SECRET_ACCESS_KEY")?.into(),
-                bucket: get("GPUQ_S3_BUCKET"),
-            })
-        } else if let Some(dir) = get("GPUQ_STORAGE_DIR") {
-            StorageChoice::Local(dir.into())
-        } else {
-            return Err(DemoConfigError::NoStorage);
+                region: s3.region.unwrap_or_else(|| "us-east-1".into()),
+                access_key_id: required(s3.access_key_id, "GPUQ_S3_ACCESS_KEY_ID")?,
+                secret_access_key: required(s3.secret_access_key, "GPUQ_S3_SECRET_ACCESS_KEY")?,
+                bucket: s3.bucket,
+            }),
+            (None, Some(dir)) => StorageChoice::Local(dir),
+            (None, None) => return Err(DemoConfigError::NoStorage),
         };
-        let concurrency = parse("GPUQ_CONCURRENCY", "1")?;
-        if concurrency < 1.0 || concurrency.fract() != 0.0 {
-            return Err(DemoConfigError::Invalid {
+        let worker = raw.worker;
+        if worker.concurrency == 0 {
+            return Err(DemoConfigError::OutOfRange {
                 name: "GPUQ_CONCURRENCY",
-                value: concurrency.to_string(),
+                value: "0".into(),
+            });
+        }
+        if !(worker.demo_time_scale.is_finite() && worker.demo_time_scale >= 0.0) {
+            return Err(DemoConfigError::OutOfRange {
+                name: "GPUQ_DEMO_TIME_SCALE",
+                value: worker.demo_time_scale.to_string(),
             });
         }
         Ok(Self {
-            redis_url: get("REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".into()),
-            queue: req("GPUQ_QUEUE")?,
-            namespace: get("GPUQ_REDIS_NAMESPACE").unwrap_or_else(|| "gpuq".into()),
-            callback_url: req("GPUQ_CALLBACK_URL")?,
-            callback_secret: req("GPUQ_CALLBACK_SECRET")?.into(),
-            concurrency: concurrency as usize,
+            redis_url: raw.redis.url.expose_secret().to_owned(),
+            queue: required(worker.queue, "GPUQ_QUEUE")?,
+            namespace: raw.redis.namespace,
+            callback_url: required(worker.callback_url, "GPUQ_CALLBACK_URL")?,
+            callback_secret: required(raw.auth.secrets.into_iter().next(), "GPUQ_CALLBACK_SECRET")?,
+            concurrency: worker.concurrency,
             storage,
-            time_scale: parse("GPUQ_DEMO_TIME_SCALE", "0.02")?,
-            shutdown_deadline: Duration::from_secs_f64(parse("GPUQ_SHUTDOWN_DEADLINE_SECS", "30")?),
-            lease: match parse("GPUQ_LEASE_SECS", "30")? {
-                secs if secs >= 0.3 => Duration::from_secs_f64(secs),
-                secs => {
-                    return Err(DemoConfigError::Invalid {
-                        name: "GPUQ_LEASE_SECS",
-                        value: secs.to_string(),
-                    })
-                }
-            },
+            time_scale: worker.demo_time_scale,
+            shutdown_deadline: seconds(
+                worker.shutdown_deadline_secs,
+                0.0,
+                "GPUQ_SHUTDOWN_DEADLINE_SECS",
+            )?,
+            lease: seconds(worker.lease_secs, 0.3, "GPUQ_LEASE_SECS")?,
         })
     }
 
@@ -156,14 +220,9 @@ impl DemoConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
-    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move |k| map.get(k).cloned()
+    fn load(pairs: &[(&str, &str)]) -> Result<DemoConfig, DemoConfigError> {
+        DemoConfig::load(&Environment::from_pairs(pairs.iter().copied()))
     }
 
     const BASE: [(&str, &str); 3] = [
@@ -176,8 +235,9 @@ mod tests {
     fn local_storage_and_defaults() {
         let mut env = BASE.to_vec();
         env.push(("GPUQ_STORAGE_DIR", "/tmp/out"));
-        let c = DemoConfig::from_lookup(lookup(&env)).unwrap();
+        let c = load(&env).unwrap();
         assert_eq!(c.namespace, "gpuq");
+        assert_eq!(c.redis_url, "redis://127.0.0.1:6379");
         assert_eq!(c.concurrency, 1);
         assert_eq!(c.time_scale, 0.02);
         assert_eq!(c.lease, Duration::from_secs(30));
@@ -196,7 +256,7 @@ mod tests {
             ("GPUQ_S3_SECRET_ACCESS_KEY", "s"),
             ("GPUQ_STORAGE_DIR", "/tmp/out"),
         ]);
-        let c = DemoConfig::from_lookup(lookup(&env)).unwrap();
+        let c = load(&env).unwrap();
         let StorageChoice::S3(s3) = &c.storage else {
             panic!("expected S3")
         };
@@ -207,28 +267,40 @@ mod tests {
 
     #[test]
     fn missing_and_bad_values_name_the_variable() {
-        let err = DemoConfig::from_lookup(lookup(&BASE)).unwrap_err();
+        let err = load(&BASE).unwrap_err();
         assert!(matches!(err, DemoConfigError::NoStorage));
         let mut env = BASE.to_vec();
         env.extend([("GPUQ_STORAGE_DIR", "/x"), ("GPUQ_CONCURRENCY", "two")]);
-        let err = DemoConfig::from_lookup(lookup(&env))
-            .unwrap_err()
-            .to_string();
+        let err = load(&env).unwrap_err().to_string();
         assert!(err.contains("GPUQ_CONCURRENCY"), "{err}");
+        let err = load(&[("GPUQ_STORAGE_DIR", "/x")]).unwrap_err().to_string();
+        assert!(err.contains("GPUQ_QUEUE"), "{err}");
     }
 
     #[test]
     fn short_leases_are_accepted_down_to_a_floor() {
         let mut env = BASE.to_vec();
         env.extend([("GPUQ_STORAGE_DIR", "/x"), ("GPUQ_LEASE_SECS", "1.5")]);
-        let c = DemoConfig::from_lookup(lookup(&env)).unwrap();
+        let c = load(&env).unwrap();
         assert_eq!(c.lease, Duration::from_millis(1500));
         assert!(c.build_worker().is_ok());
+        env.retain(|(k, _)| *k != "GPUQ_LEASE_SECS");
         env.push(("GPUQ_LEASE_SECS", "0.1"));
-        env.retain(|(k, v)| *k != "GPUQ_LEASE_SECS" || *v == "0.1");
-        let err = DemoConfig::from_lookup(lookup(&env))
-            .unwrap_err()
-            .to_string();
+        let err = load(&env).unwrap_err().to_string();
         assert!(err.contains("GPUQ_LEASE_SECS"), "{err}");
+    }
+
+    #[test]
+    fn the_worker_reads_the_services_names_and_signs_with_the_current_key() {
+        let env = [
+            ("GPUQ_QUEUE", "sdxl_queue"),
+            ("GPUQ_CALLBACK_URL", "http://127.0.0.1:1/v1/callback"),
+            ("GPUQ__AUTH__SECRETS", "current,previous"),
+            ("GPUQ__REDIS__NAMESPACE", "nested"),
+            ("GPUQ__STORAGE__DIR", "/x"),
+        ];
+        let c = load(&env).unwrap();
+        assert_eq!(c.callback_secret.expose_secret(), "current");
+        assert_eq!(c.namespace, "nested");
     }
 }

@@ -1,11 +1,13 @@
 //! Where outputs go: the [`Storage`] trait and its two backends, [`LocalStorage`] (a
-//! folder) and [`S3Storage`] (any S3-compatible service, Supabase Storage included).
+//! folder) and `S3Storage` (feature `s3`: any S3-compatible service, Supabase Storage
+//! included).
 //!
 //! Keys follow one layout, `<user_id>/<job_id>/<index>.<ext>` ([`output_key`]), and the
 //! path a worker reports is that bucket-relative key: the callback service turns it into
 //! `(bucket, key)` with the job's bucket.
 
 mod local;
+#[cfg(feature = "s3")]
 mod s3;
 
 use std::future::Future;
@@ -15,6 +17,7 @@ use bytes::Bytes;
 use gpuq_schemas::{JobId, UserId};
 
 pub use local::LocalStorage;
+#[cfg(feature = "s3")]
 pub use s3::{S3Config, S3Storage};
 
 /// A boxed future, so [`Storage`] can be used as `dyn Storage`.
@@ -51,6 +54,7 @@ pub enum StorageError {
     #[error("local storage I/O")]
     Io(#[from] std::io::Error),
     /// The object store refused or could not be reached.
+    #[cfg(feature = "s3")]
     #[error("object store")]
     ObjectStore(#[from] object_store::Error),
     /// No storage is configured for this worker.
