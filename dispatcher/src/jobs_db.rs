@@ -9,6 +9,8 @@ use serde_json::Value;
 use sqlx::{PgExecutor, PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
+use gpuq_schemas::JobStatus;
+
 /// A `jobs` row as the API returns it (`Job` in `/openapi.json`).
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -22,9 +24,8 @@ pub struct JobRecord {
     pub job_type: String,
     /// Queue.
     pub queue: String,
-    /// `queued`, `processing`, `completed`, `failed` or `cancelled`.
-    #[schema(pattern = "^(queued|processing|completed|failed|cancelled)$")]
-    pub status: String,
+    /// Where the job is in its life.
+    pub status: JobStatus,
     /// Prompt.
     pub prompt: String,
     /// The app's metadata.
@@ -106,7 +107,7 @@ impl JobRecord {
             user_id: job.user_id,
             job_type: job.job_type.to_owned(),
             queue: job.queue.clone(),
-            status: "queued".to_owned(),
+            status: JobStatus::Queued,
             prompt: job.prompt.clone(),
             metadata: job.metadata.clone(),
             config: job.config.clone(),
@@ -213,9 +214,10 @@ pub async fn get_for_update(
 pub async fn finish<'e>(
     db: impl PgExecutor<'e>,
     id: Uuid,
-    status: &str,
+    status: JobStatus,
     message: Option<&str>,
 ) -> sqlx::Result<bool> {
+    debug_assert!(status.is_terminal());
     let done = sqlx::query(
         "UPDATE jobs SET status = $2, error_message = COALESCE($3, error_message), completed_at = now(), \
          updated_at = now() WHERE id = $1 AND status IN ('queued', 'processing')",
@@ -258,20 +260,57 @@ pub async fn delete<'e>(db: impl PgExecutor<'e>, id: Uuid) -> sqlx::Result<()> {
     Ok(())
 }
 
-/// Output rows of a job: images and videos, as JSON objects.
-pub async fn outputs(db: &PgPool, id: Uuid) -> sqlx::Result<(Vec<Value>, Vec<Value>)> {
-    let images = sqlx::query_scalar(
-        "SELECT json_build_object('index', image_index, 'bucket', bucket, 'path', storage_path, \
-         'thumbnailPath', thumbnail_path, 'seed', seed, 'width', width, 'height', height) \
-         FROM images WHERE job_id = $1 ORDER BY image_index",
+/// An `images` row as the API returns it.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OutputImage {
+    /// Index within the job.
+    pub index: i32,
+    /// Storage bucket.
+    pub bucket: String,
+    /// Storage key, `<user_id>/...`.
+    pub path: String,
+    /// Thumbnail key, if any.
+    pub thumbnail_path: Option<String>,
+    /// The seed that made it.
+    pub seed: Option<i64>,
+    /// Pixels.
+    pub width: Option<i32>,
+    /// Pixels.
+    pub height: Option<i32>,
+}
+
+/// A `videos` row as the API returns it.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OutputVideo {
+    /// Index within the job.
+    pub index: i32,
+    /// Storage bucket.
+    pub bucket: String,
+    /// Storage key, `<user_id>/...`.
+    pub path: String,
+    /// Thumbnail key, if any.
+    pub thumbnail_path: Option<String>,
+    /// The seed that made it.
+    pub seed: Option<i64>,
+    /// Length.
+    pub duration_seconds: Option<f64>,
+}
+
+/// Output rows of a job: images and videos, by index.
+pub async fn outputs(db: &PgPool, id: Uuid) -> sqlx::Result<(Vec<OutputImage>, Vec<OutputVideo>)> {
+    let images = sqlx::query_as(
+        "SELECT image_index AS index, bucket, storage_path AS path, thumbnail_path, seed, \
+         width, height FROM images WHERE job_id = $1 ORDER BY image_index",
     )
     .bind(id)
     .fetch_all(db)
     .await?;
-    let videos = sqlx::query_scalar(
-        "SELECT json_build_object('index', video_index, 'bucket', bucket, 'path', storage_path, \
-         'thumbnailPath', thumbnail_path, 'seed', seed, 'durationSeconds', duration_seconds) \
-         FROM videos WHERE job_id = $1 ORDER BY video_index",
+    let videos = sqlx::query_as(
+        "SELECT video_index AS index, bucket, storage_path AS path, thumbnail_path, seed, \
+         duration_seconds FROM videos WHERE job_id = $1 \
+         ORDER BY video_index",
     )
     .bind(id)
     .fetch_all(db)

@@ -71,7 +71,7 @@ pub async fn run_once(state: &AppState, queue: &Queue) -> anyhow::Result<()> {
     for id in &reaped.dead {
         let message = "lease expired on the last attempt";
         tracing::warn!(job_id = %id, queue = %queue.name(), "{message}; dead-lettered");
-        if jobs_db::finish(&state.db, id.as_uuid(), "failed", Some(message)).await? {
+        if jobs_db::finish(&state.db, id.as_uuid(), JobStatus::Failed, Some(message)).await? {
             events::publish(
                 state,
                 JobEvent::status(*id, JobStatus::Failed, Some(message.into())),

@@ -146,7 +146,7 @@ async fn restore(
         }
     }
     for (id, message) in &failed {
-        jobs_db::finish(&mut *tx, *id, "failed", Some(message)).await?;
+        jobs_db::finish(&mut *tx, *id, JobStatus::Failed, Some(message)).await?;
     }
     let mut requeued = Vec::new();
     for ((env, _), outcome) in batch.iter().zip(queue.enqueue_batch(&batch).await?) {
@@ -206,8 +206,8 @@ async fn remove_finished(
         return Ok(());
     }
     let uuids: Vec<Uuid> = ids.iter().map(JobId::as_uuid).collect();
-    let statuses: std::collections::HashMap<Uuid, String> =
-        sqlx::query_as::<_, (Uuid, String)>("SELECT id, status FROM jobs WHERE id = ANY($1)")
+    let statuses: std::collections::HashMap<Uuid, JobStatus> =
+        sqlx::query_as::<_, (Uuid, JobStatus)>("SELECT id, status FROM jobs WHERE id = ANY($1)")
             .bind(&uuids)
             .fetch_all(&state.db)
             .await?
@@ -217,11 +217,11 @@ async fn remove_finished(
     for (id, dead) in ids.into_iter().zip(dead) {
         // A job without a row may be an enqueue still in flight: leave it alone. A failed
         // job in the dead set is where it belongs (admins requeue or discard it there).
-        let status = statuses.get(&id.as_uuid()).map(String::as_str);
+        let status = statuses.get(&id.as_uuid()).copied();
         let stray = match status {
-            Some("completed" | "cancelled") => true,
-            Some("failed") => !dead,
-            _ => false,
+            Some(JobStatus::Completed | JobStatus::Cancelled) => true,
+            Some(JobStatus::Failed) => !dead,
+            Some(JobStatus::Queued | JobStatus::Processing) | None => false,
         };
         if stray && queue.ack(id, None).await? == gpuq_queue::AckOutcome::Removed {
             tracing::info!(job_id = %id, status = ?status, "removed a finished job Redis still held");

@@ -15,7 +15,7 @@ use gpuq_service::{connection_pool, server, Readiness, MIGRATOR};
 use crate::auth::Authenticator;
 use crate::configuration::Settings;
 use crate::state::AppState;
-use crate::{maintenance, routes};
+use crate::{maintenance, openapi, routes};
 
 /// A built, bound, not yet running dispatcher.
 pub struct Application {
@@ -60,6 +60,7 @@ impl Application {
             move |cfg| {
                 cfg.app_data(app_state.clone());
                 routes::configure(cfg);
+                openapi::configure(cfg);
             },
         )?;
         tracing::info!(port, namespace = %state.namespace, "gpuq-dispatcher listening");

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 /// Whether a job produces images or a video.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum JobKind {
     /// One or more still images; one `images` row each.
@@ -19,6 +20,7 @@ pub enum JobKind {
 
 /// Generation defaults for a job type; a request may override each within its bounds.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, JsonSchema)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct Defaults {
     /// Diffusion steps.
     pub steps: u32,
@@ -36,6 +38,7 @@ pub struct Defaults {
 
 /// Everything gpuq knows about one job type.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, JsonSchema)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct JobTypeSpec {
     /// The type itself.
@@ -57,6 +60,7 @@ pub struct JobTypeSpec {
     /// Generation defaults.
     pub defaults: Defaults,
     /// Allowed values of `num_images`.
+    #[cfg_attr(feature = "utoipa", schema(value_type = Vec<u32>))]
     pub allowed_num_images: &'static [u32],
 }
 
@@ -64,6 +68,7 @@ macro_rules! job_types {
     ($($variant:ident => $name:literal),+ $(,)?) => {
         /// One of the ten whitelisted job types.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+        #[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
         pub enum JobType {
             $(#[doc = concat!("`", $name, "`")] #[serde(rename = $name)] $variant,)+
         }

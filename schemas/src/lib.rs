@@ -11,7 +11,6 @@
 //! - [`catalog`]: the ten job types, their queue, model, credits and defaults — one table.
 //! - [`JobId`], [`UserId`], [`QueueName`]: identifiers whose constructors reject bad input.
 //! - [`JobStatus`]: the status machine and [`JobStatus::can_transition`].
-//! - [`EnqueueRequest`]: what apps POST to the dispatcher.
 //! - [`JobEnvelope`]: what workers receive from the queue.
 //! - [`callback`]: what workers report back, in the canonical and the legacy shapes.
 //! - [`signature`]: the HMAC signature every callback carries.
@@ -23,7 +22,6 @@ mod envelope;
 mod event;
 mod job_id;
 mod queue_name;
-mod request;
 pub mod signature;
 mod status;
 mod user_id;
@@ -34,6 +32,5 @@ pub use envelope::{GenerationConfig, JobEnvelope};
 pub use event::{JobEvent, JobEventKind};
 pub use job_id::{InvalidJobId, JobId};
 pub use queue_name::{InvalidQueueName, QueueName};
-pub use request::{EnqueueMetadata, EnqueueRequest};
 pub use status::JobStatus;
 pub use user_id::{InvalidUserId, UserId};

@@ -6,8 +6,10 @@ use std::str::FromStr;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// Where a job is in its life. Stored in `jobs.status` as the lowercase name.
+/// Where a job is in its life. Stored in `jobs.status` as the lowercase name (feature
+/// `sqlx`: binds and decodes as that text; feature `utoipa`: an OpenAPI enum).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum JobStatus {
     /// Waiting in Redis (first time, or again after a retryable failure).
@@ -83,6 +85,40 @@ impl FromStr for JobStatus {
             .into_iter()
             .find(|st| st.as_str() == s)
             .ok_or_else(|| UnknownStatus(s.chars().take(32).collect()))
+    }
+}
+
+/// `jobs.status` is `text` with a CHECK of the five names: a status binds and decodes as
+/// its name, and an unknown name in a row is a decode error, never a silent default.
+#[cfg(feature = "sqlx")]
+mod postgres {
+    use sqlx::encode::IsNull;
+    use sqlx::error::BoxDynError;
+    use sqlx::postgres::{PgArgumentBuffer, PgTypeInfo, PgValueRef};
+    use sqlx::{Decode, Encode, Postgres, Type};
+
+    use super::JobStatus;
+
+    impl Type<Postgres> for JobStatus {
+        fn type_info() -> PgTypeInfo {
+            <&str as Type<Postgres>>::type_info()
+        }
+
+        fn compatible(ty: &PgTypeInfo) -> bool {
+            <&str as Type<Postgres>>::compatible(ty)
+        }
+    }
+
+    impl Encode<'_, Postgres> for JobStatus {
+        fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
+            <&str as Encode<Postgres>>::encode(self.as_str(), buf)
+        }
+    }
+
+    impl<'r> Decode<'r, Postgres> for JobStatus {
+        fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
+            Ok(<&str as Decode<Postgres>>::decode(value)?.parse()?)
+        }
     }
 }
 

@@ -97,3 +97,10 @@ async fn answer_request_id(
     }
     Ok(res)
 }
+
+/// A Prometheus scrape answer: `text` in the OpenMetrics format.
+pub fn openmetrics(text: String) -> actix_web::HttpResponse {
+    actix_web::HttpResponse::Ok()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(text)
+}

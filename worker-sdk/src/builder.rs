@@ -10,7 +10,8 @@ use secrecy::SecretString;
 use crate::callback::{CallbackRetry, Reporter};
 use crate::connect::{QueueTarget, RedisBackoff};
 use crate::handler::ErasedHandler;
-use crate::worker::{Shared, Worker};
+use crate::job::Shared;
+use crate::worker::Worker;
 use crate::{Handler, Storage, WorkerError};
 
 /// Builds a [`Worker`]. Required: [`redis_url`](Self::redis_url), [`queue`](Self::queue),

@@ -131,7 +131,7 @@ impl Reporter {
             .body(body.to_vec())
             .send()
             .await
-            .map_err(|e| ReportError::Unreachable(crate::worker::chain(&e)))?;
+            .map_err(|e| ReportError::Unreachable(crate::error::chain(&e)))?;
         let status = res.status();
         if status.is_success() {
             return Ok(());

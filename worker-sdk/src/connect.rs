@@ -82,7 +82,7 @@ impl QueueTarget {
                 Err(e) => {
                     let wait = delays.next().unwrap_or(self.backoff.max_delay);
                     tracing::warn!(
-                        queue = %self.name, who, error = %crate::worker::chain(&e),
+                        queue = %self.name, who, error = %crate::error::chain(&e),
                         retry_in_ms = wait.as_millis() as u64,
                         "Redis unreachable; retrying"
                     );

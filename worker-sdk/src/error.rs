@@ -78,3 +78,15 @@ impl From<crate::StorageError> for JobError {
         Self::Retryable(format!("storage: {e}"))
     }
 }
+
+/// An error and its causes on one line.
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        cur = s.source();
+    }
+    out
+}

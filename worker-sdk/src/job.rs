@@ -3,9 +3,10 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use backon::Retryable;
-use gpuq_queue::{ClaimedJob, Failure, Queue, QueueError};
+use gpuq_queue::{ClaimedJob, ConsumerName, Failure, Queue, QueueError};
 use gpuq_schemas::callback::CallbackError;
 use gpuq_schemas::{CallbackPayload, CallbackStatus, JobEnvelope, JobId};
 use tokio::task::JoinHandle;
@@ -13,10 +14,23 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::callback::ReportError;
+use crate::connect::RedisBackoff;
 use crate::context::{ContextParts, JobContext};
+use crate::error::chain;
+use crate::handler::ErasedHandler;
 use crate::lease::{LeaseHandle, LeaseState, Leases};
-use crate::worker::{chain, Shared};
-use crate::{JobError, Output};
+use crate::{JobError, Output, Storage};
+
+/// What every job task needs.
+pub(crate) struct Shared {
+    pub handler: Arc<dyn ErasedHandler>,
+    pub reporter: crate::callback::Reporter,
+    pub storage: Option<Arc<dyn Storage>>,
+    pub consumer: ConsumerName,
+    pub progress_every: Duration,
+    pub cancel_grace: Duration,
+    pub redis_backoff: RedisBackoff,
+}
 
 /// Retries of a queue operation (ack, fail, release) before leaving the job to the reaper.
 const REDIS_OP_RETRIES: usize = 8;

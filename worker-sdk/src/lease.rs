@@ -133,7 +133,7 @@ async fn renew_all(queue: &Queue, consumer: &ConsumerName, registry: &Registry) 
             Err(e) => {
                 // Keep going: the connection reconnects, and if Redis stays away past
                 // the lease the next answer is `Lost`.
-                tracing::warn!(job_id = %id, error = %crate::worker::chain(&e), "heartbeat failed");
+                tracing::warn!(job_id = %id, error = %crate::error::chain(&e), "heartbeat failed");
                 continue;
             }
         };

@@ -12,11 +12,11 @@ use gpuq_queue::{ClaimedJob, Claimer, ConsumerName, Queue};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::connect::{sleep_or_stop, QueueTarget, RedisBackoff};
-use crate::handler::ErasedHandler;
-use crate::job::supervise;
+use crate::connect::{sleep_or_stop, QueueTarget};
+use crate::error::chain;
+use crate::job::{supervise, Shared};
 use crate::lease::{LeaseKeeper, Leases};
-use crate::{Storage, WorkerBuilder, WorkerError};
+use crate::{WorkerBuilder, WorkerError};
 
 /// A configured worker; see [`Worker::builder`].
 pub struct Worker {
@@ -26,17 +26,6 @@ pub struct Worker {
     pub(crate) shutdown_deadline: Duration,
     pub(crate) claim_wait: Duration,
     pub(crate) shared: Arc<Shared>,
-}
-
-/// What every job task needs.
-pub(crate) struct Shared {
-    pub handler: Arc<dyn ErasedHandler>,
-    pub reporter: crate::callback::Reporter,
-    pub storage: Option<Arc<dyn Storage>>,
-    pub consumer: ConsumerName,
-    pub progress_every: Duration,
-    pub cancel_grace: Duration,
-    pub redis_backoff: RedisBackoff,
 }
 
 impl std::fmt::Debug for Worker {
@@ -189,16 +178,4 @@ fn log_join(res: Result<(), tokio::task::JoinError>) {
     if let Err(e) = res {
         tracing::error!(error = %e, "job task ended abnormally");
     }
-}
-
-/// An error and its causes on one line.
-pub(crate) fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        cur = s.source();
-    }
-    out
 }

@@ -1,42 +1,14 @@
-//! The enqueue request and answer. The request schema is written out from the catalog and
-//! the validation bounds (not derived), so that a body the schema allows is one
-//! `validation::validate` accepts, and one it forbids is refused: `oneOf` per set of allowed
-//! `num_images`, the reference-image rules as patterns, the hosts this instance allows.
-
-#![allow(dead_code)]
+//! The enqueue request schema. It is written out from the catalog and the validation
+//! bounds (not derived), so that a body the schema allows is one `validation::validate`
+//! accepts, and one it forbids is refused: one named variant per queue (`EnqueueSdxlJob`,
+//! `EnqueueWanJob`: a generated client gets a class for each), the reference-image rules as
+//! patterns, the hosts this instance allows.
 
 use serde_json::{json, Value};
-use utoipa::ToSchema;
 
 use gpuq_schemas::catalog::CATALOG;
 
-use crate::jobs_db::JobRecord;
 use crate::validation::{MAX_ID_CHARS, MAX_PROMPT_CHARS, MAX_REFERENCE_CHARS};
-
-/// The enqueue body (camelCase, as apps send it). Replaced in the served document by
-/// [`request_schema`].
-#[derive(ToSchema)]
-#[schema(as = EnqueueRequest)]
-pub struct EnqueueBody {}
-
-/// The 202 answer to an enqueue. An `Idempotency-Key` replay while the first request is
-/// still being enqueued carries only `success`, `job` and `message`.
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-pub struct EnqueueAnswer {
-    success: bool,
-    job: JobRecord,
-    message: String,
-    /// Waiting jobs in the queue, this one included.
-    queue_length: Option<u64>,
-    model_variant: Option<String>,
-    job_type: Option<String>,
-    queue: Option<String>,
-    /// Jobs that will be served before this one.
-    position: Option<u64>,
-    /// Estimated seconds until it finishes.
-    eta_seconds: Option<u64>,
-}
 
 /// What Rust's `char::is_whitespace` (and so `str::trim`) treats as white space, as a
 /// regex character class body. Written out rather than `\s`, whose meaning differs between
@@ -131,16 +103,21 @@ fn metadata_schema(allowed_num_images: &[u32], hosts: &[String]) -> Value {
     })
 }
 
-/// The `EnqueueRequest` schema for an instance that accepts reference URLs on `hosts`.
-pub fn request_schema(hosts: &[String]) -> Value {
-    let mut groups: Vec<(&[u32], Vec<&str>)> = Vec::new();
+/// The request schemas for an instance that accepts reference URLs on `hosts`, by
+/// component name: `EnqueueRequest` (one of the variants) and one variant per queue.
+pub fn request_schemas(hosts: &[String]) -> Vec<(String, Value)> {
+    let mut groups: Vec<(&str, &[u32], Vec<&str>)> = Vec::new();
     for spec in &CATALOG {
         match groups
             .iter_mut()
-            .find(|(n, _)| *n == spec.allowed_num_images)
+            .find(|(q, n, _)| *q == spec.queue && *n == spec.allowed_num_images)
         {
-            Some((_, types)) => types.push(spec.job_type.as_str()),
-            None => groups.push((spec.allowed_num_images, vec![spec.job_type.as_str()])),
+            Some((_, _, types)) => types.push(spec.job_type.as_str()),
+            None => groups.push((
+                spec.queue,
+                spec.allowed_num_images,
+                vec![spec.job_type.as_str()],
+            )),
         }
     }
     let id = || {
@@ -149,27 +126,57 @@ pub fn request_schema(hosts: &[String]) -> Value {
             json!({ "minLength": 1, "maxLength": MAX_ID_CHARS, "description": "pass-through" }),
         )
     };
-    let branches: Vec<Value> = groups
-        .into_iter()
-        .map(|(counts, types)| {
-            json!({
-                "type": "object",
-                "required": ["jobType", "metadata"],
-                "properties": {
-                    "jobType": { "enum": types },
-                    "metadata": metadata_schema(counts, hosts),
-                    "projectId": id(),
-                    "videoId": id(),
-                    "imageId": id(),
-                },
-            })
+    let mut out: Vec<(String, Value)> = Vec::new();
+    for (queue, counts, types) in groups {
+        let name = variant_name(queue, &out);
+        let variant = json!({
+            "type": "object",
+            "description": format!("A job on `{queue}`."),
+            "required": ["jobType", "metadata"],
+            "properties": {
+                "jobType": { "enum": types },
+                "metadata": metadata_schema(counts, hosts),
+                "projectId": id(),
+                "videoId": id(),
+                "imageId": id(),
+            },
+        });
+        out.push((name, variant));
+    }
+    let refs: Vec<Value> = out
+        .iter()
+        .map(|(name, _)| json!({ "$ref": format!("#/components/schemas/{name}") }))
+        .collect();
+    out.push((
+        "EnqueueRequest".into(),
+        json!({
+            "description": "A job: one of the catalog's types (`GET /v1/job-types`) and its \
+                            parameters. Bodies over 64 KiB get 413, nesting over 32 levels 400.",
+            "oneOf": refs,
+        }),
+    ));
+    out
+}
+
+/// `EnqueueSdxlJob` for `sdxl_queue`; a second variant of one queue gets a number.
+fn variant_name(queue: &str, taken: &[(String, Value)]) -> String {
+    let stem: String = queue
+        .trim_end_matches("_queue")
+        .split('_')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_uppercase().chain(c).collect::<String>())
+                .unwrap_or_default()
         })
         .collect();
-    json!({
-        "description": "A job: one of the catalog's types (`GET /v1/job-types`) and its \
-                        parameters. Bodies over 64 KiB get 413, nesting over 32 levels 400.",
-        "oneOf": branches,
-    })
+    let base = format!("Enqueue{stem}Job");
+    let same = taken.iter().filter(|(n, _)| n.starts_with(&base)).count();
+    if same == 0 {
+        base
+    } else {
+        format!("{base}{}", same + 1)
+    }
 }
 
 #[cfg(test)]
@@ -225,12 +232,17 @@ mod tests {
     }
 
     #[test]
-    fn every_job_type_is_in_exactly_one_branch() {
-        let schema = request_schema(&[]);
-        let mut seen: Vec<String> = schema["oneOf"]
+    fn every_job_type_is_in_exactly_one_named_variant() {
+        let schemas: std::collections::HashMap<String, Value> =
+            request_schemas(&[]).into_iter().collect();
+        let mut seen: Vec<String> = schemas["EnqueueRequest"]["oneOf"]
             .as_array()
             .unwrap()
             .iter()
+            .map(|r| {
+                let name = r["$ref"].as_str().unwrap();
+                &schemas[name.trim_start_matches("#/components/schemas/")]
+            })
             .flat_map(|b| {
                 b["properties"]["jobType"]["enum"]
                     .as_array()

@@ -1,25 +1,22 @@
 //! `GET /openapi.json`: the API description, generated with `utoipa` from the handlers'
-//! `#[utoipa::path]` annotations and the schema types of this module, which mirror the JSON
-//! the handlers write. `deploy/tests/schemathesis/run.sh` holds the running service to it.
+//! `#[utoipa::path]` annotations and the answer types the handlers themselves return (no
+//! mirror types: what is described is what is sent). `deploy/tests/schemathesis/run.sh`
+//! holds the running service to it. This module depends on `routes`, never the reverse:
+//! `startup` registers `/openapi.json` beside the routes.
 //!
 //! # Layout
 //!
-//! - [`errors`]: the error body and the error responses routes share.
-//! - [`bodies`]: the success bodies.
-//! - [`enqueue`]: the enqueue request (written out from the catalog) and answer.
+//! - [`enqueue`]: the enqueue request schema, written out from the catalog and the
+//!   validation bounds, one named variant per queue.
 
-pub mod bodies;
 pub mod enqueue;
-pub mod errors;
 
 use actix_web::{web, HttpResponse};
 use serde_json::Value;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-pub use enqueue::{EnqueueAnswer, EnqueueBody};
-pub use errors::{AdminOnly, Internal, Unauthorized, Unavailable};
-pub use gpuq_service::{ErrorBody, ErrorDetail};
+use gpuq_service::{resource, ErrorBody, ErrorDetail};
 
 use crate::jobs_db::JobRecord;
 use crate::routes;
@@ -46,17 +43,17 @@ impl Modify for BearerAuth {
         routes::jobs::cancel_job,
         routes::events::job_events,
         routes::metrics::job_types,
-        routes::admin::queues,
-        routes::admin::dead_jobs,
-        routes::admin::requeue,
-        routes::admin::discard,
-        routes::admin::workers,
-        routes::admin::failures,
+        routes::admin::queues::queues,
+        routes::admin::dead::dead_jobs,
+        routes::admin::dead::requeue,
+        routes::admin::dead::discard,
+        routes::admin::workers::workers,
+        routes::admin::workers::failures,
         routes::metrics::metrics,
         gpuq_service::health::healthz,
         gpuq_service::health::readyz,
     ),
-    components(schemas(EnqueueBody, EnqueueAnswer, JobRecord, ErrorBody, ErrorDetail,
+    components(schemas(routes::enqueue::EnqueueAnswer, JobRecord, ErrorBody, ErrorDetail,
         gpuq_service::health::Health, gpuq_service::health::Ready)),
     modifiers(&BearerAuth)
 )]
@@ -66,11 +63,23 @@ struct ApiDoc;
 pub fn document(reference_hosts: &[String]) -> Value {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or(Value::Null);
     // The request schema is written out rather than derived (see `enqueue`).
-    doc["components"]["schemas"]["EnqueueRequest"] = enqueue::request_schema(reference_hosts);
+    for (name, schema) in enqueue::request_schemas(reference_hosts) {
+        doc["components"]["schemas"][name] = schema;
+    }
+    doc["paths"]["/v1/jobs"]["post"]["requestBody"] = serde_json::json!({
+        "required": true,
+        "content": { "application/json": {
+            "schema": { "$ref": "#/components/schemas/EnqueueRequest" } } },
+    });
     doc
 }
 
 /// `GET /openapi.json`.
 pub async fn openapi_json(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(document(&state.settings.enqueue.reference_hosts))
+}
+
+/// Registers `GET /openapi.json`.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/openapi.json", "GET").route(web::get().to(openapi_json)));
 }

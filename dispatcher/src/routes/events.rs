@@ -8,11 +8,13 @@ use actix_web::{web, HttpRequest, Responder};
 use actix_web_lab::sse;
 use tokio::sync::mpsc;
 
-use gpuq_schemas::{JobEvent, JobId, JobStatus};
+use gpuq_schemas::{JobEvent, JobId};
 
 use crate::auth::Caller;
-use crate::openapi::{ErrorBody, Internal, Unauthorized, Unavailable};
+use gpuq_service::ErrorBody;
+
 use crate::routes::jobs::{parse_id, visible_job};
+use crate::routes::responses::{Internal, Unauthorized, Unavailable};
 use crate::state::AppState;
 use crate::ApiError;
 
@@ -34,10 +36,7 @@ pub async fn job_events(
 ) -> Result<impl Responder, ApiError> {
     let id = parse_id(&path)?;
     let job = visible_job(&state, &caller, id).await?;
-    let status: JobStatus = job
-        .status
-        .parse()
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("{e}")))?;
+    let status = job.status;
     let after = req
         .headers()
         .get("Last-Event-ID")

@@ -2,15 +2,18 @@
 //! is told the job does not exist.
 
 use actix_web::{web, HttpResponse};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
 
 use gpuq_queue::CancelOutcome;
 use gpuq_schemas::{JobEvent, JobId, JobStatus, UserId};
 
 use crate::auth::Caller;
-use crate::jobs_db::{self, JobRecord};
-use crate::openapi::bodies::{CancelAnswer, JobAnswer};
-use crate::openapi::{ErrorBody, Internal, Unauthorized, Unavailable};
+use crate::jobs_db::{self, JobRecord, OutputImage, OutputVideo};
+use gpuq_service::ErrorBody;
+
+use crate::routes::responses::{Internal, Unauthorized, Unavailable};
 use crate::state::AppState;
 use crate::{events, ApiError};
 
@@ -33,6 +36,33 @@ pub async fn visible_job(
     }
 }
 
+/// `GET /v1/jobs/{id}`.
+#[derive(Serialize, ToSchema)]
+pub struct JobAnswer {
+    /// Always true.
+    pub success: bool,
+    /// The row.
+    pub job: JobRecord,
+    /// One per output image, by index.
+    pub images: Vec<OutputImage>,
+    /// One per output video, by index.
+    pub videos: Vec<OutputVideo>,
+}
+
+/// `POST /v1/jobs/{id}/cancel`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CancelAnswer {
+    /// Always true.
+    pub success: bool,
+    /// The job.
+    pub job_id: Uuid,
+    /// Always `cancelled`.
+    pub status: JobStatus,
+    /// A worker held it; it learns at its next heartbeat.
+    pub was_running: bool,
+}
+
 /// The job, with its output rows.
 #[utoipa::path(get, path = "/v1/jobs/{id}", params(("id" = uuid::Uuid, Path, description = "job id")), security(("bearer" = [])),
     responses((status = 200, description = "the job, its images and videos", body = JobAnswer),
@@ -46,8 +76,12 @@ pub async fn get_job(
     let id = parse_id(&path)?;
     let job = visible_job(&state, &caller, id).await?;
     let (images, videos) = jobs_db::outputs(&state.db, id.as_uuid()).await?;
-    Ok(HttpResponse::Ok()
-        .json(json!({ "success": true, "job": job, "images": images, "videos": videos })))
+    Ok(HttpResponse::Ok().json(JobAnswer {
+        success: true,
+        job,
+        images,
+        videos,
+    }))
 }
 
 /// Cancels a queued job (it never runs) or a running one (its worker is told at the next
@@ -69,14 +103,10 @@ pub async fn cancel_job(
         Some(job) if caller.may_access(UserId::from(job.user_id)) => job,
         _ => return Err(ApiError::NotFound("job not found".into())),
     };
-    let status: JobStatus = job
-        .status
-        .parse()
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("{e}")))?;
-    if !status.can_transition(JobStatus::Cancelled) {
-        return Err(ApiError::Conflict(format!("job is already {status}")));
+    if !job.status.can_transition(JobStatus::Cancelled) {
+        return Err(ApiError::Conflict(format!("job is already {}", job.status)));
     }
-    jobs_db::finish(&mut *tx, id.as_uuid(), "cancelled", None).await?;
+    jobs_db::finish(&mut *tx, id.as_uuid(), JobStatus::Cancelled, None).await?;
     tx.commit().await?;
     // The row is the truth from here on: a late callback for this job is ignored. Tell
     // Redis so a waiting job is never delivered and a running one is stopped.
@@ -89,10 +119,10 @@ pub async fn cancel_job(
     };
     events::publish(&state, JobEvent::status(id, JobStatus::Cancelled, None)).await;
     let was_running = matches!(outcome, Some(CancelOutcome::Flagged));
-    Ok(HttpResponse::Ok().json(json!({
-        "success": true,
-        "jobId": id,
-        "status": "cancelled",
-        "wasRunning": was_running,
-    })))
+    Ok(HttpResponse::Ok().json(CancelAnswer {
+        success: true,
+        job_id: id.as_uuid(),
+        status: JobStatus::Cancelled,
+        was_running,
+    }))
 }

@@ -1,12 +1,23 @@
 //! `GET /metrics` and `GET /v1/job-types`: what the dispatcher and its catalog look like.
 
 use actix_web::{web, HttpResponse};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
-use gpuq_schemas::catalog::CATALOG;
+use gpuq_schemas::catalog::{JobTypeSpec, CATALOG};
+use gpuq_service::server::openmetrics;
 
-use crate::openapi::bodies::JobTypesAnswer;
 use crate::state::AppState;
+
+/// `GET /v1/job-types`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobTypesAnswer {
+    /// Always true.
+    pub success: bool,
+    /// The catalog, one entry per job type.
+    pub job_types: &'static [JobTypeSpec],
+}
 
 /// `GET /metrics`: Prometheus text; queue gauges are read from Redis now.
 #[utoipa::path(get, path = "/metrics", responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text")))]
@@ -19,13 +30,14 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
             }
         }
     }
-    HttpResponse::Ok()
-        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
-        .body(state.metrics.render())
+    openmetrics(state.metrics.render())
 }
 
 /// `GET /v1/job-types`: the catalog.
 #[utoipa::path(get, path = "/v1/job-types", responses((status = 200, description = "the ten job types with queue, model, credits and defaults", body = JobTypesAnswer)))]
 pub async fn job_types() -> HttpResponse {
-    HttpResponse::Ok().json(json!({ "success": true, "jobTypes": &CATALOG[..] }))
+    HttpResponse::Ok().json(JobTypesAnswer {
+        success: true,
+        job_types: &CATALOG,
+    })
 }

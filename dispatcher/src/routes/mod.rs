@@ -6,11 +6,13 @@ pub(crate) mod enqueue;
 pub(crate) mod events;
 pub(crate) mod jobs;
 pub(crate) mod metrics;
+pub(crate) mod responses;
 
 use actix_web::web;
 use gpuq_service::resource;
 
-/// Registers every route (`gpuq_service::serve` adds `/healthz`, `/readyz` and the 404).
+/// Registers every route but `/openapi.json` (which describes these: `openapi::configure`);
+/// `gpuq_service::serve` adds `/healthz`, `/readyz` and the 404.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/v1/jobs", "POST").route(web::post().to(enqueue::enqueue)))
         .service(
@@ -20,17 +22,21 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/v1/jobs/{id}/cancel", "POST").route(web::post().to(jobs::cancel_job)))
         .service(resource("/v1/jobs/{id}/events", "GET").route(web::get().to(events::job_events)))
         .service(resource("/v1/job-types", "GET").route(web::get().to(metrics::job_types)))
-        .service(resource("/admin/queues", "GET").route(web::get().to(admin::queues)))
+        .service(resource("/admin/queues", "GET").route(web::get().to(admin::queues::queues)))
         .service(
-            resource("/admin/queues/{queue}/dead", "GET").route(web::get().to(admin::dead_jobs)),
+            resource("/admin/queues/{queue}/dead", "GET")
+                .route(web::get().to(admin::dead::dead_jobs)),
         )
-        .service(resource("/admin/jobs/{id}/requeue", "POST").route(web::post().to(admin::requeue)))
-        .service(resource("/admin/jobs/{id}/discard", "POST").route(web::post().to(admin::discard)))
-        .service(resource("/admin/workers", "GET").route(web::get().to(admin::workers)))
-        .service(resource("/admin/failures", "GET").route(web::get().to(admin::failures)))
         .service(
-            resource("/openapi.json", "GET").route(web::get().to(crate::openapi::openapi_json)),
+            resource("/admin/jobs/{id}/requeue", "POST")
+                .route(web::post().to(admin::dead::requeue)),
         )
+        .service(
+            resource("/admin/jobs/{id}/discard", "POST")
+                .route(web::post().to(admin::dead::discard)),
+        )
+        .service(resource("/admin/workers", "GET").route(web::get().to(admin::workers::workers)))
+        .service(resource("/admin/failures", "GET").route(web::get().to(admin::workers::failures)))
         .service(resource("/metrics", "GET").route(web::get().to(metrics::metrics)))
         .configure(admin_ui::configure);
 }

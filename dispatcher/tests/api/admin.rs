@@ -240,7 +240,33 @@ async fn openapi_json_describes_every_public_route() {
     ] {
         assert!(doc["paths"][path].is_object(), "{path} missing");
     }
-    assert!(doc["components"]["schemas"]["EnqueueRequest"].is_object());
+    let schemas = &doc["components"]["schemas"];
+    let body = &doc["paths"]["/v1/jobs"]["post"]["requestBody"]["content"]["application/json"];
+    assert_eq!(
+        body["schema"]["$ref"],
+        "#/components/schemas/EnqueueRequest"
+    );
+    // Each request variant is a named component (a generated client gets a class for each),
+    // and every `$ref` in the document resolves.
+    let variants: Vec<&str> = schemas["EnqueueRequest"]["oneOf"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v["$ref"].as_str())
+        .collect();
+    assert_eq!(
+        variants,
+        [
+            "#/components/schemas/EnqueueSdxlJob",
+            "#/components/schemas/EnqueueWanJob"
+        ]
+    );
+    let text = doc.to_string();
+    for reference in text.split("\"$ref\":\"").skip(1) {
+        let name = reference.split('"').next().unwrap();
+        let name = name.trim_start_matches("#/components/schemas/");
+        assert!(schemas[name].is_object(), "dangling $ref {name}");
+    }
     // Every path parameter in a route is declared (schemathesis refuses the document otherwise).
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (_, op) in item.as_object().unwrap() {

@@ -1,5 +1,6 @@
-//! The error body every endpoint answers with, and the error responses routes share
-//! (`responses(..., Unauthorized, Unavailable, Internal)` in a route's `#[utoipa::path]`).
+//! The error responses routes share in their OpenAPI annotations
+//! (`responses(..., Unauthorized, Unavailable, Internal)` in a route's `#[utoipa::path]`),
+//! each with `gpuq_service::ErrorBody` as its body.
 
 use std::collections::BTreeMap;
 

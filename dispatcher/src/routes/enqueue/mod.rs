@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{SubsecRound, Utc};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use gpuq_queue::{EnqueueOptions, EnqueueOutcome, Lane};
 use gpuq_schemas::{JobEnvelope, JobEvent, JobId, JobStatus, UserId};
@@ -13,15 +13,21 @@ use gpuq_service::body::json_body;
 use crate::auth::Caller;
 use crate::jobs_db::{self, JobRecord, NewJob, Recorded};
 use crate::metrics::JobTypeLabel;
-use crate::openapi::{EnqueueAnswer, EnqueueBody, ErrorBody, Internal, Unauthorized, Unavailable};
+use gpuq_service::ErrorBody;
+
+use crate::routes::responses::{Internal, Unauthorized, Unavailable};
 use crate::state::AppState;
 use crate::validation::{self, ReferencePolicy, ValidatedJob};
 use crate::{events, limits, ApiError};
 
+mod answer;
+
+pub use answer::EnqueueAnswer;
+
 const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
 
 /// Enqueues one job. Also served at `POST /functions/v1/queue-job`.
-#[utoipa::path(post, path = "/v1/jobs", request_body = EnqueueBody, security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/jobs", security(("bearer" = [])),
     params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255,
         pattern = r"^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$",
         description = "same key, same user, 24 h: same answer")),
@@ -93,7 +99,7 @@ pub async fn enqueue(
         }
     };
     if let Some(key) = &idem_key {
-        jobs_db::store_answer(&state.db, user.as_uuid(), key, &answer).await?;
+        jobs_db::store_answer(&state.db, user.as_uuid(), key, &to_value(&answer)?).await?;
     }
     events::publish(&state, JobEvent::status(id, JobStatus::Queued, None)).await;
     state
@@ -149,9 +155,7 @@ async fn previous_answer(
     let Some(job) = jobs_db::get(&state.db, job_id).await? else {
         return Ok(None);
     };
-    Ok(Some(
-        json!({ "success": true, "job": job, "message": "Job already submitted with this Idempotency-Key" }),
-    ))
+    Ok(Some(to_value(&EnqueueAnswer::already_submitted(job))?))
 }
 
 fn envelope(id: JobId, user: UserId, job: &ValidatedJob) -> JobEnvelope {
@@ -237,7 +241,11 @@ fn to_value(v: &impl serde::Serialize) -> Result<Value, ApiError> {
 /// Puts the recorded job on its queue. Never leaves a `queued` row with nothing behind it:
 /// a full queue deletes the row (the job never existed: 429), a Redis failure marks it
 /// failed (503).
-async fn push(state: &AppState, env: &JobEnvelope, record: JobRecord) -> Result<Value, ApiError> {
+async fn push(
+    state: &AppState,
+    env: &JobEnvelope,
+    record: JobRecord,
+) -> Result<EnqueueAnswer, ApiError> {
     let queue = state.queue(&env.queue)?;
     let id = env.job_id.as_uuid();
     let outcome = match queue
@@ -256,7 +264,7 @@ async fn push(state: &AppState, env: &JobEnvelope, record: JobRecord) -> Result<
             jobs_db::finish(
                 &state.db,
                 id,
-                "failed",
+                JobStatus::Failed,
                 Some("queue unavailable when the job was submitted"),
             )
             .await?;
@@ -293,15 +301,5 @@ async fn push(state: &AppState, env: &JobEnvelope, record: JobRecord) -> Result<
         .unwrap_or(0)
         .max(1);
     let eta = (position / workers + 1) * u64::from(spec.typical_seconds);
-    Ok(json!({
-        "success": true,
-        "job": record,
-        "message": format!("{} job queued", env.job_type),
-        "queueLength": waiting,
-        "modelVariant": spec.model_variant,
-        "jobType": env.job_type,
-        "queue": env.queue,
-        "position": position,
-        "etaSeconds": eta,
-    }))
+    Ok(EnqueueAnswer::queued(env, record, waiting, position, eta))
 }

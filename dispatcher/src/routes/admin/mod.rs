@@ -1,0 +1,6 @@
+//! Admin endpoints (`/admin/*`, admin token or `service_role` only): queue depth, the
+//! dead-letter set, live workers, recent failures.
+
+pub(crate) mod dead;
+pub(crate) mod queues;
+pub(crate) mod workers;

@@ -1,0 +1,99 @@
+//! `GET /admin/queues`: every queue's depth by state and lane.
+
+use actix_web::{web, HttpResponse};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use gpuq_queue::QueueStats;
+
+use crate::auth::Admin;
+use crate::routes::responses::{AdminOnly, Internal, Unavailable};
+use crate::state::AppState;
+use crate::ApiError;
+
+/// `GET /admin/queues`.
+#[derive(Serialize, ToSchema)]
+pub struct QueuesAnswer {
+    /// Always true.
+    pub success: bool,
+    /// One per queue.
+    pub queues: Vec<QueueDepth>,
+}
+
+/// One queue's counters.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueDepth {
+    /// Queue name.
+    pub queue: String,
+    /// Waiting jobs per lane.
+    pub waiting: Waiting,
+    /// Claimed by a worker, lease running.
+    pub in_flight: u64,
+    /// Waiting for a retry.
+    pub delayed: u64,
+    /// Dead-lettered.
+    pub dead: u64,
+    /// Workers seen within their TTL.
+    pub live_workers: u64,
+    /// Age of each lane's next job.
+    pub oldest_wait_ms: OldestWait,
+}
+
+/// Waiting jobs per lane.
+#[derive(Serialize, ToSchema)]
+pub struct Waiting {
+    /// `high` lane.
+    pub high: u64,
+    /// `normal` lane.
+    pub normal: u64,
+    /// Both.
+    pub total: u64,
+}
+
+/// Age of each lane's next job, ms; null when the lane is empty.
+#[derive(Serialize, ToSchema)]
+pub struct OldestWait {
+    /// `high` lane.
+    pub high: Option<u64>,
+    /// `normal` lane.
+    pub normal: Option<u64>,
+}
+
+impl From<&QueueStats> for QueueDepth {
+    fn from(s: &QueueStats) -> Self {
+        Self {
+            queue: s.queue.clone(),
+            waiting: Waiting {
+                high: s.waiting_high,
+                normal: s.waiting_normal,
+                total: s.waiting(),
+            },
+            in_flight: s.in_flight,
+            delayed: s.delayed,
+            dead: s.dead,
+            live_workers: s.live_consumers,
+            oldest_wait_ms: OldestWait {
+                high: s.oldest_wait_high_ms,
+                normal: s.oldest_wait_normal_ms,
+            },
+        }
+    }
+}
+
+/// `GET /admin/queues`: per queue and lane: waiting, in flight, delayed, dead, live
+/// workers, oldest wait.
+#[utoipa::path(get, path = "/admin/queues", security(("bearer" = [])),
+    responses((status = 200, description = "ok", body = QueuesAnswer), AdminOnly, Unavailable, Internal))]
+pub async fn queues(_: Admin, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let mut queues = Vec::new();
+    for queue in state.queues.values() {
+        let s = queue.stats().await?;
+        state.metrics.observe_queue(&s);
+        queues.push(QueueDepth::from(&s));
+    }
+    Ok(HttpResponse::Ok().json(QueuesAnswer {
+        success: true,
+        queues,
+    }))
+}

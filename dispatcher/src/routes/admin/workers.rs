@@ -1,0 +1,132 @@
+//! What the fleet is doing: live workers with the jobs they hold, and recent failures.
+
+use actix_web::{web, HttpResponse};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::auth::Admin;
+use crate::routes::responses::{AdminOnly, Internal, Unavailable};
+use crate::state::AppState;
+use crate::ApiError;
+
+/// `GET /admin/workers`.
+#[derive(Serialize, ToSchema)]
+pub struct WorkersAnswer {
+    /// Always true.
+    pub success: bool,
+    /// Live workers, per queue.
+    pub workers: Vec<Worker>,
+}
+
+/// A live consumer and the jobs it holds.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Worker {
+    /// Its queue.
+    pub queue: String,
+    /// Its unique consumer name.
+    pub consumer: String,
+    /// Since its last heartbeat.
+    pub last_seen_ms_ago: u64,
+    /// What it holds.
+    pub jobs: Vec<HeldJob>,
+}
+
+/// A job a worker holds.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HeldJob {
+    /// The job.
+    pub job_id: Uuid,
+    /// This delivery's attempt.
+    pub attempt: u32,
+    /// Since the claim.
+    pub held_for_ms: u64,
+    /// Until the lease runs out unless renewed.
+    pub lease_expires_in_ms: u64,
+}
+
+/// `GET /admin/failures`.
+#[derive(Serialize, ToSchema)]
+pub struct FailuresAnswer {
+    /// Always true.
+    pub success: bool,
+    /// The most recent failed jobs.
+    pub jobs: Vec<Failure>,
+}
+
+/// A failed job.
+#[derive(Serialize, ToSchema, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct Failure {
+    /// The job.
+    pub job_id: Uuid,
+    /// Its type.
+    pub job_type: String,
+    /// Its queue.
+    pub queue: String,
+    /// Why it failed.
+    pub error_message: Option<String>,
+    /// Attempts started.
+    pub attempts: i32,
+    /// When.
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// `GET /admin/workers`: live workers per queue, with the jobs each holds and for how long.
+#[utoipa::path(get, path = "/admin/workers", security(("bearer" = [])),
+    responses((status = 200, description = "workers and their jobs", body = WorkersAnswer), AdminOnly, Unavailable, Internal))]
+pub async fn workers(_: Admin, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let now = now_ms();
+    let mut workers = Vec::new();
+    for queue in state.queues.values() {
+        let held = queue.in_flight(1000).await?;
+        for c in queue.live_consumers().await? {
+            let jobs = held
+                .iter()
+                .filter(|j| j.consumer == c.name)
+                .map(|j| HeldJob {
+                    job_id: j.id.as_uuid(),
+                    attempt: j.attempt,
+                    held_for_ms: now.saturating_sub(j.since_ms),
+                    lease_expires_in_ms: j.lease_until_ms.saturating_sub(now),
+                })
+                .collect();
+            workers.push(Worker {
+                queue: queue.name().to_string(),
+                consumer: c.name,
+                last_seen_ms_ago: now.saturating_sub(c.last_seen_ms),
+                jobs,
+            });
+        }
+    }
+    Ok(HttpResponse::Ok().json(WorkersAnswer {
+        success: true,
+        workers,
+    }))
+}
+
+/// `GET /admin/failures`: the 50 most recent failed jobs with their errors.
+#[utoipa::path(get, path = "/admin/failures", security(("bearer" = [])),
+    responses((status = 200, description = "recent failures", body = FailuresAnswer), AdminOnly, Unavailable, Internal))]
+pub async fn failures(_: Admin, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let jobs = sqlx::query_as(
+        "SELECT id AS job_id, job_type, queue, error_message, attempts, completed_at FROM jobs \
+         WHERE status = 'failed' ORDER BY completed_at DESC NULLS LAST LIMIT 50",
+    )
+    .fetch_all(&state.db)
+    .await?;
+    Ok(HttpResponse::Ok().json(FailuresAnswer {
+        success: true,
+        jobs,
+    }))
+}
