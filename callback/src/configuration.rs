@@ -5,7 +5,9 @@
 //! `GPUQ__SECTION__FIELD` → the flat names (`DATABASE_URL`, `GPUQ_CALLBACK_SECRET`,
 //! `GPUQ_STORAGE_HOST`, ...).
 
-use gpuq_service::configuration::{self, ConfigurationError, Environment, ServiceDefaults};
+use config::builder::DefaultState;
+use config::ConfigBuilder;
+use gpuq_service::configuration::{self, ConfigurationError, Layered, ServiceDefaults};
 use gpuq_service::{ApplicationSettings, DatabaseSettings, QueueSettings, RedisSettings};
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -55,21 +57,9 @@ pub fn default_buckets() -> Vec<String> {
         .collect()
 }
 
-impl Settings {
-    /// The built-in defaults only: no file, no environment. Handy in tests and scripts,
-    /// which then set what they need (at least `auth.secrets`).
-    pub fn defaults() -> Result<Self, ConfigurationError> {
-        Self::load_from(&Environment::default())
-    }
-
-    /// Reads the layered configuration from the process environment.
-    pub fn load() -> Result<Self, ConfigurationError> {
-        Self::load_from(&Environment::process())
-    }
-
-    /// Reads the layered configuration with `env` as the environment.
-    pub fn load_from(env: &Environment) -> Result<Self, ConfigurationError> {
-        let defaults = configuration::defaults(ServiceDefaults {
+impl Layered for Settings {
+    fn builtin() -> Result<ConfigBuilder<DefaultState>, ConfigurationError> {
+        Ok(configuration::defaults(ServiceDefaults {
             host: "0.0.0.0",
             port: 8081,
             max_body_bytes: 256 * 1024,
@@ -78,8 +68,7 @@ impl Settings {
         })?
         .set_default("auth.secrets", Vec::<String>::new())?
         .set_default("auth.window_secs", 300)?
-        .set_default("storage.buckets", default_buckets())?;
-        configuration::load(defaults, env)
+        .set_default("storage.buckets", default_buckets())?)
     }
 }
 

@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use gpuq_callback::{Application, Settings};
+use gpuq_service::configuration::Layered;
 use gpuq_service::telemetry;
 
 #[tokio::main]

@@ -4,7 +4,9 @@
 //! `configuration/base.yaml` (or `$GPUQ_CONFIG`) → `$GPUQ_ENVIRONMENT.yaml` →
 //! `GPUQ__SECTION__FIELD` → the flat names (`DATABASE_URL`, `GPUQ_JWT_SECRET`, ...).
 
-use gpuq_service::configuration::{self, ConfigurationError, Environment, ServiceDefaults};
+use config::builder::DefaultState;
+use config::ConfigBuilder;
+use gpuq_service::configuration::{self, ConfigurationError, Layered, ServiceDefaults};
 use gpuq_service::{ApplicationSettings, DatabaseSettings, QueueSettings, RedisSettings};
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -60,20 +62,9 @@ pub struct EnqueueSettings {
     pub reference_hosts: Vec<String>,
 }
 
-impl Settings {
-    /// The built-in defaults only: no file, no environment (tests start from these).
-    pub fn defaults() -> Result<Self, ConfigurationError> {
-        Self::load_from(&Environment::default())
-    }
-
-    /// Reads the layered configuration from the process environment.
-    pub fn load() -> Result<Self, ConfigurationError> {
-        Self::load_from(&Environment::process())
-    }
-
-    /// Reads the layered configuration with `env` as the environment.
-    pub fn load_from(env: &Environment) -> Result<Self, ConfigurationError> {
-        let defaults = configuration::defaults(ServiceDefaults {
+impl Layered for Settings {
+    fn builtin() -> Result<ConfigBuilder<DefaultState>, ConfigurationError> {
+        Ok(configuration::defaults(ServiceDefaults {
             host: "127.0.0.1",
             port: 8080,
             max_body_bytes: 64 * 1024,
@@ -84,8 +75,7 @@ impl Settings {
         .set_default("limits.max_active_jobs_per_user", 20)?
         .set_default("limits.requests_per_second", 5.0)?
         .set_default("limits.burst", 30)?
-        .set_default("enqueue.reference_hosts", Vec::<String>::new())?;
-        configuration::load(defaults, env)
+        .set_default("enqueue.reference_hosts", Vec::<String>::new())?)
     }
 }
 

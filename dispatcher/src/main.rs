@@ -2,6 +2,7 @@
 //! `gpuq-dispatcher mint-token <user-uuid> [ttl-seconds] [role]` (development).
 
 use gpuq_dispatcher::{dev_token, Application, Settings};
+use gpuq_service::configuration::Layered;
 use gpuq_service::{connection_pool, telemetry, MIGRATOR};
 
 #[tokio::main]

@@ -59,6 +59,38 @@ pub fn depth(v: &Value) -> usize {
     }
 }
 
+/// Where in `v` (at `at`) the first string or key holding U+0000 is. PostgreSQL's `text`
+/// and `jsonb` cannot store that character: such a body is refused here (400) rather than
+/// failing its insert (500).
+fn first_nul(v: &Value, at: &str) -> Option<String> {
+    match v {
+        Value::String(s) if s.contains('\0') => Some(at.to_owned()),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| first_nul(item, &format!("{at}[{i}]"))),
+        Value::Object(map) => nul_in_map(map, at),
+        _ => None,
+    }
+}
+
+fn nul_in_map(map: &Map<String, Value>, at: &str) -> Option<String> {
+    map.iter().find_map(|(k, v)| {
+        if k.contains('\0') {
+            Some(format!("a key of {at}"))
+        } else {
+            first_nul(v, &format!("{at}.{k}"))
+        }
+    })
+}
+
+fn unstorable(at: &str) -> ApiError {
+    bad(
+        "unstorable_text",
+        format!("{at} contains U+0000 (NUL), which cannot be stored"),
+    )
+}
+
 /// Validates a parsed body.
 pub fn validate(body: &Value, policy: &ReferencePolicy<'_>) -> Result<ValidatedJob, ApiError> {
     if depth(body) > MAX_DEPTH {
@@ -91,9 +123,13 @@ pub fn validate(body: &Value, policy: &ReferencePolicy<'_>) -> Result<ValidatedJ
         Some(Value::Object(m)) => m,
         Some(_) => return Err(bad("invalid_metadata", "metadata must be an object")),
     };
+    if let Some(at) = nul_in_map(meta, "metadata") {
+        return Err(unstorable(&at));
+    }
     let ids = |k: &str| -> Result<Option<String>, ApiError> {
         match body.get(k) {
             None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if s.contains('\0') => Err(unstorable(k)),
             Some(Value::String(s)) if !s.is_empty() && s.chars().count() <= MAX_ID_CHARS => {
                 Ok(Some(s.clone()))
             }
@@ -360,6 +396,54 @@ fn one_reference(v: &Value, policy: &ReferencePolicy<'_>) -> Result<String, ApiE
         });
     }
     Ok(raw.to_owned())
+}
+
+#[cfg(test)]
+mod storable {
+    use super::*;
+
+    fn validate_body(body: Value) -> Result<ValidatedJob, ApiError> {
+        let user: UserId = "11111111-1111-1111-1111-111111111111".parse().unwrap();
+        let policy = ReferencePolicy {
+            user,
+            allowed_hosts: &[],
+        };
+        validate(&body, &policy)
+    }
+
+    #[test]
+    fn a_nul_anywhere_postgres_would_store_is_refused_naming_where() {
+        for (body, at) in [
+            (
+                serde_json::json!({"jobType": "sdxl_image_fast", "metadata": {"prompt": "a\u{0}b"}}),
+                "metadata.prompt",
+            ),
+            (
+                serde_json::json!({"jobType": "sdxl_image_fast", "metadata": {"prompt": "a", "x": {"y": ["ok", "\u{0}"]}}}),
+                "metadata.x.y[1]",
+            ),
+            (
+                serde_json::json!({"jobType": "sdxl_image_fast", "metadata": {"prompt": "a", "k\u{0}": 1}}),
+                "a key of metadata",
+            ),
+            (
+                serde_json::json!({"jobType": "sdxl_image_fast", "metadata": {"prompt": "a"}, "projectId": "p\u{0}"}),
+                "projectId",
+            ),
+        ] {
+            let Err(err) = validate_body(body) else {
+                panic!("accepted a NUL at {at}")
+            };
+            assert_eq!(err.code(), "unstorable_text");
+            assert!(err.to_string().starts_with(at), "{err}");
+        }
+    }
+
+    #[test]
+    fn other_control_characters_are_stored_as_sent() {
+        let body = serde_json::json!({"jobType": "sdxl_image_fast", "metadata": {"prompt": "a\u{1}b", "x": "\u{1f}"}});
+        assert!(validate_body(body).is_ok());
+    }
 }
 
 #[cfg(test)]

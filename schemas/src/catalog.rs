@@ -68,7 +68,6 @@ macro_rules! job_types {
     ($($variant:ident => $name:literal),+ $(,)?) => {
         /// One of the ten whitelisted job types.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
-        #[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
         pub enum JobType {
             $(#[doc = concat!("`", $name, "`")] #[serde(rename = $name)] $variant,)+
         }
@@ -190,6 +189,25 @@ impl fmt::Display for JobType {
         f.write_str(self.as_str())
     }
 }
+
+/// The OpenAPI schema of [`JobType`]: a string, one of [`JobType::names`] — written by hand
+/// because utoipa's derive does not see the `serde(rename)` a `macro_rules!` passes it, and
+/// would publish the Rust variant names.
+#[cfg(feature = "utoipa")]
+impl utoipa::PartialSchema for JobType {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some(JobType::names()))
+            .description(Some(
+                "One of the ten whitelisted job types (`GET /v1/job-types`).",
+            ))
+            .into()
+    }
+}
+
+#[cfg(feature = "utoipa")]
+impl utoipa::ToSchema for JobType {}
 
 #[cfg(test)]
 mod tests {

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 
 use gpuq_schemas::{JobKind, JobType};
+use gpuq_service::configuration::Layered;
 use gpuq_service::testkit::{fresh_database, namespace, redis_url, token_for, JWT_SECRET};
 use gpuq_worker_sdk::demo::DemoHandler;
 use gpuq_worker_sdk::LocalStorage;

@@ -1,3 +1,4 @@
+use gpuq_service::configuration::Environment;
 use gpuq_service::testkit::ConfigFiles;
 use secrecy::ExposeSecret;
 

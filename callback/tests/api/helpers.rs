@@ -11,6 +11,7 @@ use gpuq_queue::{
 };
 use gpuq_schemas::signature::{sign, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use gpuq_schemas::{JobEvent, JobId, JobType, QueueName, UserId};
+use gpuq_service::configuration::Layered;
 use gpuq_service::testkit::{envelope, fresh_database, namespace, redis_url};
 use secrecy::SecretString;
 use serde_json::Value;

@@ -4,6 +4,7 @@
 use reqwest::header::HeaderMap;
 use secrecy::SecretString;
 
+use gpuq_service::configuration::Layered;
 use gpuq_service::testkit::shapes;
 
 use crate::helpers::{spawn_app, spawn_app_with};

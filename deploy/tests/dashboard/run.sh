@@ -114,8 +114,8 @@ if [ -z "${GPUQ_BIN_DIR:-}" ]; then
   }
   for b in gpuq-dispatcher gpuq-callback; do [ -x "$BIN/$b" ] || stale=1; done
   if [ -z "$stale" ]; then
-    newer "$BIN/gpuq-dispatcher" "$ROOT/dispatcher" "$ROOT/queue" "$ROOT/schemas" && stale=1
-    newer "$BIN/gpuq-callback" "$ROOT/callback" "$ROOT/queue" "$ROOT/schemas" && stale=1
+    newer "$BIN/gpuq-dispatcher" "$ROOT/dispatcher" "$ROOT/service" "$ROOT/queue" "$ROOT/schemas" && stale=1
+    newer "$BIN/gpuq-callback" "$ROOT/callback" "$ROOT/service" "$ROOT/queue" "$ROOT/schemas" && stale=1
   fi
   if [ -n "$stale" ]; then
     log "cargo build -p gpuq-dispatcher -p gpuq-callback --bins"

@@ -15,6 +15,9 @@ use crate::validation::{MAX_ID_CHARS, MAX_PROMPT_CHARS, MAX_REFERENCE_CHARS};
 /// regex dialects (Python's includes U+001C..U+001F, ECMAScript's U+FEFF).
 pub const WHITE_SPACE: &str = r"\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000";
 
+/// A string without U+0000, which PostgreSQL cannot store (`validation` refuses it).
+const NO_NUL: &str = r"^[^\x00]*$";
+
 fn nullable(kind: &str, bounds: Value) -> Value {
     let mut schema = json!({ "type": [kind, "null"] });
     if let (Some(s), Some(b)) = (schema.as_object_mut(), bounds.as_object()) {
@@ -61,7 +64,12 @@ fn regex_escape(s: &str) -> String {
 }
 
 fn metadata_schema(allowed_num_images: &[u32], hosts: &[String]) -> Value {
-    let text = || nullable("string", json!({ "maxLength": MAX_PROMPT_CHARS }));
+    let text = || {
+        nullable(
+            "string",
+            json!({ "maxLength": MAX_PROMPT_CHARS, "pattern": NO_NUL }),
+        )
+    };
     let number = |max: f64| nullable("number", json!({ "minimum": 0.0, "maximum": max }));
     let mut counts: Vec<Value> = allowed_num_images.iter().map(|n| json!(n)).collect();
     counts.push(Value::Null);
@@ -71,11 +79,13 @@ fn metadata_schema(allowed_num_images: &[u32], hosts: &[String]) -> Value {
         "description": "Generation parameters; other keys pass through to the worker. \
                         `prompt` may be blank only with `exact_copy_mode` and a reference.",
         "required": ["prompt"],
+        "propertyNames": { "pattern": NO_NUL },
+        "additionalProperties": { "$ref": "#/components/schemas/StorableJson" },
         "properties": {
             "prompt": {
                 "type": "string",
                 "maxLength": MAX_PROMPT_CHARS,
-                "pattern": format!("[^{WHITE_SPACE}]"),
+                "pattern": format!(r"^[^\x00]*[^{WHITE_SPACE}\x00][^\x00]*$"),
             },
             "negative_prompt": text(),
             "num_images": { "enum": counts },
@@ -123,7 +133,8 @@ pub fn request_schemas(hosts: &[String]) -> Vec<(String, Value)> {
     let id = || {
         nullable(
             "string",
-            json!({ "minLength": 1, "maxLength": MAX_ID_CHARS, "description": "pass-through" }),
+            json!({ "minLength": 1, "maxLength": MAX_ID_CHARS, "pattern": NO_NUL,
+                    "description": "pass-through" }),
         )
     };
     let mut out: Vec<(String, Value)> = Vec::new();
@@ -143,8 +154,10 @@ pub fn request_schemas(hosts: &[String]) -> Vec<(String, Value)> {
         });
         out.push((name, variant));
     }
+    out.push(("StorableJson".into(), storable_json()));
     let refs: Vec<Value> = out
         .iter()
+        .filter(|(name, _)| name.starts_with("Enqueue"))
         .map(|(name, _)| json!({ "$ref": format!("#/components/schemas/{name}") }))
         .collect();
     out.push((
@@ -156,6 +169,20 @@ pub fn request_schemas(hosts: &[String]) -> Vec<(String, Value)> {
         }),
     ));
     out
+}
+
+/// Any JSON value PostgreSQL can store in `jsonb`: no U+0000 in a string or a key.
+fn storable_json() -> Value {
+    let me = json!({ "$ref": "#/components/schemas/StorableJson" });
+    json!({
+        "description": "Any JSON value without U+0000 (NUL) in a string or key.",
+        "anyOf": [
+            { "type": ["null", "boolean", "number"] },
+            { "type": "string", "pattern": NO_NUL },
+            { "type": "array", "items": me },
+            { "type": "object", "propertyNames": { "pattern": NO_NUL }, "additionalProperties": me },
+        ],
+    })
 }
 
 /// `EnqueueSdxlJob` for `sdxl_queue`; a second variant of one queue gets a number.

@@ -502,3 +502,24 @@ async fn whole_numbers_written_as_floats_are_integers_as_json_schema_says() {
         "{config}"
     );
 }
+
+#[tokio::test]
+async fn text_postgres_cannot_store_is_a_400_that_writes_nothing() {
+    let app = spawn_app().await;
+    let token = token_for(uuid::Uuid::new_v4());
+    let body = serde_json::json!({
+        "jobType": "sdxl_image_high",
+        "metadata": { "prompt": "a lighthouse", "extra": { "note": "\u{0}j?" } },
+    });
+    let res = app.post_job(&token, &body).await;
+    let answer = assert_error(res, 400, "unstorable_text").await;
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("metadata.extra.note"),
+        "{answer}"
+    );
+    assert_eq!(app.job_count().await, 0);
+    assert_eq!(app.waiting("sdxl_queue").await, 0);
+}

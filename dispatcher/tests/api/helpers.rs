@@ -9,6 +9,7 @@ use sqlx::PgPool;
 
 use gpuq_dispatcher::{Application, Settings};
 use gpuq_queue::Queue;
+use gpuq_service::configuration::Layered;
 pub use gpuq_service::testkit::{fresh_database, redis_url, token_for, token_with, JWT_SECRET};
 
 pub const ADMIN_TOKEN: &str = "test-admin-token";

@@ -6,12 +6,14 @@
 //! 1. built-in defaults ([`defaults`], with the few that differ per service);
 //! 2. a YAML file: `$GPUQ_CONFIG`, else `configuration/base.yaml` when present (one file for
 //!    every service: each reads its sections and ignores the others);
-//! 3. `<that folder>/$GPUQ_ENVIRONMENT.yaml` (`configuration/` without a base file) when
+//! 3. `<that folder>/<$GPUQ_ENVIRONMENT, lowercased>.yaml` (`configuration/` without a base file) when
 //!    `GPUQ_ENVIRONMENT` is set (required then: a misspelt environment fails at start-up,
 //!    not silently);
 //! 4. nested variables `GPUQ__<SECTION>__<FIELD>` (e.g. `GPUQ__DATABASE__MAX_CONNECTIONS`);
-//!    the names of earlier releases are still read (`GPUQ__HTTP__*` is now
-//!    `GPUQ__APPLICATION__*`, `GPUQ__REDIS__BACKOFF_*` is `GPUQ__QUEUE__BACKOFF_*`);
+//!    the names of earlier releases are still read ([`RENAMED`]: `GPUQ__HTTP__*` is now
+//!    `GPUQ__APPLICATION__*`, `GPUQ__REDIS__BACKOFF_*` is `GPUQ__QUEUE__BACKOFF_*`, the
+//!    dispatcher's flat `GPUQ__DATABASE_URL`, `GPUQ__REDIS_URL`, `GPUQ__REDIS_NAMESPACE`,
+//!    `GPUQ__MIGRATE`, `GPUQ__REFERENCE_HOSTS` are now in their sections);
 //! 5. the conventional flat names of [`FLAT_NAMES`] (`DATABASE_URL`, `REDIS_URL`,
 //!    `GPUQ_LISTEN`, ...).
 //!
@@ -105,7 +107,7 @@ const LIST_KEYS: [&str; 3] = ["auth.secrets", "enqueue.reference_hosts", "storag
 
 /// Nested names of earlier releases and what they are now (prefix renames): the
 /// dispatcher's `http` section and flat fields, the callback's backoff under `redis`.
-const RENAMED: [(&str, &str); 7] = [
+pub const RENAMED: [(&str, &str); 7] = [
     ("GPUQ__HTTP__", "GPUQ__APPLICATION__"),
     ("GPUQ__REDIS__BACKOFF_", "GPUQ__QUEUE__BACKOFF_"),
     ("GPUQ__DATABASE_URL", "GPUQ__DATABASE__URL"),
@@ -257,6 +259,28 @@ pub struct ServiceDefaults {
     pub acquire_timeout_ms: u64,
 }
 
+/// A process's settings: its own defaults (over [`defaults`] or [`common_defaults`]),
+/// loaded in layers by [`load`]. A service implements [`Layered::builtin`] only.
+pub trait Layered: DeserializeOwned {
+    /// The built-in defaults of every section this process reads.
+    fn builtin() -> Result<ConfigBuilder<DefaultState>, ConfigurationError>;
+
+    /// The built-in defaults only: no file, no environment (tests start from these).
+    fn defaults() -> Result<Self, ConfigurationError> {
+        Self::load_from(&Environment::default())
+    }
+
+    /// This process's configuration: files and its environment.
+    fn load() -> Result<Self, ConfigurationError> {
+        Self::load_from(&Environment::process())
+    }
+
+    /// The configuration with `env` as the environment.
+    fn load_from(env: &Environment) -> Result<Self, ConfigurationError> {
+        load(Self::builtin()?, env)
+    }
+}
+
 /// Builds `T` from `defaults`, the YAML files, then the nested and flat variables of `env`
 /// (see the module docs).
 pub fn load<T: DeserializeOwned>(
@@ -273,7 +297,7 @@ pub fn load<T: DeserializeOwned>(
             .as_deref()
             .and_then(Path::parent)
             .unwrap_or(Path::new("configuration"));
-        let layered = dir.join(format!("{name}.yaml"));
+        let layered = dir.join(format!("{}.yaml", name.to_lowercase()));
         builder = builder.add_source(File::from(layered.as_path()).format(FileFormat::Yaml));
     }
     let mut nested = config::Environment::with_prefix("GPUQ")

@@ -178,7 +178,14 @@ impl DemoConfig {
             queue: required(worker.queue, "GPUQ_QUEUE")?,
             namespace: raw.redis.namespace,
             callback_url: required(worker.callback_url, "GPUQ_CALLBACK_URL")?,
-            callback_secret: required(raw.auth.secrets.into_iter().next(), "GPUQ_CALLBACK_SECRET")?,
+            callback_secret: required(
+                raw.auth
+                    .secrets
+                    .into_iter()
+                    .next()
+                    .filter(|k| !k.expose_secret().trim().is_empty()),
+                "GPUQ_CALLBACK_SECRET",
+            )?,
             concurrency: worker.concurrency,
             storage,
             time_scale: worker.demo_time_scale,

@@ -6,9 +6,10 @@ use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use gpuq_schemas::{JobEvent, JobStatus};
+use gpuq_schemas::{JobEvent, JobId, JobStatus};
 
 use crate::auth::Admin;
+use crate::jobs_db::JobRecord;
 use gpuq_service::ErrorBody;
 
 use crate::routes::jobs::parse_id;
@@ -110,10 +111,7 @@ pub async fn requeue(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(&path)?;
-    let job = jobs_db::get(&state.db, id.as_uuid())
-        .await?
-        .ok_or_else(|| ApiError::NotFound("job not found".into()))?;
+    let (id, job) = job_named(&state, &path).await?;
     if matches!(job.status, JobStatus::Completed | JobStatus::Cancelled) {
         return Err(ApiError::Conflict(format!(
             "job is {}; only failed jobs can be requeued",
@@ -151,10 +149,7 @@ pub async fn discard(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(&path)?;
-    let job = jobs_db::get(&state.db, id.as_uuid())
-        .await?
-        .ok_or_else(|| ApiError::NotFound("job not found".into()))?;
+    let (id, job) = job_named(&state, &path).await?;
     if !state.queue(&job.queue)?.discard_dead(id).await? {
         return Err(ApiError::Conflict(
             "job is not in the dead-letter set".into(),
@@ -172,4 +167,13 @@ pub async fn discard(
         job_id: id.as_uuid(),
         discarded: true,
     }))
+}
+
+/// The job `path` names, or 404.
+async fn job_named(state: &AppState, path: &str) -> Result<(JobId, JobRecord), ApiError> {
+    let id = parse_id(path)?;
+    let job = jobs_db::get(&state.db, id.as_uuid())
+        .await?
+        .ok_or_else(|| ApiError::NotFound("job not found".into()))?;
+    Ok((id, job))
 }
