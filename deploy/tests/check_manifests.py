@@ -88,7 +88,8 @@ class Facts:
         names = set(re.findall(r'\(\s*"([A-Z][A-Z0-9_]+)"\s*,', flat.group(1))) if flat else set()
         nested = "Environment::with_prefix(\"GPUQ\")" in kit
         for binary, crate in (("gpuq-dispatcher", "dispatcher"), ("gpuq-callback", "callback")):
-            uses_kit = "configuration::load(" in read(f"{crate}/src/configuration.rs")
+            own = read(f"{crate}/src/configuration.rs")
+            uses_kit = "impl Layered for Settings" in own or "configuration::load(" in own
             kit_reads = (names | self._env_var_calls("service/src")) if uses_kit else set()
             self.env[binary] = kit_reads | self._env_var_calls(f"{crate}/src")
             self.nested[binary] = nested and uses_kit
