@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 # shellcheck source=../deploy/local/services.sh
 source deploy/local/services.sh
 
-cargo build --release --locked -p gpuq-benches -p gpuq-dispatcher -p gpuq-callback -p gpuq-worker-sdk --bins
+cargo build --release --locked -p gpuq-benches -p gpuq-dispatcher -p gpuq-callback -p gpuq-demo-worker --bins
 mkdir -p target/bench
 ./target/release/gpuq-bench all | tee target/bench/all.md
 if [[ "${1:-}" != "--no-micro" ]]; then

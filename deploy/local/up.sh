@@ -42,7 +42,7 @@ DISPATCHER_PORT=${GPUQ_DISPATCHER_PORT:-8080}
 CALLBACK_PORT=${GPUQ_CALLBACK_PORT:-8081}
 
 log "building release binaries (first build takes a few minutes)"
-cargo build --release --locked -p gpuq-dispatcher -p gpuq-callback -p gpuq-worker-sdk --features gpuq-worker-sdk/demo --bins
+cargo build --release --locked -p gpuq-dispatcher -p gpuq-callback -p gpuq-demo-worker --bins
 BIN="$ROOT/target/release"
 
 bash deploy/local/down.sh >/dev/null 2>&1 || true

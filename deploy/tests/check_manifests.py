@@ -130,7 +130,7 @@ class Facts:
         self.callback_paths = {r for r in self.routes["gpuq-callback"] if "callback" in r}
 
         # --- binaries ------------------------------------------------------------------------
-        for crate in ("dispatcher", "callback", "worker-sdk"):
+        for crate in ("dispatcher", "callback", "worker-sdk", "worker-sdk/demo-worker"):
             toml = read(f"{crate}/Cargo.toml")
             pkg = re.search(r'^\s*name\s*=\s*"([^"]+)"', toml, re.M).group(1)
             self.bins[pkg] = set(re.findall(r'\[\[bin\]\]\s*name\s*=\s*"([^"]+)"', toml))

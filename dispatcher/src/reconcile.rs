@@ -206,17 +206,25 @@ async fn remove_finished(
         return Ok(());
     }
     let uuids: Vec<Uuid> = ids.iter().map(JobId::as_uuid).collect();
+    // The rows stay locked until the page is done: an admin requeue (which reopens the row
+    // and moves the job out of the dead set in one transaction) either finished before, or
+    // waits, or holds its row, which is then skipped. Unlocked, a requeued job could be
+    // read as "failed, not dead" between its two steps and removed from Redis.
+    let mut tx = state.db.begin().await?;
     let statuses: std::collections::HashMap<Uuid, JobStatus> =
-        sqlx::query_as::<_, (Uuid, JobStatus)>("SELECT id, status FROM jobs WHERE id = ANY($1)")
-            .bind(&uuids)
-            .fetch_all(&state.db)
-            .await?
-            .into_iter()
-            .collect();
+        sqlx::query_as::<_, (Uuid, JobStatus)>(
+            "SELECT id, status FROM jobs WHERE id = ANY($1) FOR UPDATE SKIP LOCKED",
+        )
+        .bind(&uuids)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .collect();
     let dead = queue.in_dead_set(&ids).await?;
     for (id, dead) in ids.into_iter().zip(dead) {
-        // A job without a row may be an enqueue still in flight: leave it alone. A failed
-        // job in the dead set is where it belongs (admins requeue or discard it there).
+        // A job without a row may be an enqueue still in flight, one whose row is locked is
+        // being changed: leave both alone. A failed job in the dead set is where it belongs
+        // (admins requeue or discard it there).
         let status = statuses.get(&id.as_uuid()).copied();
         let stray = match status {
             Some(JobStatus::Completed | JobStatus::Cancelled) => true,
@@ -228,5 +236,6 @@ async fn remove_finished(
             out.removed.push(id);
         }
     }
+    tx.commit().await?;
     Ok(())
 }
