@@ -12,7 +12,7 @@ pub(crate) struct JobRow {
     pub user_id: uuid::Uuid,
     pub job_type: String,
     pub queue: String,
-    pub status: String,
+    pub status: JobStatus,
     pub worker_id: Option<String>,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub started_at: Option<chrono::DateTime<chrono::Utc>>,
@@ -50,7 +50,7 @@ impl TryFrom<JobRow> for Job {
                 .job_type
                 .parse()
                 .map_err(|_| corrupt("unknown job_type"))?,
-            status: row.status.parse().map_err(|_| corrupt("unknown status"))?,
+            status: row.status,
             queue: row.queue,
             worker_id: row.worker_id,
             created_at: row.created_at,
