@@ -75,13 +75,17 @@ impl Default for Metrics {
 impl Metrics {
     /// Counts an accepted callback and what it changed.
     pub fn recorded(&self, r: &Recorded) {
-        let outcome = if r.ignored { "ignored" } else { "recorded" };
+        let outcome = if r.ignored.is_some() {
+            "ignored"
+        } else {
+            "recorded"
+        };
         self.callbacks
             .get_or_create(&OutcomeLabels {
                 outcome: outcome.into(),
             })
             .inc();
-        if r.ignored {
+        if r.ignored.is_some() {
             return;
         }
         if let Some(w) = r.wait_seconds {

@@ -55,6 +55,9 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// How long a body may take to arrive.
     pub body_timeout: Duration,
+    /// How long an accepted signature is remembered to recognise replays: twice the
+    /// signature window (an older request is refused as stale).
+    pub replay_memory: Duration,
     /// Prometheus metrics.
     pub metrics: crate::metrics::Metrics,
 }
@@ -107,6 +110,7 @@ impl Application {
             verifier: Verifier::new(settings.auth.secrets.clone(), settings.auth.window_secs),
             max_body_bytes: app.max_body_bytes,
             body_timeout: app.body_timeout(),
+            replay_memory: Duration::from_secs(2 * settings.auth.window_secs.max(1) as u64),
             metrics: crate::metrics::Metrics::default(),
         });
         let listener = server::bind(app)?;

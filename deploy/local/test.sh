@@ -36,7 +36,9 @@ python3 -m venv --help >/dev/null 2>&1 || apt_install python3-venv
 python3 -c 'import yaml' 2>/dev/null || python3 -m pip install -q pyyaml 2>/dev/null || apt_install python3-yaml
 python3 deploy/tests/check_manifests.py
 bash deploy/tests/check_redis_acl.sh
-cargo build --locked --workspace --bins
+# `--all-targets` resolves features as `cargo test` did (dev-dependencies on), so this only
+# links the binaries of that build; `--bins` alone would compile a second set of crates.
+cargo build --locked --workspace --all-targets
 echo "== schemathesis against the dispatcher's /openapi.json (every check)"
 GPUQ_BIN_DIR=target/debug bash deploy/tests/schemathesis/run.sh
 echo "== Python worker against the real services (docs/protocol.md)"

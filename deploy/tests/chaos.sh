@@ -13,11 +13,11 @@ cd "$(dirname "$0")/../.."
 source deploy/local/services.sh
 command -v redis-server >/dev/null 2>&1 || { echo "redis-server is required" >&2; exit 1; }
 
-bins=(--workspace --bins) # the same feature set as the other binary builds: no recompiling
 if [[ "${1:-}" == "--short" ]]; then
   shift
-  cargo build --locked "${bins[@]}"
+  # The feature set of `cargo test` (and of deploy/local/test.sh): reuses that build.
+  cargo build --locked --workspace --all-targets
   exec ./target/debug/gpuq-bench chaos --bin-dir target/debug --jobs 300 --rate 30 --fault-every-ms 1500 "$@"
 fi
-cargo build --release --locked "${bins[@]}"
+cargo build --release --locked --workspace --bins
 exec ./target/release/gpuq-bench chaos --bin-dir target/release "$@"

@@ -7,6 +7,9 @@
 //!   script refuses an id Redis already holds, so replicas racing here enqueue once.
 //! - Jobs Redis holds whose row is finished are removed, except failed jobs in the
 //!   dead-letter set, which is where they belong.
+//! - Jobs Redis holds as dead whose row is not finished (a worker that ran `fail_job.lua`
+//!   itself, a callback that died between Redis and its commit) become `failed` with the
+//!   queue's last error: PostgreSQL and Redis never disagree longer than one period.
 //!
 //! Each call does one bounded step; the loop lives in [`crate::maintenance`].
 
@@ -29,8 +32,8 @@ pub struct Reconciled {
     pub requeued: Vec<JobId>,
     /// Finished jobs Redis still held, removed.
     pub removed: Vec<JobId>,
-    /// Jobs Redis lost during their last allowed attempt, marked failed (as a lease lost
-    /// on the last attempt would be).
+    /// Jobs Redis lost during their last allowed attempt, or holds as dead while their
+    /// row was not finished, marked failed.
     pub failed: Vec<JobId>,
 }
 
@@ -220,15 +223,23 @@ async fn remove_finished(
         .await?
         .into_iter()
         .collect();
-    let dead = queue.in_dead_set(&ids).await?;
+    let dead = queue.dead_reasons(&ids).await?;
+    let mut failed = Vec::new();
     for (id, dead) in ids.into_iter().zip(dead) {
         // A job without a row may be an enqueue still in flight, one whose row is locked is
         // being changed: leave both alone. A failed job in the dead set is where it belongs
-        // (admins requeue or discard it there).
+        // (admins requeue or discard it there); an unfinished one there failed for good.
         let status = statuses.get(&id.as_uuid()).copied();
+        if let (Some(JobStatus::Queued | JobStatus::Processing), Some(reason)) = (status, &dead) {
+            // A worker wrote the reason; PostgreSQL cannot store U+0000.
+            let reason = reason.replace('\0', "\u{fffd}");
+            jobs_db::finish(&mut *tx, id.as_uuid(), JobStatus::Failed, Some(&reason)).await?;
+            failed.push((id, reason));
+            continue;
+        }
         let stray = match status {
             Some(JobStatus::Completed | JobStatus::Cancelled) => true,
-            Some(JobStatus::Failed) => !dead,
+            Some(JobStatus::Failed) => dead.is_none(),
             Some(JobStatus::Queued | JobStatus::Processing) | None => false,
         };
         if stray && queue.ack(id, None).await? == gpuq_queue::AckOutcome::Removed {
@@ -237,5 +248,10 @@ async fn remove_finished(
         }
     }
     tx.commit().await?;
+    for (id, reason) in failed {
+        tracing::warn!(job_id = %id, queue = %queue.name(), %reason, "dead in the queue but not finished in PostgreSQL; marked failed");
+        events::publish(state, JobEvent::status(id, JobStatus::Failed, Some(reason))).await;
+        out.failed.push(id);
+    }
     Ok(())
 }

@@ -4,6 +4,7 @@
 
 use serde_json::{Map, Value};
 
+use gpuq_schemas::storable::nul_in_map;
 use gpuq_schemas::{GenerationConfig, JobType, UserId};
 
 use crate::ApiError;
@@ -57,32 +58,6 @@ pub fn depth(v: &Value) -> usize {
         Value::Object(o) => 1 + o.values().map(depth).max().unwrap_or(0),
         _ => 0,
     }
-}
-
-/// The path below `v` of the first string or key holding U+0000 (`""` for `v` itself).
-/// PostgreSQL's `text` and `jsonb` cannot store that character: such a body is refused
-/// here (400) rather than failing its insert (500). The path is built only on the way back
-/// from a find, so a clean body (every enqueue) costs a walk and no allocation.
-fn nul_path(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) if s.contains('\0') => Some(String::new()),
-        Value::Array(items) => items
-            .iter()
-            .enumerate()
-            .find_map(|(i, item)| nul_path(item).map(|p| format!("[{i}]{p}"))),
-        Value::Object(map) => nul_in_map(map),
-        _ => None,
-    }
-}
-
-fn nul_in_map(map: &Map<String, Value>) -> Option<String> {
-    map.iter().find_map(|(k, v)| {
-        if k.contains('\0') {
-            Some(" (a key)".to_owned())
-        } else {
-            nul_path(v).map(|p| format!(".{k}{p}"))
-        }
-    })
 }
 
 fn unstorable(at: &str) -> ApiError {
@@ -425,7 +400,7 @@ mod storable {
             ),
             (
                 serde_json::json!({"jobType": "sdxl_image_fast", "metadata": {"prompt": "a", "k\u{0}": 1}}),
-                "metadata (a key)",
+                "metadata.k\\u0000 (a key)",
             ),
             (
                 serde_json::json!({"jobType": "sdxl_image_fast", "metadata": {"prompt": "a"}, "projectId": "p\u{0}"}),

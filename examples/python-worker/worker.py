@@ -109,14 +109,16 @@ class Queue:
         )
         self.scripts = Scripts(self.redis, lua_dir)
 
-    def claim(self, consumer: str, max_jobs: int) -> list[tuple[str, int, str]]:
+    def claim(self, consumer: str, max_jobs: int) -> list[tuple[str, int, str, str]]:
+        """Claims under a fresh fence token: (job_id, attempt, envelope, token) per job."""
         k = self.keys
+        token = os.urandom(16).hex()  # the claim's fence token (docs/protocol.md, "The fence")
         reply = self.scripts.run(
             "claim_jobs",
             [k.wait_high, k.wait_normal, k.jobs, k.meta, k.leases, k.consumers, k.signal],
-            [consumer, self.lease_ms, max_jobs, SIGNAL_CAP],
+            [consumer, self.lease_ms, max_jobs, SIGNAL_CAP, token],
         )
-        return [(reply[i], int(reply[i + 1]), reply[i + 2]) for i in range(0, len(reply), 3)]
+        return [(reply[i], int(reply[i + 1]), reply[i + 2], token) for i in range(0, len(reply), 3)]
 
     def wait_for_signal(self, seconds: int = BLOCK_SECONDS) -> None:
         self.blocking.blpop([self.keys.signal], timeout=seconds)
@@ -163,6 +165,14 @@ def backoff_ms(attempt: int, base_ms: int = 5000, max_ms: int = 300_000) -> int:
 class Rejected(Exception):
     """The callback service answered a final 4xx: sending again cannot help."""
 
+    def __init__(self, status: int, text: str):
+        super().__init__(f"{status}: {text}")
+        self.status = status
+
+    def misconfigured(self) -> bool:
+        """401/403: the secret is wrong; 404/405/410: the URL is not the callback route."""
+        return self.status in (401, 403, 404, 405, 410)
+
 
 class Unreachable(Exception):
     """Network errors or 5xx until the retries ran out."""
@@ -198,10 +208,10 @@ class Reporter:
                 if 200 <= res.status_code < 300:
                     return
                 if res.status_code < 500 and res.status_code not in (408, 429):
-                    raise Rejected(f"{res.status_code}: {res.text[:500]}")
+                    raise Rejected(res.status_code, res.text[:500])
                 problem = f"{res.status_code}: {res.text[:200]}"
             if attempt < retries:
-                log.warning("callback %s failed (%s); retrying in %.2fs", payload["status"], problem, delay)
+                log.warning("callback %s failed (%s); retrying in %.2fs", payload.get("status", "probe"), problem, delay)
                 time.sleep(delay * random.uniform(0.5, 1.0))
                 delay = min(delay * 2, 30)
         raise Unreachable(problem)
@@ -279,8 +289,9 @@ class JobStopped(Exception):
 class Held:
     """A job this worker holds, as seen by the heartbeat thread."""
 
-    def __init__(self, job_id: str):
+    def __init__(self, job_id: str, fence: str):
         self.job_id = job_id
+        self.fence = fence  # the claim's token, sent with every report of this delivery
         self.state = 1  # 1 held, 2 cancelled, 0 lost
         self.stop = threading.Event()
 
@@ -317,6 +328,13 @@ class Worker:
     def run(self) -> int:
         log.info("consumer %s on %s (concurrency %d)", self.consumer, self.queue_name, self.concurrency)
         self.queue.redis.ping()
+        try:  # a signed probe checks the callback URL and secret before anything is claimed
+            self.reporter.send({"probe": True}, retries=3)
+        except Rejected as e:
+            log.error("the callback service refused this worker's probe (%s): check GPUQ_CALLBACK_URL and the secret", e)
+            return 2
+        except Unreachable as e:
+            log.warning("the callback service did not answer the probe (%s); starting anyway", e)
         threading.Thread(target=self.heartbeats, name="heartbeat", daemon=True).start()
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="job")
         futures = set()
@@ -339,10 +357,10 @@ class Worker:
             if not claimed:
                 self.queue.wait_for_signal()
                 continue
-            for job_id, attempt, envelope in claimed:
+            for job_id, attempt, envelope, token in claimed:
                 self.started += 1
                 with self.lock:
-                    self.held[job_id] = Held(job_id)
+                    self.held[job_id] = Held(job_id, token)
                 futures.add(pool.submit(self.supervise, job_id, attempt, envelope))
         # No more claims. After --max-jobs, the jobs run to their end; after SIGTERM they get
         # until the deadline (counted from the signal) and are then released.
@@ -396,7 +414,8 @@ class Worker:
                 self.finished += 1
 
     def base(self, job_id: str, attempt: int, status: str) -> dict:
-        return {"jobId": job_id, "status": status, "workerId": self.consumer, "attempt": attempt}
+        fence = self.held[job_id].fence
+        return {"jobId": job_id, "status": status, "workerId": self.consumer, "attempt": attempt, "fence": fence}
 
     def run_job(self, job_id: str, attempt: int, job: dict, held: Held) -> None:
         log.info("job %s (%s, attempt %d) started", job_id, job["job_type"], attempt)
@@ -426,11 +445,15 @@ class Worker:
         try:
             self.reporter.send(done)
         except Rejected as e:
+            if e.misconfigured():  # not the job's fault: hand it back, attempt not counted
+                log.error("THE CALLBACK SERVICE REFUSES THIS WORKER (%s): wrong URL or secret?", e)
+                return self.release(job_id, held)
             log.error("callback service refused the result (%s); dead-lettering", e)
             return self.finish_failed(job_id, attempt, held, f"callback service refused the result: {e}", False)
         except Unreachable as e:
-            log.error("result could not be reported (%s); failing the attempt", e)
-            return self.fail(job_id, attempt, True, str(e))
+            # Undelivered, not failed: another attempt runs it (failing could dead-letter it).
+            log.error("result could not be reported (%s); handing the job back", e)
+            return self.release(job_id, held)
         held.state = 0  # stop heartbeats for it
         # The callback service acks completed jobs itself; 0 (already gone) is the usual reply.
         log.info("job %s completed; ack -> %s", job_id, self.queue.ack(job_id, self.consumer))
@@ -446,6 +469,10 @@ class Worker:
         # The callback service already ran fail_job for an accepted report (then this returns
         # [0, ...]); never ack here, ack_job would delete the scheduled retry.
         self.fail(job_id, attempt, retryable, message)
+
+    def release(self, job_id: str, held: Held) -> None:
+        held.state = 0
+        log.info("job %s handed back: %s", job_id, self.queue.release(job_id, self.consumer))
 
     def fail(self, job_id: str, attempt: int, retryable: bool, message: str) -> None:
         reply = self.queue.fail(job_id, self.consumer, retryable, backoff_ms(attempt), message)

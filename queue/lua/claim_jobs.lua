@@ -4,6 +4,8 @@
 -- KEYS[1] wait:high   KEYS[2] wait:normal   KEYS[3] jobs   KEYS[4] meta
 -- KEYS[5] leases      KEYS[6] consumers     KEYS[7] signal
 -- ARGV[1] consumer name   ARGV[2] lease, ms   ARGV[3] max jobs   ARGV[4] signal cap
+-- ARGV[5] fence token: a random nonce the claimer makes for this call (optional; callbacks
+--         for a claim made without one cannot pass the callback service's fence check)
 -- Returns a flat array {id, attempt, envelope, id, attempt, envelope, ...}; empty if none.
 -- Also records the consumer as alive, and leaves a wake-up token when jobs remain so that
 -- another idle consumer picks them up.
@@ -12,6 +14,7 @@ local consumer = ARGV[1]
 local now = now_ms()
 local lease_until = now + tonumber(ARGV[2])
 local want = tonumber(ARGV[3])
+local token = ARGV[5] or ''
 redis.call('ZADD', KEYS[6], now, consumer)
 
 local out = {}
@@ -25,7 +28,7 @@ for _, lane in ipairs({'high', 'normal'}) do
     local envelope = redis.call('HGET', KEYS[3], id)
     if envelope then
       local attempt = read_meta(KEYS[4], id) + 1
-      write_meta(KEYS[4], id, attempt, lane, consumer, now)
+      write_meta(KEYS[4], id, attempt, lane, consumer, now, token)
       redis.call('ZADD', KEYS[5], lease_until, id)
       out[#out + 1] = id
       out[#out + 1] = attempt

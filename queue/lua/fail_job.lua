@@ -5,15 +5,21 @@
 -- KEYS[6] errors   KEYS[7] cancelled set
 -- ARGV[1] job id   ARGV[2] consumer name, or '' for any holder   ARGV[3] '1' retryable
 -- ARGV[4] backoff delay, ms   ARGV[5] error message
+-- ARGV[6] fence: '<attempt>:<token>' of the claim that failed, or '' (optional) for any
 -- Returns {code, attempt, at_ms}: 1 retry scheduled at at_ms; 2 dead-lettered; 3 the job
--- had been cancelled and is now gone; 0 not in flight; -1 held by another consumer.
+-- had been cancelled and is now gone; 0 not in flight; -1 held by another consumer or
+-- under another claim (a stale fence): nothing changed.
 
 local id = ARGV[1]
 if not redis.call('ZSCORE', KEYS[3], id) then
   return {0, 0, 0}
 end
-local attempt, lane, holder = read_meta(KEYS[2], id)
+local attempt, lane, holder, _, token = read_meta(KEYS[2], id)
 if ARGV[2] ~= '' and holder ~= ARGV[2] then
+  return {-1, attempt, 0}
+end
+local fence = ARGV[6] or ''
+if fence ~= '' and fence ~= attempt .. ':' .. token then
   return {-1, attempt, 0}
 end
 local now = now_ms()

@@ -3,26 +3,32 @@
 -- Per-job state lives in per-queue hashes so that every key a script touches is known up
 -- front and passed in KEYS (Redis Cluster-safe; all keys share the `{queue}` hash tag):
 --   jobs  HASH  id -> envelope JSON (from enqueue until the job finishes)
---   meta  HASH  id -> "<attempt>|<lane>|<consumer>|<since_ms>" (once a job was claimed)
+--   meta  HASH  id -> "<attempt>|<lane>|<consumer>|<since_ms>|<token>" (once a job was claimed)
 -- `attempt` counts deliveries started; `consumer` is empty unless the job is in flight;
--- `since_ms` is when the job entered its current state (lease start, queued, delayed, dead).
+-- `since_ms` is when the job entered its current state (lease start, queued, delayed, dead);
+-- `token` is the claim's fence token (the claimer's random nonce), empty unless in flight.
+-- Together, attempt and token are the delivery's fence: the callback service applies a
+-- report only when both match the job's current claim (docs/protocol.md, "The fence").
 
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- Reads the four fields of meta written before fence tokens existed, too (token '').
 local function read_meta(meta_key, id)
   local v = redis.call('HGET', meta_key, id)
   if not v then
-    return 0, nil, '', 0
+    return 0, nil, '', 0, ''
   end
-  local attempt, lane, consumer, since = string.match(v, '^(%d+)|(%a*)|(.-)|(%d+)$')
-  return tonumber(attempt) or 0, lane, consumer or '', tonumber(since) or 0
+  local attempt, lane, consumer, since, token =
+    string.match(v, '^(%d+)|(%a*)|([^|]*)|(%d+)|?([^|]*)$')
+  return tonumber(attempt) or 0, lane, consumer or '', tonumber(since) or 0, token or ''
 end
 
-local function write_meta(meta_key, id, attempt, lane, consumer, since)
-  redis.call('HSET', meta_key, id, attempt .. '|' .. lane .. '|' .. consumer .. '|' .. since)
+local function write_meta(meta_key, id, attempt, lane, consumer, since, token)
+  redis.call('HSET', meta_key, id,
+    attempt .. '|' .. lane .. '|' .. consumer .. '|' .. since .. '|' .. (token or ''))
 end
 
 -- The envelope is produced by gpuq-schemas; `max_attempts` is a top-level integer.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use gpuq_schemas::{JobEnvelope, JobId};
 
 use crate::scripts::SCRIPTS;
-use crate::{ConsumerName, Queue, QueueError, RedisConn, Result};
+use crate::{ConsumerName, Fence, Queue, QueueError, RedisConn, Result};
 
 /// A job leased to a consumer. Keep it alive with [`Queue::heartbeat`]; finish it with
 /// [`Queue::ack`], [`Queue::fail`] or [`Queue::release`].
@@ -18,6 +18,9 @@ pub struct ClaimedJob {
     pub attempt: u32,
     /// The envelope exactly as enqueued (its `attempt` field is 0; use [`Self::envelope`]).
     pub payload: String,
+    /// The claim's token: with the attempt, the fence every report of this delivery
+    /// carries ([`Self::fence`]).
+    pub token: String,
 }
 
 impl ClaimedJob {
@@ -28,12 +31,22 @@ impl ClaimedJob {
         env.attempt = self.attempt;
         Ok(env)
     }
+
+    /// This delivery's fence.
+    pub fn fence(&self) -> Fence {
+        Fence {
+            attempt: self.attempt,
+            token: self.token.clone(),
+        }
+    }
 }
 
 impl Queue {
-    /// Leases up to `max` waiting jobs (high lane first) to `consumer`, without waiting.
+    /// Leases up to `max` waiting jobs (high lane first) to `consumer`, without waiting,
+    /// under a fresh fence token.
     pub async fn claim(&self, consumer: &ConsumerName, max: usize) -> Result<Vec<ClaimedJob>> {
         let k = &self.keys;
+        let token = Fence::new_token();
         let reply: Vec<(String, u32, String)> = SCRIPTS
             .claim
             .key(k.waiting(crate::Lane::High))
@@ -47,9 +60,10 @@ impl Queue {
             .arg(self.config.lease.as_millis() as u64)
             .arg(max.max(1))
             .arg(self.config.signal_cap)
+            .arg(&token)
             .invoke_async(&mut self.conn())
             .await?;
-        parse_claims(reply)
+        parse_claims(reply, &token)
     }
 
     /// A claimer for `consumer` with its own connection: blocking on Redis must not stall
@@ -64,7 +78,7 @@ impl Queue {
     }
 }
 
-fn parse_claims(reply: Vec<(String, u32, String)>) -> Result<Vec<ClaimedJob>> {
+fn parse_claims(reply: Vec<(String, u32, String)>, token: &str) -> Result<Vec<ClaimedJob>> {
     reply
         .into_iter()
         .map(|(id, attempt, payload)| {
@@ -76,6 +90,7 @@ fn parse_claims(reply: Vec<(String, u32, String)>) -> Result<Vec<ClaimedJob>> {
                 id,
                 attempt,
                 payload,
+                token: token.to_owned(),
             })
         })
         .collect()

@@ -4,7 +4,7 @@
 use gpuq_schemas::JobId;
 
 use crate::scripts::SCRIPTS;
-use crate::{ConsumerName, Queue, QueueError, Result};
+use crate::{ConsumerName, Fence, Queue, QueueError, Result};
 
 /// What [`Queue::ack`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +80,39 @@ impl Queue {
         consumer: Option<&ConsumerName>,
         failure: &Failure,
     ) -> Result<FailOutcome> {
+        self.fail_script(job, consumer.map_or("", ConsumerName::as_str), "", failure)
+            .await
+    }
+
+    /// [`Self::fail`] for exactly one claim: refused ([`FailOutcome::HeldByOther`]) unless
+    /// `consumer` holds the job under `fence`, so a stale or replayed failure report
+    /// cannot fail a later attempt. A fence with an empty token (a claim made without one)
+    /// is matched by the consumer alone.
+    pub async fn fail_fenced(
+        &self,
+        job: JobId,
+        consumer: &str,
+        fence: &Fence,
+        failure: &Failure,
+    ) -> Result<FailOutcome> {
+        if consumer.is_empty() {
+            return Ok(FailOutcome::HeldByOther);
+        }
+        let fence = if fence.token.is_empty() {
+            String::new()
+        } else {
+            fence.to_string()
+        };
+        self.fail_script(job, consumer, &fence, failure).await
+    }
+
+    async fn fail_script(
+        &self,
+        job: JobId,
+        consumer: &str,
+        fence: &str,
+        failure: &Failure,
+    ) -> Result<FailOutcome> {
         let k = &self.keys;
         // Failing is rare, so a second round trip to read the attempt number keeps the
         // backoff schedule in one place (Rust). If the job changes hands in between, the
@@ -96,10 +129,11 @@ impl Queue {
             .key(k.errors())
             .key(k.cancelled())
             .arg(job.to_string())
-            .arg(consumer.map_or("", ConsumerName::as_str))
+            .arg(consumer)
             .arg(if failure.retryable { "1" } else { "0" })
             .arg(delay.as_millis() as u64)
             .arg(truncate(&failure.message, 2000))
+            .arg(fence)
             .invoke_async(&mut self.conn())
             .await?;
         Ok(match code {

@@ -18,6 +18,8 @@
 //!   [`Queue::requeue_dead`], [`Queue::stats`], [`Queue::known`] and [`Queue::scan_ids`]
 //!   (reconciliation).
 //! - [`publish_event`], [`read_events`]: per-job event streams for SSE.
+//! - [`Fence`] and [`Queue::holding`]: which delivery a report is about (stale reports
+//!   change nothing).
 //! - [`QueueConfig`], [`Backoff`], [`Lane`], [`ConsumerName`], [`QueueError`].
 
 mod cancel;
@@ -28,6 +30,7 @@ mod consumer;
 mod enqueue;
 mod error;
 mod events;
+mod fence;
 mod finish;
 mod keys;
 mod lane;
@@ -46,6 +49,7 @@ pub use consumer::ConsumerName;
 pub use enqueue::{EnqueueOptions, EnqueueOutcome};
 pub use error::{QueueError, Result};
 pub use events::{events_key, publish_event, read_events};
+pub use fence::{Fence, Holding};
 pub use finish::{AckOutcome, FailOutcome, Failure};
 pub use keys::Keys;
 pub use lane::Lane;

@@ -130,17 +130,28 @@ impl Queue {
 }
 
 impl Queue {
-    /// For each id, whether it sits in the dead-letter set (`ZMSCORE`, Redis 6.2+).
-    pub async fn in_dead_set(&self, ids: &[JobId]) -> Result<Vec<bool>> {
+    /// For each id, `Some(last error)` when it sits in the dead-letter set (`ZMSCORE`,
+    /// Redis 6.2+, and the errors hash, in one round trip), `None` otherwise.
+    pub async fn dead_reasons(&self, ids: &[JobId]) -> Result<Vec<Option<String>>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
         let fields: Vec<String> = ids.iter().map(JobId::to_string).collect();
-        let scores: Vec<Option<f64>> = redis::cmd("ZMSCORE")
+        let (scores, errors): (Vec<Option<f64>>, Vec<Option<String>>) = redis::pipe()
+            .cmd("ZMSCORE")
             .arg(self.keys.dead())
+            .arg(&fields)
+            .cmd("HMGET")
+            .arg(self.keys.errors())
             .arg(&fields)
             .query_async(&mut self.conn())
             .await?;
-        Ok(scores.into_iter().map(|s| s.is_some()).collect())
+        Ok(scores
+            .into_iter()
+            .zip(errors)
+            .map(|(score, error)| {
+                score.map(|_| error.unwrap_or_else(|| "dead-lettered in the queue".into()))
+            })
+            .collect())
     }
 }

@@ -95,6 +95,10 @@ pub struct CallbackPayload {
     /// The delivery attempt the report belongs to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempt: Option<u32>,
+    /// The claim's fence token (with `attempt`, the delivery's fence; `docs/protocol.md`).
+    /// A report without the current fence changes nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fence: Option<String>,
     /// Produced files, in output order (index = position).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outputs: Vec<OutputAsset>,
@@ -188,8 +192,15 @@ pub struct ParsedCallback {
     pub job_id: JobId,
     /// What happened.
     pub status: CallbackStatus,
+    /// Which shape it came in: canonical reports must carry the delivery's fence; legacy
+    /// shapes have none and count only for the job's current claim.
+    pub shape: CallbackShape,
     /// The reporting worker, when known.
     pub worker_id: Option<String>,
+    /// The delivery attempt (canonical shape).
+    pub attempt: Option<u32>,
+    /// The claim's fence token (canonical shape).
+    pub fence: Option<String>,
     /// Produced files, in order.
     pub outputs: Vec<OutputAsset>,
     /// Failure details.
@@ -198,6 +209,34 @@ pub struct ParsedCallback {
     pub enhanced_prompt: Option<String>,
     /// Progress.
     pub progress: Option<Progress>,
+}
+
+/// The shape a callback came in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallbackShape {
+    /// [`CallbackPayload`], sent by the SDK and protocol-following workers.
+    Canonical,
+    /// One of the replaced workers' shapes (`../shared/LEGACY.md`).
+    Legacy,
+}
+
+/// The body of a probe: a worker checks its callback URL and secret at start-up by POSTing
+/// it signed, exactly as a report. The service verifies the signature and answers
+/// `{"success": true, "probe": true}` without touching any job.
+pub const PROBE_BODY: &[u8] = br#"{"probe":true}"#;
+
+/// Whether `body` is a probe (`{"probe": true}`, whatever the spacing).
+pub fn is_probe(body: &[u8]) -> bool {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Probe {
+        probe: bool,
+    }
+    body.len() <= 64
+        && matches!(
+            serde_json::from_slice::<Probe>(body),
+            Ok(Probe { probe: true })
+        )
 }
 
 /// Why a body is not a callback. The message names the shape and the field.
@@ -209,6 +248,9 @@ pub enum CallbackParseError {
     /// Neither `jobId` nor `job_id`.
     #[error("callback must carry `jobId` (or `job_id`)")]
     NoJobId,
+    /// A string holds U+0000, which PostgreSQL cannot store.
+    #[error("callback{0} contains U+0000 (NUL), which cannot be stored")]
+    Unstorable(String),
     /// A field is missing, unknown or of the wrong type.
     #[error("invalid {shape} callback: {reason}")]
     Invalid {
@@ -229,6 +271,9 @@ impl ParsedCallback {
         let Value::Object(map) = &value else {
             return Err(CallbackParseError::NotAnObject("not an object".into()));
         };
+        if let Some(at) = crate::storable::nul_in_map(map) {
+            return Err(CallbackParseError::Unstorable(at));
+        }
         let invalid = |shape| {
             move |e: serde_json::Error| CallbackParseError::Invalid {
                 shape,
@@ -260,7 +305,10 @@ impl From<CallbackPayload> for ParsedCallback {
         Self {
             job_id: p.job_id,
             status: p.status,
+            shape: CallbackShape::Canonical,
             worker_id: p.worker_id,
+            attempt: p.attempt,
+            fence: p.fence,
             outputs: p.outputs,
             error: p.error,
             enhanced_prompt: p.enhanced_prompt,
@@ -307,7 +355,10 @@ impl From<LegacyCamelCallback> for ParsedCallback {
         Self {
             job_id: p.job_id,
             status: p.status,
+            shape: CallbackShape::Legacy,
             worker_id: None,
+            attempt: None,
+            fence: None,
             outputs,
             error: legacy_error(p.status, p.error_message),
             enhanced_prompt: p.enhanced_prompt,
@@ -347,6 +398,9 @@ impl From<LegacySnakeCallback> for ParsedCallback {
         Self {
             job_id: p.job_id,
             status: p.status,
+            shape: CallbackShape::Legacy,
+            attempt: None,
+            fence: None,
             worker_id: meta
                 .get("worker_id")
                 .and_then(Value::as_str)

@@ -14,6 +14,7 @@
 //! - [`JobEnvelope`]: what workers receive from the queue.
 //! - [`callback`]: what workers report back, in the canonical and the legacy shapes.
 //! - [`signature`]: the HMAC signature every callback carries.
+//! - [`storable`]: text PostgreSQL can store (no U+0000), checked by both services.
 //! - [`JobEvent`]: one entry of a job's event stream (status changes, progress).
 
 pub mod callback;
@@ -24,9 +25,10 @@ mod job_id;
 mod queue_name;
 pub mod signature;
 mod status;
+pub mod storable;
 mod user_id;
 
-pub use callback::{CallbackPayload, CallbackStatus, OutputAsset, ParsedCallback};
+pub use callback::{CallbackPayload, CallbackShape, CallbackStatus, OutputAsset, ParsedCallback};
 pub use catalog::{JobKind, JobType, JobTypeSpec, UnknownJobType};
 pub use envelope::{GenerationConfig, JobEnvelope};
 pub use event::{JobEvent, JobEventKind};

@@ -89,7 +89,8 @@ impl WorkerBuilder {
         self
     }
 
-    /// Full URL of the callback service's `POST /v1/callback`.
+    /// URL of the callback service's `POST /v1/callback` (or its legacy alias). A base URL
+    /// without a path (`http://callback:8081`) means its `/v1/callback` route.
     pub fn callback_url(mut self, url: impl Into<String>) -> Self {
         self.callback_url = Some(url.into());
         self
@@ -212,6 +213,7 @@ impl WorkerBuilder {
             return Err(WorkerError::Invalid("claim_wait must be positive".into()));
         }
         let target = RedisTarget::open(&redis_url).map_err(WorkerError::RedisUrl)?;
+        let url = crate::callback::callback_url(&url).map_err(WorkerError::Invalid)?;
         let reporter =
             Reporter::new(url, secret, self.callback_retry).map_err(WorkerError::Http)?;
         let consumer = ConsumerName::unique(self.worker_name.as_deref().unwrap_or(&queue));
@@ -230,6 +232,7 @@ impl WorkerBuilder {
             shared: Arc::new(Shared {
                 handler,
                 reporter,
+                gate: crate::gate::Gate::new(),
                 storage: self.storage,
                 consumer,
                 progress_every: self.progress_every,

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use gpuq_queue::Fence;
 use gpuq_schemas::callback::Progress;
 use gpuq_schemas::{CallbackPayload, CallbackStatus, JobId, UserId};
 use tokio_util::sync::CancellationToken;
@@ -23,7 +24,7 @@ pub struct JobContext {
 
 struct Inner {
     job_id: JobId,
-    attempt: u32,
+    fence: Fence,
     user_id: UserId,
     bucket: String,
     worker_id: String,
@@ -39,7 +40,7 @@ struct Inner {
 /// Everything the worker hands to [`JobContext::new`].
 pub(crate) struct ContextParts {
     pub job_id: JobId,
-    pub attempt: u32,
+    pub fence: Fence,
     pub user_id: UserId,
     pub bucket: String,
     pub worker_id: String,
@@ -54,7 +55,7 @@ impl JobContext {
         Self {
             inner: Arc::new(Inner {
                 job_id: p.job_id,
-                attempt: p.attempt,
+                fence: p.fence,
                 user_id: p.user_id,
                 bucket: p.bucket,
                 worker_id: p.worker_id,
@@ -76,7 +77,7 @@ impl JobContext {
 
     /// This delivery's attempt number, from 1.
     pub fn attempt(&self) -> u32 {
-        self.inner.attempt
+        self.inner.fence.attempt
     }
 
     /// Reports progress (`fraction` in 0..=1) to the callback service, which feeds the
@@ -108,7 +109,8 @@ impl JobContext {
             job_id: inner.job_id,
             status: CallbackStatus::Progress,
             worker_id: Some(inner.worker_id.clone()),
-            attempt: Some(inner.attempt),
+            attempt: Some(inner.fence.attempt),
+            fence: Some(inner.fence.token.clone()),
             outputs: Vec::new(),
             error: None,
             enhanced_prompt: None,
@@ -184,7 +186,7 @@ impl std::fmt::Debug for JobContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JobContext")
             .field("job_id", &self.inner.job_id)
-            .field("attempt", &self.inner.attempt)
+            .field("attempt", &self.inner.fence.attempt)
             .field("cancelled", &self.is_cancelled())
             .finish_non_exhaustive()
     }

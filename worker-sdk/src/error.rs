@@ -21,6 +21,17 @@ pub enum WorkerError {
     /// The lease keeper thread could not be started.
     #[error("could not start the lease keeper thread")]
     LeaseKeeper(#[source] std::io::Error),
+    /// The callback service refused the start-up probe: the callback URL or the secret is
+    /// wrong. Nothing was claimed.
+    #[error("the callback service at {url} refused this worker's signed probe ({status}): {body}; check the callback URL and secret")]
+    CallbackRefused {
+        /// The URL probed.
+        url: String,
+        /// HTTP status.
+        status: u16,
+        /// Start of the answer.
+        body: String,
+    },
 }
 
 /// Why a job failed. The variant decides what the queue does next.

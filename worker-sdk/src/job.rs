@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backon::Retryable;
-use gpuq_queue::{ClaimedJob, ConsumerName, Failure, Queue, QueueError};
+use gpuq_queue::{ClaimedJob, ConsumerName, Failure, Fence, Queue, QueueError};
 use gpuq_schemas::callback::CallbackError;
 use gpuq_schemas::{CallbackPayload, CallbackStatus, JobEnvelope, JobId};
 use tokio::task::JoinHandle;
@@ -25,6 +25,7 @@ use crate::{JobError, Output, Storage};
 pub(crate) struct Shared {
     pub handler: Arc<dyn ErasedHandler>,
     pub reporter: crate::callback::Reporter,
+    pub gate: crate::gate::Gate,
     pub storage: Option<Arc<dyn Storage>>,
     pub consumer: ConsumerName,
     pub progress_every: Duration,
@@ -59,7 +60,7 @@ pub(crate) async fn supervise(
         queue,
         hard_stop,
         id: claimed.id,
-        attempt: claimed.attempt,
+        fence: claimed.fence(),
     };
     job.run(claimed).instrument(span).await
 }
@@ -70,7 +71,7 @@ struct JobRun {
     lease: LeaseHandle,
     hard_stop: CancellationToken,
     id: JobId,
-    attempt: u32,
+    fence: Fence,
 }
 
 impl JobRun {
@@ -88,36 +89,59 @@ impl JobRun {
         // `processing` travels while the handler already runs (pickup latency is the time
         // to the handler, not to the callback service); the final report waits for it, so
         // the callback service always sees `processing` first.
+        // A refusal that says this worker is misconfigured stops the handler at once: its
+        // result could not be reported either.
         let processing = self.payload(CallbackStatus::Processing);
-        let reporter = self.shared.reporter.clone();
-        let processing = tokio::spawn(
+        let shared = Arc::clone(&self.shared);
+        let mut processing = tokio::spawn(
             async move {
-                if let Err(e) = reporter.send_with(&processing, PROCESSING_RETRIES).await {
-                    tracing::warn!(error = %e, "processing report not accepted; running anyway");
+                match shared.reporter.send_with(&processing, PROCESSING_RETRIES).await {
+                    Ok(()) => false,
+                    Err(e) if e.is_misconfiguration() => {
+                        shared.gate.close(&e, shared.reporter.url());
+                        true
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "processing report not accepted; running anyway");
+                        false
+                    }
                 }
             }
             .in_current_span(),
         );
+        let mut processing_done = false;
         let cancel = CancellationToken::new();
         let ctx = self.context(&env, &cancel);
         let handler = Arc::clone(&self.shared.handler);
         let mut handle = tokio::spawn(handler.call(env, ctx.clone()).in_current_span());
-        let result = tokio::select! {
-            res = &mut handle => res,
-            state = self.lease.changed() => {
-                cancel.cancel();
-                processing.abort();
-                return self.stop_early(state, handle).await;
-            }
-            _ = self.hard_stop.cancelled() => {
-                cancel.cancel();
-                handle.abort();
-                processing.abort();
-                return self.release().await;
+        let result = loop {
+            tokio::select! {
+                res = &mut handle => break res,
+                refused = &mut processing, if !processing_done => {
+                    processing_done = true;
+                    if refused.unwrap_or(false) {
+                        cancel.cancel();
+                        handle.abort();
+                        return self.release().await;
+                    }
+                }
+                state = self.lease.changed() => {
+                    cancel.cancel();
+                    processing.abort();
+                    return self.stop_early(state, handle).await;
+                }
+                _ = self.hard_stop.cancelled() => {
+                    cancel.cancel();
+                    handle.abort();
+                    processing.abort();
+                    return self.release().await;
+                }
             }
         };
         ctx.finish();
-        let _ = processing.await;
+        if !processing_done && processing.await.unwrap_or(false) {
+            return self.release().await;
+        }
         let (payload, finish) = match result {
             Ok(Ok(output)) => (self.completed(&output), Finish::Ack),
             Ok(Err(err)) => (self.failed(&err), fail_with(&err)),
@@ -160,6 +184,12 @@ impl JobRun {
         };
         let finish = match sent {
             Ok(()) => finish,
+            Err(e) if e.is_misconfiguration() => {
+                // Not the job's fault: another worker (or this one, once the callback URL
+                // or secret is right) runs it again, and the attempt is not counted.
+                self.shared.gate.close(&e, self.shared.reporter.url());
+                return self.release().await;
+            }
             Err(ReportError::Rejected { status, body }) => {
                 tracing::error!(
                     status, body = %body, report = ?payload.status,
@@ -180,11 +210,10 @@ impl JobRun {
                 })
             }
             Err(e @ ReportError::Unreachable(_)) => {
-                tracing::error!(error = %e, "result could not be reported; failing the attempt");
-                Finish::Fail(Failure {
-                    retryable: true,
-                    message: e.to_string(),
-                })
+                // Failing the attempt would dead-letter a job on its last attempt with
+                // nothing recorded; the result is simply undelivered, so the job runs again.
+                tracing::error!(error = %e, "result could not be reported within the retry budget; handing the job back");
+                return self.release().await;
             }
         };
         let (queue, consumer) = (&self.queue, &self.shared.consumer);
@@ -204,7 +233,8 @@ impl JobRun {
         }
     }
 
-    /// Hands the job back to the queue at once (shutdown deadline passed).
+    /// Hands the job back to the queue at once, attempt not counted (shutdown deadline
+    /// passed, or the result cannot be reported).
     async fn release(self) {
         let (queue, consumer) = (&self.queue, &self.shared.consumer);
         let out = self
@@ -238,7 +268,7 @@ impl JobRun {
     fn context(&self, env: &JobEnvelope, cancel: &CancellationToken) -> JobContext {
         JobContext::new(ContextParts {
             job_id: self.id,
-            attempt: self.attempt,
+            fence: self.fence.clone(),
             user_id: env.user_id,
             bucket: env.bucket.clone(),
             worker_id: self.shared.consumer.to_string(),
@@ -254,7 +284,8 @@ impl JobRun {
             job_id: self.id,
             status,
             worker_id: Some(self.shared.consumer.to_string()),
-            attempt: Some(self.attempt),
+            attempt: Some(self.fence.attempt),
+            fence: Some(self.fence.token.clone()),
             outputs: Vec::new(),
             error: None,
             enhanced_prompt: None,

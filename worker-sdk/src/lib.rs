@@ -50,6 +50,7 @@ mod context;
 #[cfg(feature = "demo")]
 pub mod demo;
 mod error;
+mod gate;
 mod handler;
 mod job;
 mod lease;

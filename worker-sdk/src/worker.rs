@@ -18,6 +18,9 @@ use crate::job::{supervise, Shared};
 use crate::lease::{LeaseKeeper, Leases};
 use crate::{WorkerBuilder, WorkerError};
 
+/// Retries of the start-up probe while the callback service does not answer.
+const STARTUP_PROBE_RETRIES: usize = 3;
+
 /// A configured worker; see [`Worker::builder`].
 pub struct Worker {
     pub(crate) target: QueueTarget,
@@ -49,9 +52,44 @@ impl Worker {
         &self.shared.consumer
     }
 
+    /// Readiness, for a host application's health endpoint: `false` while the callback
+    /// service refuses this worker's reports (nothing is claimed then).
+    pub fn readiness(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.shared.gate.subscribe()
+    }
+
+    /// Checks the callback URL and secret before anything is claimed: a refusal ends
+    /// [`Self::run`] with [`WorkerError::CallbackRefused`]; a service that does not answer
+    /// yet is logged and the worker starts anyway (its reports are retried).
+    async fn probe_callback(&self, shutdown: &CancellationToken) -> Result<(), WorkerError> {
+        let reporter = &self.shared.reporter;
+        let probe = tokio::select! {
+            res = reporter.probe(STARTUP_PROBE_RETRIES) => res,
+            _ = shutdown.cancelled() => return Ok(()),
+        };
+        match probe {
+            Ok(()) => {
+                tracing::info!(url = %reporter.url(), "the callback service accepts this worker's reports");
+                Ok(())
+            }
+            Err(crate::callback::ReportError::Rejected { status, body }) => {
+                Err(WorkerError::CallbackRefused {
+                    url: reporter.url().to_string(),
+                    status,
+                    body,
+                })
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, url = %reporter.url(), "the callback service did not answer the start-up probe; starting anyway");
+                Ok(())
+            }
+        }
+    }
+
     /// Runs until `shutdown` fires and every job is finished or handed back. Never gives
     /// up on Redis: while it is unreachable the worker logs and retries with backoff.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), WorkerError> {
+        self.probe_callback(&shutdown).await?;
         let keeper = LeaseKeeper::start(
             self.target.clone(),
             self.shared.consumer.clone(),
@@ -96,6 +134,18 @@ impl Worker {
             }
             if shutdown.is_cancelled() {
                 return;
+            }
+            if !self.shared.gate.is_open() {
+                // Reports are refused: claim nothing until a probe is accepted.
+                if self
+                    .shared
+                    .gate
+                    .reopen(&self.shared.reporter, shutdown)
+                    .await
+                {
+                    return;
+                }
+                continue;
             }
             let free = self.concurrency.saturating_sub(jobs.len());
             if free == 0 {

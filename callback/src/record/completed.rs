@@ -2,40 +2,45 @@
 //! transaction and one round trip (`gpuq_complete_job`, which locks the row); then the job
 //! leaves Redis and the change is published.
 
-use gpuq_schemas::{JobEvent, JobKind, JobStatus};
+use gpuq_schemas::{JobEvent, JobKind, JobStatus, ParsedCallback};
 use serde::Serialize;
 use serde_json::Value;
 
 use super::outputs::{self, OutputRow};
-use super::{ignored, job, RecordError, Recorded, Recorder, Report};
+use super::{ignored, job, RecordError, Recorded, Recorder, Stale};
 
 impl Recorder {
-    /// Records the outputs and finishes the job. A rejected output path fails the whole
-    /// callback before anything is written.
-    pub(super) async fn completed(&self, report: Report) -> Result<Recorded, RecordError> {
-        let cb = report.callback;
+    /// Records the outputs and finishes the job. A report about another claim changes
+    /// nothing; a rejected output path fails the whole callback before anything is written.
+    pub(super) async fn completed(&self, cb: ParsedCallback) -> Result<Recorded, RecordError> {
         // The rows are built from the job's owner, type and prompt, which never change, so
         // they are read without a lock; the status is checked again under the lock.
         let job = job::peek(&self.pool, cb.job_id).await?;
         if !job.status.can_transition(JobStatus::Completed) {
             return Ok(self.already_finished(&job).await);
         }
+        // The claim is checked before the rows are written: a job handed to another worker
+        // since (this claim's lease ran out) is that worker's to finish. A claim that ends
+        // between the check and the commit still finishes the job with real outputs, and
+        // the next holder's report is then `ignored` (first terminal report wins).
+        let holding = match self.current_claim(&self.queue(&job.queue)?, &cb).await? {
+            Ok(holding) => holding,
+            Err(stale) => return Ok(ignored(&job, stale)),
+        };
         let rows = outputs::build(&job, &cb.outputs, &self.storage)?;
         let rows: Vec<RowJson<'_>> = rows.iter().map(RowJson::from).collect();
         let kind = match job.kind() {
             JobKind::Image => "image",
             JobKind::Video => "video",
         };
-        let attempt = report
-            .attempt
-            .map_or(1, |a| i32::try_from(a).unwrap_or(i32::MAX));
+        let attempt = i32::try_from(holding.fence.attempt.max(1)).unwrap_or(i32::MAX);
         let locked = sqlx::query_as("SELECT * FROM gpuq_complete_job($1, $2, $3, $4, $5, $6, $7)")
             .bind(job.id.as_uuid())
             .bind(job::sources(JobStatus::Completed))
             .bind(kind)
             .bind(sqlx::types::Json(&rows))
             .bind(&cb.enhanced_prompt)
-            .bind(&cb.worker_id)
+            .bind(&holding.consumer)
             .bind(attempt)
             .fetch_optional(&self.pool)
             .await
@@ -63,7 +68,7 @@ impl Recorder {
             // A redelivered copy finished too: make sure Redis forgot the job.
             self.ack(job.id, &job.queue).await;
         }
-        ignored(job)
+        ignored(job, Stale::Finished)
     }
 }
 

@@ -1,16 +1,18 @@
 //! `failed`: Redis decides between a retry (backoff, attempts left) and the dead-letter
-//! set; the row follows that decision in the same transaction that holds its lock.
+//! set, for the report's claim only; the row follows that decision in the same
+//! transaction that holds its lock.
 
-use gpuq_queue::{FailOutcome, Failure, Queue};
-use gpuq_schemas::{JobEvent, JobId, JobStatus};
+use gpuq_queue::{FailOutcome, Failure};
+use gpuq_schemas::{CallbackShape, JobEvent, JobStatus, ParsedCallback};
 
-use super::{ignored, job, redis_error, RecordError, Recorded, Recorder, Report, REDIS_TIMEOUT};
+use super::claim::named_fence;
+use super::{ignored, job, redis_error, RecordError, Recorded, Recorder, Stale, REDIS_TIMEOUT};
 
 /// What the row becomes.
 enum Decision {
     /// Back to `queued`: Redis will deliver the job again. `attempt` is the attempt that
-    /// failed, when Redis said.
-    Requeue { attempt: Option<u32> },
+    /// failed.
+    Requeue { attempt: u32 },
     /// Finished for good.
     Finish {
         status: JobStatus,
@@ -18,23 +20,14 @@ enum Decision {
     },
 }
 
-/// Where Redis has a job that is not in flight.
-enum Whereabouts {
-    /// Waiting or delayed: a retry or redelivery is already underway.
-    Queued,
-    /// Dead-lettered.
-    Dead,
-    /// Unknown to Redis (lost, or already finished there).
-    Gone,
-}
-
 impl Recorder {
-    /// Records a failed attempt. Redis is asked first (under the row lock); if it cannot
+    /// Records a failed attempt of the report's claim. Redis is asked first (under the row
+    /// lock) and decides atomically, refusing a claim that is not current; if it cannot
     /// answer, the callback fails with 503 and nothing changes, so the worker retries it.
-    pub(super) async fn failed(&self, report: Report) -> Result<Recorded, RecordError> {
-        let cb = report.callback;
+    pub(super) async fn failed(&self, cb: ParsedCallback) -> Result<Recorded, RecordError> {
         let error = cb
             .error
+            .clone()
             .unwrap_or_else(|| gpuq_schemas::callback::CallbackError {
                 message: "worker reported failure without a message".into(),
                 retryable: false,
@@ -42,21 +35,30 @@ impl Recorder {
         let mut tx = self.pool.begin().await?;
         let job = job::lock(&mut tx, cb.job_id).await?;
         if !job.status.can_transition(JobStatus::Failed) {
-            return Ok(ignored(&job));
+            return Ok(ignored(&job, Stale::Finished));
         }
         let queue = self.queue(&job.queue)?;
+        // Canonical reports name their claim; legacy ones fail whoever holds the job now.
+        let claim = match cb.shape {
+            CallbackShape::Canonical => named_fence(&cb).map(|(w, f)| (w.to_owned(), f)),
+            CallbackShape::Legacy => self
+                .current_claim(&queue, &cb)
+                .await?
+                .map(|h| (h.consumer, h.fence)),
+        };
+        let (consumer, fence) = match claim {
+            Ok(claim) => claim,
+            Err(stale) => return Ok(ignored(&job, stale)),
+        };
         let failure = Failure {
             retryable: error.retryable,
             message: error.message.clone(),
         };
-        let outcome = redis_error(
-            tokio::time::timeout(REDIS_TIMEOUT, queue.fail(job.id, None, &failure)).await,
-        )?;
+        let fail = queue.fail_fenced(job.id, &consumer, &fence, &failure);
+        let outcome = redis_error(tokio::time::timeout(REDIS_TIMEOUT, fail).await)?;
         tracing::info!(?outcome, retryable = error.retryable, "attempt failed");
         let decision = match outcome {
-            FailOutcome::Retrying { attempt, .. } => Decision::Requeue {
-                attempt: Some(attempt),
-            },
+            FailOutcome::Retrying { attempt, .. } => Decision::Requeue { attempt },
             FailOutcome::Dead { attempt } => Decision::Finish {
                 status: JobStatus::Failed,
                 attempt: Some(attempt),
@@ -65,15 +67,8 @@ impl Recorder {
                 status: JobStatus::Cancelled,
                 attempt: None,
             },
-            FailOutcome::NotInFlight | FailOutcome::HeldByOther => {
-                match self.whereabouts(&queue, job.id).await? {
-                    Whereabouts::Queued => Decision::Requeue { attempt: None },
-                    Whereabouts::Dead | Whereabouts::Gone => Decision::Finish {
-                        status: JobStatus::Failed,
-                        attempt: report.attempt,
-                    },
-                }
-            }
+            FailOutcome::NotInFlight => return Ok(ignored(&job, Stale::NotInFlight)),
+            FailOutcome::HeldByOther => return Ok(ignored(&job, Stale::NotCurrentClaim)),
         };
         let status = match decision {
             Decision::Requeue { attempt } => {
@@ -83,7 +78,7 @@ impl Recorder {
                 )
                 .bind(job.id.as_uuid())
                 .bind(&error.message)
-                .bind(as_i32(attempt.unwrap_or(0)))
+                .bind(as_i32(attempt))
                 .execute(&mut *tx)
                 .await?;
                 JobStatus::Queued
@@ -92,13 +87,13 @@ impl Recorder {
                 sqlx::query(
                     "UPDATE jobs SET status = $2, error_message = $3, completed_at = now(), \
                      attempts = GREATEST(attempts, $4, 1), \
-                     worker_id = COALESCE($5, worker_id), updated_at = now() WHERE id = $1",
+                     worker_id = $5, updated_at = now() WHERE id = $1",
                 )
                 .bind(job.id.as_uuid())
                 .bind(status.as_str())
                 .bind(&error.message)
                 .bind(as_i32(attempt.unwrap_or(0)))
-                .bind(&cb.worker_id)
+                .bind(&consumer)
                 .execute(&mut *tx)
                 .await?;
                 status
@@ -109,27 +104,6 @@ impl Recorder {
         self.publish(JobEvent::status(job.id, status, message))
             .await;
         Ok(Recorded::changed(&job, status))
-    }
-
-    /// Where Redis keeps a job that its fail script found not in flight.
-    async fn whereabouts(&self, queue: &Queue, job: JobId) -> Result<Whereabouts, RecordError> {
-        let keys = queue.keys();
-        let mut conn = self.conn.clone();
-        let id = job.to_string();
-        let mut pipe = redis::pipe();
-        pipe.cmd("HEXISTS")
-            .arg(keys.jobs())
-            .arg(&id)
-            .cmd("ZSCORE")
-            .arg(keys.dead())
-            .arg(&id);
-        let query = pipe.query_async::<(bool, Option<f64>)>(&mut conn);
-        let (known, dead) = redis_error(tokio::time::timeout(REDIS_TIMEOUT, query).await)?;
-        Ok(match (known, dead) {
-            (_, Some(_)) => Whereabouts::Dead,
-            (true, None) => Whereabouts::Queued,
-            (false, None) => Whereabouts::Gone,
-        })
     }
 }
 

@@ -16,6 +16,10 @@ pub(crate) struct JobRow {
     pub worker_id: Option<String>,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub started_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The images the job asked for (from its envelope; absent from the transition
+    /// functions' answers, which need no outputs).
+    #[sqlx(default)]
+    pub num_images: Option<i32>,
 }
 
 /// A [`JobRow`] whose text columns have been parsed.
@@ -29,12 +33,27 @@ pub(crate) struct Job {
     pub worker_id: Option<String>,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub started_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub num_images: Option<u32>,
 }
 
 impl Job {
     /// Images or video, from the catalog.
     pub fn kind(&self) -> JobKind {
         self.job_type.spec().kind
+    }
+
+    /// The most image or video rows a completion may record: the images the job asked
+    /// for (the type's largest batch when the row predates stored envelopes), or one video.
+    pub fn max_outputs(&self) -> usize {
+        let spec = self.job_type.spec();
+        match spec.kind {
+            JobKind::Video => 1,
+            JobKind::Image => self
+                .num_images
+                .or_else(|| spec.allowed_num_images.iter().copied().max())
+                .unwrap_or(1)
+                .max(1) as usize,
+        }
     }
 }
 
@@ -55,11 +74,13 @@ impl TryFrom<JobRow> for Job {
             worker_id: row.worker_id,
             created_at: row.created_at,
             started_at: row.started_at,
+            num_images: row.num_images.and_then(|n| u32::try_from(n).ok()),
         })
     }
 }
 
-const COLUMNS: &str = "id, user_id, job_type, queue, status, worker_id, created_at, started_at";
+const COLUMNS: &str = "id, user_id, job_type, queue, status, worker_id, created_at, started_at, \
+     (envelope #>> '{config,num_images}')::int AS num_images";
 
 /// Loads and locks the job inside the caller's transaction: concurrent callbacks for one
 /// job wait here for each other, so each sees the previous one's result.

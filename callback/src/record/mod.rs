@@ -1,20 +1,24 @@
 //! [`Recorder`]: applies one authenticated, parsed callback to PostgreSQL and Redis.
 //!
-//! Every transition locks the job row (`SELECT ... FOR UPDATE`) in a transaction, so
-//! callbacks for one job are applied one after the other and each sees the result of the
-//! previous one: the first terminal callback wins, later ones are `ignored`. Redis is told
-//! after the commit (ack) or, for failures, inside the transaction (the retry decision is
-//! Redis's), and the change is then published on the job's event stream. See
-//! `docs/adr/0003-callback-recording.md`.
+//! A report counts only when it is about the job's current claim in Redis ([`claim`]: the
+//! fence); anything else is `ignored` with a reason and changes nothing. Every transition
+//! locks the job row (`SELECT ... FOR UPDATE`) in a transaction, so callbacks for one job
+//! are applied one after the other and each sees the result of the previous one: the first
+//! terminal callback wins, later ones are `ignored`. Redis is told after the commit (ack)
+//! or, for failures, inside the transaction (the retry decision is Redis's), and the change
+//! is then published on the job's event stream. See `docs/adr/0003-callback-recording.md`.
 //!
-//! One file per transition: [`processing`], [`completed`], [`failed`], [`progress`].
+//! One file per transition: [`processing`], [`completed`], [`failed`], [`progress`];
+//! [`replay`] recognises a signed request seen before.
 
+mod claim;
 mod completed;
 mod failed;
 mod job;
 mod outputs;
 mod processing;
 mod progress;
+mod replay;
 
 use std::time::Duration;
 
@@ -23,19 +27,11 @@ use gpuq_schemas::{CallbackStatus, JobEvent, JobId, JobStatus, ParsedCallback, Q
 use sqlx::PgPool;
 
 use crate::storage_path::StorageRules;
+pub use claim::Stale;
 pub use outputs::OutputError;
 
 /// How long one Redis operation may take before the callback gives up on it.
 const REDIS_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// One callback to record.
-#[derive(Debug, Clone)]
-pub struct Report {
-    /// The callback, in any accepted shape.
-    pub callback: ParsedCallback,
-    /// The delivery attempt the report belongs to (canonical shape only).
-    pub attempt: Option<u32>,
-}
 
 /// The answer to a recorded callback.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -44,8 +40,9 @@ pub struct Recorded {
     pub job_id: JobId,
     /// Its status after the callback.
     pub status: JobStatus,
-    /// True when the job had already finished and nothing changed.
-    pub ignored: bool,
+    /// Why nothing changed, when nothing did: the job had finished, or the report is not
+    /// about its current claim.
+    pub ignored: Option<Stale>,
     /// The job's type, for metrics.
     pub job_type: gpuq_schemas::JobType,
     /// Seconds from acceptance to this first start (a `processing` that started the job).
@@ -64,7 +61,7 @@ impl Recorded {
         Self {
             job_id: job.id,
             status,
-            ignored: false,
+            ignored: None,
             job_type: job.job_type,
             wait_seconds: first_start.then(|| since(job.created_at)),
             run_seconds: if status.is_terminal() {
@@ -134,13 +131,13 @@ impl Recorder {
         }
     }
 
-    /// Applies `report`.
-    pub async fn record(&self, report: Report) -> Result<Recorded, RecordError> {
-        match report.callback.status {
-            CallbackStatus::Progress => self.progress(report.callback).await,
-            CallbackStatus::Processing => self.processing(report).await,
-            CallbackStatus::Completed => self.completed(report).await,
-            CallbackStatus::Failed => self.failed(report).await,
+    /// Applies `callback`.
+    pub async fn record(&self, callback: ParsedCallback) -> Result<Recorded, RecordError> {
+        match callback.status {
+            CallbackStatus::Progress => self.progress(callback).await,
+            CallbackStatus::Processing => self.processing(callback).await,
+            CallbackStatus::Completed => self.completed(callback).await,
+            CallbackStatus::Failed => self.failed(callback).await,
         }
     }
 
@@ -184,11 +181,11 @@ impl Recorder {
     }
 }
 
-/// A job that is already finished: nothing changes.
-fn ignored(job: &job::Job) -> Recorded {
-    tracing::info!(status = %job.status, "job already finished; callback ignored");
+/// A report that changes nothing: the job finished, or the report is stale.
+fn ignored(job: &job::Job, why: Stale) -> Recorded {
+    tracing::info!(status = %job.status, reason = why.reason(), "callback ignored");
     Recorded {
-        ignored: true,
+        ignored: Some(why),
         wait_seconds: None,
         run_seconds: None,
         ..Recorded::changed(job, job.status)

@@ -67,6 +67,27 @@ pub enum OutputError {
         /// Later position.
         second: usize,
     },
+    /// A path outside the job's own folder (`<user>/<job>/...`) that is not a bare file
+    /// under the user, or a bare file that names another job.
+    #[error("output {index} {field} {key:?} is not this job's: outputs go under <user>/<job>/")]
+    NotThisJob {
+        /// Position of the output.
+        index: usize,
+        /// `path` or `thumbnail`.
+        field: &'static str,
+        /// The normalized key (truncated).
+        key: String,
+    },
+    /// More outputs than the job asked for.
+    #[error("{reported} {kind} outputs reported; this job makes at most {max}")]
+    TooMany {
+        /// Outputs reported.
+        reported: usize,
+        /// The most the job makes.
+        max: usize,
+        /// `image` or `video`.
+        kind: &'static str,
+    },
 }
 
 impl OutputError {
@@ -78,6 +99,8 @@ impl OutputError {
             Self::KindMismatch { .. } => "output_kind_mismatch",
             Self::Invalid { .. } => "invalid_output",
             Self::Duplicate { .. } => "duplicate_output",
+            Self::NotThisJob { .. } => "output_not_this_job",
+            Self::TooMany { .. } => "too_many_outputs",
         }
     }
 }
@@ -98,14 +121,32 @@ pub(crate) fn build(
     rules: &StorageRules,
 ) -> Result<Vec<OutputRow>, OutputError> {
     let kind = job.kind();
+    // A thumbnail or poster per output at most: anything beyond is not a real completion.
+    let max = job.max_outputs();
+    if outputs.len() > 2 * max + 2 {
+        return Err(OutputError::TooMany {
+            reported: outputs.len(),
+            max,
+            kind: kind_name(kind),
+        });
+    }
     let bucket = job.job_type.as_str();
     let norm = |index: usize, field: &'static str, reported: &str| {
-        normalize(reported, job.user, bucket, rules).map_err(|reason| OutputError::Path {
-            index,
-            field,
-            reported: reported.chars().take(200).collect(),
-            reason,
-        })
+        let path =
+            normalize(reported, job.user, bucket, rules).map_err(|reason| OutputError::Path {
+                index,
+                field,
+                reported: reported.chars().take(200).collect(),
+                reason,
+            })?;
+        if !belongs_to(job, path.key()) {
+            return Err(OutputError::NotThisJob {
+                index,
+                field,
+                key: path.key().chars().take(200).collect(),
+            });
+        }
+        Ok(path)
     };
     let mut rows: Vec<OutputRow> = Vec::new();
     let mut posters = Vec::new();
@@ -142,7 +183,33 @@ pub(crate) fn build(
     if rows.is_empty() {
         return Err(OutputError::Missing(kind_name(kind)));
     }
+    if rows.len() > max {
+        return Err(OutputError::TooMany {
+            reported: rows.len(),
+            max,
+            kind: kind_name(kind),
+        });
+    }
     Ok(rows)
+}
+
+/// Whether `key` (already scoped to the job's owner: `<user>/...`) is the job's: under its
+/// own folder `<user>/<job>/`, or a bare file under the user (`<user>/<file>`, the legacy
+/// layouts) that names no other job.
+fn belongs_to(job: &Job, key: &str) -> bool {
+    let job_id = job.id.to_string();
+    let rest = key.split_once('/').map_or("", |(_, rest)| rest);
+    match rest.split_once('/') {
+        Some((folder, _)) => folder.eq_ignore_ascii_case(&job_id),
+        None => uuids_in(rest).all(|u| u == job.id.as_uuid()),
+    }
+}
+
+/// The UUIDs written anywhere in `text` (`sdxl_<job>_<unix>_0.png` names its job).
+fn uuids_in(text: &str) -> impl Iterator<Item = uuid::Uuid> + '_ {
+    (0..text.len().saturating_sub(35))
+        .filter_map(move |i| text.get(i..i + 36))
+        .filter_map(|s| uuid::Uuid::try_parse(s).ok())
 }
 
 fn thumbnail_ref(of: &StoragePath, thumb: &StoragePath) -> String {

@@ -1,23 +1,35 @@
-//! `progress`: no row changes; the update only feeds the job's event stream.
+//! `progress`: no row changes; the update only feeds the job's event stream, and only
+//! when it comes from the job's current claim.
 
 use gpuq_schemas::{JobEvent, ParsedCallback};
 
-use super::{ignored, job, RecordError, Recorded, Recorder};
+use super::{ignored, job, RecordError, Recorded, Recorder, Stale};
+
+/// Longest progress message passed on, in characters; the rest is cut.
+pub const MAX_PROGRESS_MESSAGE_CHARS: usize = 500;
 
 impl Recorder {
-    /// Publishes a progress event for a job that exists and has not finished.
+    /// Publishes a progress event for a job that is in flight under the report's claim.
+    /// The fraction is clamped to [0, 1] (anything not a number is 0) and the message cut
+    /// to [`MAX_PROGRESS_MESSAGE_CHARS`].
     pub(super) async fn progress(&self, cb: ParsedCallback) -> Result<Recorded, RecordError> {
-        let progress = cb.progress.ok_or(RecordError::MissingProgress)?;
+        let progress = cb.progress.clone().ok_or(RecordError::MissingProgress)?;
         let job = job::peek(&self.pool, cb.job_id).await?;
         if job.status.is_terminal() {
-            return Ok(ignored(&job));
+            return Ok(ignored(&job, Stale::Finished));
         }
-        let fraction = if progress.fraction.is_finite() {
-            progress.fraction
-        } else {
+        if let Err(stale) = self.current_claim(&self.queue(&job.queue)?, &cb).await? {
+            return Ok(ignored(&job, stale));
+        }
+        let fraction = if progress.fraction.is_nan() {
             0.0
+        } else {
+            progress.fraction.clamp(0.0, 1.0)
         };
-        self.publish(JobEvent::progress(job.id, fraction, progress.message))
+        let message = progress
+            .message
+            .map(|m| m.chars().take(MAX_PROGRESS_MESSAGE_CHARS).collect());
+        self.publish(JobEvent::progress(job.id, fraction, message))
             .await;
         Ok(Recorded {
             run_seconds: None,

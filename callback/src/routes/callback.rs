@@ -5,14 +5,14 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
-use gpuq_schemas::callback::CallbackParseError;
-use gpuq_schemas::signature::SignatureError;
+use gpuq_schemas::callback::{is_probe, CallbackParseError};
+use gpuq_schemas::signature::{SignatureError, SIGNATURE_HEADER};
 use gpuq_schemas::ParsedCallback;
 use gpuq_service::body::{check_json_media_type, read_limited, BodyError};
 use gpuq_service::ApiError;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::record::{RecordError, Report};
+use crate::record::{RecordError, Recorded};
 use crate::startup::AppState;
 
 /// Why a callback was refused. Each maps to one status and code; nothing was changed.
@@ -40,6 +40,9 @@ impl CallbackError {
         match self {
             Self::Body(e) => e.clone().into(),
             Self::Unauthorized(_) => refused(StatusCode::UNAUTHORIZED, "invalid_signature"),
+            Self::InvalidPayload(CallbackParseError::Unstorable(_)) => {
+                ApiError::bad_request("unstorable_text", self.to_string())
+            }
             Self::InvalidPayload(_) | Self::Record(R::MissingProgress) => {
                 ApiError::bad_request("invalid_payload", self.to_string())
             }
@@ -89,7 +92,7 @@ impl ResponseError for CallbackError {
     }
 }
 
-/// The success answer.
+/// The success answer. `ignored` says the report changed nothing, `reason` why.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Answer {
@@ -97,13 +100,21 @@ struct Answer {
     job_id: String,
     status: &'static str,
     ignored: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
 }
 
-/// The canonical shape's `attempt`; legacy shapes refuse unknown fields, so a body that
-/// parsed and has one is canonical.
-#[derive(Deserialize)]
-struct AttemptField {
-    attempt: Option<u32>,
+/// The answer to a probe: the URL and the signature are right.
+#[derive(Serialize)]
+struct ProbeAnswer {
+    success: bool,
+    probe: bool,
+}
+
+/// What a request turned out to be.
+enum Handled {
+    Probe,
+    Report(Recorded),
 }
 
 /// `POST /v1/callback`: authenticates, parses and records one callback. A body declared
@@ -149,19 +160,29 @@ enum MediaType {
 }
 
 fn answer(
-    result: Result<crate::record::Recorded, CallbackError>,
+    result: Result<Handled, CallbackError>,
     state: &AppState,
 ) -> Result<HttpResponse, CallbackError> {
-    match &result {
-        Ok(recorded) => state.metrics.recorded(recorded),
-        Err(e) => state.metrics.rejected(e.answer().code()),
-    }
-    let recorded = result?;
+    let recorded = match result {
+        Ok(Handled::Probe) => {
+            return Ok(HttpResponse::Ok().json(ProbeAnswer {
+                success: true,
+                probe: true,
+            }))
+        }
+        Ok(Handled::Report(recorded)) => recorded,
+        Err(e) => {
+            state.metrics.rejected(e.answer().code());
+            return Err(e);
+        }
+    };
+    state.metrics.recorded(&recorded);
     Ok(HttpResponse::Ok().json(Answer {
         success: true,
         job_id: recorded.job_id.to_string(),
         status: recorded.status.as_str(),
-        ignored: recorded.ignored,
+        ignored: recorded.ignored.is_some(),
+        reason: recorded.ignored.map(|why| why.reason()),
     }))
 }
 
@@ -170,7 +191,7 @@ async fn handle(
     payload: web::Payload,
     state: &AppState,
     media_type: MediaType,
-) -> Result<crate::record::Recorded, CallbackError> {
+) -> Result<Handled, CallbackError> {
     if media_type == MediaType::JsonOrUndeclared {
         check_json_media_type(&req, false)?;
     }
@@ -179,13 +200,29 @@ async fn handle(
         .verifier
         .verify(&req, &body)
         .map_err(CallbackError::Unauthorized)?;
+    if is_probe(&body) {
+        tracing::Span::current().record("key", key);
+        return Ok(Handled::Probe);
+    }
     let callback = ParsedCallback::from_slice(&body)?;
-    let attempt = serde_json::from_slice::<AttemptField>(&body)
-        .ok()
-        .and_then(|a| a.attempt);
     let span = tracing::Span::current();
     span.record("job_id", tracing::field::display(callback.job_id));
     span.record("reported", tracing::field::debug(callback.status));
     span.record("key", key);
-    Ok(state.recorder.record(Report { callback, attempt }).await?)
+    // `verify` succeeded, so the header is there.
+    let signature = req
+        .headers()
+        .get(SIGNATURE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let recorder = &state.recorder;
+    if !recorder.first_sight(signature, state.replay_memory).await? {
+        tracing::warn!("a signed callback was sent again; ignored");
+        return Ok(Handled::Report(recorder.replayed(callback.job_id).await?));
+    }
+    let recorded = recorder.record(callback).await;
+    if recorded.is_err() {
+        recorder.forget_sight(signature).await;
+    }
+    Ok(Handled::Report(recorded?))
 }

@@ -1,28 +1,13 @@
 //! `failed`: retry with backoff versus the dead-letter set, through the real queue.
 
-use std::time::Duration;
-
 use gpuq_schemas::{JobStatus, JobType};
 use serde_json::json;
 
-use crate::helpers::{json, spawn_app, TestApp, TestJob};
+use crate::helpers::{json, spawn_app, TestJob};
 
 fn retryable(job: &TestJob, message: &str) -> serde_json::Value {
     json!({"jobId": job.id, "status": "failed", "workerId": job.consumer.as_str(),
            "error": {"message": message, "retryable": true}})
-}
-
-/// Waits for the retry to come due, promotes it, and claims it again.
-async fn redeliver(app: &TestApp, job: &TestJob) {
-    let queue = app.queue(job.job_type);
-    for _ in 0..50 {
-        if !queue.promote_due_once().await.unwrap().is_empty() {
-            app.claim(job.job_type, &job.consumer, job.id).await;
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("the retry never came due");
 }
 
 #[tokio::test]
@@ -58,7 +43,7 @@ async fn a_failure_on_the_last_attempt_dead_letters_the_job_and_marks_it_failed(
     let app = spawn_app().await;
     let job = app.job_with(JobType::SdxlImageFast, 2, true).await;
     app.post_callback(&retryable(&job, "oom 1")).await;
-    redeliver(&app, &job).await;
+    app.redeliver(&job, &job.consumer).await;
     let res = app.post_callback(&retryable(&job, "oom 2")).await;
     assert_eq!(json(res).await["status"], "failed");
     let keys = app.queue(job.job_type).keys().clone();
@@ -91,13 +76,18 @@ async fn a_permanent_failure_dead_letters_the_job_at_once() {
 }
 
 #[tokio::test]
-async fn a_failure_for_a_job_redis_no_longer_knows_is_recorded_as_failed() {
+async fn a_failure_for_a_job_redis_no_longer_holds_changes_nothing() {
     let app = spawn_app().await;
     let job = app.job_with(JobType::SdxlImageFast, 3, true).await;
+    let report = app.as_holder(&retryable(&job, "lost")).await;
     app.queue(job.job_type).ack(job.id, None).await.unwrap();
-    let res = app.post_callback(&retryable(&job, "lost")).await;
-    assert_eq!(json(res).await["status"], "failed");
-    assert_eq!(app.job_row(job.id).await.status, "failed");
+    let answer = json(app.post_exact(&report).await).await;
+    assert_eq!(
+        (answer["ignored"].as_bool(), answer["reason"].as_str()),
+        (Some(true), Some("not_in_flight"))
+    );
+    // The reconciler, not a report, decides what becomes of a job Redis lost.
+    assert_eq!(app.job_row(job.id).await.status, "queued");
 }
 
 #[tokio::test]
@@ -119,12 +109,10 @@ async fn a_retried_job_can_still_complete() {
     let app = spawn_app().await;
     let job = app.job_with(JobType::SdxlImageFast, 3, true).await;
     app.post_callback(&retryable(&job, "oom")).await;
-    redeliver(&app, &job).await;
+    app.redeliver(&job, &job.consumer).await;
     let res = app
-        .post_callback(
-            &json!({"jobId": job.id, "status": "completed", "attempt": 2,
-                               "outputs": [{"path": job.key("a.png")}]}),
-        )
+        .post_callback(&json!({"jobId": job.id, "status": "completed",
+                               "outputs": [{"path": job.key("a.png")}]}))
         .await;
     assert_eq!(json(res).await["status"], "completed");
     let row = app.job_row(job.id).await;

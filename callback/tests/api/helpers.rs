@@ -140,24 +140,26 @@ impl TestApp {
         let spec = job_type.spec();
         let id = JobId::new();
         let user: UserId = uuid::Uuid::new_v4().into();
+        let queue = self.queue(job_type);
+        let mut envelope = envelope(job_type);
+        envelope.job_id = id;
+        envelope.user_id = user;
+        envelope.max_attempts = max_attempts;
+        // The largest batch the type allows: tests report several outputs.
+        envelope.config.num_images = spec.allowed_num_images.iter().copied().max().unwrap_or(1);
         sqlx::query(
-            "INSERT INTO jobs (id, user_id, job_type, queue, prompt, max_attempts) \
-             VALUES ($1, $2, $3, $4, 'a lighthouse at dusk', $5)",
+            "INSERT INTO jobs (id, user_id, job_type, queue, prompt, max_attempts, envelope) \
+             VALUES ($1, $2, $3, $4, 'a lighthouse at dusk', $5, $6)",
         )
         .bind(id.as_uuid())
         .bind(user.as_uuid())
         .bind(job_type.as_str())
         .bind(spec.queue)
         .bind(max_attempts as i32)
+        .bind(sqlx::types::Json(&envelope))
         .execute(&self.db)
         .await
         .expect("insert job");
-        let queue = self.queue(job_type);
-        let mut envelope = envelope(job_type);
-        envelope.job_id = id;
-        envelope.user_id = user;
-        envelope.max_attempts = max_attempts;
-        envelope.config.num_images = 1;
         let out = queue
             .enqueue(&envelope, &EnqueueOptions::default())
             .await
@@ -175,14 +177,96 @@ impl TestApp {
         }
     }
 
+    /// Makes the lease of `id` run out now and reaps it: the job waits again, its holder
+    /// no longer holds it.
+    pub async fn expire_lease(&self, job_type: JobType, id: JobId) {
+        let queue = self.queue(job_type);
+        let _: i64 = redis::cmd("ZADD")
+            .arg(queue.keys().leases())
+            .arg(0)
+            .arg(id.to_string())
+            .query_async(&mut self.redis.clone())
+            .await
+            .unwrap();
+        let reaped = queue.reap_once().await.unwrap();
+        assert!(reaped.requeued.contains(&id), "{reaped:?}");
+    }
+
+    /// Waits for the retry of `job` to come due, promotes it, and has `consumer` claim it.
+    pub async fn redeliver(&self, job: &TestJob, consumer: &ConsumerName) {
+        let queue = self.queue(job.job_type);
+        for _ in 0..100 {
+            if !queue.promote_due_once().await.unwrap().is_empty() {
+                return self.claim(job.job_type, consumer, job.id).await;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the retry never came due");
+    }
+
     /// Claims jobs of the queue until `id` is leased to `consumer`.
     pub async fn claim(&self, job_type: JobType, consumer: &ConsumerName, id: JobId) {
         let claimed = self.queue(job_type).claim(consumer, 100).await.unwrap();
         assert!(claimed.iter().any(|c| c.id == id), "job {id} was claimed");
     }
 
-    /// Signs `body` with the first secret, now, and posts it to `/v1/callback`.
+    /// Posts `body` as the job's current holder would (the SDK): a canonical body (one
+    /// with `jobId` and no legacy field) gets the holder's `workerId`, `attempt` and
+    /// `fence` where it has none. Signed with the first secret, now.
     pub async fn post_callback(&self, body: &Value) -> reqwest::Response {
+        self.post_exact(&self.as_holder(body).await).await
+    }
+
+    /// `body` as the job's current holder would send it: see [`Self::post_callback`].
+    pub async fn as_holder(&self, body: &Value) -> Value {
+        let mut body = body.clone();
+        self.fill_fence(&mut body).await;
+        body
+    }
+
+    /// The current claim of `id`, in whichever queue holds it.
+    pub async fn holding(&self, id: JobId) -> Option<gpuq_queue::Holding> {
+        for job_type in [JobType::SdxlImageFast, JobType::VideoFast] {
+            if let Some(h) = self.queue(job_type).holding(id).await.unwrap() {
+                return Some(h);
+            }
+        }
+        None
+    }
+
+    async fn fill_fence(&self, body: &mut Value) {
+        let legacy = [
+            "job_id",
+            "filePath",
+            "outputUrl",
+            "imageUrls",
+            "errorMessage",
+        ];
+        let Some(map) = body.as_object_mut() else {
+            return;
+        };
+        if legacy.iter().any(|k| map.contains_key(*k)) {
+            return;
+        }
+        let Some(id) = map
+            .get("jobId")
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse().ok())
+        else {
+            return;
+        };
+        let Some(holding) = self.holding(id).await else {
+            return;
+        };
+        map.entry("workerId")
+            .or_insert(holding.consumer.clone().into());
+        map.entry("attempt").or_insert(holding.fence.attempt.into());
+        map.entry("fence")
+            .or_insert(holding.fence.token.clone().into());
+    }
+
+    /// Signs `body` with the first secret, now, and posts it to `/v1/callback` unchanged.
+    pub async fn post_exact(&self, body: &Value) -> reqwest::Response {
         let raw = serde_json::to_vec(body).unwrap();
         let ts = chrono::Utc::now().timestamp();
         let sig = sign(SECRETS[0].as_bytes(), ts, &raw);

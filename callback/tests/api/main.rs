@@ -1,6 +1,8 @@
 //! Integration tests of gpuq-callback against the real PostgreSQL and Redis.
 
+mod bounds;
 mod failures;
+mod fences;
 mod helpers;
 mod hostile;
 mod payloads;

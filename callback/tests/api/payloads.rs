@@ -22,7 +22,7 @@ async fn the_canonical_shape_records_one_image_row_per_output_in_order() {
     let job = app.job(JobType::SdxlImageFast).await;
     let res = app
         .post_callback(&json!({
-            "jobId": job.id, "status": "completed", "workerId": "w-1", "attempt": 1,
+            "jobId": job.id, "status": "completed",
             "outputs": [
                 {"path": job.key("0.png"), "seed": 7, "width": 1024, "height": 1024},
                 {"path": format!("sdxl_image_fast/{}", job.key("1.png")), "seed": 8},
@@ -143,7 +143,10 @@ async fn the_legacy_snake_shape_with_object_assets_records_a_video_with_its_thum
 async fn the_edge_function_alias_path_accepts_callbacks() {
     let app = spawn_app().await;
     let job = app.job(JobType::SdxlImageFast).await;
-    let raw = serde_json::to_vec(&json!({"jobId": job.id, "status": "processing"})).unwrap();
+    let body = app
+        .as_holder(&json!({"jobId": job.id, "status": "processing"}))
+        .await;
+    let raw = serde_json::to_vec(&body).unwrap();
     let ts = chrono::Utc::now().timestamp();
     let sig = gpuq_schemas::signature::sign(crate::helpers::SECRETS[0].as_bytes(), ts, &raw);
     let res = app
@@ -161,7 +164,10 @@ async fn the_edge_function_alias_path_accepts_callbacks() {
 async fn json_sent_as_text_is_read_on_the_edge_function_path_and_refused_on_v1() {
     let app = spawn_app().await;
     let job = app.job(JobType::SdxlImageFast).await;
-    let raw = serde_json::to_vec(&json!({"jobId": job.id, "status": "processing"})).unwrap();
+    let body = app
+        .as_holder(&json!({"jobId": job.id, "status": "processing"}))
+        .await;
+    let raw = serde_json::to_vec(&body).unwrap();
     let ts = chrono::Utc::now().timestamp();
     let sig = gpuq_schemas::signature::sign(crate::helpers::SECRETS[0].as_bytes(), ts, &raw);
     let post = |path: &str| {
@@ -236,7 +242,7 @@ async fn an_oversized_body_is_rejected_with_413() {
 async fn a_bad_storage_path_is_rejected_with_422_and_nothing_is_written() {
     let app = spawn_app().await;
     let job = app.job(JobType::SdxlImageFast).await;
-    app.post_callback(&json!({"jobId": job.id, "status": "processing", "workerId": "w"}))
+    app.post_callback(&json!({"jobId": job.id, "status": "processing"}))
         .await;
     let other = uuid::Uuid::new_v4();
     for bad in [

@@ -6,18 +6,21 @@ use serde_json::json;
 
 use crate::helpers::{json, spawn_app, SECRETS};
 
-fn completed(job: &crate::helpers::TestJob) -> Vec<u8> {
-    serde_json::to_vec(&json!({
+/// A completion as the job's holder sends it.
+async fn completed(app: &crate::helpers::TestApp, job: &crate::helpers::TestJob) -> Vec<u8> {
+    let body = json!({
         "jobId": job.id, "status": "completed", "outputs": [{"path": job.key("a.png")}]
-    }))
-    .unwrap()
+    });
+    serde_json::to_vec(&app.as_holder(&body).await).unwrap()
 }
 
 #[tokio::test]
 async fn a_callback_without_signature_headers_is_rejected_with_401_and_changes_nothing() {
     let app = spawn_app().await;
     let job = app.job(JobType::SdxlImageFast).await;
-    let res = app.post_raw("/v1/callback", completed(&job), None).await;
+    let res = app
+        .post_raw("/v1/callback", completed(&app, &job).await, None)
+        .await;
     assert_eq!(res.status(), 401);
     let body = json(res).await;
     assert_eq!(body["success"], false);
@@ -30,7 +33,7 @@ async fn a_callback_without_signature_headers_is_rejected_with_401_and_changes_n
 async fn a_callback_with_a_wrong_signature_is_rejected_with_401() {
     let app = spawn_app().await;
     let job = app.job(JobType::SdxlImageFast).await;
-    let body = completed(&job);
+    let body = completed(&app, &job).await;
     let ts = chrono::Utc::now().timestamp();
     let sig = sign(b"not-a-configured-secret", ts, &body);
     let res = app
@@ -47,7 +50,11 @@ async fn a_signature_over_a_different_body_is_rejected_with_401() {
     let ts = chrono::Utc::now().timestamp();
     let sig = sign(SECRETS[0].as_bytes(), ts, b"{}");
     let res = app
-        .post_raw("/v1/callback", completed(&job), Some((ts.to_string(), sig)))
+        .post_raw(
+            "/v1/callback",
+            completed(&app, &job).await,
+            Some((ts.to_string(), sig)),
+        )
         .await;
     assert_eq!(res.status(), 401);
     assert!(app.images(job.id).await.is_empty());
@@ -57,7 +64,7 @@ async fn a_signature_over_a_different_body_is_rejected_with_401() {
 async fn a_callback_signed_more_than_five_minutes_ago_is_rejected_with_401() {
     let app = spawn_app().await;
     let job = app.job(JobType::SdxlImageFast).await;
-    let body = completed(&job);
+    let body = completed(&app, &job).await;
     let ts = chrono::Utc::now().timestamp() - 301;
     let sig = sign(SECRETS[0].as_bytes(), ts, &body);
     let res = app
@@ -71,7 +78,7 @@ async fn a_callback_signed_more_than_five_minutes_ago_is_rejected_with_401() {
 async fn a_callback_signed_with_the_rotated_second_secret_is_accepted() {
     let app = spawn_app().await;
     let job = app.job(JobType::SdxlImageFast).await;
-    let body = completed(&job);
+    let body = completed(&app, &job).await;
     let ts = chrono::Utc::now().timestamp();
     let sig = sign(SECRETS[1].as_bytes(), ts, &body);
     let res = app

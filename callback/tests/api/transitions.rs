@@ -3,6 +3,8 @@
 use gpuq_schemas::{JobEventKind, JobStatus, JobType};
 use serde_json::json;
 
+use gpuq_queue::ConsumerName;
+
 use crate::helpers::{json, spawn_app};
 
 #[tokio::test]
@@ -10,24 +12,26 @@ async fn processing_sets_status_worker_started_at_and_the_attempt() {
     let app = spawn_app().await;
     let job = app.job(JobType::SdxlImageFast).await;
     let res = app
-        .post_callback(
-            &json!({"jobId": job.id, "status": "processing", "workerId": "gpu-7", "attempt": 1}),
-        )
+        .post_callback(&json!({"jobId": job.id, "status": "processing"}))
         .await;
     assert_eq!(json(res).await["status"], "processing");
     let row = app.job_row(job.id).await;
     assert_eq!(row.status, "processing");
-    assert_eq!(row.worker_id.as_deref(), Some("gpu-7"));
+    assert_eq!(row.worker_id.as_deref(), Some(job.consumer.as_str()));
     assert_eq!(row.attempts, 1);
     let started = row.started_at.expect("started_at set");
 
-    // A redelivery to another worker keeps the first start time.
-    app.post_callback(
-        &json!({"jobId": job.id, "status": "processing", "workerId": "gpu-8", "attempt": 2}),
-    )
-    .await;
+    // The lease runs out and another worker starts attempt 2: the first start time is kept.
+    let next = ConsumerName::unique("gpu-8");
+    app.expire_lease(job.job_type, job.id).await;
+    app.claim(job.job_type, &next, job.id).await;
+    app.post_callback(&json!({"jobId": job.id, "status": "processing"}))
+        .await;
     let row = app.job_row(job.id).await;
-    assert_eq!((row.worker_id.as_deref(), row.attempts), (Some("gpu-8"), 2));
+    assert_eq!(
+        (row.worker_id.as_deref(), row.attempts),
+        (Some(next.as_str()), 2)
+    );
     assert_eq!(row.started_at, Some(started));
     let events = app.events(job.id).await;
     assert_eq!(events.len(), 2);
@@ -35,12 +39,16 @@ async fn processing_sets_status_worker_started_at_and_the_attempt() {
 }
 
 #[tokio::test]
-async fn processing_without_an_attempt_takes_the_attempt_from_redis() {
+async fn a_legacy_processing_report_takes_the_worker_and_attempt_from_the_claim() {
     let app = spawn_app().await;
     let job = app.job(JobType::ImageFast).await;
-    app.post_callback(&json!({"jobId": job.id, "status": "processing"}))
+    app.post_callback(&json!({"job_id": job.id, "status": "processing"}))
         .await;
-    assert_eq!(app.job_row(job.id).await.attempts, 1);
+    let row = app.job_row(job.id).await;
+    assert_eq!(
+        (row.attempts, row.worker_id.as_deref()),
+        (1, Some(job.consumer.as_str()))
+    );
 }
 
 #[tokio::test]

@@ -184,3 +184,42 @@ async fn a_restored_job_keeps_its_attempts_and_one_lost_on_its_last_attempt_fail
         Some("lost by the queue during its last attempt")
     );
 }
+
+#[tokio::test]
+async fn a_job_dead_in_redis_whose_row_is_not_finished_becomes_failed_with_the_queues_reason() {
+    let app = spawn_app_with(|s| {
+        s.queue.reconcile_interval_ms = 100;
+        s.queue.reconcile_grace_ms = 0;
+    })
+    .await;
+    let token = token_for(Uuid::new_v4());
+    let id = enqueue(&app, &token).await;
+    let q = app.queue("sdxl_queue").await;
+    let w = ConsumerName::unique("gpu");
+    q.claim(&w, 1).await.unwrap();
+    // A worker dead-letters the job itself (as docs/protocol.md lets a worker whose callback
+    // service is unreachable do), with a NUL in its reason; PostgreSQL never heard of it.
+    let failure = gpuq_queue::Failure {
+        retryable: false,
+        message: "cuda\u{0} error".into(),
+    };
+    q.fail(id, Some(&w), &failure).await.unwrap();
+    assert_eq!(app.status_of(&id.to_string()).await, "queued");
+    let mut status = String::new();
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        status = app.status_of(&id.to_string()).await;
+        if status == "failed" {
+            break;
+        }
+    }
+    assert_eq!(status, "failed", "within a few reconcile periods");
+    let err: Option<String> = sqlx::query_scalar("SELECT error_message FROM jobs WHERE id = $1")
+        .bind(id.as_uuid())
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(err.as_deref(), Some("cuda\u{fffd} error"));
+    // It stays in the dead set, where admins requeue or discard it.
+    assert_eq!(q.dead_jobs(10).await.unwrap()[0].id, id);
+}

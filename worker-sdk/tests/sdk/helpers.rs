@@ -1,7 +1,7 @@
 //! Test helpers: queues in random namespaces on the real Redis, a callback receiver that
 //! verifies signatures, and a worker builder with short timings.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -53,7 +53,11 @@ struct ReceiverState {
     unavailable_left: AtomicUsize,
     answered_503: AtomicUsize,
     bad_signatures: AtomicUsize,
+    probes: AtomicUsize,
     reject_completed: bool,
+    /// Answer 401 to everything, probes included (a rotated secret).
+    refusing: AtomicBool,
+    refused: AtomicUsize,
 }
 
 /// A callback service stand-in: verifies every signature and records accepted payloads.
@@ -75,6 +79,10 @@ async fn callback(
             .unwrap_or_default()
             .to_owned()
     };
+    if state.refusing.load(Ordering::SeqCst) {
+        state.refused.fetch_add(1, Ordering::SeqCst);
+        return HttpResponse::Unauthorized().finish();
+    }
     let now = chrono::Utc::now().timestamp();
     let signed = verify(
         &[SECRET],
@@ -87,6 +95,10 @@ async fn callback(
     if signed.is_err() {
         state.bad_signatures.fetch_add(1, Ordering::SeqCst);
         return HttpResponse::Unauthorized().finish();
+    }
+    if gpuq_schemas::callback::is_probe(&body) {
+        state.probes.fetch_add(1, Ordering::SeqCst);
+        return HttpResponse::Ok().json(serde_json::json!({"success": true, "probe": true}));
     }
     let payload: CallbackPayload = match serde_json::from_slice(&body) {
         Ok(p) => p,
@@ -159,6 +171,26 @@ impl Receiver {
 
     pub fn bad_signatures(&self) -> usize {
         self.state.bad_signatures.load(Ordering::SeqCst)
+    }
+
+    /// Signed probes answered.
+    pub fn probes(&self) -> usize {
+        self.state.probes.load(Ordering::SeqCst)
+    }
+
+    /// From now on, answers 401 to everything (`true`), or serves again (`false`).
+    pub fn refuse(&self, on: bool) {
+        self.state.refusing.store(on, Ordering::SeqCst);
+    }
+
+    /// Requests answered 401 while refusing.
+    pub fn refused(&self) -> usize {
+        self.state.refused.load(Ordering::SeqCst)
+    }
+
+    /// `http://127.0.0.1:<port>`, without the route.
+    pub fn base_url(&self) -> String {
+        self.url.trim_end_matches("/v1/callback").to_owned()
     }
 
     /// Waits for the first accepted report of `job` with `status`.

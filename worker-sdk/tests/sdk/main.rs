@@ -5,4 +5,5 @@ mod delivery;
 mod demo;
 mod helpers;
 mod leases;
+mod misconfig;
 mod storage;

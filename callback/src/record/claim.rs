@@ -1,0 +1,85 @@
+//! Which reports count: a report changes a job only when it is about the job's current
+//! claim in Redis (the fence, `docs/protocol.md`). A stale report (an earlier attempt, a
+//! claim that already failed or was reaped, another worker) is answered `ignored` with the
+//! reason and changes nothing in PostgreSQL or Redis.
+
+use gpuq_queue::{Fence, Holding, Queue};
+use gpuq_schemas::{CallbackShape, ParsedCallback};
+
+use super::{redis_error, RecordError, Recorder, REDIS_TIMEOUT};
+
+/// Why a report was ignored. The text is the answer's `reason`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stale {
+    /// The job had already finished.
+    Finished,
+    /// A canonical report without `workerId`, `attempt` or `fence`.
+    NoFence,
+    /// The job is not in flight (waiting, delayed, dead or gone from Redis).
+    NotInFlight,
+    /// Another claim holds the job: a later attempt, or another worker.
+    NotCurrentClaim,
+    /// The same signed request was applied before.
+    Replayed,
+}
+
+impl Stale {
+    /// The answer's `reason`.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::Finished => "job_finished",
+            Self::NoFence => "no_fence",
+            Self::NotInFlight => "not_in_flight",
+            Self::NotCurrentClaim => "stale_fence",
+            Self::Replayed => "replayed",
+        }
+    }
+}
+
+/// The fence a canonical report names, or why it names none.
+pub(super) fn named_fence(cb: &ParsedCallback) -> Result<(&str, Fence), Stale> {
+    match (&cb.worker_id, cb.attempt, &cb.fence) {
+        (Some(worker), Some(attempt), Some(token)) if !worker.is_empty() && !token.is_empty() => {
+            let fence = Fence {
+                attempt,
+                token: token.clone(),
+            };
+            Ok((worker.as_str(), fence))
+        }
+        _ => Err(Stale::NoFence),
+    }
+}
+
+impl Recorder {
+    /// The claim `cb` is about, if it is the job's current one. Canonical reports must
+    /// name it exactly (worker, attempt, token); legacy shapes, which carry no fence, count
+    /// for whoever holds the job now (the worker they name, when they name one).
+    pub(super) async fn current_claim(
+        &self,
+        queue: &Queue,
+        cb: &ParsedCallback,
+    ) -> Result<Result<Holding, Stale>, RecordError> {
+        let named = match cb.shape {
+            CallbackShape::Canonical => match named_fence(cb) {
+                Ok(named) => Some(named),
+                Err(stale) => return Ok(Err(stale)),
+            },
+            CallbackShape::Legacy => None,
+        };
+        let holding =
+            redis_error(tokio::time::timeout(REDIS_TIMEOUT, queue.holding(cb.job_id)).await)?;
+        let Some(holding) = holding else {
+            return Ok(Err(Stale::NotInFlight));
+        };
+        let current = match (named, &cb.worker_id) {
+            (Some((worker, fence)), _) => holding.is(worker, &fence),
+            (None, Some(worker)) => holding.consumer == *worker,
+            (None, None) => true,
+        };
+        Ok(if current {
+            Ok(holding)
+        } else {
+            Err(Stale::NotCurrentClaim)
+        })
+    }
+}
