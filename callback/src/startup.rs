@@ -60,6 +60,8 @@ pub struct AppState {
     pub replay_memory: Duration,
     /// Prometheus metrics.
     pub metrics: crate::metrics::Metrics,
+    /// The bearer token `/metrics` requires, if any.
+    pub metrics_token: Option<secrecy::SecretString>,
 }
 
 /// The running service.
@@ -112,6 +114,7 @@ impl Application {
             body_timeout: app.body_timeout(),
             replay_memory: Duration::from_secs(2 * settings.auth.window_secs.max(1) as u64),
             metrics: crate::metrics::Metrics::default(),
+            metrics_token: app.metrics_token.clone(),
         });
         let listener = server::bind(app)?;
         let port = listener.local_addr()?.port();

@@ -97,6 +97,8 @@ pub struct NewJob {
     pub envelope: Value,
     /// The request's `Idempotency-Key`, claimed with the row.
     pub idempotency_key: Option<String>,
+    /// SHA-256 (hex) of the request body the key was used with.
+    pub request_hash: Option<String>,
 }
 
 impl JobRecord {
@@ -318,15 +320,28 @@ pub async fn outputs(db: &PgPool, id: Uuid) -> sqlx::Result<(Vec<OutputImage>, V
     Ok((images, videos))
 }
 
+/// An idempotency key used within the last 24 h: its job, the answer given (`{}` while
+/// the first request is still between its row and its enqueue) and the request's hash
+/// (`None` for keys claimed before hashes were kept).
+#[derive(Debug, sqlx::FromRow)]
+pub struct IdempotentAnswer {
+    /// The job the key made.
+    pub job_id: Uuid,
+    /// The answer given.
+    pub response: Value,
+    /// SHA-256 (hex) of the body the key was first used with.
+    pub request_hash: Option<String>,
+}
+
 /// The stored answer for an idempotency key used within the last 24 h.
 pub async fn idempotent_answer(
     db: &PgPool,
     user: Uuid,
     key: &str,
-) -> sqlx::Result<Option<(Uuid, Value)>> {
+) -> sqlx::Result<Option<IdempotentAnswer>> {
     sqlx::query_as(
-        "SELECT job_id, response FROM idempotency_keys WHERE user_id = $1 AND key = $2 \
-         AND created_at > now() - interval '24 hours'",
+        "SELECT job_id, response, request_hash FROM idempotency_keys \
+         WHERE user_id = $1 AND key = $2 AND created_at > now() - interval '24 hours'",
     )
     .bind(user)
     .bind(key)

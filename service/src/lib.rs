@@ -14,7 +14,8 @@
 //! - `unread_body` (`http`): closes, never drains, connections whose body was left unread.
 //! - [`health`] (`http`): `/healthz` and `/readyz` with one answer shape and a bounded probe.
 //! - [`server`] (`http`): the actix server with the slow-client settings, request ids, 404
-//!   and 405 answers.
+//!   and 405 answers, and the metrics token check.
+//! - [`request_span`] (`http`): the request log's span, query values redacted.
 //! - [`database`] (`http`): the PostgreSQL pool and the embedded [`MIGRATOR`].
 //! - [`testkit`] (feature `testkit`, dev-only): fresh databases, key namespaces, envelope and
 //!   token builders, raw-socket clients and child-process services.
@@ -30,6 +31,8 @@ pub mod database;
 pub mod error;
 #[cfg(feature = "http")]
 pub mod health;
+#[cfg(feature = "http")]
+pub mod request_span;
 #[cfg(feature = "http")]
 pub mod server;
 #[cfg(feature = "http")]

@@ -42,7 +42,7 @@ where
         App::new()
             .wrap(from_fn(crate::unread_body::close_if_unread))
             .wrap(from_fn(answer_request_id))
-            .wrap(TracingLogger::default())
+            .wrap(TracingLogger::<crate::request_span::RedactingRootSpan>::new())
             .app_data(readiness.clone())
             .configure(health::configure)
             .configure(configure.clone())
@@ -96,6 +96,34 @@ async fn answer_request_id(
         res.headers_mut().insert(REQUEST_ID, value);
     }
     Ok(res)
+}
+
+/// Checks a scrape's `Authorization: Bearer <token>` against `token` (constant time) when
+/// one is configured; a 401 otherwise. Prometheus sends it with `authorization:
+/// {credentials: ...}` (or `bearer_token`) in its scrape config.
+pub fn authorize_metrics(
+    req: &actix_web::HttpRequest,
+    token: Option<&secrecy::SecretString>,
+) -> Result<(), ApiError> {
+    use secrecy::ExposeSecret;
+    use subtle::ConstantTimeEq;
+    let Some(expected) = token.map(|t| t.expose_secret()).filter(|t| !t.is_empty()) else {
+        return Ok(());
+    };
+    let given = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default()
+        .trim();
+    if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized(
+            "GET /metrics needs the metrics bearer token".into(),
+        ))
+    }
 }
 
 /// A Prometheus scrape answer: `text` in the OpenMetrics format.

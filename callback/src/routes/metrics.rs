@@ -1,11 +1,16 @@
 //! `GET /metrics`: Prometheus text.
 
-use actix_web::{web, HttpResponse};
-use gpuq_service::server::openmetrics;
+use actix_web::{web, HttpRequest, HttpResponse};
+use gpuq_service::server::{authorize_metrics, openmetrics};
+use gpuq_service::ApiError;
 
 use crate::startup::AppState;
 
-/// `GET /metrics`: Prometheus text.
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    openmetrics(state.metrics.render())
+/// `GET /metrics`: Prometheus text (behind the metrics token, when one is set).
+pub async fn metrics(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    authorize_metrics(&req, state.metrics_token.as_ref())?;
+    Ok(openmetrics(state.metrics.render()))
 }

@@ -92,3 +92,30 @@ async fn metrics_count_outcomes_finished_jobs_and_timings() {
         assert!(text.contains(needle), "{needle} missing from:\n{text}");
     }
 }
+
+#[tokio::test]
+async fn metrics_behind_a_token_refuse_scrapes_without_it() {
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.application.metrics_token = Some("scrape-me".to_string().into());
+    })
+    .await;
+    for auth in [None, Some("Bearer wrong"), Some("scrape-me")] {
+        let mut req = app.http.get(format!("{}/metrics", app.address));
+        if let Some(auth) = auth {
+            req = req.header("Authorization", auth);
+        }
+        let res = req.send().await.unwrap();
+        assert_eq!(res.status(), 401, "{auth:?}");
+        assert_eq!(res.headers()["www-authenticate"], "Bearer");
+        assert_eq!(crate::helpers::json(res).await["error"]["code"], "unauthorized");
+    }
+    let res = app
+        .http
+        .get(format!("{}/metrics", app.address))
+        .bearer_auth("scrape-me")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.text().await.unwrap().ends_with("# EOF\n"));
+}

@@ -1,11 +1,12 @@
 //! `GET /metrics` and `GET /v1/job-types`: what the dispatcher and its catalog look like.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use gpuq_schemas::catalog::{JobTypeSpec, CATALOG};
-use gpuq_service::server::openmetrics;
+use gpuq_service::server::{authorize_metrics, openmetrics};
+use gpuq_service::ApiError;
 
 use crate::state::AppState;
 
@@ -19,9 +20,16 @@ pub struct JobTypesAnswer {
     pub job_types: &'static [JobTypeSpec],
 }
 
-/// `GET /metrics`: Prometheus text; queue gauges are read from Redis now.
-#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text")))]
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+/// `GET /metrics`: Prometheus text; queue gauges are read from Redis now. Behind the
+/// metrics token, when one is set.
+#[utoipa::path(get, path = "/metrics", responses(
+    (status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text"),
+    (status = 401, description = "a metrics token is set and the request does not carry it", body = gpuq_service::ErrorBody)))]
+pub async fn metrics(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    authorize_metrics(&req, state.settings.application.metrics_token.as_ref())?;
     for queue in state.queues.values() {
         match queue.stats().await {
             Ok(stats) => state.metrics.observe_queue(&stats),
@@ -30,7 +38,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
             }
         }
     }
-    openmetrics(state.metrics.render())
+    Ok(openmetrics(state.metrics.render()))
 }
 
 /// `GET /v1/job-types`: the catalog.

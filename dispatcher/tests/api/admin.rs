@@ -362,3 +362,30 @@ async fn admins_see_workers_with_their_jobs_recent_failures_and_can_discard_dead
         .unwrap();
     assert_error(user, 403, "admin_required").await;
 }
+
+#[tokio::test]
+async fn metrics_behind_a_token_refuse_scrapes_without_it() {
+    let app = spawn_app_with(|s| {
+        s.application.metrics_token = Some("scrape-me".to_string().into());
+    })
+    .await;
+    let anonymous = app.http.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let wrong = app
+        .http
+        .get(app.url("/metrics"))
+        .bearer_auth("scrape-you")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let right = app
+        .http
+        .get(app.url("/metrics"))
+        .bearer_auth("scrape-me")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(right.status(), 200);
+    assert!(right.text().await.unwrap().contains("gpuq_queue_jobs"));
+}

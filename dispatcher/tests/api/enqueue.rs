@@ -372,6 +372,32 @@ async fn the_same_idempotency_key_returns_the_first_answer_and_enqueues_once() {
 }
 
 #[tokio::test]
+async fn an_idempotency_key_reused_with_another_body_is_a_422_that_writes_nothing() {
+    let app = spawn_app().await;
+    let token = token_for(Uuid::new_v4());
+    let first = app
+        .post_job_with_key(&token, &job_body("sdxl_image_fast", "a fox"), "k-2")
+        .await;
+    assert_eq!(first.status().as_u16(), 202);
+    let other = app
+        .post_job_with_key(&token, &job_body("sdxl_image_fast", "a wolf"), "k-2")
+        .await;
+    assert_eq!(other.status().as_u16(), 422);
+    let answer: Value = other.json().await.unwrap();
+    assert_eq!(answer["success"], false);
+    assert_eq!(answer["error"]["code"], "idempotency_key_reused");
+    assert_eq!(
+        (app.job_count().await, app.waiting("sdxl_queue").await),
+        (1, 1)
+    );
+    // The first request again still gets the first answer.
+    let again = app
+        .post_job_with_key(&token, &job_body("sdxl_image_fast", "a fox"), "k-2")
+        .await;
+    assert_eq!(again.status().as_u16(), 202);
+}
+
+#[tokio::test]
 async fn concurrent_requests_with_one_idempotency_key_create_one_job() {
     let app = spawn_app().await;
     let token = token_for(Uuid::new_v4());

@@ -164,3 +164,44 @@ async fn huge_deep_and_trickled_requests_are_cut_off_within_a_memory_bound() {
     );
     assert!(after.saturating_sub(before) < RSS_BOUND_KIB);
 }
+
+#[tokio::test]
+async fn a_token_in_a_query_string_never_reaches_the_request_log() {
+    let envs = [
+        ("DATABASE_URL", fresh_database().await),
+        ("REDIS_URL", redis_url()),
+        (
+            "GPUQ_REDIS_NAMESPACE",
+            format!("test-{}", Uuid::new_v4().simple()),
+        ),
+        ("GPUQ_JWT_SECRET", JWT_SECRET.to_owned()),
+    ];
+    let served = Served::start(env!("CARGO_BIN_EXE_gpuq-dispatcher"), &["serve"], &envs).await;
+    let token = token_for(Uuid::new_v4());
+    let url = format!(
+        "http://{}/v1/jobs/{}?access_token={token}&token={token}",
+        served.addr,
+        Uuid::new_v4()
+    );
+    let res = reqwest::get(&url).await.unwrap();
+    assert!(res.status().is_client_error());
+    let request_id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let mut logged = Vec::new();
+    for _ in 0..50 {
+        logged = served.logs.lock().unwrap().clone();
+        if logged.iter().any(|l| l.contains(&request_id)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let line = logged
+        .iter()
+        .find(|l| l.contains(&request_id))
+        .expect("the request was logged");
+    assert!(line.contains("access_token=REDACTED&token=REDACTED"), "{line}");
+    let signature = token.rsplit('.').next().unwrap();
+    assert!(
+        !logged.iter().any(|l| l.contains(signature)),
+        "a log line holds the token"
+    );
+}

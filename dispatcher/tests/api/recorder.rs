@@ -28,6 +28,7 @@ fn job(user: Uuid, key: Option<&str>) -> NewJob {
         created_at: Utc::now().trunc_subsecs(6),
         envelope: json!({}),
         idempotency_key: key.map(str::to_owned),
+        request_hash: None,
     }
 }
 

@@ -43,7 +43,7 @@ pub enum FlatKind {
 
 /// The flat environment variables every gpuq process reads: name, settings key, kind.
 /// They are a public interface (deploy files and the README use them): never drop one.
-pub const FLAT_NAMES: [(&str, &str, FlatKind); 26] = [
+pub const FLAT_NAMES: [(&str, &str, FlatKind); 27] = [
     ("DATABASE_URL", "database.url", FlatKind::Value),
     ("REDIS_URL", "redis.url", FlatKind::Value),
     ("GPUQ_LISTEN", "application", FlatKind::Listen),
@@ -52,6 +52,11 @@ pub const FLAT_NAMES: [(&str, &str, FlatKind); 26] = [
     (
         "GPUQ_BODY_TIMEOUT_MS",
         "application.body_timeout_ms",
+        FlatKind::Value,
+    ),
+    (
+        "GPUQ_METRICS_TOKEN",
+        "application.metrics_token",
         FlatKind::Value,
     ),
     ("GPUQ_JWT_SECRET", "auth.jwt_secret", FlatKind::Value),

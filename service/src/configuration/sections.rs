@@ -31,6 +31,10 @@ pub struct ApplicationSettings {
     /// Open connections per worker thread; further connections wait in the listen
     /// backlog. Bounds the memory idle or slow clients can hold.
     pub max_connections: usize,
+    /// The bearer token `GET /metrics` requires (`GPUQ_METRICS_TOKEN`); unset or blank,
+    /// `/metrics` is open (keep it on an internal network then).
+    #[serde(default)]
+    pub metrics_token: Option<SecretString>,
 }
 
 impl ApplicationSettings {

@@ -14,6 +14,8 @@ use tokio::process::{Child, Command};
 pub struct Served {
     pub child: Child,
     pub addr: SocketAddr,
+    /// Every line the service logged after it started listening (JSON).
+    pub logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Served {
@@ -49,10 +51,21 @@ impl Served {
         })
         .await
         .expect("the service listens within 60 s");
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = std::sync::Arc::clone(&logs);
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                let mut kept = kept.lock().unwrap_or_else(|p| p.into_inner());
+                // Bounded: a flood test logs many lines and reads none of them.
+                if kept.len() < 100_000 {
+                    kept.push(line);
+                }
+            }
+        });
         Self {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            logs,
         }
     }
 

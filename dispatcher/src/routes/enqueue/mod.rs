@@ -30,7 +30,7 @@ const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
 #[utoipa::path(post, path = "/v1/jobs", security(("bearer" = [])),
     params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255,
         pattern = r"^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$",
-        description = "same key, same user, 24 h: same answer")),
+        description = "same key, same user, same body, 24 h: same answer (another body: 422)")),
     responses(
         (status = 202, description = "queued", body = EnqueueAnswer),
         (status = 400, description = "invalid input; the code names the rule", body = ErrorBody),
@@ -39,6 +39,7 @@ const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
         (status = 409, description = "a request with the same Idempotency-Key is still in progress", body = ErrorBody),
         (status = 413, description = "body over 64 KiB", body = ErrorBody),
         (status = 415, description = "not application/json", body = ErrorBody),
+        (status = 422, description = "the Idempotency-Key was used with another body (idempotency_key_reused)", body = ErrorBody),
         (status = 429, description = "rate, active-job or queue limit", body = ErrorBody,
             headers(("Retry-After" = u64, description = "seconds to wait"))),
         Unauthorized, Unavailable, Internal))]
@@ -60,9 +61,10 @@ pub async fn enqueue(
         allowed_hosts: &state.settings.enqueue.reference_hosts,
     };
     let job = validation::validate(&body, &policy)?;
+    let idem = idem_key.map(|key| Idempotency::new(key, &body));
 
-    if let Some(key) = &idem_key {
-        if let Some(answer) = previous_answer(&state, user, key).await? {
+    if let Some(idem) = &idem {
+        if let Some(answer) = previous_answer(&state, user, idem).await? {
             return Ok(HttpResponse::Accepted().json(answer));
         }
     }
@@ -78,12 +80,14 @@ pub async fn enqueue(
     let id = JobId::new();
     tracing::Span::current().record("job_id", tracing::field::display(id));
     let envelope = envelope(id, user, &job);
-    let Some(row) = record(&state, &envelope, &job, idem_key.as_deref()).await? else {
+    let Some(row) = record(&state, &envelope, &job, idem.as_ref()).await? else {
         // Another request with the same key won the race; answer as it did.
-        let key = idem_key.as_deref().unwrap_or_default();
-        let answer = previous_answer(&state, user, key).await?.ok_or_else(|| {
-            ApiError::Conflict("a request with this Idempotency-Key is in progress".into())
-        })?;
+        let in_progress =
+            || ApiError::Conflict("a request with this Idempotency-Key is in progress".into());
+        let idem = idem.as_ref().ok_or_else(in_progress)?;
+        let answer = previous_answer(&state, user, idem)
+            .await?
+            .ok_or_else(in_progress)?;
         return Ok(HttpResponse::Accepted().json(answer));
     };
     let answer = match push(&state, &envelope, row).await {
@@ -91,15 +95,15 @@ pub async fn enqueue(
         Err(e) => {
             // Nothing was queued: free the key, so a retry with it makes a job rather than
             // replaying this failure.
-            if let Some(key) = &idem_key {
-                jobs_db::release_idempotency_key(&state.db, user.as_uuid(), key, id.as_uuid())
+            if let Some(idem) = &idem {
+                jobs_db::release_idempotency_key(&state.db, user.as_uuid(), &idem.key, id.as_uuid())
                     .await?;
             }
             return Err(e);
         }
     };
-    if let Some(key) = &idem_key {
-        jobs_db::store_answer(&state.db, user.as_uuid(), key, &to_value(&answer)?).await?;
+    if let Some(idem) = &idem {
+        jobs_db::store_answer(&state.db, user.as_uuid(), &idem.key, &to_value(&answer)?).await?;
     }
     events::publish(&state, JobEvent::status(id, JobStatus::Queued, None)).await;
     state
@@ -139,15 +143,48 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     }
 }
 
+/// An `Idempotency-Key` and the request it names.
+struct Idempotency {
+    key: String,
+    /// SHA-256 (hex) of the body as parsed (object keys sorted, so spacing and key order
+    /// do not make two requests different).
+    request_hash: String,
+}
+
+impl Idempotency {
+    fn new(key: String, body: &Value) -> Self {
+        use sha2::{Digest, Sha256};
+        let canonical = serde_json::to_vec(body).unwrap_or_default();
+        Self {
+            key,
+            request_hash: hex::encode(Sha256::digest(canonical)),
+        }
+    }
+}
+
+/// The answer a key already gave, for the same request; 422 for another request.
 async fn previous_answer(
     state: &AppState,
     user: UserId,
-    key: &str,
+    idem: &Idempotency,
 ) -> Result<Option<Value>, ApiError> {
-    let Some((job_id, answer)) = jobs_db::idempotent_answer(&state.db, user.as_uuid(), key).await?
+    let Some(previous) = jobs_db::idempotent_answer(&state.db, user.as_uuid(), &idem.key).await?
     else {
         return Ok(None);
     };
+    if previous
+        .request_hash
+        .as_ref()
+        .is_some_and(|h| *h != idem.request_hash)
+    {
+        return Err(ApiError::refused(
+            actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            "this Idempotency-Key was used with a different request body within 24 h; \
+             use a new key for a new request",
+        ));
+    }
+    let (job_id, answer) = (previous.job_id, previous.response);
     if answer.get("success").is_some() {
         return Ok(Some(answer));
     }
@@ -197,7 +234,7 @@ async fn record(
     state: &AppState,
     env: &JobEnvelope,
     job: &ValidatedJob,
-    idem_key: Option<&str>,
+    idem: Option<&Idempotency>,
 ) -> Result<Option<JobRecord>, ApiError> {
     let row = NewJob {
         id: env.job_id.as_uuid(),
@@ -214,7 +251,8 @@ async fn record(
         max_attempts: env.max_attempts as i32,
         created_at: env.created_at,
         envelope: to_value(env)?,
-        idempotency_key: idem_key.map(str::to_owned),
+        idempotency_key: idem.map(|i| i.key.clone()),
+        request_hash: idem.map(|i| i.request_hash.clone()),
     };
     let max = state.settings.limits.max_active_jobs_per_user;
     let record = JobRecord::queued(&row);
