@@ -112,7 +112,7 @@ impl Application {
             verifier: Verifier::new(settings.auth.secrets.clone(), settings.auth.window_secs),
             max_body_bytes: app.max_body_bytes,
             body_timeout: app.body_timeout(),
-            replay_memory: Duration::from_secs(2 * settings.auth.window_secs.max(1) as u64),
+            replay_memory: Duration::from_secs(2 * settings.auth.window_secs.max(1) as u64 + 1),
             metrics: crate::metrics::Metrics::default(),
             metrics_token: app.metrics_token.clone(),
         });

@@ -291,25 +291,41 @@ fn parameters(
     Ok((prompt, negative, config))
 }
 
-/// A reference image (`reference_image`, alias `reference_image_url`; the first set wins,
-/// every one set must be valid).
+/// Every metadata field a worker may fetch an image from. Each one set is checked by
+/// [`one_reference`]; the reference image is `reference_image` (alias
+/// `reference_image_url`; the first set wins), the others pass through in the metadata.
+const REFERENCE_FIELDS: [&str; 5] = [
+    "reference_image",
+    "reference_image_url",
+    "reference_url",
+    "start_reference_url",
+    "end_reference_url",
+];
+
+/// The reference image, after checking every reference field set.
 fn reference_image(
     meta: &Map<String, Value>,
     policy: &ReferencePolicy<'_>,
 ) -> Result<Option<String>, ApiError> {
     let mut first = None;
-    for key in ["reference_image", "reference_image_url"] {
-        if let Some(v) = meta.get(key).filter(|v| !v.is_null()) {
-            let checked = one_reference(v, policy)?;
-            first = first.or(Some(checked));
+    for field in REFERENCE_FIELDS {
+        if let Some(v) = meta.get(field).filter(|v| !v.is_null()) {
+            let checked = one_reference(field, v, policy)?;
+            if field.starts_with("reference_image") {
+                first = first.or(Some(checked));
+            }
         }
     }
     Ok(first)
 }
 
-/// A reference image must be a storage key under the caller's own id or an http(s) URL on
-/// an allow-listed host.
-fn one_reference(v: &Value, policy: &ReferencePolicy<'_>) -> Result<String, ApiError> {
+/// A reference is either an absolute URL written `http(s)://<host>[/?#...]`, parsed as a
+/// WHATWG parser (a Python or Node worker) reads it, with no credentials or port and a
+/// lower-case host on the allow-list (answered in its parsed form, so the worker fetches
+/// exactly what was checked); or a storage key with no scheme (no `:` at all):
+/// `<user>/...` or `<bucket>/<user>/...`, under the caller's own id. Anything else is
+/// refused: `http:169.254.169.254/...` is a URL to that host, not a key.
+fn one_reference(field: &str, v: &Value, policy: &ReferencePolicy<'_>) -> Result<String, ApiError> {
     let raw = match v {
         Value::String(s) if !s.trim().is_empty() && s.chars().count() <= MAX_REFERENCE_CHARS => {
             s.trim()
@@ -318,40 +334,78 @@ fn one_reference(v: &Value, policy: &ReferencePolicy<'_>) -> Result<String, ApiE
             return Err(bad(
                 "invalid_reference",
                 format!(
-                    "metadata.reference_image must be a non-empty string of at most \
+                    "metadata.{field} must be a non-empty string of at most \
                      {MAX_REFERENCE_CHARS} characters"
                 ),
             ))
         }
     };
-    if raw.starts_with("http://") || raw.starts_with("https://") {
-        let url = url::Url::parse(raw).map_err(|_| {
-            bad(
-                "invalid_reference",
-                "metadata.reference_image is not a valid URL",
-            )
-        })?;
-        let host = url.host_str().unwrap_or_default();
-        if !policy
-            .allowed_hosts
-            .iter()
-            .any(|h| h.eq_ignore_ascii_case(host))
-        {
-            return Err(bad(
-                "reference_host_not_allowed",
-                format!("metadata.reference_image host {host:?} is not on the allow-list"),
-            ));
-        }
-        return Ok(raw.to_owned());
+    match url::Url::parse(raw) {
+        Ok(url) => reference_url(field, raw, url, policy),
+        // No scheme: a storage key.
+        Err(url::ParseError::RelativeUrlWithoutBase) => reference_key(field, raw, policy),
+        Err(e) => Err(bad(
+            "invalid_reference",
+            format!("metadata.{field} is not a valid URL: {e}"),
+        )),
     }
+}
+
+fn reference_url(
+    field: &str,
+    raw: &str,
+    url: url::Url,
+    policy: &ReferencePolicy<'_>,
+) -> Result<String, ApiError> {
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(bad(
+            "invalid_reference",
+            format!(
+                "metadata.{field}: scheme {:?} is not allowed (http or https URLs, or storage keys)",
+                url.scheme()
+            ),
+        ));
+    }
+    let host = url.host_str().unwrap_or_default();
+    // The text must say what the parser read: `http(s)://` then the host itself, so no
+    // credentials, no port and no other spelling of an address slip past the allow-list.
+    let plain = raw
+        .strip_prefix("https://")
+        .or_else(|| raw.strip_prefix("http://"))
+        .and_then(|rest| rest.strip_prefix(host))
+        .is_some_and(|after| after.is_empty() || after.starts_with(['/', '?', '#']));
+    if !plain {
+        return Err(bad(
+            "invalid_reference",
+            format!(
+                "metadata.{field} must be written http(s)://<host>/...: no credentials, port \
+                 or upper-case host"
+            ),
+        ));
+    }
+    if !policy
+        .allowed_hosts
+        .iter()
+        .any(|h| h.eq_ignore_ascii_case(host))
+    {
+        return Err(bad(
+            "reference_host_not_allowed",
+            format!("metadata.{field} host {host:?} is not on the allow-list"),
+        ));
+    }
+    Ok(url.into())
+}
+
+fn reference_key(field: &str, raw: &str, policy: &ReferencePolicy<'_>) -> Result<String, ApiError> {
     if raw.contains("..")
         || raw.contains('\\')
         || raw.contains('%')
+        || raw.contains(':')
         || raw.chars().any(char::is_control)
     {
         return Err(bad(
             "invalid_reference",
-            "metadata.reference_image must be a plain storage path",
+            format!("metadata.{field} must be a plain storage path"),
         ));
     }
     let user = policy.user.to_string();
@@ -359,19 +413,29 @@ fn one_reference(v: &Value, policy: &ReferencePolicy<'_>) -> Result<String, ApiE
         .trim_start_matches('/')
         .split('/')
         .filter(|s| !s.is_empty());
-    // `<user>/...` or `<bucket>/<user>/...`.
+    // `<user>/...`, or `<bucket>/<user>/...` where the bucket is a bucket name, never
+    // another id (`<victim>/<me>/x.png` is the victim's folder).
     let owned = match (segments.next(), segments.next()) {
         (Some(first), _) if first == user => true,
-        (Some(_), Some(second)) if second == user => true,
+        (Some(bucket), Some(second)) => second == user && is_bucket_name(bucket),
         _ => false,
     };
     if !owned {
         return Err(ApiError::Forbidden {
             code: "cross_user_reference",
-            message: "metadata.reference_image must lie under your own user id".into(),
+            message: format!("metadata.{field} must lie under your own user id"),
         });
     }
     Ok(raw.to_owned())
+}
+
+/// A storage bucket's name: lowercase letters, digits, `-`, `_` and `.`, at most 63, and
+/// not a UUID.
+fn is_bucket_name(s: &str) -> bool {
+    (1..=63).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
+        && uuid::Uuid::try_parse(s).is_err()
 }
 
 #[cfg(test)]

@@ -168,10 +168,14 @@ class Rejected(Exception):
     def __init__(self, status: int, text: str):
         super().__init__(f"{status}: {text}")
         self.status = status
+        self.text = text
 
     def misconfigured(self) -> bool:
-        """401/403: the secret is wrong; 404/405/410: the URL is not the callback route."""
-        return self.status in (401, 403, 404, 405, 410)
+        """401/403: the secret is wrong; 404/405/410: the URL is not the callback route (the
+        service's own 404 for an unknown job, code job_not_found, is about the job)."""
+        if self.status == 404:
+            return '"job_not_found"' not in self.text
+        return self.status in (401, 403, 405, 410)
 
 
 class Unreachable(Exception):
@@ -319,6 +323,8 @@ class Worker:
         self.held: dict[str, Held] = {}
         self.lock = threading.Lock()
         self.shutdown = threading.Event()
+        self.refused = threading.Event()  # set while the callback service refuses our reports
+        self.probe_wait = 2.0
         self.shutdown_at = 0.0
         self.started = 0
         self.finished = 0
@@ -331,8 +337,10 @@ class Worker:
         try:  # a signed probe checks the callback URL and secret before anything is claimed
             self.reporter.send({"probe": True}, retries=3)
         except Rejected as e:
-            log.error("the callback service refused this worker's probe (%s): check GPUQ_CALLBACK_URL and the secret", e)
-            return 2
+            if e.misconfigured():
+                log.error("the callback service refused this worker's probe (%s): check GPUQ_CALLBACK_URL and the secret", e)
+                return 2
+            log.warning("the callback service does not know probes (%s); starting anyway", e)
         except Unreachable as e:
             log.warning("the callback service did not answer the probe (%s); starting anyway", e)
         threading.Thread(target=self.heartbeats, name="heartbeat", daemon=True).start()
@@ -342,6 +350,9 @@ class Worker:
             futures = {f for f in futures if not f.done()}
             if self.max_jobs is not None and self.started >= self.max_jobs:
                 break
+            if self.refused.is_set():  # reports are refused: claim nothing until a probe passes
+                self.reprobe()
+                continue
             free = self.concurrency - len(futures)
             if self.max_jobs is not None:
                 free = min(free, self.max_jobs - self.started)
@@ -379,6 +390,23 @@ class Worker:
         pool.shutdown(wait=False, cancel_futures=True)
         log.info("stopped after %d job(s)", self.finished)
         return 0
+
+    def refuse(self, e: Rejected) -> None:
+        if not self.refused.is_set():
+            self.refused.set()
+            log.error("THE CALLBACK SERVICE REFUSES THIS WORKER (%s): wrong URL or secret? "
+                      "Jobs are handed back; nothing is claimed until a probe is accepted", e)
+
+    def reprobe(self) -> None:
+        self.shutdown.wait(self.probe_wait)
+        try:
+            self.reporter.send({"probe": True}, retries=0)
+        except (Rejected, Unreachable):
+            self.probe_wait = min(self.probe_wait * 2, 60.0)
+            return
+        log.info("the callback service accepts this worker's reports again; claiming")
+        self.probe_wait = 2.0
+        self.refused.clear()
 
     def heartbeats(self) -> None:
         """Renews every held lease every lease_ms/3, whatever the job threads are doing."""
@@ -421,7 +449,12 @@ class Worker:
         log.info("job %s (%s, attempt %d) started", job_id, job["job_type"], attempt)
         try:
             self.reporter.send(self.base(job_id, attempt, "processing"), retries=3)
-        except (Rejected, Unreachable) as e:
+        except Rejected as e:
+            if e.misconfigured():  # its result could not be reported either
+                self.refuse(e)
+                return self.release(job_id, held)
+            log.warning("processing report not accepted (%s); running anyway", e)
+        except Unreachable as e:
             log.warning("processing report not accepted (%s); running anyway", e)
         try:
             outputs, enhanced = self.generate(job_id, attempt, job, held)
@@ -446,7 +479,7 @@ class Worker:
             self.reporter.send(done)
         except Rejected as e:
             if e.misconfigured():  # not the job's fault: hand it back, attempt not counted
-                log.error("THE CALLBACK SERVICE REFUSES THIS WORKER (%s): wrong URL or secret?", e)
+                self.refuse(e)
                 return self.release(job_id, held)
             log.error("callback service refused the result (%s); dead-lettering", e)
             return self.finish_failed(job_id, attempt, held, f"callback service refused the result: {e}", False)
@@ -463,7 +496,12 @@ class Worker:
         payload["error"] = {"message": message, "retryable": retryable}
         try:
             self.reporter.send(payload)
-        except (Rejected, Unreachable) as e:
+        except Rejected as e:
+            if e.misconfigured():  # the failure was not recorded: hand the job back instead
+                self.refuse(e)
+                return self.release(job_id, held)
+            log.error("failure report not accepted (%s)", e)
+        except Unreachable as e:
             log.error("failure report not accepted (%s)", e)
         held.state = 0
         # The callback service already ran fail_job for an accepted report (then this returns

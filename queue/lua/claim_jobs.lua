@@ -15,6 +15,10 @@ local now = now_ms()
 local lease_until = now + tonumber(ARGV[2])
 local want = tonumber(ARGV[3])
 local token = ARGV[5] or ''
+-- The token is stored between `|` separators: only hex, as gpuq's claimers make it.
+if #token > 64 or not string.match(token, '^%x*$') then
+  return redis.error_reply('ERR gpuq: the fence token must be at most 64 hex digits')
+end
 redis.call('ZADD', KEYS[6], now, consumer)
 
 local out = {}

@@ -7,6 +7,7 @@ use std::fmt;
 
 use gpuq_schemas::JobId;
 
+use crate::scripts::SCRIPTS;
 use crate::{Queue, Result};
 
 /// A delivery's fence: its attempt number and its claim's token.
@@ -42,9 +43,11 @@ pub struct Holding {
 }
 
 impl Holding {
-    /// Whether a report from `worker` under `fence` is about this claim.
+    /// Whether a report from `worker` under `fence` is about this claim: same worker, same
+    /// attempt, same token. A claim made without a token (a worker of an earlier release,
+    /// during a rolling upgrade) is matched by a report without one.
     pub fn is(&self, worker: &str, fence: &Fence) -> bool {
-        !fence.token.is_empty() && self.consumer == worker && self.fence == *fence
+        self.consumer == worker && self.fence == *fence
     }
 }
 
@@ -52,20 +55,15 @@ impl Queue {
     /// The current claim of `job`, or `None` when it is not in flight (waiting, delayed,
     /// dead, finished or unknown). One round trip.
     pub async fn holding(&self, job: JobId) -> Result<Option<Holding>> {
-        let id = job.to_string();
-        let (meta, leased): (Option<String>, Option<f64>) = redis::pipe()
-            .cmd("HGET")
-            .arg(self.keys.meta())
-            .arg(&id)
-            .cmd("ZSCORE")
-            .arg(self.keys.leases())
-            .arg(&id)
-            .query_async(&mut self.conn())
+        // A script, so both reads see the same moment (`read_claim.lua`).
+        let meta: Option<String> = SCRIPTS
+            .read_claim
+            .key(self.keys.meta())
+            .key(self.keys.leases())
+            .arg(job.to_string())
+            .invoke_async(&mut self.conn())
             .await?;
-        Ok(match (meta, leased) {
-            (Some(meta), Some(_)) => parse_meta(&meta),
-            _ => None,
-        })
+        Ok(meta.as_deref().and_then(parse_meta))
     }
 }
 
@@ -98,13 +96,19 @@ mod tests {
     }
 
     #[test]
-    fn a_claim_without_a_token_matches_no_fence() {
+    fn a_claim_without_a_token_matches_only_reports_without_one() {
         let h = parse_meta("1|normal|w|1").unwrap();
-        let fence = Fence {
-            attempt: 1,
-            token: String::new(),
+        let fence = |attempt, token: &str| Fence {
+            attempt,
+            token: token.to_owned(),
         };
-        assert!(!h.is("w", &fence));
+        assert!(h.is("w", &fence(1, "")));
+        assert!(!h.is("w", &fence(1, "abc")));
+        assert!(!h.is("w", &fence(2, "")));
+        assert!(!h.is("v", &fence(1, "")));
+        let tokened = parse_meta("1|normal|w|1|abc").unwrap();
+        assert!(!tokened.is("w", &fence(1, "")));
+        assert!(tokened.is("w", &fence(1, "abc")));
     }
 
     #[test]

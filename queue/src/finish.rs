@@ -85,9 +85,9 @@ impl Queue {
     }
 
     /// [`Self::fail`] for exactly one claim: refused ([`FailOutcome::HeldByOther`]) unless
-    /// `consumer` holds the job under `fence`, so a stale or replayed failure report
-    /// cannot fail a later attempt. A fence with an empty token (a claim made without one)
-    /// is matched by the consumer alone.
+    /// `consumer` holds the job under `fence` (attempt and token; an empty token matches a
+    /// claim made without one), so a stale or replayed failure report cannot fail a later
+    /// attempt.
     pub async fn fail_fenced(
         &self,
         job: JobId,
@@ -98,12 +98,8 @@ impl Queue {
         if consumer.is_empty() {
             return Ok(FailOutcome::HeldByOther);
         }
-        let fence = if fence.token.is_empty() {
-            String::new()
-        } else {
-            fence.to_string()
-        };
-        self.fail_script(job, consumer, &fence, failure).await
+        self.fail_script(job, consumer, &fence.to_string(), failure)
+            .await
     }
 
     async fn fail_script(

@@ -31,6 +31,7 @@ pub(crate) struct Scripts {
     pub requeue_dead: Script,
     pub discard_dead: Script,
     pub stats: Script,
+    pub read_claim: Script,
 }
 
 pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
@@ -46,4 +47,5 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     requeue_dead: script!("requeue_dead.lua"),
     discard_dead: script!("discard_dead.lua"),
     stats: script!("queue_stats.lua"),
+    read_claim: script!("read_claim.lua"),
 });

@@ -61,15 +61,14 @@ pub(crate) enum ReportError {
 
 impl ReportError {
     /// Whether the refusal says the worker, not the report, is wrong: the secret is not
-    /// accepted (401, 403) or the URL is not the callback route (404, 405, 410).
+    /// accepted (401, 403) or the URL is not the callback route (404, 405, 410). The
+    /// callback service's own 404 for an unknown job (`job_not_found`) is about the job.
     pub(crate) fn is_misconfiguration(&self) -> bool {
-        matches!(
-            self,
-            Self::Rejected {
-                status: 401 | 403 | 404 | 405 | 410,
-                ..
-            }
-        )
+        match self {
+            Self::Rejected { status: 404, body } => !body.contains("\"job_not_found\""),
+            Self::Rejected { status, .. } => matches!(status, 401 | 403 | 405 | 410),
+            Self::Unreachable(_) => false,
+        }
     }
 }
 

@@ -58,9 +58,10 @@ impl Worker {
         self.shared.gate.subscribe()
     }
 
-    /// Checks the callback URL and secret before anything is claimed: a refusal ends
-    /// [`Self::run`] with [`WorkerError::CallbackRefused`]; a service that does not answer
-    /// yet is logged and the worker starts anyway (its reports are retried).
+    /// Checks the callback URL and secret before anything is claimed: a refusal that says
+    /// either is wrong ends [`Self::run`] with [`WorkerError::CallbackRefused`]; a service
+    /// that does not answer yet, or does not know probes (an older release: 400), is
+    /// logged and the worker starts anyway.
     async fn probe_callback(&self, shutdown: &CancellationToken) -> Result<(), WorkerError> {
         let reporter = &self.shared.reporter;
         let probe = tokio::select! {
@@ -72,7 +73,10 @@ impl Worker {
                 tracing::info!(url = %reporter.url(), "the callback service accepts this worker's reports");
                 Ok(())
             }
-            Err(crate::callback::ReportError::Rejected { status, body }) => {
+            Err(e) if e.is_misconfiguration() => {
+                let crate::callback::ReportError::Rejected { status, body } = e else {
+                    unreachable!("only a refusal is a misconfiguration")
+                };
                 Err(WorkerError::CallbackRefused {
                     url: reporter.url().to_string(),
                     status,

@@ -13,7 +13,7 @@ use super::{redis_error, RecordError, Recorder, REDIS_TIMEOUT};
 pub enum Stale {
     /// The job had already finished.
     Finished,
-    /// A canonical report without `workerId`, `attempt` or `fence`.
+    /// A canonical report without `workerId` or `attempt`.
     NoFence,
     /// The job is not in flight (waiting, delayed, dead or gone from Redis).
     NotInFlight,
@@ -36,13 +36,14 @@ impl Stale {
     }
 }
 
-/// The fence a canonical report names, or why it names none.
+/// The claim a canonical report names (worker, attempt, token; a report without a token
+/// names a claim made without one), or why it names none.
 pub(super) fn named_fence(cb: &ParsedCallback) -> Result<(&str, Fence), Stale> {
-    match (&cb.worker_id, cb.attempt, &cb.fence) {
-        (Some(worker), Some(attempt), Some(token)) if !worker.is_empty() && !token.is_empty() => {
+    match (&cb.worker_id, cb.attempt) {
+        (Some(worker), Some(attempt)) if !worker.is_empty() => {
             let fence = Fence {
                 attempt,
-                token: token.clone(),
+                token: cb.fence.clone().unwrap_or_default(),
             };
             Ok((worker.as_str(), fence))
         }

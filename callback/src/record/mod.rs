@@ -29,6 +29,7 @@ use sqlx::PgPool;
 use crate::storage_path::StorageRules;
 pub use claim::Stale;
 pub use outputs::OutputError;
+pub use replay::Sight;
 
 /// How long one Redis operation may take before the callback gives up on it.
 const REDIS_TIMEOUT: Duration = Duration::from_secs(3);

@@ -12,7 +12,7 @@ use gpuq_service::body::{check_json_media_type, read_limited, BodyError};
 use gpuq_service::ApiError;
 use serde::Serialize;
 
-use crate::record::{RecordError, Recorded};
+use crate::record::{RecordError, Recorded, Sight};
 use crate::startup::AppState;
 
 /// Why a callback was refused. Each maps to one status and code; nothing was changed.
@@ -30,6 +30,9 @@ pub enum CallbackError {
     /// The callback could not be recorded.
     #[error(transparent)]
     Record(#[from] RecordError),
+    /// The same signed request is being applied right now; a retry (signed afresh) is not.
+    #[error("the same signed request is being applied; retry")]
+    Pending,
 }
 
 impl CallbackError {
@@ -52,6 +55,7 @@ impl CallbackError {
                 refused(StatusCode::CONFLICT, "storage_path_in_use")
             }
             Self::Record(R::Redis(_)) => ApiError::Unavailable("queue unavailable".into()),
+            Self::Pending => ApiError::Unavailable(self.to_string()),
             Self::Record(R::Database(e)) if gpuq_service::error::is_unavailable(e) => {
                 ApiError::Unavailable("database unavailable".into())
             }
@@ -216,13 +220,18 @@ async fn handle(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
     let recorder = &state.recorder;
-    if !recorder.first_sight(signature, state.replay_memory).await? {
-        tracing::warn!("a signed callback was sent again; ignored");
-        return Ok(Handled::Report(recorder.replayed(callback.job_id).await?));
+    match recorder.first_sight(signature, state.replay_memory).await? {
+        Sight::First => {}
+        Sight::Done => {
+            tracing::warn!("a signed callback was sent again; ignored");
+            return Ok(Handled::Report(recorder.replayed(callback.job_id).await?));
+        }
+        Sight::Pending => return Err(CallbackError::Pending),
     }
     let recorded = recorder.record(callback).await;
-    if recorded.is_err() {
-        recorder.forget_sight(signature).await;
+    match &recorded {
+        Ok(_) => recorder.applied(signature),
+        Err(_) => recorder.forget_sight(signature).await,
     }
     Ok(Handled::Report(recorded?))
 }

@@ -134,6 +134,11 @@ async fn a_worker_that_does_not_hold_the_job_cannot_complete_it() {
                           "attempt": holding.fence.attempt, "outputs": outputs});
     assert_eq!(
         ignored_because(app.post_exact(&unfenced).await).await,
+        "stale_fence"
+    );
+    let anonymous = json!({"jobId": job.id, "status": "completed", "outputs": outputs});
+    assert_eq!(
+        ignored_because(app.post_exact(&anonymous).await).await,
         "no_fence"
     );
     assert!(app.images(job.id).await.is_empty());
@@ -232,4 +237,39 @@ async fn a_signed_probe_is_answered_without_touching_any_job() {
         .post_raw("/v1/callback", br#"{"probe":true}"#.to_vec(), None)
         .await;
     assert_eq!(res.status(), 401, "a probe proves the secret");
+}
+
+#[tokio::test]
+async fn a_claim_made_without_a_token_takes_reports_without_one_during_a_rolling_upgrade() {
+    let app = spawn_app().await;
+    let job = app.job_with(JobType::SdxlImageFast, 3, true).await;
+    // A worker of the previous release claimed it: its meta has no token.
+    let holding = app.holding(job.id).await.unwrap();
+    let _: i64 = redis::cmd("HSET")
+        .arg(app.queue(job.job_type).keys().meta())
+        .arg(job.id.to_string())
+        .arg(format!(
+            "{}|normal|{}|1",
+            holding.fence.attempt, holding.consumer
+        ))
+        .query_async(&mut app.redis.clone())
+        .await
+        .unwrap();
+    let old = |status: &str| {
+        json!({"jobId": job.id, "status": status, "workerId": holding.consumer,
+               "attempt": holding.fence.attempt})
+    };
+    let res = app.post_exact(&old("processing")).await;
+    assert_eq!(json(res).await["ignored"], false);
+    let mut done = old("completed");
+    done["outputs"] = json!([{"path": job.key("0.png")}]);
+    let mut wrong_attempt = done.clone();
+    wrong_attempt["attempt"] = json!(holding.fence.attempt + 1);
+    assert_eq!(
+        ignored_because(app.post_exact(&wrong_attempt).await).await,
+        "stale_fence"
+    );
+    let res = app.post_exact(&done).await;
+    assert_eq!(json(res).await["ignored"], false);
+    assert_eq!(app.job_row(job.id).await.status, "completed");
 }

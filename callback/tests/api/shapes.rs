@@ -107,7 +107,10 @@ async fn metrics_behind_a_token_refuse_scrapes_without_it() {
         let res = req.send().await.unwrap();
         assert_eq!(res.status(), 401, "{auth:?}");
         assert_eq!(res.headers()["www-authenticate"], "Bearer");
-        assert_eq!(crate::helpers::json(res).await["error"]["code"], "unauthorized");
+        assert_eq!(
+            crate::helpers::json(res).await["error"]["code"],
+            "unauthorized"
+        );
     }
     let res = app
         .http

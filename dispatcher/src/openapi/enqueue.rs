@@ -33,9 +33,9 @@ fn reference_schema(hosts: &[String]) -> Value {
     let path = json!({
         "type": "string",
         "description": "storage key `<your user id>/...` or `<bucket>/<your user id>/...`; \
-                        no `..`, `%`, `\\` or control characters",
+                        no `..`, `%`, `:`, `\\` or control characters",
         "pattern": format!(
-            r"^(?![{ws}]*https?://)(?!.*\.\.)(?=.*[^{ws}])[^%\\\x00-\x1f\x7f-\x9f]{{1,{MAX_REFERENCE_CHARS}}}$"
+            r"^(?!.*\.\.)(?=.*[^{ws}])[^%\\:\x00-\x1f\x7f-\x9f]{{1,{MAX_REFERENCE_CHARS}}}$"
         ),
     });
     let mut forms = vec![json!({ "type": "null" }), path];
@@ -97,6 +97,9 @@ fn metadata_schema(allowed_num_images: &[u32], hosts: &[String]) -> Value {
             "denoise_strength": number(1.0),
             "reference_image": reference,
             "reference_image_url": reference,
+            "reference_url": reference,
+            "start_reference_url": reference,
+            "end_reference_url": reference,
             "exact_copy_mode": nullable("boolean", json!({})),
         },
         // exact_copy_mode: true needs a reference image.

@@ -343,6 +343,89 @@ async fn references_must_be_the_callers_own_or_on_an_allowed_host() {
 }
 
 #[tokio::test]
+async fn reference_strings_a_url_parser_reads_as_internal_hosts_are_refused_in_every_field() {
+    let app = spawn_app().await;
+    let me = Uuid::new_v4();
+    let token = token_for(me);
+    let victim = Uuid::new_v4();
+    let cases = [
+        (
+            format!("http:169.254.169.254/{me}/x.png"),
+            400,
+            "invalid_reference",
+        ),
+        (
+            format!("http:@169.254.169.254/{me}/x"),
+            400,
+            "invalid_reference",
+        ),
+        (
+            format!("https:127.0.0.1:6379/{me}/x"),
+            400,
+            "invalid_reference",
+        ),
+        (
+            format!("https://user:pw@images.example.com/{me}/x"),
+            400,
+            "invalid_reference",
+        ),
+        (
+            format!("https://images.example.com@169.254.169.254/{me}/x"),
+            400,
+            "invalid_reference",
+        ),
+        (
+            format!("https://images.example.com:6379/{me}/x"),
+            400,
+            "invalid_reference",
+        ),
+        (
+            format!("http://169.254.169.254/{me}/x"),
+            400,
+            "reference_host_not_allowed",
+        ),
+        (format!("file:/{me}/x"), 400, "invalid_reference"),
+        (
+            format!("gopher://images.example.com/{me}/x"),
+            400,
+            "invalid_reference",
+        ),
+        (format!("{victim}/{me}/x.png"), 403, "cross_user_reference"),
+    ];
+    for field in [
+        "reference_image",
+        "reference_image_url",
+        "reference_url",
+        "start_reference_url",
+        "end_reference_url",
+    ] {
+        for (reference, status, code) in &cases {
+            let body = json!({"jobType": "sdxl_image_fast", "metadata": {"prompt": "p", field: reference}});
+            let res = app.post_job(&token, &body).await;
+            assert_eq!(res.status().as_u16(), *status, "{field}: {reference}");
+            let answer: Value = res.json().await.unwrap();
+            assert_eq!(answer["error"]["code"], *code, "{field}: {reference}");
+            assert!(
+                answer["error"]["message"].as_str().unwrap().contains(field),
+                "{answer}"
+            );
+        }
+    }
+    assert_eq!(app.job_count().await, 0);
+    // What stays allowed: own keys (bare or under a bucket) and allow-listed URLs, which
+    // the worker receives in their parsed form.
+    for ok in [
+        format!("{me}/a.png"),
+        format!("user-library/{me}/a.png"),
+        "https://images.example.com/a.png?w=512".to_owned(),
+    ] {
+        let body = json!({"jobType": "sdxl_image_fast", "metadata": {"prompt": "p", "reference_image": ok}});
+        let res = app.post_job(&token, &body).await;
+        assert_eq!(res.status().as_u16(), 202, "{ok}");
+    }
+}
+
+#[tokio::test]
 async fn the_same_idempotency_key_returns_the_first_answer_and_enqueues_once() {
     let app = spawn_app().await;
     let (alice, bob) = (Uuid::new_v4(), Uuid::new_v4());

@@ -198,7 +198,10 @@ async fn a_token_in_a_query_string_never_reaches_the_request_log() {
         .iter()
         .find(|l| l.contains(&request_id))
         .expect("the request was logged");
-    assert!(line.contains("access_token=REDACTED&token=REDACTED"), "{line}");
+    assert!(
+        line.contains("access_token=REDACTED&token=REDACTED"),
+        "{line}"
+    );
     let signature = token.rsplit('.').next().unwrap();
     assert!(
         !logged.iter().any(|l| l.contains(signature)),

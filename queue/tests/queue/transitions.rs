@@ -633,3 +633,78 @@ async fn a_restored_job_keeps_counting_its_attempts() {
         vec![restored.job_id]
     );
 }
+
+#[tokio::test]
+async fn every_claim_gets_its_own_fence_and_only_that_fence_fails_it() {
+    let q = queue().await;
+    let id = enqueue(&q, 3, Lane::Normal).await;
+    let c = consumer("a");
+    let first = q.claim(&c, 1).await.unwrap().remove(0);
+    let held = q.holding(id).await.unwrap().unwrap();
+    assert_eq!(
+        (held.consumer.as_str(), &held.fence),
+        (c.as_str(), &first.fence())
+    );
+    let failure = Failure {
+        retryable: true,
+        message: "oom".into(),
+    };
+    let stale = Fence {
+        attempt: first.attempt,
+        token: Fence::new_token(),
+    };
+    assert_eq!(
+        q.fail_fenced(id, c.as_str(), &stale, &failure)
+            .await
+            .unwrap(),
+        FailOutcome::HeldByOther
+    );
+    assert!(matches!(
+        q.fail_fenced(id, c.as_str(), &first.fence(), &failure)
+            .await
+            .unwrap(),
+        FailOutcome::Retrying { attempt: 1, .. }
+    ));
+    assert_eq!(
+        q.holding(id).await.unwrap(),
+        None,
+        "not in flight while delayed"
+    );
+    // The same fence again (a replayed report) finds nothing to fail.
+    assert_eq!(
+        q.fail_fenced(id, c.as_str(), &first.fence(), &failure)
+            .await
+            .unwrap(),
+        FailOutcome::NotInFlight
+    );
+}
+
+#[tokio::test]
+async fn a_claim_token_that_is_not_hex_is_refused() {
+    let q = queue().await;
+    enqueue(&q, 3, Lane::Normal).await;
+    let k = q.keys();
+    let prelude = include_str!("../../lua/prelude.lua");
+    let script = redis::Script::new(&format!(
+        "{prelude}{}",
+        include_str!("../../lua/claim_jobs.lua")
+    ));
+    let reply: redis::RedisResult<Vec<String>> = script
+        .key(k.waiting(Lane::High))
+        .key(k.waiting(Lane::Normal))
+        .key(k.jobs())
+        .key(k.meta())
+        .key(k.leases())
+        .key(k.consumers())
+        .key(k.signal())
+        .arg("w")
+        .arg(30_000)
+        .arg(1)
+        .arg(256)
+        .arg("ab|0")
+        .invoke_async(&mut conn().await)
+        .await;
+    let err = reply.unwrap_err();
+    assert!(err.to_string().contains("fence token"), "{err}");
+    assert_eq!(q.stats().await.unwrap().waiting(), 1, "nothing was claimed");
+}

@@ -96,8 +96,13 @@ pub async fn enqueue(
             // Nothing was queued: free the key, so a retry with it makes a job rather than
             // replaying this failure.
             if let Some(idem) = &idem {
-                jobs_db::release_idempotency_key(&state.db, user.as_uuid(), &idem.key, id.as_uuid())
-                    .await?;
+                jobs_db::release_idempotency_key(
+                    &state.db,
+                    user.as_uuid(),
+                    &idem.key,
+                    id.as_uuid(),
+                )
+                .await?;
             }
             return Err(e);
         }
