@@ -53,6 +53,11 @@ pub struct LimitSettings {
     pub requests_per_second: f64,
     /// Token bucket size: the burst a user may send at once.
     pub burst: u32,
+    /// Event streams (`GET /v1/jobs/{id}/events`) one user may hold open at once.
+    pub max_streams_per_user: usize,
+    /// Event streams one dispatcher process serves at once (each holds a Redis
+    /// connection: keep replicas × this well under Redis' `maxclients`).
+    pub max_streams: usize,
 }
 
 /// Enqueue rules.
@@ -75,6 +80,8 @@ impl Layered for Settings {
         .set_default("limits.max_active_jobs_per_user", 20)?
         .set_default("limits.requests_per_second", 5.0)?
         .set_default("limits.burst", 30)?
+        .set_default("limits.max_streams_per_user", 10)?
+        .set_default("limits.max_streams", 2000)?
         .set_default("enqueue.reference_hosts", Vec::<String>::new())?)
     }
 }

@@ -14,6 +14,7 @@
 //! - [`maintenance`]: reaper, promoter and reconciler loops.
 //! - [`reconcile`]: bring Redis back in line with PostgreSQL.
 //! - [`metrics`]: Prometheus metrics.
+//! - [`streams`]: the bound on open event streams, per user and per process.
 //! - [`openapi`]: the generated `/openapi.json`.
 //!
 //! Errors ([`ApiError`]), bodies, health, telemetry and the server itself come from
@@ -33,6 +34,7 @@ pub mod recorder;
 pub mod routes;
 pub mod startup;
 mod state;
+pub mod streams;
 pub mod validation;
 
 pub use configuration::Settings;

@@ -34,6 +34,8 @@ pub struct AppState {
     pub settings: Settings,
     /// Prometheus metrics.
     pub metrics: Metrics,
+    /// Open event streams, bounded per user and in all.
+    pub streams: std::sync::Arc<crate::streams::StreamSlots>,
     /// Recent queue snapshots for ETAs, so an enqueue does not pay for a stats call.
     stats_cache: Mutex<HashMap<String, (Instant, QueueStats)>>,
     /// Where the reconciler's scan of each queue's job hash stands.
@@ -53,6 +55,10 @@ impl AppState {
         settings: Settings,
     ) -> Self {
         let recorder = Recorder::spawn(db.clone(), settings.limits.max_active_jobs_per_user);
+        let streams = crate::streams::StreamSlots::new(
+            settings.limits.max_streams_per_user,
+            settings.limits.max_streams,
+        );
         Self {
             db,
             recorder,
@@ -63,6 +69,7 @@ impl AppState {
             auth,
             settings,
             metrics: Metrics::default(),
+            streams,
             stats_cache: Mutex::default(),
             reconcile_cursors: Mutex::default(),
         }

@@ -48,6 +48,18 @@ pub async fn publish_event<C: ConnectionLike + Send + Sync>(
     Ok(id)
 }
 
+/// The id of the job's last event, if its stream exists.
+pub async fn last_event_id<C: ConnectionLike + Send + Sync>(
+    conn: &mut C,
+    namespace: &str,
+    job: JobId,
+) -> Result<Option<String>> {
+    let last: StreamRangeReply = conn
+        .xrevrange_count(events_key(namespace, job), "+", "-", 1)
+        .await?;
+    Ok(last.ids.into_iter().next().map(|e| e.id))
+}
+
 /// Events after `after` (an entry id; `"0"` for all), waiting up to `block` for the first
 /// one when there are none yet. `block` of zero does not wait. Use a connection of its own
 /// when blocking.

@@ -38,7 +38,8 @@ impl Keys {
         self.key("jobs")
     }
 
-    /// HASH job id → `"<attempt>|<lane>|<consumer>|<since_ms>"`, for jobs claimed at least once.
+    /// HASH job id → `"<attempt>|<lane>|<consumer>|<since_ms>|<token>"`, for jobs claimed at
+    /// least once (`token`: the claim's fence token; absent in meta of earlier releases).
     pub fn meta(&self) -> String {
         self.key("meta")
     }

@@ -48,7 +48,7 @@ pub use connection::{connect, RedisConn, RedisTarget, CLUSTER_SCHEME};
 pub use consumer::ConsumerName;
 pub use enqueue::{EnqueueOptions, EnqueueOutcome};
 pub use error::{QueueError, Result};
-pub use events::{events_key, publish_event, read_events};
+pub use events::{events_key, last_event_id, publish_event, read_events};
 pub use fence::{Fence, Holding};
 pub use finish::{AckOutcome, FailOutcome, Failure};
 pub use keys::Keys;

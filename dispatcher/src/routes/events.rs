@@ -1,10 +1,13 @@
 //! `GET /v1/jobs/{id}/events`: Server-Sent Events with every status change and progress
 //! update of one job, resumable with `Last-Event-ID`, a keep-alive comment every 15 s, and
-//! closed after the terminal event.
+//! closed after the terminal event. A stream resumed after its terminal event answers 204
+//! (an `EventSource` then stops reconnecting); a `Last-Event-ID` ahead of the stream (or of
+//! an expired one) starts from the beginning instead of waiting for events that will never
+//! come. Open streams are bounded per user and per process ([`crate::streams`]).
 
 use std::time::Duration;
 
-use actix_web::{web, HttpRequest, Responder};
+use actix_web::{web, Either, HttpRequest, HttpResponse, Responder};
 use actix_web_lab::sse;
 use tokio::sync::mpsc;
 
@@ -26,7 +29,10 @@ const BLOCK: Duration = Duration::from_secs(10);
 #[utoipa::path(get, path = "/v1/jobs/{id}/events", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path, description = "job id"), ("Last-Event-ID" = Option<String>, Header, description = "resume after this event id (`<ms>-<seq>`); others start from the beginning")),
     responses((status = 200, description = "text/event-stream of JobEvent JSON", content_type = "text/event-stream"),
+        (status = 204, description = "resumed after the terminal event: nothing more will come"),
         (status = 404, description = "no such job, or not yours", body = ErrorBody),
+        (status = 429, description = "too many open event streams (per user or on this instance)", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "seconds to wait"))),
         Unauthorized, Unavailable, Internal))]
 pub async fn job_events(
     req: HttpRequest,
@@ -37,26 +43,56 @@ pub async fn job_events(
     let id = parse_id(&path)?;
     let job = visible_job(&state, &caller, id).await?;
     let status = job.status;
-    let after = req
+    let resume_from = req
         .headers()
         .get("Last-Event-ID")
         .and_then(|v| v.to_str().ok())
-        .filter(|v| is_stream_id(v))
-        .unwrap_or("0")
-        .to_owned();
+        .and_then(stream_id);
+    let after = match resume_from {
+        Some(from) => resume_point(&state, id, from).await?,
+        None => "0".to_owned(),
+    };
+    if after != "0" && status.is_terminal() {
+        let mut conn = state.redis.clone();
+        let rest = gpuq_queue::read_events(&mut conn, &state.namespace, id, &after, Duration::ZERO)
+            .await
+            .map_err(|e| ApiError::Unavailable(format!("event stream: {e}")))?;
+        if rest.is_empty() {
+            return Ok(Either::Left(HttpResponse::NoContent().finish()));
+        }
+    }
+    let slot = state.streams.acquire(caller.user)?;
     let (tx, rx) = mpsc::channel::<sse::Event>(16);
     let fallback = JobEvent::status(id, status, job.error_message.clone());
-    tokio::spawn(pump(state.into_inner(), id, after, fallback, tx));
-    Ok(sse::Sse::from_infallible_receiver(rx)
-        .with_keep_alive(KEEP_ALIVE)
-        .with_retry_duration(Duration::from_secs(2)))
+    tokio::spawn(async move {
+        pump(state.into_inner(), id, after, fallback, tx).await;
+        drop(slot);
+    });
+    Ok(Either::Right(
+        sse::Sse::from_infallible_receiver(rx)
+            .with_keep_alive(KEEP_ALIVE)
+            .with_retry_duration(Duration::from_secs(2)),
+    ))
 }
 
-/// A Redis stream id: `<ms>-<seq>`.
-fn is_stream_id(s: &str) -> bool {
-    let mut parts = s.split('-');
-    matches!((parts.next(), parts.next(), parts.next()), (Some(a), Some(b), None)
-        if !a.is_empty() && !b.is_empty() && a.bytes().chain(b.bytes()).all(|c| c.is_ascii_digit()))
+/// Where a resumed stream goes on: after `from` if the stream has reached it, else from
+/// the beginning (an id ahead of the stream, or a stream that expired, would otherwise
+/// keep the client waiting for events that never come).
+async fn resume_point(state: &AppState, id: JobId, from: (u64, u64)) -> Result<String, ApiError> {
+    let mut conn = state.redis.clone();
+    let last = gpuq_queue::last_event_id(&mut conn, &state.namespace, id)
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("event stream: {e}")))?;
+    Ok(match last.as_deref().and_then(stream_id) {
+        Some(last) if from <= last => format!("{}-{}", from.0, from.1),
+        _ => "0".to_owned(),
+    })
+}
+
+/// A Redis stream id `<ms>-<seq>`, as numbers (their order is the stream's).
+fn stream_id(s: &str) -> Option<(u64, u64)> {
+    let (ms, seq) = s.trim().split_once('-')?;
+    Some((ms.parse().ok()?, seq.parse().ok()?))
 }
 
 fn frame(id: &str, event: &JobEvent) -> sse::Event {
@@ -88,14 +124,18 @@ async fn pump(
     let mut first = true;
     loop {
         let block = if first { Duration::ZERO } else { BLOCK };
-        let events =
-            match gpuq_queue::read_events(&mut conn, &state.namespace, id, &after, block).await {
+        // A client that went away ends the wait at once: its slot and connection are freed.
+        let read = gpuq_queue::read_events(&mut conn, &state.namespace, id, &after, block);
+        let events = tokio::select! {
+            res = read => match res {
                 Ok(events) => events,
                 Err(e) => {
                     tracing::warn!(job_id = %id, error = ?e, "event stream read failed");
                     return;
                 }
-            };
+            },
+            _ = tx.closed() => return,
+        };
         if first && events.is_empty() && fallback.is_terminal() {
             let _ = tx.send(frame("0-1", &fallback)).await;
             return;

@@ -94,3 +94,96 @@ async fn events_stream_status_changes_and_close_after_the_terminal_one() {
     assert_eq!(rest.len(), 1);
     assert_eq!(rest[0].1["status"], "cancelled");
 }
+
+/// Enqueues a job for `token` and returns its id.
+async fn job_of(app: &TestApp, token: &str) -> String {
+    let body: Value = app
+        .post_job(token, &job_body("sdxl_image_fast", "x"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    body["job"]["id"].as_str().unwrap().to_owned()
+}
+
+async fn open(app: &TestApp, token: &str, id: &str, last: Option<&str>) -> reqwest::Response {
+    let mut req = app
+        .http
+        .get(app.url(&format!("/v1/jobs/{id}/events")))
+        .bearer_auth(token);
+    if let Some(last) = last {
+        req = req.header("Last-Event-ID", last);
+    }
+    req.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_stream_resumed_after_its_terminal_event_answers_204_so_event_source_stops() {
+    let app = spawn_app().await;
+    let token = token_for(Uuid::new_v4());
+    let id = job_of(&app, &token).await;
+    app.cancel_job(&token, &id).await;
+    let frames = read_frames(open(&app, &token, &id, None).await, 10).await;
+    let last = &frames.last().unwrap().0;
+    assert_eq!(frames.last().unwrap().1["status"], "cancelled");
+    // What a browser's EventSource does after the stream closed: reconnect with the last id.
+    for _ in 0..3 {
+        let again = open(&app, &token, &id, Some(last)).await;
+        assert_eq!(again.status().as_u16(), 204);
+    }
+}
+
+#[tokio::test]
+async fn a_last_event_id_ahead_of_the_stream_starts_from_the_beginning() {
+    let app = spawn_app().await;
+    let token = token_for(Uuid::new_v4());
+    let id = job_of(&app, &token).await;
+    let ahead = format!("{}-0", u64::MAX / 2);
+    let resp = open(&app, &token, &id, Some(&ahead)).await;
+    assert_eq!(resp.status().as_u16(), 200);
+    // It is not left waiting: the stream's first event (queued) comes at once.
+    let frames = read_frames(resp, 1).await;
+    assert_eq!(frames[0].1["status"], "queued");
+}
+
+#[tokio::test]
+async fn open_streams_are_bounded_per_user_and_a_closed_one_frees_its_slot() {
+    let app = spawn_app_with(|s| {
+        s.limits.max_streams_per_user = 2;
+        s.limits.max_streams = 3;
+    })
+    .await;
+    let (alice, bob, carol) = (
+        token_for(Uuid::new_v4()),
+        token_for(Uuid::new_v4()),
+        token_for(Uuid::new_v4()),
+    );
+    let job = job_of(&app, &alice).await;
+    let first = open(&app, &alice, &job, None).await;
+    let _second = open(&app, &alice, &job, None).await;
+    let third = open(&app, &alice, &job, None).await;
+    assert_eq!(third.status().as_u16(), 429);
+    let answer: Value = third.json().await.unwrap();
+    assert_eq!(answer["error"]["code"], "too_many_streams");
+
+    let bobs = job_of(&app, &bob).await;
+    let _bob1 = open(&app, &bob, &bobs, None).await;
+    let carols = job_of(&app, &carol).await;
+    assert_eq!(
+        open(&app, &carol, &carols, None).await.status().as_u16(),
+        429,
+        "the instance's total is reached"
+    );
+    // A client that goes away gives its slot back once its stream notices.
+    drop(first);
+    let mut freed = false;
+    for _ in 0..160 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let res = open(&app, &carol, &carols, None).await;
+        if res.status().as_u16() == 200 {
+            freed = true;
+            break;
+        }
+    }
+    assert!(freed, "the closed stream's slot was given back");
+}
