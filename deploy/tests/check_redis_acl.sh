@@ -64,8 +64,8 @@ dryrun_args() { # command, key -> a well-formed invocation for ACL DRYRUN
     TIME | PING) echo "$1" ;;
     GET | LLEN | ZCARD | HLEN | TYPE | RPOP) echo "$1 $k" ;;
     HSCAN | SSCAN | ZSCAN) echo "$1 $k 0" ;;
-    SET | LPUSH | RPUSH | SADD | SREM | SISMEMBER | ZSCORE | ZMSCORE | ZREM | HGET | HDEL | HEXISTS | HMGET | EXPIRE | PEXPIRE | INCRBY | DEL | EXISTS | UNLINK) echo "$1 $k 1" ;;
-    INCR | DECR) echo "$1 $k" ;;
+    SET | LPUSH | RPUSH | SADD | SREM | SISMEMBER | ZSCORE | ZMSCORE | ZREM | HGET | HDEL | HEXISTS | HMGET | EXPIRE | PEXPIRE | INCRBY) echo "$1 $k 1" ;;
+    INCR | DECR | DEL | EXISTS | UNLINK) echo "$1 $k" ;;
     SETEX | PSETEX) echo "$1 $k 1 v" ;;
     HSET | HSETNX | ZADD | LREM | LINDEX | ZCOUNT | ZRANGEBYSCORE | ZREMRANGEBYSCORE | ZRANGE | XRANGE) echo "$1 $k 0 1" | sed 's/^LINDEX \(.*\) 0 1$/LINDEX \1 0/' ;;
     XADD) echo "XADD $k * e 1" ;;
