@@ -632,3 +632,19 @@ async fn text_postgres_cannot_store_is_a_400_that_writes_nothing() {
     assert_eq!(app.job_count().await, 0);
     assert_eq!(app.waiting("sdxl_queue").await, 0);
 }
+
+#[tokio::test]
+async fn metadata_numbers_at_the_edge_of_f64_are_read_back_as_written() {
+    let app = spawn_app().await;
+    let token = token_for(Uuid::new_v4());
+    let body = json!({"jobType": "sdxl_image_fast", "metadata": {"prompt": "p", "big": f64::MAX, "small": -f64::MAX, "tiny": 5e-324}});
+    let res = app.post_job(&token, &body).await;
+    assert_eq!(res.status().as_u16(), 202);
+    let answer: Value = res.json().await.unwrap();
+    let id = answer["job"]["id"].as_str().unwrap();
+    let job = app.get_job(&token, id).await;
+    assert_eq!(job.status().as_u16(), 200, "stored metadata reads back");
+    let job: Value = job.json().await.unwrap();
+    assert_eq!(job["job"]["metadata"]["big"].as_f64(), Some(f64::MAX));
+    assert_eq!(job["job"]["metadata"]["tiny"].as_f64(), Some(5e-324));
+}
