@@ -9,7 +9,11 @@
 //!   rerun);
 //! - callback restart: until the first job is completed after the kill;
 //! - dispatcher restart: until the new process answers `/readyz`;
-//! - Redis restart: until Redis knows every job PostgreSQL says is unfinished again.
+//! - Redis restart: until Redis knows every job PostgreSQL says is unfinished again;
+//! - misconfigured worker, forged reports: see [`contract`], which also checks at the end
+//!   that PostgreSQL and Redis agree and no job is stuck.
+
+mod contract;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -74,14 +78,18 @@ enum Fault {
     CallbackRestart,
     DispatcherRestart,
     RedisRestart,
+    MisconfiguredWorker,
+    ForgedReports,
 }
 
 impl Fault {
-    const ALL: [Fault; 4] = [
+    const ALL: [Fault; 6] = [
         Fault::WorkerKill,
         Fault::CallbackRestart,
         Fault::DispatcherRestart,
         Fault::RedisRestart,
+        Fault::MisconfiguredWorker,
+        Fault::ForgedReports,
     ];
 
     fn name(self) -> &'static str {
@@ -90,6 +98,8 @@ impl Fault {
             Fault::CallbackRestart => "callback restart",
             Fault::DispatcherRestart => "dispatcher restart",
             Fault::RedisRestart => "Redis restart, persistence off",
+            Fault::MisconfiguredWorker => "worker with wrong secret or URL",
+            Fault::ForgedReports => "forged and replayed reports",
         }
     }
 }
@@ -121,6 +131,7 @@ struct Stack {
     time_scale: f64,
     lease_secs: f64,
     concurrency: usize,
+    forgeries: Arc<Mutex<contract::Forgeries>>,
 }
 
 impl Stack {
@@ -301,6 +312,7 @@ pub async fn run(a: ChaosArgs) -> anyhow::Result<Vec<Figure>> {
         time_scale: a.time_scale,
         lease_secs: a.lease_secs,
         concurrency: a.concurrency,
+        forgeries: Arc::default(),
     };
     stack.redis = stack.start_redis().await?;
     stack.dispatcher = stack.start_dispatcher().await?;
@@ -333,8 +345,10 @@ pub async fn run(a: ChaosArgs) -> anyhow::Result<Vec<Figure>> {
     let plan = [
         Fault::WorkerKill,
         Fault::CallbackRestart,
+        Fault::ForgedReports,
         Fault::WorkerKill,
         Fault::DispatcherRestart,
+        Fault::MisconfiguredWorker,
     ];
     let mut step = 0usize;
     loop {
@@ -381,6 +395,8 @@ pub async fn run(a: ChaosArgs) -> anyhow::Result<Vec<Figure>> {
         }
     }
     let verdict = verify(&db, &accepted, &stack.starts).await?;
+    let (disagree, stuck) = contract::truth(&stack, &db, &accepted).await?;
+    let forged = *stack.forgeries.lock().unwrap();
 
     for (_, w) in &mut stack.workers {
         let _ = w.child.kill().await;
@@ -407,6 +423,13 @@ pub async fn run(a: ChaosArgs) -> anyhow::Result<Vec<Figure>> {
         );
     }
     eprintln!("chaos: {verdict}");
+    eprintln!(
+        "chaos: PostgreSQL/Redis disagreements {}, jobs stuck non-terminal {}, forged reports applied {} of {}",
+        disagree.len(),
+        stuck.len(),
+        forged.applied,
+        forged.sent
+    );
     let params = json!({
         "jobs": a.jobs, "rate": a.rate, "workers": a.workers_per_queue * 2,
         "concurrency": a.concurrency, "fault_every_ms": a.fault_every_ms, "lease_secs": a.lease_secs,
@@ -435,6 +458,18 @@ pub async fn run(a: ChaosArgs) -> anyhow::Result<Vec<Figure>> {
             verdict.rerun as f64,
             "jobs",
         ),
+        figure(
+            "PostgreSQL/Redis disagreements".into(),
+            disagree.len() as f64,
+            "jobs",
+        ),
+        figure("jobs stuck non-terminal".into(), stuck.len() as f64, "jobs"),
+        figure("forged reports sent".into(), forged.sent as f64, "reports"),
+        figure(
+            "forged reports applied".into(),
+            forged.applied as f64,
+            "reports",
+        ),
         figure("run time".into(), total.as_secs_f64(), "s"),
     ];
     for f in Fault::ALL {
@@ -450,10 +485,14 @@ pub async fn run(a: ChaosArgs) -> anyhow::Result<Vec<Figure>> {
         ));
     }
     let missing_kind = Fault::ALL.iter().any(|f| !injected.contains_key(f));
-    if !verdict.passed() || unrecovered > 0 || missing_kind || !refused.is_empty() {
+    let truthful = disagree.is_empty() && stuck.is_empty() && forged.applied == 0;
+    if !verdict.passed() || !truthful || unrecovered > 0 || missing_kind || !refused.is_empty() {
         crate::figures::print(&figures);
         anyhow::bail!(
-            "chaos failed: {verdict}; {unrecovered} faults never recovered; every kind injected: {}; refused enqueues: {refused:?}",
+            "chaos failed: {verdict}; disagreements {:?}, stuck {:?}, forged reports applied {}; {unrecovered} faults never recovered; every kind injected: {}; refused enqueues: {refused:?}",
+            disagree.first(),
+            stuck.first(),
+            forged.applied,
             !missing_kind
         );
     }
@@ -623,6 +662,15 @@ async fn inject(
                     .unwrap_or(false)
                 })
             }))
+        }
+        Fault::MisconfiguredWorker => {
+            stack.spawned_workers += 1;
+            let refused = contract::misconfigured_worker(stack, stack.spawned_workers)?;
+            tokio::spawn(async move { (fault, refused.await.ok().flatten()) })
+        }
+        Fault::ForgedReports => {
+            let took = contract::forge_reports(stack, &db, &stack.forgeries).await?;
+            tokio::spawn(async move { (fault, Some(took)) })
         }
         Fault::DispatcherRestart => {
             stack.dispatcher.start_kill()?;
