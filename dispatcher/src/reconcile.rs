@@ -7,6 +7,9 @@
 //!   script refuses an id Redis already holds, so replicas racing here enqueue once.
 //! - Jobs Redis holds whose row is finished are removed, except failed jobs in the
 //!   dead-letter set, which is where they belong.
+//! - Rows `processing` (unchanged for the grace period) whose job Redis holds but nobody
+//!   is running (waiting, or delayed for a retry: a failure whose commit was lost, a reaped
+//!   lease whose row update failed) go back to `queued`.
 //! - Jobs Redis holds as dead whose row is not finished (a worker that ran `fail_job.lua`
 //!   itself, a callback that died between Redis and its commit) become `failed` with the
 //!   queue's last error: PostgreSQL and Redis never disagree longer than one period.
@@ -30,6 +33,8 @@ use crate::{events, jobs_db};
 pub struct Reconciled {
     /// Jobs Redis had lost, enqueued again.
     pub requeued: Vec<JobId>,
+    /// Rows `processing` that nobody runs, put back to `queued`.
+    pub unstuck: Vec<JobId>,
     /// Finished jobs Redis still held, removed.
     pub removed: Vec<JobId>,
     /// Jobs Redis lost during their last allowed attempt, or holds as dead while their
@@ -64,7 +69,7 @@ async fn requeue_lost(
     let mut after: Option<(DateTime<Utc>, Uuid)> = None;
     loop {
         let rows: Vec<Unfinished> = sqlx::query_as(
-            "SELECT id, created_at, attempts, envelope FROM jobs \
+            "SELECT id, created_at, attempts, envelope, status FROM jobs \
              WHERE queue = $1 AND status IN ('queued', 'processing') \
              AND created_at < now() - make_interval(secs => $2) \
              AND ($3::timestamptz IS NULL OR (created_at, id) > ($3, $4)) \
@@ -81,12 +86,16 @@ async fn requeue_lost(
         after = rows.last().map(|r| (r.created_at, r.id));
         let ids: Vec<JobId> = rows.iter().map(|r| JobId::from(r.id)).collect();
         let known = queue.known(&ids).await?;
-        let lost = rows
-            .into_iter()
-            .zip(known)
-            .filter_map(|(row, known)| (!known).then_some(row))
-            .collect();
+        let (held, lost): (Vec<_>, Vec<_>) =
+            rows.into_iter().zip(known).partition(|(_, known)| *known);
+        let lost = lost.into_iter().map(|(row, _)| row).collect();
         restore(state, queue, lost, out).await?;
+        let processing: Vec<JobId> = held
+            .iter()
+            .filter(|(row, _)| row.status == JobStatus::Processing)
+            .map(|(row, _)| JobId::from(row.id))
+            .collect();
+        unstick(state, queue, processing, grace, out).await?;
         if !full {
             return Ok(());
         }
@@ -101,6 +110,48 @@ struct Unfinished {
     /// Deliveries the callback service recorded; the restored job goes on counting.
     attempts: i32,
     envelope: Option<serde_json::Value>,
+    status: JobStatus,
+}
+
+/// Puts `processing` rows whose job Redis holds but nobody runs (not leased, not dead)
+/// back to `queued`. Only rows unchanged for `grace`: a worker's fresh `processing` report
+/// (which sets `updated_at`) is never overwritten.
+async fn unstick(
+    state: &AppState,
+    queue: &Queue,
+    processing: Vec<JobId>,
+    grace: Duration,
+    out: &mut Reconciled,
+) -> anyhow::Result<()> {
+    if processing.is_empty() {
+        return Ok(());
+    }
+    let leased = queue.leased(&processing).await?;
+    let dead = queue.dead_reasons(&processing).await?;
+    let idle: Vec<Uuid> = processing
+        .iter()
+        .zip(leased.into_iter().zip(dead))
+        .filter(|(_, (leased, dead))| !leased && dead.is_none())
+        .map(|(id, _)| id.as_uuid())
+        .collect();
+    if idle.is_empty() {
+        return Ok(());
+    }
+    let unstuck: Vec<Uuid> = sqlx::query_scalar(
+        "UPDATE jobs SET status = 'queued', updated_at = now() WHERE id = ANY($1) \
+         AND status = 'processing' AND updated_at < now() - make_interval(secs => $2) \
+         RETURNING id",
+    )
+    .bind(&idle)
+    .bind(grace.as_secs_f64())
+    .fetch_all(&state.db)
+    .await?;
+    for id in unstuck.into_iter().map(JobId::from) {
+        tracing::warn!(job_id = %id, queue = %queue.name(), "processing in PostgreSQL but nobody runs it; back to queued");
+        events::publish(state, JobEvent::status(id, JobStatus::Queued, None)).await;
+        out.unstuck.push(id);
+    }
+    Ok(())
 }
 
 /// Enqueues a page of jobs Redis lost again from their stored envelopes (one pipeline), in

@@ -20,6 +20,21 @@ impl Queue {
         Ok(bodies.into_iter().map(|b| b.is_some()).collect())
     }
 
+    /// For each id, whether it is in flight (leased to a consumer now): `ZMSCORE` of the
+    /// leases.
+    pub async fn leased(&self, ids: &[JobId]) -> Result<Vec<bool>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let fields: Vec<String> = ids.iter().map(JobId::to_string).collect();
+        let scores: Vec<Option<f64>> = redis::cmd("ZMSCORE")
+            .arg(self.keys.leases())
+            .arg(&fields)
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(scores.into_iter().map(|s| s.is_some()).collect())
+    }
+
     /// One page of the ids Redis holds, by `HSCAN` of the job-body hash: pass the returned
     /// cursor back in; a cursor of 0 means the scan is complete. (Plain `HSCAN`, not
     /// `NOVALUES`, which needs Redis 7.4.)

@@ -223,3 +223,40 @@ async fn a_job_dead_in_redis_whose_row_is_not_finished_becomes_failed_with_the_q
     // It stays in the dead set, where admins requeue or discard it.
     assert_eq!(q.dead_jobs(10).await.unwrap()[0].id, id);
 }
+
+#[tokio::test]
+async fn a_processing_row_nobody_runs_goes_back_to_queued_and_a_running_one_stays() {
+    let app = spawn_app_with(|s| {
+        s.queue.reconcile_interval_ms = 100;
+        s.queue.reconcile_grace_ms = 0;
+    })
+    .await;
+    let token = token_for(Uuid::new_v4());
+    let idle = enqueue(&app, &token).await;
+    let running = enqueue(&app, &token).await;
+    let q = app.queue("sdxl_queue").await;
+    let w = ConsumerName::unique("gpu");
+    assert_eq!(q.claim(&w, 2).await.unwrap().len(), 2);
+    sqlx::query("UPDATE jobs SET status = 'processing' WHERE id = ANY($1)")
+        .bind([idle.as_uuid(), running.as_uuid()])
+        .execute(&app.db)
+        .await
+        .unwrap();
+    // The callback service failed `idle` in Redis (retry scheduled) but died before its
+    // commit: the row still says processing.
+    let failure = gpuq_queue::Failure {
+        retryable: true,
+        message: "oom".into(),
+    };
+    q.fail(idle, Some(&w), &failure).await.unwrap();
+    let mut status = String::new();
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        status = app.status_of(&idle.to_string()).await;
+        if status == "queued" {
+            break;
+        }
+    }
+    assert_eq!(status, "queued");
+    assert_eq!(app.status_of(&running.to_string()).await, "processing");
+}
