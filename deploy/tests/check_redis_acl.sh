@@ -69,6 +69,7 @@ dryrun_args() { # command, key -> a well-formed invocation for ACL DRYRUN
     SETEX | PSETEX) echo "$1 $k 1 v" ;;
     HSET | HSETNX | ZADD | LREM | LINDEX | ZCOUNT | ZRANGEBYSCORE | ZREMRANGEBYSCORE | ZRANGE | XRANGE) echo "$1 $k 0 1" | sed 's/^LINDEX \(.*\) 0 1$/LINDEX \1 0/' ;;
     XADD) echo "XADD $k * e 1" ;;
+    PUBLISH | SUBSCRIBE) echo "$1 gpuq:events 1" | sed 's/^SUBSCRIBE gpuq:events 1$/SUBSCRIBE gpuq:events/' ;;
     XREAD) echo "XREAD STREAMS $k 0" ;;
     BLPOP) echo "BLPOP $k 1" ;;
     EVAL) echo "EVAL return(1) 1 $k" ;;
@@ -145,7 +146,7 @@ run_suite() { # label; users: admin dispatcher callback worker_sdxl worker_wan k
   # here until the ACL grants it), and every command the Rust services send directly.
   local cmd user k
   for cmd in $(cat "$LUA"/*.lua "$ROOT"/*/lua/*.lua 2>/dev/null | grep -o "redis.call('[A-Z]*'" | cut -d"'" -f2 | sort -u) \
-    $(grep -rhoE 'cmd\("[A-Z]+"\)' "$ROOT"/queue/src "$ROOT"/dispatcher/src "$ROOT"/callback/src | cut -d'"' -f2 | sort -u) XRANGE XREAD; do
+    $(grep -rhoE 'cmd\("[A-Z]+"\)' "$ROOT"/queue/src "$ROOT"/dispatcher/src "$ROOT"/callback/src | cut -d'"' -f2 | sort -u) XRANGE XREAD SUBSCRIBE; do
     for user in dispatcher callback; do
       out=$(as admin "$ADMIN_PASS" ACL DRYRUN $user $(dryrun_args "$cmd" "$(K $q jobs)"))
       expect "[$label] $user may run $cmd on gpuq keys" '^OK$' "$out"

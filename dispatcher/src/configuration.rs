@@ -55,8 +55,8 @@ pub struct LimitSettings {
     pub burst: u32,
     /// Event streams (`GET /v1/jobs/{id}/events`) one user may hold open at once.
     pub max_streams_per_user: usize,
-    /// Event streams one dispatcher process serves at once (each holds a Redis
-    /// connection: keep replicas × this well under Redis' `maxclients`).
+    /// Event streams one dispatcher process serves at once (they share one Redis
+    /// subscription; each costs memory and a socket).
     pub max_streams: usize,
 }
 

@@ -14,6 +14,7 @@
 //! - [`maintenance`]: reaper, promoter and reconciler loops.
 //! - [`reconcile`]: bring Redis back in line with PostgreSQL.
 //! - [`metrics`]: Prometheus metrics.
+//! - [`event_hub`]: one Redis subscription per process wakes every open event stream.
 //! - [`streams`]: the bound on open event streams, per user and per process.
 //! - [`openapi`]: the generated `/openapi.json`.
 //!
@@ -23,6 +24,7 @@
 pub mod auth;
 pub mod configuration;
 pub mod dev_token;
+pub mod event_hub;
 mod events;
 pub mod jobs_db;
 pub mod limits;

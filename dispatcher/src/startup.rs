@@ -84,6 +84,7 @@ impl Application {
         let loops = tokio::spawn(maintenance::run(self.state.clone(), stop.clone()));
         let served = self.server.await;
         stop.cancel();
+        self.state.stop.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(10), loops).await;
         Ok(served?)
     }

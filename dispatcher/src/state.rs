@@ -36,6 +36,10 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Open event streams, bounded per user and in all.
     pub streams: std::sync::Arc<crate::streams::StreamSlots>,
+    /// Wakes open event streams (one Redis subscription for all of them).
+    pub events: std::sync::Arc<crate::event_hub::EventHub>,
+    /// Cancelled when the server stopped: ends the background tasks.
+    pub stop: tokio_util::sync::CancellationToken,
     /// Recent queue snapshots for ETAs, so an enqueue does not pay for a stats call.
     stats_cache: Mutex<HashMap<String, (Instant, QueueStats)>>,
     /// Where the reconciler's scan of each queue's job hash stands.
@@ -55,6 +59,12 @@ impl AppState {
         settings: Settings,
     ) -> Self {
         let recorder = Recorder::spawn(db.clone(), settings.limits.max_active_jobs_per_user);
+        let stop = tokio_util::sync::CancellationToken::new();
+        let events = crate::event_hub::EventHub::start(
+            secrecy::ExposeSecret::expose_secret(&settings.redis.url).to_owned(),
+            gpuq_queue::events_channel(&settings.redis.namespace),
+            stop.clone(),
+        );
         let streams = crate::streams::StreamSlots::new(
             settings.limits.max_streams_per_user,
             settings.limits.max_streams,
@@ -70,6 +80,8 @@ impl AppState {
             settings,
             metrics: Metrics::default(),
             streams,
+            events,
+            stop,
             stats_cache: Mutex::default(),
             reconcile_cursors: Mutex::default(),
         }

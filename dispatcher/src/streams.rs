@@ -1,7 +1,8 @@
-//! [`StreamSlots`]: how many event streams may be open at once, per user and in all. Each
-//! open stream holds a Redis connection for its blocking reads, so without a bound one user
-//! (or a reconnect storm) could use up Redis' `maxclients`. Past a bound, a new stream is a
-//! 429; a slot is given back when its stream ends, whatever ends it.
+//! [`StreamSlots`]: how many event streams may be open at once, per user and in all. Open
+//! streams share one Redis subscription ([`crate::event_hub`]), but each holds a socket, a
+//! task and buffers: without a bound one user (or a reconnect storm) could exhaust the
+//! process' memory and file descriptors. Past a bound, a new stream is a 429; a slot is
+//! given back when its stream ends, whatever ends it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

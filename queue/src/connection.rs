@@ -100,6 +100,24 @@ impl RedisTarget {
     }
 }
 
+/// A client for Pub/Sub on the Redis named by `url`: the node itself, or a cluster's first
+/// seed node (a cluster delivers every `PUBLISH` to subscribers on any node).
+pub fn pubsub_client(url: &str) -> RedisResult<Client> {
+    match url.strip_prefix(CLUSTER_SCHEME) {
+        Some(rest) => {
+            let seeds = cluster_seeds(rest)?;
+            let first = seeds.first().ok_or_else(|| {
+                RedisError::from((
+                    ErrorKind::InvalidClientConfig,
+                    "redis+cluster:// URL without a node",
+                ))
+            })?;
+            Client::open(first.as_str())
+        }
+        None => Client::open(url),
+    }
+}
+
 fn manager_config() -> ConnectionManagerConfig {
     ConnectionManagerConfig::new()
         .set_connection_timeout(Some(CONNECT_TIMEOUT))

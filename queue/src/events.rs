@@ -22,7 +22,15 @@ pub fn events_key(namespace: &str, job: JobId) -> String {
     format!("{namespace}:events:{{{job}}}")
 }
 
-/// Appends `event` to its job's stream; returns the entry id (the SSE event id).
+/// The channel on which every new event's job id is published: readers learn of new
+/// events from one subscription per process and read them from the stream (the stream is
+/// the record, resumable; the channel is only a wake-up and may drop messages).
+pub fn events_channel(namespace: &str) -> String {
+    format!("{namespace}:events")
+}
+
+/// Appends `event` to its job's stream and announces it on [`events_channel`]; returns the
+/// entry id (the SSE event id).
 pub async fn publish_event<C: ConnectionLike + Send + Sync>(
     conn: &mut C,
     namespace: &str,
@@ -42,6 +50,10 @@ pub async fn publish_event<C: ConnectionLike + Send + Sync>(
         .cmd("EXPIRE")
         .arg(&key)
         .arg(RETENTION.as_secs())
+        .ignore()
+        .cmd("PUBLISH")
+        .arg(events_channel(namespace))
+        .arg(event.job_id.to_string())
         .ignore()
         .query_async(conn)
         .await?;

@@ -22,8 +22,8 @@ use crate::state::AppState;
 use crate::ApiError;
 
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
-/// How long one blocking read waits before checking that the client is still there.
-const BLOCK: Duration = Duration::from_secs(10);
+/// A stream looks for news this often even without a wake-up (one may be lost).
+const LOOK_ANYWAY: Duration = Duration::from_secs(5);
 
 /// Streams the job's events.
 #[utoipa::path(get, path = "/v1/jobs/{id}/events", security(("bearer" = [])),
@@ -104,7 +104,9 @@ fn frame(id: &str, event: &JobEvent) -> sse::Event {
     sse::Data::new(data).id(id).event(kind).into()
 }
 
-/// Copies events from Redis to the client until the terminal event or a disconnect.
+/// Copies events from Redis to the client until the terminal event or a disconnect. Reads
+/// on the shared connection, never blocking on Redis: the hub says when to look (and the
+/// stream looks every [`LOOK_ANYWAY`] in case a wake-up was lost).
 async fn pump(
     state: std::sync::Arc<AppState>,
     id: JobId,
@@ -112,30 +114,23 @@ async fn pump(
     fallback: JobEvent,
     tx: mpsc::Sender<sse::Event>,
 ) {
-    let mut conn = match state.redis_target.blocking_connection().await {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::warn!(job_id = %id, error = ?e, "no redis connection for event stream");
-            return;
-        }
-    };
+    let mut watch = state.events.watch(id);
+    let mut conn = state.redis.clone();
     // A job that finished before its stream was read (or whose stream expired) still gets
     // its terminal event, from the row.
     let mut first = true;
     loop {
-        let block = if first { Duration::ZERO } else { BLOCK };
-        // A client that went away ends the wait at once: its slot and connection are freed.
-        let read = gpuq_queue::read_events(&mut conn, &state.namespace, id, &after, block);
-        let events = tokio::select! {
-            res = read => match res {
+        watch.seen();
+        let events =
+            match gpuq_queue::read_events(&mut conn, &state.namespace, id, &after, Duration::ZERO)
+                .await
+            {
                 Ok(events) => events,
                 Err(e) => {
                     tracing::warn!(job_id = %id, error = ?e, "event stream read failed");
                     return;
                 }
-            },
-            _ = tx.closed() => return,
-        };
+            };
         if first && events.is_empty() && fallback.is_terminal() {
             let _ = tx.send(frame("0-1", &fallback)).await;
             return;
@@ -150,8 +145,11 @@ async fn pump(
                 return;
             }
         }
-        if tx.is_closed() {
-            return;
+        // A client that went away ends the wait at once: its slot is freed.
+        tokio::select! {
+            _ = watch.changed() => {}
+            _ = tokio::time::sleep(LOOK_ANYWAY) => {}
+            _ = tx.closed() => return,
         }
     }
 }

@@ -208,3 +208,129 @@ async fn a_token_in_a_query_string_never_reaches_the_request_log() {
         "a log line holds the token"
     );
 }
+
+/// A private redis-server on a free port, so its client count is the dispatcher's alone.
+async fn private_redis() -> (tokio::process::Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = tokio::process::Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("redis-server starts");
+    let url = format!("redis://127.0.0.1:{port}");
+    let client = redis::Client::open(url.as_str()).unwrap();
+    for _ in 0..100 {
+        if client.get_multiplexed_async_connection().await.is_ok() {
+            return (child, url);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("redis-server never answered");
+}
+
+async fn redis_clients(url: &str) -> u64 {
+    let mut conn = redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("clients")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("connected_clients:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap()
+}
+
+/// This process' soft limit of open files (`/proc/self/limits`).
+fn open_files_limit() -> usize {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|l| {
+            l.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3)?.parse().ok())
+        })
+        .unwrap_or(1024)
+}
+
+#[tokio::test]
+async fn fifteen_hundred_event_streams_share_one_redis_subscription() {
+    // 1,500 sockets here and 1,500 in the dispatcher: fewer where the limit is lower.
+    let streams = 1500.min(open_files_limit().saturating_sub(200));
+    let (_redis, redis_url) = private_redis().await;
+    let envs = [
+        ("DATABASE_URL", fresh_database().await),
+        ("REDIS_URL", redis_url.clone()),
+        ("GPUQ_JWT_SECRET", JWT_SECRET.to_owned()),
+        ("GPUQ__LIMITS__MAX_STREAMS_PER_USER", streams.to_string()),
+        ("GPUQ__LIMITS__MAX_STREAMS", streams.to_string()),
+    ];
+    let served = Served::start(env!("CARGO_BIN_EXE_gpuq-dispatcher"), &["serve"], &envs).await;
+    let owner = Uuid::new_v4();
+    let token = token_for(owner);
+    let http = reqwest::Client::new();
+    let answer: serde_json::Value = http
+        .post(format!("http://{}/v1/jobs", served.addr))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"jobType": "sdxl_image_fast", "metadata": {"prompt": "x"}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = answer["job"]["id"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = (redis_clients(&redis_url).await, served.rss_kib());
+    let auth = format!("Authorization: Bearer {token}");
+    let request = head(
+        &format!("GET /v1/jobs/{id}/events"),
+        None,
+        std::slice::from_ref(&auth),
+    );
+    let mut open = Vec::with_capacity(streams);
+    for _ in 0..streams {
+        let mut socket = tokio::net::TcpStream::connect(served.addr).await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut socket, request.as_bytes())
+            .await
+            .unwrap();
+        open.push(socket);
+    }
+    // Every stream answered its first event (queued).
+    for socket in &mut open {
+        let mut buf = [0u8; 512];
+        let n = tokio::time::timeout(
+            Duration::from_secs(30),
+            tokio::io::AsyncReadExt::read(socket, &mut buf),
+        )
+        .await
+        .expect("the stream answers")
+        .unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    }
+    let during = (redis_clients(&redis_url).await, served.rss_kib());
+    eprintln!(
+        "{streams} streams: Redis clients {} -> {}, dispatcher RSS {} -> {} KiB ({:.1} KiB per stream)",
+        before.0,
+        during.0,
+        before.1,
+        during.1,
+        (during.1.saturating_sub(before.1)) as f64 / streams as f64
+    );
+    assert!(
+        during.0 <= before.0 + 2,
+        "streams opened Redis connections: {} -> {}",
+        before.0,
+        during.0
+    );
+}
