@@ -51,10 +51,13 @@ pub async fn publish_event<C: ConnectionLike + Send + Sync>(
         .arg(&key)
         .arg(RETENTION.as_secs())
         .ignore()
-        .cmd("PUBLISH")
+        .query_async(conn)
+        .await?;
+    // After the entry exists, so a woken reader finds it; not in the pipeline, whose keys
+    // must share a slot on a cluster (the channel is one name for every job).
+    let _: i64 = redis::cmd("PUBLISH")
         .arg(events_channel(namespace))
         .arg(event.job_id.to_string())
-        .ignore()
         .query_async(conn)
         .await?;
     Ok(id)
