@@ -146,6 +146,13 @@ impl ApiError {
     }
 }
 
+/// One log line for a 500's cause: its chain (`outer: inner: root`), never a backtrace
+/// (`{:?}` of an `anyhow::Error` prints one when `RUST_BACKTRACE` is set: dozens of lines
+/// per failed request).
+pub fn cause_line(cause: &anyhow::Error) -> String {
+    format!("{cause:#}")
+}
+
 /// PostgreSQL could not be reached (as opposed to refusing a query).
 pub fn is_unavailable(e: &sqlx::Error) -> bool {
     matches!(
@@ -197,7 +204,7 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         if let Self::Internal(cause) = self {
-            tracing::error!(error = ?cause, "request failed");
+            tracing::error!(error = %cause_line(cause), "request failed");
         }
         let mut response = HttpResponse::build(self.status_code());
         match self {
@@ -228,6 +235,18 @@ impl ResponseError for ApiError {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_cause_is_one_line_with_its_chain_and_no_backtrace() {
+        std::env::set_var("RUST_LIB_BACKTRACE", "1");
+        let cause = anyhow::anyhow!("connection reset").context("reading jobs.metadata");
+        let line = super::cause_line(&cause);
+        assert_eq!(line, "reading jobs.metadata: connection reset");
+        assert!(
+            format!("{cause:?}").lines().count() > 1,
+            "Debug is the multi-line form"
+        );
+    }
+
     use super::*;
     use actix_web::body::MessageBody;
 

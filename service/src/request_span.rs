@@ -6,7 +6,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::HttpMessage;
 use tracing::Span;
-use tracing_actix_web::{DefaultRootSpanBuilder, RequestId, RootSpanBuilder};
+use tracing_actix_web::{RequestId, RootSpanBuilder};
 
 /// The root span builder every gpuq service logs requests with.
 pub struct RedactingRootSpan;
@@ -46,11 +46,32 @@ impl RootSpanBuilder for RedactingRootSpan {
         )
     }
 
+    /// Records the status. Unlike the default builder it logs no `{:?}` of the error (a
+    /// backtrace per failed request when `RUST_BACKTRACE` is set): a 500's cause chain is
+    /// logged once, in one line, by [`crate::ApiError`]; a refusal gets one info line.
     fn on_request_end<B: MessageBody>(
         span: Span,
         outcome: &Result<ServiceResponse<B>, actix_web::Error>,
     ) {
-        DefaultRootSpanBuilder::on_request_end(span, outcome);
+        let (status, error) = match outcome {
+            Ok(response) => (response.response().status(), response.response().error()),
+            Err(error) => (error.as_response_error().status_code(), Some(error)),
+        };
+        span.record("http.status_code", status.as_u16());
+        span.record(
+            "otel.status_code",
+            if status.is_server_error() {
+                "ERROR"
+            } else {
+                "OK"
+            },
+        );
+        if let Some(error) = error {
+            span.record("exception.message", tracing::field::display(error));
+            if status.is_client_error() {
+                span.in_scope(|| tracing::info!(%status, error = %error, "request refused"));
+            }
+        }
     }
 }
 
