@@ -69,7 +69,9 @@ pub(super) fn misconfigured_worker(
         let exited = tokio::time::timeout(Duration::from_secs(60), child.wait()).await;
         let refused = matches!(exited, Ok(Ok(status)) if !status.success());
         let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-        if !refused || log.contains("job started") {
+        // Refused for the right reason: its probe, before anything was claimed.
+        let probe_refused = log.contains("refused this worker's signed probe");
+        if !refused || !probe_refused || log.contains("job started") {
             eprintln!("chaos: the {what} worker did not refuse to start (see {name}.log)");
             return None;
         }
