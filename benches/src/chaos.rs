@@ -664,6 +664,9 @@ async fn inject(
             }))
         }
         Fault::MisconfiguredWorker => {
+            // A callback service still starting would let the worker start anyway (it
+            // cannot tell "not up yet" from "refusing"): probe against a ready one.
+            wait_ready(&format!("http://127.0.0.1:{}/readyz", stack.callback_port)).await?;
             stack.spawned_workers += 1;
             let refused = contract::misconfigured_worker(stack, stack.spawned_workers)?;
             tokio::spawn(async move { (fault, refused.await.ok().flatten()) })

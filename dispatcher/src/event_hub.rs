@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use gpuq_queue::RedisConn;
 use gpuq_schemas::JobId;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -28,14 +29,22 @@ pub struct EventHub {
 pub struct JobWatch {
     hub: Arc<EventHub>,
     job: JobId,
-    rx: watch::Receiver<u64>,
+    /// Taken (and dropped) under the hub's lock when the watch ends, so the last one out
+    /// always sees no receivers left.
+    rx: Option<watch::Receiver<u64>>,
 }
 
 impl EventHub {
-    /// A hub whose subscriber task follows `channel` on the Redis at `url` until `stop`.
-    pub fn start(url: String, channel: String, stop: CancellationToken) -> Arc<Self> {
+    /// A hub whose subscriber task follows `channel` on the Redis at `url` until `stop`;
+    /// `conn` publishes the subscription's own heartbeats.
+    pub fn start(
+        url: String,
+        channel: String,
+        conn: RedisConn,
+        stop: CancellationToken,
+    ) -> Arc<Self> {
         let hub = Arc::new(Self::default());
-        tokio::spawn(Arc::clone(&hub).subscribe(url, channel, stop));
+        tokio::spawn(Arc::clone(&hub).subscribe(url, channel, conn, stop));
         hub
     }
 
@@ -49,7 +58,7 @@ impl EventHub {
         JobWatch {
             hub: Arc::clone(self),
             job,
-            rx,
+            rx: Some(rx),
         }
     }
 
@@ -74,17 +83,26 @@ impl EventHub {
         }
     }
 
-    /// The subscriber: (re)connects with backoff, and wakes every stream after each
-    /// (re)connect, since messages published meanwhile were lost.
-    async fn subscribe(self: Arc<Self>, url: String, channel: String, stop: CancellationToken) {
+    /// The subscriber: (re)connects with backoff (to the next cluster seed each time),
+    /// and wakes every stream after each (re)connect, since messages published meanwhile
+    /// were lost.
+    async fn subscribe(
+        self: Arc<Self>,
+        url: String,
+        channel: String,
+        conn: RedisConn,
+        stop: CancellationToken,
+    ) {
         let mut wait = Duration::from_millis(100);
-        loop {
-            match self.follow(&url, &channel, &stop).await {
+        for attempt in 0usize.. {
+            let lost = match self.follow(&url, attempt, &channel, &conn, &stop).await {
                 Ok(()) => return,
-                Err(e) => {
-                    tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "event subscription lost; reconnecting")
-                }
+                Err(lost) => lost,
+            };
+            if lost.subscribed {
+                wait = Duration::from_millis(100);
             }
+            tracing::warn!(error = %lost.error, retry_in_ms = wait.as_millis() as u64, "event subscription lost; reconnecting");
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(wait) => {}
@@ -93,28 +111,51 @@ impl EventHub {
         }
     }
 
-    /// Follows the channel until `stop` (Ok) or the connection fails (Err).
+    /// Follows the channel until `stop` (Ok) or the subscription is lost (Err). Every
+    /// [`HEARTBEAT`] it publishes a token on its own channel: a subscription that has not
+    /// heard it back by the next beat is dead (a connection gone without a reset).
     async fn follow(
         &self,
         url: &str,
+        attempt: usize,
         channel: &str,
+        conn: &RedisConn,
         stop: &CancellationToken,
-    ) -> redis::RedisResult<()> {
-        let client = gpuq_queue::pubsub_client(url)?;
-        let mut pubsub = client.get_async_pubsub().await?;
-        pubsub.subscribe(channel).await?;
+    ) -> Result<(), Lost> {
+        let lost = |subscribed| move |error: redis::RedisError| Lost { subscribed, error };
+        let silent = |what: &'static str| redis::RedisError::from((redis::ErrorKind::Io, what));
+        let client = gpuq_queue::pubsub_client(url, attempt).map_err(lost(false))?;
+        let mut pubsub = client.get_async_pubsub().await.map_err(lost(false))?;
+        pubsub.subscribe(channel).await.map_err(lost(false))?;
         self.wake(None);
         let mut messages = pubsub.on_message();
+        let mut beat = tokio::time::interval(HEARTBEAT);
+        let mut awaited: Option<String> = None;
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return Ok(()),
+                _ = beat.tick() => {
+                    if awaited.is_some() {
+                        return Err(lost(true)(silent("the subscription did not hear its heartbeat")));
+                    }
+                    let token = format!("heartbeat-{}", uuid::Uuid::new_v4().simple());
+                    let publish = redis::cmd("PUBLISH")
+                        .arg(channel)
+                        .arg(&token)
+                        .query_async::<i64>(&mut conn.clone())
+                        .await;
+                    // A failed publish says nothing about the subscription: try next beat.
+                    awaited = publish.is_ok().then_some(token);
+                }
                 msg = messages.next() => {
                     let Some(msg) = msg else {
-                        return Err(redis::RedisError::from((redis::ErrorKind::Io, "subscription closed")));
+                        return Err(lost(true)(silent("subscription closed")));
                     };
-                    let job = msg.get_payload::<String>().ok().and_then(|p| p.parse().ok());
-                    if job.is_some() {
-                        self.wake(job);
+                    let payload = msg.get_payload::<String>().unwrap_or_default();
+                    if awaited.as_deref() == Some(payload.as_str()) {
+                        awaited = None;
+                    } else if let Ok(job) = payload.parse() {
+                        self.wake(Some(job));
                     }
                 }
             }
@@ -125,12 +166,17 @@ impl EventHub {
 impl JobWatch {
     /// Marks what is known as seen: news after this call makes [`Self::changed`] resolve.
     pub fn seen(&mut self) {
-        self.rx.borrow_and_update();
+        if let Some(rx) = self.rx.as_mut() {
+            rx.borrow_and_update();
+        }
     }
 
     /// Resolves when news arrived since [`Self::seen`].
     pub async fn changed(&mut self) {
-        if self.rx.changed().await.is_err() {
+        let Some(rx) = self.rx.as_mut() else {
+            return std::future::pending().await;
+        };
+        if rx.changed().await.is_err() {
             // The sender is never dropped while a watch exists; wait forever rather than spin.
             std::future::pending::<()>().await;
         }
@@ -140,14 +186,23 @@ impl JobWatch {
 impl Drop for JobWatch {
     fn drop(&mut self) {
         let mut watchers = self.hub.lock();
-        // This receiver still counts until it is dropped: 1 means it was the last one.
+        drop(self.rx.take());
         if watchers
             .get(&self.job)
-            .is_some_and(|tx| tx.receiver_count() <= 1)
+            .is_some_and(|tx| tx.receiver_count() == 0)
         {
             watchers.remove(&self.job);
         }
     }
+}
+
+/// How often the subscription checks itself (see [`EventHub::follow`]).
+const HEARTBEAT: Duration = Duration::from_secs(15);
+
+/// Why a subscription ended: whether it had subscribed (then the backoff starts over).
+struct Lost {
+    subscribed: bool,
+    error: redis::RedisError,
 }
 
 #[cfg(test)]

@@ -63,6 +63,7 @@ impl AppState {
         let events = crate::event_hub::EventHub::start(
             secrecy::ExposeSecret::expose_secret(&settings.redis.url).to_owned(),
             gpuq_queue::events_channel(&settings.redis.namespace),
+            redis.clone(),
             stop.clone(),
         );
         let streams = crate::streams::StreamSlots::new(

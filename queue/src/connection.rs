@@ -100,19 +100,20 @@ impl RedisTarget {
     }
 }
 
-/// A client for Pub/Sub on the Redis named by `url`: the node itself, or a cluster's first
-/// seed node (a cluster delivers every `PUBLISH` to subscribers on any node).
-pub fn pubsub_client(url: &str) -> RedisResult<Client> {
+/// A client for Pub/Sub on the Redis named by `url`: the node itself, or one of a
+/// cluster's seed nodes, the next one on each `attempt` (a cluster delivers every
+/// `PUBLISH` to subscribers on any node; a seed that is down is skipped on the next try).
+pub fn pubsub_client(url: &str, attempt: usize) -> RedisResult<Client> {
     match url.strip_prefix(CLUSTER_SCHEME) {
         Some(rest) => {
             let seeds = cluster_seeds(rest)?;
-            let first = seeds.first().ok_or_else(|| {
+            let seed = seeds.get(attempt % seeds.len().max(1)).ok_or_else(|| {
                 RedisError::from((
                     ErrorKind::InvalidClientConfig,
                     "redis+cluster:// URL without a node",
                 ))
             })?;
-            Client::open(first.as_str())
+            Client::open(seed.as_str())
         }
         None => Client::open(url),
     }

@@ -63,6 +63,22 @@ pub async fn publish_event<C: ConnectionLike + Send + Sync>(
     Ok(id)
 }
 
+/// The event with entry id `id` in the job's stream, if it is there.
+pub async fn read_event<C: ConnectionLike + Send + Sync>(
+    conn: &mut C,
+    namespace: &str,
+    job: JobId,
+    id: &str,
+) -> Result<Option<JobEvent>> {
+    let range: StreamRangeReply = conn
+        .xrange_count(events_key(namespace, job), id, id, 1)
+        .await?;
+    match range.ids.first().and_then(|e| e.get::<String>("e")) {
+        Some(raw) => Ok(Some(serde_json::from_str(&raw)?)),
+        None => Ok(None),
+    }
+}
+
 /// The id of the job's last event, if its stream exists.
 pub async fn last_event_id<C: ConnectionLike + Send + Sync>(
     conn: &mut C,

@@ -48,7 +48,9 @@ pub use connection::{connect, pubsub_client, RedisConn, RedisTarget, CLUSTER_SCH
 pub use consumer::ConsumerName;
 pub use enqueue::{EnqueueOptions, EnqueueOutcome};
 pub use error::{QueueError, Result};
-pub use events::{events_channel, events_key, last_event_id, publish_event, read_events};
+pub use events::{
+    events_channel, events_key, last_event_id, publish_event, read_event, read_events,
+};
 pub use fence::{Fence, Holding};
 pub use finish::{AckOutcome, FailOutcome, Failure};
 pub use keys::Keys;

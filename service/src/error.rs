@@ -237,7 +237,6 @@ impl ResponseError for ApiError {
 mod tests {
     #[test]
     fn a_cause_is_one_line_with_its_chain_and_no_backtrace() {
-        std::env::set_var("RUST_LIB_BACKTRACE", "1");
         let cause = anyhow::anyhow!("connection reset").context("reading jobs.metadata");
         let line = super::cause_line(&cause);
         assert_eq!(line, "reading jobs.metadata: connection reset");

@@ -48,19 +48,13 @@ pub async fn job_events(
         .get("Last-Event-ID")
         .and_then(|v| v.to_str().ok())
         .and_then(stream_id);
+    if status.is_terminal() && resumed_after_the_end(&state, id, resume_from).await? {
+        return Ok(Either::Left(HttpResponse::NoContent().finish()));
+    }
     let after = match resume_from {
         Some(from) => resume_point(&state, id, from).await?,
         None => "0".to_owned(),
     };
-    if after != "0" && status.is_terminal() {
-        let mut conn = state.redis.clone();
-        let rest = gpuq_queue::read_events(&mut conn, &state.namespace, id, &after, Duration::ZERO)
-            .await
-            .map_err(|e| ApiError::Unavailable(format!("event stream: {e}")))?;
-        if rest.is_empty() {
-            return Ok(Either::Left(HttpResponse::NoContent().finish()));
-        }
-    }
     let slot = state.streams.acquire(caller.user)?;
     let (tx, rx) = mpsc::channel::<sse::Event>(16);
     let fallback = JobEvent::status(id, status, job.error_message.clone());
@@ -73,6 +67,31 @@ pub async fn job_events(
             .with_keep_alive(KEEP_ALIVE)
             .with_retry_duration(Duration::from_secs(2)),
     ))
+}
+
+/// The id of the event a finished job's stream ends with when its own events are gone (or
+/// never got written): a real entry id is never `0-1`.
+const FALLBACK_ID: &str = "0-1";
+
+/// Whether a client resuming a finished job's stream at `from` already has its terminal
+/// event: the row-based one ([`FALLBACK_ID`]), or a stream entry that is terminal.
+async fn resumed_after_the_end(
+    state: &AppState,
+    id: JobId,
+    from: Option<(u64, u64)>,
+) -> Result<bool, ApiError> {
+    let Some(from) = from else { return Ok(false) };
+    if from == (0, 1) {
+        return Ok(true);
+    }
+    let unavailable =
+        |e: gpuq_queue::QueueError| ApiError::Unavailable(format!("event stream: {e}"));
+    let mut conn = state.redis.clone();
+    let at = format!("{}-{}", from.0, from.1);
+    let seen = gpuq_queue::read_event(&mut conn, &state.namespace, id, &at)
+        .await
+        .map_err(unavailable)?;
+    Ok(seen.is_some_and(|e| e.is_terminal()))
 }
 
 /// Where a resumed stream goes on: after `from` if the stream has reached it, else from
@@ -116,9 +135,6 @@ async fn pump(
 ) {
     let mut watch = state.events.watch(id);
     let mut conn = state.redis.clone();
-    // A job that finished before its stream was read (or whose stream expired) still gets
-    // its terminal event, from the row.
-    let mut first = true;
     loop {
         watch.seen();
         let events =
@@ -131,11 +147,6 @@ async fn pump(
                     return;
                 }
             };
-        if first && events.is_empty() && fallback.is_terminal() {
-            let _ = tx.send(frame("0-1", &fallback)).await;
-            return;
-        }
-        first = false;
         for (entry_id, event) in events {
             if tx.send(frame(&entry_id, &event)).await.is_err() {
                 return;
@@ -144,6 +155,12 @@ async fn pump(
             if event.is_terminal() {
                 return;
             }
+        }
+        // The job had finished when the stream opened, but its stream holds no terminal
+        // event (expired, or its publish failed after the commit): the row's says it.
+        if fallback.is_terminal() {
+            let _ = tx.send(frame(FALLBACK_ID, &fallback)).await;
+            return;
         }
         // A client that went away ends the wait at once: its slot is freed.
         tokio::select! {

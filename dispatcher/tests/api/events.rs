@@ -187,3 +187,32 @@ async fn open_streams_are_bounded_per_user_and_a_closed_one_frees_its_slot() {
     }
     assert!(freed, "the closed stream's slot was given back");
 }
+
+#[tokio::test]
+async fn a_finished_job_whose_stream_is_gone_sends_its_terminal_event_once_then_204() {
+    let app = spawn_app().await;
+    let token = token_for(Uuid::new_v4());
+    let id = job_of(&app, &token).await;
+    app.cancel_job(&token, &id).await;
+    // The stream expired (or its terminal publish failed after the commit).
+    let key = gpuq_queue::events_key(&app.settings.redis.namespace, id.parse().unwrap());
+    let mut redis = redis::Client::open(redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: i64 = redis::cmd("DEL")
+        .arg(&key)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let frames = read_frames(open(&app, &token, &id, None).await, 10).await;
+    assert_eq!(frames.len(), 1);
+    assert_eq!(
+        (frames[0].0.as_str(), frames[0].1["status"].as_str()),
+        ("0-1", Some("cancelled"))
+    );
+    // The EventSource reconnects with that id: nothing more will come.
+    let again = open(&app, &token, &id, Some("0-1")).await;
+    assert_eq!(again.status().as_u16(), 204);
+}
