@@ -4,14 +4,20 @@
 -- KEYS[1] wait:high   KEYS[2] wait:normal   KEYS[3] jobs   KEYS[4] meta   KEYS[5] leases
 -- KEYS[6] signal      KEYS[7] cancelled set
 -- ARGV[1] job id   ARGV[2] consumer name   ARGV[3] signal cap
--- Returns 1 released; 2 it had been cancelled and is now gone; 0 not held by this consumer.
+-- ARGV[4] fence: '<attempt>:<token>' of the claim to release, or '' (optional) for any
+-- Returns 1 released; 2 it had been cancelled and is now gone; 0 not held by this consumer
+-- (or under another claim).
 
 local id = ARGV[1]
 if not redis.call('ZSCORE', KEYS[5], id) then
   return 0
 end
-local attempt, lane, holder = read_meta(KEYS[4], id)
+local attempt, lane, holder, _, token = read_meta(KEYS[4], id)
 if holder ~= ARGV[2] then
+  return 0
+end
+local fence = ARGV[4] or ''
+if fence ~= '' and fence ~= attempt .. ':' .. token then
   return 0
 end
 redis.call('ZREM', KEYS[5], id)

@@ -54,11 +54,29 @@ impl Queue {
     /// With `consumer`, refuses when someone else holds the job; without, removes it
     /// wherever it is (the callback service, which records the first terminal result).
     pub async fn ack(&self, job: JobId, consumer: Option<&ConsumerName>) -> Result<AckOutcome> {
+        self.ack_script(job, consumer.map_or("", ConsumerName::as_str), "")
+            .await
+    }
+
+    /// [`Self::ack`] by exactly one claim: refused ([`AckOutcome::HeldByOther`]) while the
+    /// job is in flight under another fence (a later claim of the same job).
+    pub async fn ack_claim(
+        &self,
+        job: JobId,
+        consumer: &ConsumerName,
+        fence: &Fence,
+    ) -> Result<AckOutcome> {
+        self.ack_script(job, consumer.as_str(), &fence.to_string())
+            .await
+    }
+
+    async fn ack_script(&self, job: JobId, consumer: &str, fence: &str) -> Result<AckOutcome> {
         let code: i64 = SCRIPTS
             .ack
             .key(&self.keys.everywhere()[..])
             .arg(job.to_string())
-            .arg(consumer.map_or("", ConsumerName::as_str))
+            .arg(consumer)
+            .arg(fence)
             .invoke_async(&mut self.conn())
             .await?;
         match code {

@@ -3,7 +3,7 @@
 use gpuq_schemas::JobId;
 
 use crate::scripts::SCRIPTS;
-use crate::{ConsumerName, Lane, Queue, QueueError, Result};
+use crate::{ConsumerName, Fence, Lane, Queue, QueueError, Result};
 
 /// What a heartbeat learned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +47,26 @@ impl Queue {
     /// Hands `job` back to the front of its lane at once (graceful shutdown). The attempt
     /// is not counted. Returns false if `consumer` did not hold it.
     pub async fn release(&self, job: JobId, consumer: &ConsumerName) -> Result<bool> {
+        self.release_script(job, consumer, "").await
+    }
+
+    /// [`Self::release`] for exactly one claim: refused (`false`) when `consumer` holds
+    /// the job under another fence (a later claim of the same job).
+    pub async fn release_claim(
+        &self,
+        job: JobId,
+        consumer: &ConsumerName,
+        fence: &Fence,
+    ) -> Result<bool> {
+        self.release_script(job, consumer, &fence.to_string()).await
+    }
+
+    async fn release_script(
+        &self,
+        job: JobId,
+        consumer: &ConsumerName,
+        fence: &str,
+    ) -> Result<bool> {
         let k = &self.keys;
         let code: i64 = SCRIPTS
             .release
@@ -60,6 +80,7 @@ impl Queue {
             .arg(job.to_string())
             .arg(consumer.as_str())
             .arg(self.config.signal_cap)
+            .arg(fence)
             .invoke_async(&mut self.conn())
             .await?;
         Ok(code != 0)

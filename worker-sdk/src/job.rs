@@ -1,5 +1,6 @@
 //! One job, from claim to ack: report `processing`, run the handler on its own task, watch
-//! the lease, report the result, and only then ack (or fail, or release) in the queue.
+//! the lease, report the result, and only then ack (or fail, or release) in the queue, by
+//! this delivery's fence: a later claim of the same job is never touched.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -168,7 +169,8 @@ impl JobRun {
         }
         // The dispatcher recorded the cancel; removing the job is all that is left.
         let (queue, consumer) = (&self.queue, &self.shared.consumer);
-        self.redis_op("ack", || queue.ack(self.id, Some(consumer)))
+        let fence = &self.fence;
+        self.redis_op("ack", || queue.ack_claim(self.id, consumer, fence))
             .await;
     }
 
@@ -220,13 +222,15 @@ impl JobRun {
         match finish {
             Finish::Ack => {
                 let out = self
-                    .redis_op("ack", || queue.ack(self.id, Some(consumer)))
+                    .redis_op("ack", || queue.ack_claim(self.id, consumer, &self.fence))
                     .await;
                 tracing::info!(outcome = ?out, "job completed");
             }
             Finish::Fail(f) => {
                 let out = self
-                    .redis_op("fail", || queue.fail(self.id, Some(consumer), &f))
+                    .redis_op("fail", || {
+                        queue.fail_fenced(self.id, consumer.as_str(), &self.fence, &f)
+                    })
                     .await;
                 tracing::info!(outcome = ?out, retryable = f.retryable, message = %f.message, "job failed");
             }
@@ -238,7 +242,9 @@ impl JobRun {
     async fn release(self) {
         let (queue, consumer) = (&self.queue, &self.shared.consumer);
         let out = self
-            .redis_op("release", || queue.release(self.id, consumer))
+            .redis_op("release", || {
+                queue.release_claim(self.id, consumer, &self.fence)
+            })
             .await;
         tracing::info!(released = ?out, "job handed back to the queue");
     }

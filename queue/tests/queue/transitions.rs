@@ -708,3 +708,27 @@ async fn a_claim_token_that_is_not_hex_is_refused() {
     assert!(err.to_string().contains("fence token"), "{err}");
     assert_eq!(q.stats().await.unwrap().waiting(), 1, "nothing was claimed");
 }
+
+#[tokio::test]
+async fn ack_and_release_by_fence_never_touch_a_later_claim_of_the_same_job() {
+    let q = queue().await;
+    let id = enqueue(&q, 3, Lane::Normal).await;
+    let c = consumer("a");
+    let first = q.claim(&c, 1).await.unwrap().remove(0);
+    // The first claim is handed back, and the same worker claims the job again.
+    assert!(q.release_claim(id, &c, &first.fence()).await.unwrap());
+    let second = q.claim(&c, 1).await.unwrap().remove(0);
+    assert_ne!(first.fence(), second.fence());
+    // A stale task of the first claim acts now: nothing happens to the second.
+    assert_eq!(
+        q.ack_claim(id, &c, &first.fence()).await.unwrap(),
+        AckOutcome::HeldByOther
+    );
+    assert!(!q.release_claim(id, &c, &first.fence()).await.unwrap());
+    let held = q.holding(id).await.unwrap().unwrap();
+    assert_eq!(held.fence, second.fence());
+    assert_eq!(
+        q.ack_claim(id, &c, &second.fence()).await.unwrap(),
+        AckOutcome::Removed
+    );
+}
