@@ -367,10 +367,13 @@ try {
   await check("a user's token (not an admin) is answered 403 and returns to login with the reason", async () => {
     await tid('token-input').fill(USER_TOKEN);
     await tid('login-button').click();
-    await tid('login-message').waitFor({ state: 'visible' });
-    const msg = await text('login-message');
-    assert(/403/.test(msg) && /admin/.test(msg), msg);
-    return msg;
+    // The message of the log-out before ("Signed out.") is still shown until the
+    // dispatcher's answer replaces it: wait for the answer, not for any message.
+    await eventually(async () => {
+      const m = await text('login-message');
+      assert(/403/.test(m) && /admin/.test(m), m);
+    });
+    return await text('login-message');
   });
   await check('a token that stops working while the dashboard runs sends the page back to login', async () => {
     await tid('token-input').fill(ADMIN_TOKEN);
