@@ -95,17 +95,6 @@ async fn events_stream_status_changes_and_close_after_the_terminal_one() {
     assert_eq!(rest[0].1["status"], "cancelled");
 }
 
-/// Enqueues a job for `token` and returns its id.
-async fn job_of(app: &TestApp, token: &str) -> String {
-    let body: Value = app
-        .post_job(token, &job_body("sdxl_image_fast", "x"))
-        .await
-        .json()
-        .await
-        .unwrap();
-    body["job"]["id"].as_str().unwrap().to_owned()
-}
-
 async fn open(app: &TestApp, token: &str, id: &str, last: Option<&str>) -> reqwest::Response {
     let mut req = app
         .http
@@ -121,7 +110,7 @@ async fn open(app: &TestApp, token: &str, id: &str, last: Option<&str>) -> reqwe
 async fn a_stream_resumed_after_its_terminal_event_answers_204_so_event_source_stops() {
     let app = spawn_app().await;
     let token = token_for(Uuid::new_v4());
-    let id = job_of(&app, &token).await;
+    let id = app.enqueued(&token, "sdxl_image_fast").await.to_string();
     app.cancel_job(&token, &id).await;
     let frames = read_frames(open(&app, &token, &id, None).await, 10).await;
     let last = &frames.last().unwrap().0;
@@ -137,7 +126,7 @@ async fn a_stream_resumed_after_its_terminal_event_answers_204_so_event_source_s
 async fn a_last_event_id_ahead_of_the_stream_starts_from_the_beginning() {
     let app = spawn_app().await;
     let token = token_for(Uuid::new_v4());
-    let id = job_of(&app, &token).await;
+    let id = app.enqueued(&token, "sdxl_image_fast").await.to_string();
     let ahead = format!("{}-0", u64::MAX / 2);
     let resp = open(&app, &token, &id, Some(&ahead)).await;
     assert_eq!(resp.status().as_u16(), 200);
@@ -158,7 +147,7 @@ async fn open_streams_are_bounded_per_user_and_a_closed_one_frees_its_slot() {
         token_for(Uuid::new_v4()),
         token_for(Uuid::new_v4()),
     );
-    let job = job_of(&app, &alice).await;
+    let job = app.enqueued(&alice, "sdxl_image_fast").await.to_string();
     let first = open(&app, &alice, &job, None).await;
     let _second = open(&app, &alice, &job, None).await;
     let third = open(&app, &alice, &job, None).await;
@@ -166,9 +155,9 @@ async fn open_streams_are_bounded_per_user_and_a_closed_one_frees_its_slot() {
     let answer: Value = third.json().await.unwrap();
     assert_eq!(answer["error"]["code"], "too_many_streams");
 
-    let bobs = job_of(&app, &bob).await;
+    let bobs = app.enqueued(&bob, "sdxl_image_fast").await.to_string();
     let _bob1 = open(&app, &bob, &bobs, None).await;
-    let carols = job_of(&app, &carol).await;
+    let carols = app.enqueued(&carol, "sdxl_image_fast").await.to_string();
     assert_eq!(
         open(&app, &carol, &carols, None).await.status().as_u16(),
         429,
@@ -192,7 +181,7 @@ async fn open_streams_are_bounded_per_user_and_a_closed_one_frees_its_slot() {
 async fn a_finished_job_whose_stream_is_gone_sends_its_terminal_event_once_then_204() {
     let app = spawn_app().await;
     let token = token_for(Uuid::new_v4());
-    let id = job_of(&app, &token).await;
+    let id = app.enqueued(&token, "sdxl_image_fast").await.to_string();
     app.cancel_job(&token, &id).await;
     // The stream expired (or its terminal publish failed after the commit).
     let key = gpuq_queue::events_key(&app.settings.redis.namespace, id.parse().unwrap());

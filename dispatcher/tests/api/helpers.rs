@@ -96,6 +96,15 @@ impl TestApp {
         format!("{}{}", self.address, path)
     }
 
+    /// Enqueues a `job_type` job for `token`'s user (it must be accepted); its id.
+    pub async fn enqueued(&self, token: &str, job_type: &str) -> gpuq_schemas::JobId {
+        let res = self.post_job(token, &job_body(job_type, "p")).await;
+        let status = res.status().as_u16();
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(status, 202, "enqueue refused: {body}");
+        body["job"]["id"].as_str().unwrap().parse().unwrap()
+    }
+
     pub async fn post_job(&self, token: &str, body: &Value) -> reqwest::Response {
         self.http
             .post(self.url("/v1/jobs"))

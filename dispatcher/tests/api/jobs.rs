@@ -5,21 +5,14 @@ use gpuq_queue::{ConsumerName, LeaseStatus};
 
 use crate::helpers::*;
 
-async fn enqueue(app: &TestApp, user: Uuid, job_type: &str) -> String {
-    let body: Value = app
-        .post_job(&token_for(user), &job_body(job_type, "p"))
-        .await
-        .json()
-        .await
-        .unwrap();
-    body["job"]["id"].as_str().unwrap().to_owned()
-}
-
 #[tokio::test]
 async fn owners_and_admins_see_a_job_and_everyone_else_gets_404() {
     let app = spawn_app().await;
     let owner = Uuid::new_v4();
-    let id = enqueue(&app, owner, "sdxl_image_fast").await;
+    let id = app
+        .enqueued(&token_for(owner), "sdxl_image_fast")
+        .await
+        .to_string();
     let resp = app.get_job(&token_for(owner), &id).await;
     assert_eq!(resp.status().as_u16(), 200);
     let body: Value = resp.json().await.unwrap();
@@ -51,7 +44,10 @@ async fn owners_and_admins_see_a_job_and_everyone_else_gets_404() {
 async fn cancelling_a_queued_job_means_it_never_runs() {
     let app = spawn_app().await;
     let owner = Uuid::new_v4();
-    let id = enqueue(&app, owner, "sdxl_image_fast").await;
+    let id = app
+        .enqueued(&token_for(owner), "sdxl_image_fast")
+        .await
+        .to_string();
     assert_error(
         app.cancel_job(&token_for(Uuid::new_v4()), &id).await,
         404,
@@ -80,7 +76,10 @@ async fn cancelling_a_running_job_tells_its_worker_at_the_next_heartbeat() {
     // A lease long enough that a slow machine cannot see the job reaped before the cancel.
     let app = spawn_app_with(|s| s.queue.lease_ms = 30_000).await;
     let owner = Uuid::new_v4();
-    let id = enqueue(&app, owner, "video_fast").await;
+    let id = app
+        .enqueued(&token_for(owner), "video_fast")
+        .await
+        .to_string();
     let q = app.queue("wan_queue").await;
     let worker = ConsumerName::unique("w");
     let claimed = q.claim(&worker, 1).await.unwrap();

@@ -1,22 +1,11 @@
 use std::time::Duration;
 
-use serde_json::Value;
 use uuid::Uuid;
 
 use gpuq_queue::ConsumerName;
 use gpuq_schemas::JobId;
 
 use crate::helpers::*;
-
-async fn enqueue(app: &TestApp, token: &str) -> JobId {
-    let body: Value = app
-        .post_job(token, &job_body("sdxl_image_fast", "x"))
-        .await
-        .json()
-        .await
-        .unwrap();
-    body["job"]["id"].as_str().unwrap().parse().unwrap()
-}
 
 #[tokio::test]
 async fn jobs_redis_lost_are_enqueued_again_once_and_finished_ones_are_removed() {
@@ -28,9 +17,9 @@ async fn jobs_redis_lost_are_enqueued_again_once_and_finished_ones_are_removed()
     .await;
     let _second = spawn_with_settings(first.settings.clone()).await;
     let token = token_for(Uuid::new_v4());
-    let lost = enqueue(&first, &token).await;
-    let finished = enqueue(&first, &token).await;
-    let dead = enqueue(&first, &token).await;
+    let lost = first.enqueued(&token, "sdxl_image_fast").await;
+    let finished = first.enqueued(&token, "sdxl_image_fast").await;
+    let dead = first.enqueued(&token, "sdxl_image_fast").await;
     let q = first.queue("sdxl_queue").await;
 
     // A dead-lettered job with its row failed belongs in the dead set: left alone.
@@ -90,7 +79,11 @@ async fn jobs_redis_lost_are_enqueued_again_once_and_finished_ones_are_removed()
         vec![lost],
         "restored exactly once"
     );
-    assert_eq!(claimed[0].envelope().unwrap().prompt, "x");
+    assert_eq!(
+        claimed[0].envelope().unwrap().prompt,
+        "p",
+        "the envelope as enqueued"
+    );
     assert_eq!(first.status_of(&lost.to_string()).await, "queued");
     assert_eq!(
         q.dead_jobs(10)
@@ -112,7 +105,7 @@ async fn a_redis_that_lost_more_than_a_page_of_jobs_gets_all_of_them_back() {
     })
     .await;
     let token = token_for(Uuid::new_v4());
-    let first = enqueue(&app, &token).await;
+    let first = app.enqueued(&token, "sdxl_image_fast").await;
     let q = app.queue("sdxl_queue").await;
     // Rows for 1,200 unfinished jobs Redis never heard of (more than two reconciler pages):
     // copies of a real job's row and envelope under new ids.
@@ -147,8 +140,8 @@ async fn a_restored_job_keeps_its_attempts_and_one_lost_on_its_last_attempt_fail
     })
     .await;
     let token = token_for(Uuid::new_v4());
-    let second_try = enqueue(&app, &token).await;
-    let last_try = enqueue(&app, &token).await;
+    let second_try = app.enqueued(&token, "sdxl_image_fast").await;
+    let last_try = app.enqueued(&token, "sdxl_image_fast").await;
     let q = app.queue("sdxl_queue").await;
     // Both were running (the callback service recorded their attempts) when Redis lost
     // everything about them.
@@ -193,7 +186,7 @@ async fn a_job_dead_in_redis_whose_row_is_not_finished_becomes_failed_with_the_q
     })
     .await;
     let token = token_for(Uuid::new_v4());
-    let id = enqueue(&app, &token).await;
+    let id = app.enqueued(&token, "sdxl_image_fast").await;
     let q = app.queue("sdxl_queue").await;
     let w = ConsumerName::unique("gpu");
     q.claim(&w, 1).await.unwrap();
@@ -231,8 +224,8 @@ async fn a_processing_row_nobody_runs_goes_back_to_queued_and_a_running_one_stay
     })
     .await;
     let token = token_for(Uuid::new_v4());
-    let idle = enqueue(&app, &token).await;
-    let running = enqueue(&app, &token).await;
+    let idle = app.enqueued(&token, "sdxl_image_fast").await;
+    let running = app.enqueued(&token, "sdxl_image_fast").await;
     let q = app.queue("sdxl_queue").await;
     let w = ConsumerName::unique("gpu");
     assert_eq!(q.claim(&w, 2).await.unwrap().len(), 2);
