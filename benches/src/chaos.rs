@@ -1,19 +1,16 @@
 //! `chaos`: jobs of every type through real dispatcher, callback and demo-worker processes
 //! while workers are SIGKILLed, the callback service and the dispatcher are killed and
-//! restarted, and Redis (a private one, persistence off) is restarted empty once. Then
-//! every accepted job must be finished in PostgreSQL with exactly its rows, and no job may
-//! have run more often than its attempts allow.
-//!
-//! Recovery time of a fault, by kind:
-//! - worker SIGKILL: until every job the worker held is finished (lease expiry, redelivery,
-//!   rerun);
-//! - callback restart: until the first job is completed after the kill;
-//! - dispatcher restart: until the new process answers `/readyz`;
-//! - Redis restart: until Redis knows every job PostgreSQL says is unfinished again;
-//! - misconfigured worker, forged reports: see [`contract`], which also checks at the end
-//!   that PostgreSQL and Redis agree and no job is stuck.
+//! restarted, the callback service stays away longer than a report's retries, PostgreSQL
+//! (a private cluster) crashes and restarts, and Redis (a private one, persistence off) is
+//! restarted empty once; misconfigured workers start and forged reports arrive ([`faults`]
+//! lists every kind and how its recovery is timed). Then every accepted job must be
+//! finished in PostgreSQL with exactly its rows, no job may have run more often than its
+//! attempts (plus the times a worker handed it back) allow, and PostgreSQL and Redis must
+//! agree.
 
 mod contract;
+mod faults;
+mod postgres;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -32,7 +29,9 @@ use uuid::Uuid;
 use gpuq_schemas::{JobKind, JobType};
 
 use crate::figures::Figure;
-use crate::services::{drop_namespace, free_port, fresh_database, mint_token, wait_ready};
+use crate::services::{drop_namespace, free_port, mint_token, wait_ready};
+use faults::Fault;
+use postgres::PrivatePostgres;
 
 const JWT_SECRET: &str = "chaos-jwt-secret-0123456789abcdef0123";
 const CALLBACK_SECRET: &str = "chaos-callback-secret-0123456789abc";
@@ -58,6 +57,10 @@ pub struct ChaosArgs {
     /// Worker lease, seconds (a killed worker's jobs come back after it).
     #[arg(long, default_value_t = 2.0)]
     lease_secs: f64,
+    /// Retries of a worker's report (`GPUQ_CALLBACK_RETRIES`); a callback outage lasts
+    /// twice as long as they take.
+    #[arg(long, default_value_t = 4)]
+    callback_retries: usize,
     /// Simulated GPU time = the type's typical seconds × this.
     #[arg(long, default_value_t = 0.003)]
     time_scale: f64,
@@ -72,40 +75,8 @@ pub struct ChaosArgs {
     out_dir: PathBuf,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Fault {
-    WorkerKill,
-    CallbackRestart,
-    DispatcherRestart,
-    RedisRestart,
-    MisconfiguredWorker,
-    ForgedReports,
-}
-
-impl Fault {
-    const ALL: [Fault; 6] = [
-        Fault::WorkerKill,
-        Fault::CallbackRestart,
-        Fault::DispatcherRestart,
-        Fault::RedisRestart,
-        Fault::MisconfiguredWorker,
-        Fault::ForgedReports,
-    ];
-
-    fn name(self) -> &'static str {
-        match self {
-            Fault::WorkerKill => "worker SIGKILL",
-            Fault::CallbackRestart => "callback restart",
-            Fault::DispatcherRestart => "dispatcher restart",
-            Fault::RedisRestart => "Redis restart, persistence off",
-            Fault::MisconfiguredWorker => "worker with wrong secret or URL",
-            Fault::ForgedReports => "forged and replayed reports",
-        }
-    }
-}
-
-/// Handler starts per job, read from the workers' logs.
-type Starts = Arc<Mutex<HashMap<Uuid, u32>>>;
+/// Per job, how often something happened, read from the workers' logs.
+type Counts = Arc<Mutex<HashMap<Uuid, u32>>>;
 
 struct Worker {
     child: Child,
@@ -122,14 +93,19 @@ struct Stack {
     dispatcher_port: u16,
     callback_port: u16,
     redis: Child,
+    postgres: PrivatePostgres,
     dispatcher: Child,
     callback: Child,
     workers: Vec<(&'static str, Worker)>,
     spawned_workers: usize,
-    starts: Starts,
+    /// Handler starts.
+    starts: Counts,
+    /// Jobs handed back to the queue without spending an attempt.
+    handbacks: Counts,
     started: Instant,
     time_scale: f64,
     lease_secs: f64,
+    callback_retries: usize,
     concurrency: usize,
     forgeries: Arc<Mutex<contract::Forgeries>>,
 }
@@ -141,6 +117,14 @@ impl Stack {
 
     fn base(&self) -> String {
         format!("http://127.0.0.1:{}", self.dispatcher_port)
+    }
+
+    /// How long a worker keeps retrying a report (the SDK's backoff: 0.25 s doubling,
+    /// at most 30 s apart).
+    fn report_budget(&self) -> Duration {
+        (0..self.callback_retries)
+            .map(|i| Duration::from_millis(250 << i.min(7)).min(Duration::from_secs(30)))
+            .sum()
     }
 
     fn log(&self, name: &str) -> anyhow::Result<std::fs::File> {
@@ -238,6 +222,7 @@ impl Stack {
             .env("GPUQ_STORAGE_DIR", self.dir.join("storage"))
             .env("GPUQ_DEMO_TIME_SCALE", self.time_scale.to_string())
             .env("GPUQ_LEASE_SECS", self.lease_secs.to_string())
+            .env("GPUQ_CALLBACK_RETRIES", self.callback_retries.to_string())
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
@@ -250,7 +235,8 @@ impl Stack {
             .take()
             .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
         let consumer = Arc::new(Mutex::new(None));
-        let (starts, seen_consumer) = (self.starts.clone(), consumer.clone());
+        let (starts, handbacks) = (self.starts.clone(), self.handbacks.clone());
+        let seen_consumer = consumer.clone();
         let log_path = self.dir.join(format!("{name}.log"));
         tokio::spawn(async move {
             let mut log = tokio::fs::OpenOptions::new()
@@ -261,10 +247,11 @@ impl Stack {
                 .ok();
             let mut lines = BufReader::new(stdout).lines();
             while let Ok(Some(line)) = lines.next_line().await {
-                if line.contains("job started") {
-                    if let Some(id) = field(&line, "job_id=").and_then(|v| v.parse().ok()) {
-                        *starts.lock().unwrap().entry(id).or_default() += 1;
-                    }
+                let job = field(&line, "job_id=").and_then(|v| v.parse::<Uuid>().ok());
+                if let (Some(id), true) = (job, line.contains("job started")) {
+                    *starts.lock().unwrap().entry(id).or_default() += 1;
+                } else if let (Some(id), true) = (job, line.contains("job handed back")) {
+                    *handbacks.lock().unwrap().entry(id).or_default() += 1;
                 } else if line.contains("worker starting") {
                     *seen_consumer.lock().unwrap() = field(&line, "consumer=").map(String::from);
                 }
@@ -292,7 +279,8 @@ pub async fn run(a: ChaosArgs) -> anyhow::Result<Vec<Figure>> {
     std::fs::create_dir_all(dir.join("storage"))?;
     let dir = std::fs::canonicalize(dir)?;
     eprintln!("chaos: logs and outputs in {}", dir.display());
-    let database = fresh_database().await;
+    let postgres = PrivatePostgres::start(&dir, &run_id[..12])?;
+    let database = postgres.create_database("gpuq_chaos").await?;
     let mut stack = Stack {
         bins: std::fs::canonicalize(&a.bin_dir)
             .map_err(|e| anyhow::anyhow!("{}: {e}", a.bin_dir.display()))?,
@@ -303,14 +291,17 @@ pub async fn run(a: ChaosArgs) -> anyhow::Result<Vec<Figure>> {
         dispatcher_port: free_port()?,
         callback_port: free_port()?,
         redis: Command::new("true").spawn()?,
+        postgres,
         dispatcher: Command::new("true").spawn()?,
         callback: Command::new("true").spawn()?,
         workers: Vec::new(),
         spawned_workers: 0,
         starts: Arc::default(),
+        handbacks: Arc::default(),
         started: Instant::now(),
         time_scale: a.time_scale,
         lease_secs: a.lease_secs,
+        callback_retries: a.callback_retries,
         concurrency: a.concurrency,
         forgeries: Arc::default(),
     };
@@ -341,21 +332,14 @@ pub async fn run(a: ChaosArgs) -> anyhow::Result<Vec<Figure>> {
 
     // Faults, round robin, until every job is enqueued and most have finished.
     let mut injected: HashMap<Fault, usize> = HashMap::new();
-    let mut recoveries: Vec<tokio::task::JoinHandle<(Fault, Option<Duration>)>> = Vec::new();
-    let plan = [
-        Fault::WorkerKill,
-        Fault::CallbackRestart,
-        Fault::ForgedReports,
-        Fault::WorkerKill,
-        Fault::DispatcherRestart,
-        Fault::MisconfiguredWorker,
-    ];
+    let mut recoveries: Vec<faults::Recovery> = Vec::new();
     let mut step = 0usize;
     loop {
         tokio::time::sleep(Duration::from_millis(a.fault_every_ms)).await;
         let done_enqueueing = enqueue.is_finished();
         let so_far = accepted.lock().unwrap().clone();
-        let finished = count_finished(&db, &so_far).await?;
+        // PostgreSQL may be down right now (a restart fault); count again next time.
+        let finished = count_finished(&db, &so_far).await.unwrap_or(0);
         let all = so_far.len();
         let every_kind = Fault::ALL.iter().all(|f| injected.contains_key(f));
         if done_enqueueing && every_kind && finished * 10 >= all * 8 {
@@ -369,10 +353,10 @@ pub async fn run(a: ChaosArgs) -> anyhow::Result<Vec<Figure>> {
             Fault::RedisRestart
         } else {
             step += 1;
-            plan[step % plan.len()]
+            Fault::PLAN[(step - 1) % Fault::PLAN.len()]
         };
         *injected.entry(fault).or_default() += 1;
-        recoveries.push(inject(&mut stack, fault, &db).await?);
+        recoveries.push(faults::inject(&mut stack, fault, &db).await?);
     }
     let enqueued_in = enqueue.await??;
 
@@ -394,7 +378,7 @@ pub async fn run(a: ChaosArgs) -> anyhow::Result<Vec<Figure>> {
             (_, None) => unrecovered += 1,
         }
     }
-    let verdict = verify(&db, &accepted, &stack.starts).await?;
+    let verdict = verify(&db, &accepted, &stack.starts, &stack.handbacks).await?;
     let (disagree, stuck) = contract::truth(&stack, &db, &accepted).await?;
     let forged = *stack.forgeries.lock().unwrap();
 
@@ -433,6 +417,7 @@ pub async fn run(a: ChaosArgs) -> anyhow::Result<Vec<Figure>> {
     let params = json!({
         "jobs": a.jobs, "rate": a.rate, "workers": a.workers_per_queue * 2,
         "concurrency": a.concurrency, "fault_every_ms": a.fault_every_ms, "lease_secs": a.lease_secs,
+        "callback_retries": a.callback_retries,
     });
     let figure = |metric: String, value: f64, unit: &'static str| Figure {
         scenario: "chaos",
@@ -457,6 +442,11 @@ pub async fn run(a: ChaosArgs) -> anyhow::Result<Vec<Figure>> {
             "jobs run more than once".into(),
             verdict.rerun as f64,
             "jobs",
+        ),
+        figure(
+            "jobs handed back".into(),
+            f64::from(verdict.handbacks),
+            "hand-backs",
         ),
         figure(
             "PostgreSQL/Redis disagreements".into(),
@@ -591,133 +581,6 @@ async fn count_finished(db: &sqlx::PgPool, accepted: &[Uuid]) -> anyhow::Result<
     Ok(n as usize)
 }
 
-/// Injects one fault and returns the task that measures its recovery.
-async fn inject(
-    stack: &mut Stack,
-    fault: Fault,
-    db: &sqlx::PgPool,
-) -> anyhow::Result<tokio::task::JoinHandle<(Fault, Option<Duration>)>> {
-    let t0 = Instant::now();
-    let db = db.clone();
-    let limit = Duration::from_secs(300);
-    let until = |check: Box<dyn Fn() -> futures_util::future::BoxFuture<'static, bool> + Send>| {
-        tokio::spawn(async move {
-            while t0.elapsed() < limit {
-                if check().await {
-                    return (fault, Some(t0.elapsed()));
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            (fault, None)
-        })
-    };
-    eprintln!(
-        "chaos: t={:>6.1}s {}",
-        stack.started.elapsed().as_secs_f64(),
-        fault.name()
-    );
-    Ok(match fault {
-        Fault::WorkerKill => {
-            let victim = (t0.elapsed().as_nanos() as usize) % stack.workers.len();
-            let (queue, mut worker) = stack.workers.swap_remove(victim);
-            worker.child.start_kill()?;
-            let _ = worker.child.wait().await;
-            let consumer = worker.consumer.lock().unwrap().clone().unwrap_or_default();
-            let held: Vec<Uuid> = sqlx::query_scalar(
-                "SELECT id FROM jobs WHERE status = 'processing' AND worker_id = $1",
-            )
-            .bind(&consumer)
-            .fetch_all(&db)
-            .await?;
-            stack.start_worker(queue)?;
-            until(Box::new(move || {
-                let (db, held) = (db.clone(), held.clone());
-                Box::pin(async move {
-                    sqlx::query_scalar::<_, i64>(
-                        "SELECT count(*) FROM jobs WHERE id = ANY($1) AND status IN ('queued', 'processing')",
-                    )
-                    .bind(&held)
-                    .fetch_one(&db)
-                    .await
-                    .is_ok_and(|n| n == 0)
-                })
-            }))
-        }
-        Fault::CallbackRestart => {
-            stack.callback.start_kill()?;
-            let _ = stack.callback.wait().await;
-            let killed_at: chrono::DateTime<chrono::Utc> =
-                sqlx::query_scalar("SELECT now()").fetch_one(&db).await?;
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            stack.callback = stack.start_callback().await?;
-            until(Box::new(move || {
-                let db = db.clone();
-                Box::pin(async move {
-                    sqlx::query_scalar::<_, bool>(
-                        "SELECT EXISTS (SELECT 1 FROM jobs WHERE status = 'completed' AND completed_at > $1)",
-                    )
-                    .bind(killed_at)
-                    .fetch_one(&db)
-                    .await
-                    .unwrap_or(false)
-                })
-            }))
-        }
-        Fault::MisconfiguredWorker => {
-            // A callback service still starting would let the worker start anyway (it
-            // cannot tell "not up yet" from "refusing"): probe against a ready one.
-            wait_ready(&format!("http://127.0.0.1:{}/readyz", stack.callback_port)).await?;
-            stack.spawned_workers += 1;
-            let refused = contract::misconfigured_worker(stack, stack.spawned_workers)?;
-            tokio::spawn(async move { (fault, refused.await.ok().flatten()) })
-        }
-        Fault::ForgedReports => {
-            let took = contract::forge_reports(stack, &db, &stack.forgeries).await?;
-            tokio::spawn(async move { (fault, Some(took)) })
-        }
-        Fault::DispatcherRestart => {
-            stack.dispatcher.start_kill()?;
-            let _ = stack.dispatcher.wait().await;
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            stack.dispatcher = stack.start_dispatcher().await?;
-            until(Box::new(|| Box::pin(async { true })))
-        }
-        Fault::RedisRestart => {
-            stack.redis.start_kill()?;
-            let _ = stack.redis.wait().await;
-            stack.redis = stack.start_redis().await?;
-            let (url, ns) = (stack.redis_url(), stack.namespace.clone());
-            until(Box::new(move || {
-                let (db, url, ns) = (db.clone(), url.clone(), ns.clone());
-                Box::pin(async move {
-                    redis_knows_unfinished(&db, &url, &ns)
-                        .await
-                        .unwrap_or(false)
-                })
-            }))
-        }
-    })
-}
-
-/// Whether Redis holds every job PostgreSQL says is queued or processing.
-async fn redis_knows_unfinished(db: &sqlx::PgPool, url: &str, ns: &str) -> anyhow::Result<bool> {
-    let rows: Vec<(Uuid, String)> =
-        sqlx::query_as("SELECT id, queue FROM jobs WHERE status IN ('queued', 'processing')")
-            .fetch_all(db)
-            .await?;
-    let mut conn = redis::Client::open(url)?
-        .get_multiplexed_async_connection()
-        .await?;
-    let mut pipe = redis::pipe();
-    for (id, queue) in &rows {
-        pipe.cmd("HEXISTS")
-            .arg(format!("{ns}:{{{queue}}}:jobs"))
-            .arg(id.to_string());
-    }
-    let known: Vec<bool> = pipe.query_async(&mut conn).await?;
-    Ok(known.into_iter().all(|k| k))
-}
-
 /// What the database says after the run.
 struct Verdict {
     completed: usize,
@@ -728,10 +591,13 @@ struct Verdict {
     duplicates: usize,
     /// Output rows a completed job lacks.
     missing: usize,
-    /// Jobs whose handler started more often than their `max_attempts`.
-    overrun: Vec<(Uuid, u32, i32)>,
+    /// Jobs whose handler started more often than their `max_attempts` plus the times a
+    /// worker handed them back (a hand-back does not spend an attempt): id, starts, allowed.
+    overrun: Vec<(Uuid, u32, i64)>,
     /// Jobs whose handler started more than once.
     rerun: usize,
+    /// Hand-backs in all (a callback outage must cause some).
+    handbacks: u32,
 }
 
 impl Verdict {
@@ -744,29 +610,32 @@ impl std::fmt::Display for Verdict {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} completed, {} failed, lost {}, duplicated rows {}, missing rows {}, run too often {}, run more than once {}",
+            "{} completed, {} failed, lost {}, duplicated rows {}, missing rows {}, run too often {}, run more than once {}, handed back {}×",
             self.completed,
             self.failed,
             self.lost.len(),
             self.duplicates,
             self.missing,
             self.overrun.len(),
-            self.rerun
+            self.rerun,
+            self.handbacks
         )?;
         if let Some(id) = self.lost.first() {
             write!(f, " (first lost: {id})")?;
         }
-        if let Some((id, runs, max)) = self.overrun.first() {
-            write!(
-                f,
-                " (first overrun: {id} ran {runs}× with max_attempts {max})"
-            )?;
+        if let Some((id, runs, allowed)) = self.overrun.first() {
+            write!(f, " (first overrun: {id} ran {runs}×, allowed {allowed}×)")?;
         }
         Ok(())
     }
 }
 
-async fn verify(db: &sqlx::PgPool, accepted: &[Uuid], starts: &Starts) -> anyhow::Result<Verdict> {
+async fn verify(
+    db: &sqlx::PgPool,
+    accepted: &[Uuid],
+    starts: &Counts,
+    handbacks: &Counts,
+) -> anyhow::Result<Verdict> {
     #[derive(sqlx::FromRow)]
     struct Row {
         id: Uuid,
@@ -789,6 +658,7 @@ async fn verify(db: &sqlx::PgPool, accepted: &[Uuid], starts: &Starts) -> anyhow
     .await?;
     let by_id: HashMap<Uuid, &Row> = rows.iter().map(|r| (r.id, r)).collect();
     let starts = starts.lock().unwrap().clone();
+    let handbacks = handbacks.lock().unwrap().clone();
     let mut v = Verdict {
         completed: 0,
         failed: 0,
@@ -797,6 +667,7 @@ async fn verify(db: &sqlx::PgPool, accepted: &[Uuid], starts: &Starts) -> anyhow
         missing: 0,
         overrun: Vec::new(),
         rerun: starts.values().filter(|&&n| n > 1).count(),
+        handbacks: handbacks.values().sum(),
     };
     for id in accepted {
         let Some(row) = by_id.get(id) else {
@@ -819,8 +690,10 @@ async fn verify(db: &sqlx::PgPool, accepted: &[Uuid], starts: &Starts) -> anyhow
         v.missing += (want_images - row.images).max(0) as usize;
         v.missing += (want_videos - row.videos).max(0) as usize;
         let runs = starts.get(id).copied().unwrap_or(0);
-        if i64::from(runs) > i64::from(row.max_attempts) {
-            v.overrun.push((*id, runs, row.max_attempts));
+        let allowed =
+            i64::from(row.max_attempts) + i64::from(handbacks.get(id).copied().unwrap_or(0));
+        if i64::from(runs) > allowed {
+            v.overrun.push((*id, runs, allowed));
         }
     }
     Ok(v)

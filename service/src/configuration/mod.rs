@@ -43,7 +43,7 @@ pub enum FlatKind {
 
 /// The flat environment variables every gpuq process reads: name, settings key, kind.
 /// They are a public interface (deploy files and the README use them): never drop one.
-pub const FLAT_NAMES: [(&str, &str, FlatKind); 27] = [
+pub const FLAT_NAMES: [(&str, &str, FlatKind); 28] = [
     ("DATABASE_URL", "database.url", FlatKind::Value),
     ("REDIS_URL", "redis.url", FlatKind::Value),
     ("GPUQ_LISTEN", "application", FlatKind::Listen),
@@ -75,6 +75,11 @@ pub const FLAT_NAMES: [(&str, &str, FlatKind); 27] = [
     ("GPUQ_CALLBACK_URL", "worker.callback_url", FlatKind::Value),
     ("GPUQ_CONCURRENCY", "worker.concurrency", FlatKind::Value),
     ("GPUQ_LEASE_SECS", "worker.lease_secs", FlatKind::Value),
+    (
+        "GPUQ_CALLBACK_RETRIES",
+        "worker.callback_retries",
+        FlatKind::Value,
+    ),
     (
         "GPUQ_SHUTDOWN_DEADLINE_SECS",
         "worker.shutdown_deadline_secs",

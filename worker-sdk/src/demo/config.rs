@@ -12,7 +12,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use super::DemoHandler;
-use crate::{LocalStorage, S3Config, S3Storage, Worker, WorkerError};
+use crate::{CallbackRetry, LocalStorage, S3Config, S3Storage, Worker, WorkerError};
 
 /// Where the demo worker writes its outputs.
 #[derive(Debug, Clone)]
@@ -47,6 +47,9 @@ pub struct DemoConfig {
     /// `GPUQ_LEASE_SECS` (default 30): how long a silent worker keeps its jobs. Leases are
     /// renewed every third of it.
     pub lease: Duration,
+    /// `GPUQ_CALLBACK_RETRIES` (default 20, about eight minutes): retries of a report
+    /// before the worker gives up and hands the job back.
+    pub callback_retries: usize,
 }
 
 /// A missing or malformed setting; the message names the variable.
@@ -95,6 +98,7 @@ struct RawWorker {
     callback_url: Option<String>,
     concurrency: usize,
     lease_secs: f64,
+    callback_retries: usize,
     shutdown_deadline_secs: f64,
     demo_time_scale: f64,
 }
@@ -143,6 +147,10 @@ impl DemoConfig {
         let defaults = configuration::common_defaults()?
             .set_default("worker.concurrency", 1)
             .and_then(|b| b.set_default("worker.lease_secs", 30.0))
+            .and_then(|b| {
+                let retries = CallbackRetry::default().max_retries as u64;
+                b.set_default("worker.callback_retries", retries)
+            })
             .and_then(|b| b.set_default("worker.shutdown_deadline_secs", 30.0))
             .and_then(|b| b.set_default("worker.demo_time_scale", 0.02))
             .map_err(ConfigurationError::from)?;
@@ -195,6 +203,7 @@ impl DemoConfig {
                 "GPUQ_SHUTDOWN_DEADLINE_SECS",
             )?,
             lease: seconds(worker.lease_secs, 0.3, "GPUQ_LEASE_SECS")?,
+            callback_retries: worker.callback_retries,
         })
     }
 
@@ -209,6 +218,10 @@ impl DemoConfig {
             .concurrency(self.concurrency)
             .shutdown_deadline(self.shutdown_deadline)
             .lease(self.lease)
+            .callback_retry(CallbackRetry {
+                max_retries: self.callback_retries,
+                ..CallbackRetry::default()
+            })
             .heartbeat_every(self.lease / 3)
             .worker_name("demo")
             .handler(DemoHandler {
@@ -248,6 +261,7 @@ mod tests {
         assert_eq!(c.concurrency, 1);
         assert_eq!(c.time_scale, 0.02);
         assert_eq!(c.lease, Duration::from_secs(30));
+        assert_eq!(c.callback_retries, CallbackRetry::default().max_retries);
         assert!(
             matches!(c.storage, StorageChoice::Local(ref p) if p == &PathBuf::from("/tmp/out"))
         );
@@ -280,6 +294,13 @@ mod tests {
         env.extend([("GPUQ_STORAGE_DIR", "/x"), ("GPUQ_CONCURRENCY", "two")]);
         let err = load(&env).unwrap_err().to_string();
         assert!(err.contains("GPUQ_CONCURRENCY"), "{err}");
+        env.retain(|(k, _)| *k != "GPUQ_CONCURRENCY");
+        env.push(("GPUQ_CALLBACK_RETRIES", "-1"));
+        let err = load(&env).unwrap_err().to_string();
+        assert!(err.contains("GPUQ_CALLBACK_RETRIES"), "{err}");
+        env.retain(|(k, _)| *k != "GPUQ_CALLBACK_RETRIES");
+        env.push(("GPUQ_CALLBACK_RETRIES", "3"));
+        assert_eq!(load(&env).unwrap().callback_retries, 3);
         let err = load(&[("GPUQ_STORAGE_DIR", "/x")]).unwrap_err().to_string();
         assert!(err.contains("GPUQ_QUEUE"), "{err}");
     }
