@@ -30,4 +30,4 @@ for q in $queues; do
   var="GPUQ_REDIS_PASSWORD_WORKER_$(printf '%s' "$q" | tr 'a-z-' 'A-Z_')"
   echo "user worker_${q%_queue} on $(hash "$var") resetchannels ~$ns:{$q}:* -@all $worker_cmds"
 done
-echo "user keda on $(hash GPUQ_REDIS_PASSWORD_KEDA) resetchannels %R~$ns:{*}:wait:* -@all +ping +type +llen"
+echo "user keda on $(hash GPUQ_REDIS_PASSWORD_KEDA) resetchannels ~$ns:{*}:wait:* -@all +ping +eval +type +llen"

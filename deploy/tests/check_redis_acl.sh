@@ -2,8 +2,9 @@
 # Proves deploy/redis/users.acl (and the output of deploy/redis/render-acl.sh) on a real,
 # throwaway redis-server: each worker user can run every worker script of the protocol
 # (claim, heartbeat, fail, release, ack, BLPOP wake-up) on its own queue's keys and is
-# refused the other queue's keys, the event streams and everything else; the KEDA user can
-# only read the waiting lists' length; the services can do their work; anonymous clients
+# refused the other queue's keys, the event streams and everything else; the KEDA user runs
+# the exact script KEDA's Redis scaler sends (deploy/tests/keda/list_length.lua, copied from
+# kedacore/keda pkg/scalers/redis_scaler.go) and can write nothing; the services can do their work; anonymous clients
 # get nothing. Needs redis-server and redis-cli (7.0+). Prints "N passed, M failed".
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -52,8 +53,9 @@ script() { cat "$LUA/prelude.lua" "$LUA/$1.lua"; }
 expect() { # name, expected regex, output
   if printf '%s' "$3" | grep -Eq "$2"; then ok "$1"; else bad "$1" "$3"; fi
 }
-refused() { # name, output: an ACL refusal (a script's inner call is refused with ERR ... can't ...)
-  expect "$1" "NOPERM|NOAUTH|user executing the script can't" "$2"
+refused() { # name, output: an ACL refusal (a script's inner call is refused with "ERR ... can't
+  # ..." before Redis 7.2, "ERR ACL failure in script: ..." since)
+  expect "$1" "NOPERM|NOAUTH|user executing the script can't|ACL failure in script" "$2"
 }
 
 K() { printf 'gpuq:{%s}:%s' "$1" "$2"; }
@@ -137,6 +139,12 @@ run_suite() { # label; users: admin dispatcher callback worker_sdxl worker_wan k
   # KEDA.
   enqueue dispatcher "$DISPATCHER_PASS" $q job-3 >/dev/null
   out=$(as keda "$KEDA_PASS" LLEN "$(K $q wait:normal)"); expect "[$label] keda reads LLEN of gpuq:{sdxl_queue}:wait:normal" '^1$' "$out"
+  local keda_script; keda_script=$(cat "$ROOT/deploy/tests/keda/list_length.lua")
+  out=$(as keda "$KEDA_PASS" EVAL "$keda_script" 1 "$(K $q wait:normal)"); expect "[$label] KEDA's own scaler script reads the backlog of gpuq:{sdxl_queue}:wait:normal" '^1$' "$out"
+  out=$(as keda "$KEDA_PASS" EVAL "$keda_script" 1 "$(K $other wait:high)"); expect "[$label] KEDA's script reads an empty lane as 0" '^0$' "$out"
+  refused "[$label] keda's EVAL may not write" "$(as keda "$KEDA_PASS" EVAL "return redis.call('lpush', KEYS[1], 'x')" 1 "$(K $q wait:normal)")"
+  refused "[$label] keda's EVAL may not pop" "$(as keda "$KEDA_PASS" EVAL "return redis.call('rpop', KEYS[1])" 1 "$(K $q wait:normal)")"
+  refused "[$label] keda's EVAL may not read the jobs hash" "$(as keda "$KEDA_PASS" EVAL "return redis.call('hlen', KEYS[1])" 1 "$(K $q jobs)")"
   out=$(as keda "$KEDA_PASS" TYPE "$(K $q wait:normal)"); expect "[$label] keda reads TYPE of the waiting list" '^list$' "$out"
   out=$(as keda "$KEDA_PASS" LLEN "$(K $other wait:high)"); expect "[$label] keda reads LLEN of gpuq:{wan_queue}:wait:high" '^0$' "$out"
   refused "[$label] keda refused LPUSH" "$(as keda "$KEDA_PASS" LPUSH "$(K $q wait:normal)" x)"
