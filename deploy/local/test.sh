@@ -45,5 +45,5 @@ echo "== Python worker against the real services (docs/protocol.md)"
 bash examples/python-worker/run_check.sh
 echo "== chaos: 300 jobs while workers, services and Redis are killed (docs/reliability.md)"
 bash deploy/tests/chaos.sh --short
-echo "== admin dashboard in headless Chromium (screenshot: target/ci-artifacts/dashboard.png)"
-bash deploy/tests/dashboard/run.sh
+echo "== real clients: promtool, the admin dashboard and a supabase-js page in headless Chromium (screenshot: target/ci-artifacts/dashboard.png)"
+bash deploy/tests/clients/run.sh

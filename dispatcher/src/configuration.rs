@@ -42,6 +42,12 @@ pub struct AuthSettings {
     pub audience: String,
     /// Static admin bearer token (`GPUQ_ADMIN_TOKEN`).
     pub admin_token: Option<SecretString>,
+    /// Key of the stream tokens a browser's `EventSource` follows a job with
+    /// (`GPUQ_STREAM_TOKEN_SECRET`); replicas must share it. Unset: a random key per process.
+    #[serde(default)]
+    pub stream_token_secret: Option<SecretString>,
+    /// How long a stream token opens its job's event stream, seconds.
+    pub stream_token_ttl_secs: u64,
 }
 
 /// Abuse limits; each breach is a 429 with `Retry-After`.
@@ -77,6 +83,7 @@ impl Layered for Settings {
             acquire_timeout_ms: 3_000,
         })?
         .set_default("auth.audience", "authenticated")?
+        .set_default("auth.stream_token_ttl_secs", 3600)?
         .set_default("limits.max_active_jobs_per_user", 20)?
         .set_default("limits.requests_per_second", 5.0)?
         .set_default("limits.burst", 30)?

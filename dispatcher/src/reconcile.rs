@@ -247,7 +247,7 @@ async fn restore(
 }
 
 /// Scans a page of what Redis holds; removes jobs whose row is finished. One query for the
-/// page's statuses and one `ZMSCORE` for its dead-set membership.
+/// page's statuses and one `ZMSCORE` each for dead-set membership and leases.
 async fn remove_finished(
     state: &AppState,
     queue: &Queue,
@@ -275,8 +275,9 @@ async fn remove_finished(
         .into_iter()
         .collect();
     let dead = queue.dead_reasons(&ids).await?;
+    let leased = queue.leased(&ids).await?;
     let mut failed = Vec::new();
-    for (id, dead) in ids.into_iter().zip(dead) {
+    for ((id, dead), leased) in ids.into_iter().zip(dead).zip(leased) {
         // A job without a row may be an enqueue still in flight, one whose row is locked is
         // being changed: leave both alone. A failed job in the dead set is where it belongs
         // (admins requeue or discard it there); an unfinished one there failed for good.
@@ -289,7 +290,10 @@ async fn remove_finished(
             continue;
         }
         let stray = match status {
-            Some(JobStatus::Completed | JobStatus::Cancelled) => true,
+            Some(JobStatus::Completed) => true,
+            // A running job that was cancelled stays until its holder hears of it at the
+            // next heartbeat (and stops cleanly) or its lease runs out (the reaper drops it).
+            Some(JobStatus::Cancelled) => !leased,
             Some(JobStatus::Failed) => dead.is_none(),
             Some(JobStatus::Queued | JobStatus::Processing) | None => false,
         };

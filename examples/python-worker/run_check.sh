@@ -23,20 +23,9 @@ BIN=${GPUQ_BIN_DIR:-$ROOT/target/debug}
 PG_BASE_URL=${PG_BASE_URL:-postgres://postgres:postgres@127.0.0.1:5432/postgres}
 VENV=${GPUQ_PYCHECK_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/gpuq-pycheck-venv}
 
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); printf 'ok    %s\n' "$1"; }
-bad() { failed=$((failed + 1)); printf 'FAIL  %s\n' "$1"; [ -z "${2:-}" ] || printf '      %s\n' "$2"; }
-check() { # name, command...
-  local name=$1; shift
-  if "$@"; then ok "$name"; else bad "$name"; fi
-}
+# shellcheck source=../../deploy/tests/lib/checks.sh
+source "$ROOT/deploy/tests/lib/checks.sh"
 log() { printf '[pycheck] %s\n' "$*"; }
-finish() { echo "$passed passed, $failed failed"; [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]; exit $?; }
-die() { bad "$1" "${2:-}"; finish; }
-
-rnd() { head -c "${1:-16}" /dev/urandom | od -An -tx1 | tr -d ' \n'; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 TMP=$(mktemp -d /tmp/gpuq-pycheck.XXXXXX)
 PIDS=()

@@ -15,6 +15,8 @@
 //! - [`health`] (`http`): `/healthz` and `/readyz` with one answer shape and a bounded probe.
 //! - [`server`] (`http`): the actix server with the slow-client settings, request ids, 404
 //!   and 405 answers, and the metrics token check.
+//! - [`cors`] (`http`): cross-origin calls from the configured browser origins.
+//! - [`exposition`] (`http`): `/metrics` answers in the text format the scraper asked for.
 //! - [`request_span`] (`http`): the request log's span, query values redacted.
 //! - [`database`] (`http`): the PostgreSQL pool and the embedded [`MIGRATOR`].
 //! - [`testkit`] (feature `testkit`, dev-only): fresh databases, key namespaces, envelope and
@@ -26,9 +28,13 @@ pub mod telemetry;
 #[cfg(feature = "http")]
 pub mod body;
 #[cfg(feature = "http")]
+pub mod cors;
+#[cfg(feature = "http")]
 pub mod database;
 #[cfg(feature = "http")]
 pub mod error;
+#[cfg(feature = "http")]
+pub mod exposition;
 #[cfg(feature = "http")]
 pub mod health;
 #[cfg(feature = "http")]

@@ -1,7 +1,7 @@
 //! [`serve`]: the actix server every gpuq service runs — the same middleware (request ids,
-//! request logs, closing connections whose body was left unread), the same slow-client
-//! limits from [`ApplicationSettings`], `/healthz` and `/readyz`, a JSON 404 for unknown
-//! paths, and [`resource`] for a JSON 405 with `Allow`.
+//! request logs, closing connections whose body was left unread, CORS for the configured
+//! origins), the same slow-client limits from [`ApplicationSettings`], `/healthz` and
+//! `/readyz`, a JSON 404 for unknown paths, and [`resource`] for a JSON 405 with `Allow`.
 
 use std::net::TcpListener;
 use std::time::Duration;
@@ -9,7 +9,7 @@ use std::time::Duration;
 use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
-use actix_web::middleware::{from_fn, Next};
+use actix_web::middleware::{from_fn, Condition, Next};
 use actix_web::{web, App, HttpMessage, HttpServer, Resource};
 use tracing_actix_web::{RequestId, TracingLogger};
 
@@ -38,7 +38,12 @@ where
     F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
 {
     let readiness = web::Data::new(readiness);
+    crate::cors::check(&settings.cors_origins)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let origins = settings.cors_origins.clone();
     let server = HttpServer::new(move || {
+        // Outermost: a preflight is answered before routing (and before the 404/405s).
+        let cors = crate::cors::middleware(&origins);
         App::new()
             .wrap(from_fn(crate::unread_body::close_if_unread))
             .wrap(from_fn(answer_request_id))
@@ -47,6 +52,7 @@ where
             .configure(health::configure)
             .configure(configure.clone())
             .default_service(web::to(not_found))
+            .wrap(Condition::new(cors.is_some(), cors.unwrap_or_default()))
     })
     // Slow clients: a first request head gets `header_timeout_ms` (then 408); bodies get
     // `body_timeout_ms` in `body::read_limited`; connections per worker are bounded.
@@ -124,11 +130,4 @@ pub fn authorize_metrics(
             "GET /metrics needs the metrics bearer token".into(),
         ))
     }
-}
-
-/// A Prometheus scrape answer: `text` in the OpenMetrics format.
-pub fn openmetrics(text: String) -> actix_web::HttpResponse {
-    actix_web::HttpResponse::Ok()
-        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
-        .body(text)
 }

@@ -1,7 +1,8 @@
 //! `GET /metrics`: Prometheus text.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use gpuq_service::server::{authorize_metrics, openmetrics};
+use gpuq_service::exposition;
+use gpuq_service::server::authorize_metrics;
 use gpuq_service::ApiError;
 
 use crate::startup::AppState;
@@ -12,5 +13,5 @@ pub async fn metrics(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     authorize_metrics(&req, state.metrics_token.as_ref())?;
-    Ok(openmetrics(state.metrics.render()))
+    Ok(exposition::answer(&req, state.metrics.render()))
 }

@@ -112,13 +112,36 @@ async fn metrics_behind_a_token_refuse_scrapes_without_it() {
             "unauthorized"
         );
     }
-    let res = app
-        .http
-        .get(format!("{}/metrics", app.address))
-        .bearer_auth("scrape-me")
-        .send()
+    let scrape = |accept: &'static str| {
+        app.http
+            .get(format!("{}/metrics", app.address))
+            .bearer_auth("scrape-me")
+            .header("Accept", accept)
+            .send()
+    };
+    // Prometheus prefers OpenMetrics; promtool and older scrapers read the classic format.
+    let res = scrape("application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5")
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
-    assert!(res.text().await.unwrap().ends_with("# EOF\n"));
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/openmetrics-text"));
+    let text = res.text().await.unwrap();
+    assert!(text.ends_with("# EOF\n"), "{text}");
+    let res = scrape("text/plain;version=0.0.4").await.unwrap();
+    assert_eq!(
+        res.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let text = res.text().await.unwrap();
+    assert!(
+        !text.contains("# EOF") && text.contains("# TYPE "),
+        "{text}"
+    );
+    // A counter family is named as its samples are (0.0.4 has no `_total` suffix rule).
+    for line in text.lines().filter(|l| l.ends_with(" counter")) {
+        assert!(line.ends_with("_total counter"), "{line}");
+    }
 }

@@ -2,6 +2,7 @@
 //! a `service_role` JWT, or the static admin token.
 
 mod jwt;
+mod stream_token;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -12,6 +13,7 @@ use subtle::ConstantTimeEq;
 
 use gpuq_schemas::UserId;
 pub use jwt::{JwtError, JwtVerifier};
+pub use stream_token::{StreamToken, StreamTokens};
 
 use crate::{ApiError, AppState};
 
@@ -43,6 +45,8 @@ impl Caller {
 pub struct Authenticator {
     jwt: JwtVerifier,
     admin_token: Option<SecretString>,
+    /// Job-scoped tokens for browsers' `EventSource`.
+    pub streams: StreamTokens,
 }
 
 impl Authenticator {
@@ -55,6 +59,10 @@ impl Authenticator {
                 settings.audience.clone(),
             ),
             admin_token: settings.admin_token.clone(),
+            streams: StreamTokens::new(
+                settings.stream_token_secret.as_ref(),
+                std::time::Duration::from_secs(settings.stream_token_ttl_secs),
+            ),
         }
     }
 

@@ -175,16 +175,24 @@ pub fn request_schemas(hosts: &[String]) -> Vec<(String, Value)> {
 }
 
 /// Any JSON value PostgreSQL can store in `jsonb`: no U+0000 in a string or a key.
+///
+/// Written without `type` or `anyOf`, with the array and object rules under `if`/`then`:
+/// `pattern` applies to strings only, so this one recursive schema says exactly what a union
+/// of the four kinds would. Generators read it as "any value" (openapi-typescript: `unknown`;
+/// openapi-python-client: `Any`). A recursive union is what they cannot read: the Python
+/// generator drops every schema that uses one (the enqueue request with it), and a bare
+/// `additionalProperties` makes the TypeScript one type every value as an object.
 fn storable_json() -> Value {
     let me = json!({ "$ref": "#/components/schemas/StorableJson" });
     json!({
         "description": "Any JSON value without U+0000 (NUL) in a string or key.",
-        "anyOf": [
-            { "type": ["null", "boolean", "number"] },
-            { "type": "string", "pattern": NO_NUL },
-            { "type": "array", "items": me },
-            { "type": "object", "propertyNames": { "pattern": NO_NUL }, "additionalProperties": me },
-        ],
+        "pattern": NO_NUL,
+        "if": { "type": "array" },
+        "then": { "items": me },
+        "else": {
+            "if": { "type": "object" },
+            "then": { "propertyNames": { "pattern": NO_NUL }, "additionalProperties": me },
+        },
     })
 }
 

@@ -42,6 +42,7 @@ impl Modify for BearerAuth {
         routes::jobs::get_job,
         routes::jobs::cancel_job,
         routes::events::job_events,
+        routes::events::stream_token,
         routes::metrics::job_types,
         routes::admin::queues::queues,
         routes::admin::dead::dead_jobs,

@@ -4,12 +4,18 @@
 //! (an `EventSource` then stops reconnecting); a `Last-Event-ID` ahead of the stream (or of
 //! an expired one) starts from the beginning instead of waiting for events that will never
 //! come. Open streams are bounded per user and per process ([`crate::streams`]).
+//!
+//! A browser's `EventSource` cannot send `Authorization`; it opens the stream with a stream
+//! token instead (`?access_token=`, see [`crate::auth::StreamTokens`]), from the enqueue
+//! answer or `POST /v1/jobs/{id}/stream-token`.
 
 use std::time::Duration;
 
-use actix_web::{web, Either, HttpRequest, HttpResponse, Responder};
+use actix_web::{dev::Payload, web, Either, FromRequest, HttpRequest, HttpResponse, Responder};
 use actix_web_lab::sse;
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
+use utoipa::ToSchema;
 
 use gpuq_schemas::{JobEvent, JobId};
 
@@ -25,9 +31,36 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// A stream looks for news this often even without a wake-up (one may be lost).
 const LOOK_ANYWAY: Duration = Duration::from_secs(5);
 
+/// `?access_token=`: a stream token, for clients that cannot send `Authorization`.
+#[derive(Deserialize)]
+struct StreamQuery {
+    access_token: Option<String>,
+}
+
+/// The caller: from `Authorization` when sent, else from a stream token for job `id`.
+async fn stream_caller(req: &HttpRequest, state: &AppState, id: JobId) -> Result<Caller, ApiError> {
+    let token = web::Query::<StreamQuery>::from_query(req.query_string())
+        .ok()
+        .and_then(|q| q.into_inner().access_token);
+    match token {
+        Some(token)
+            if !req
+                .headers()
+                .contains_key(actix_web::http::header::AUTHORIZATION) =>
+        {
+            Ok(Caller {
+                user: Some(state.auth.streams.verify(&token, id)?),
+                is_admin: false,
+            })
+        }
+        _ => Caller::from_request(req, &mut Payload::None).await,
+    }
+}
+
 /// Streams the job's events.
-#[utoipa::path(get, path = "/v1/jobs/{id}/events", security(("bearer" = [])),
-    params(("id" = uuid::Uuid, Path, description = "job id"), ("Last-Event-ID" = Option<String>, Header, description = "resume after this event id (`<ms>-<seq>`); others start from the beginning")),
+#[utoipa::path(get, path = "/v1/jobs/{id}/events", security(("bearer" = []), ()),
+    params(("id" = uuid::Uuid, Path, description = "job id"), ("Last-Event-ID" = Option<String>, Header, description = "resume after this event id (`<ms>-<seq>`); others start from the beginning"),
+        ("access_token" = Option<String>, Query, description = "a stream token for this job (from the enqueue answer or POST /v1/jobs/{id}/stream-token), for clients that cannot send Authorization")),
     responses((status = 200, description = "text/event-stream of JobEvent JSON", content_type = "text/event-stream"),
         (status = 204, description = "resumed after the terminal event: nothing more will come"),
         (status = 404, description = "no such job, or not yours", body = ErrorBody),
@@ -37,10 +70,10 @@ const LOOK_ANYWAY: Duration = Duration::from_secs(5);
 pub async fn job_events(
     req: HttpRequest,
     path: web::Path<String>,
-    caller: Caller,
     state: web::Data<AppState>,
 ) -> Result<impl Responder, ApiError> {
     let id = parse_id(&path)?;
+    let caller = stream_caller(&req, &state, id).await?;
     let job = visible_job(&state, &caller, id).await?;
     let status = job.status;
     let resume_from = req
@@ -67,6 +100,45 @@ pub async fn job_events(
             .with_keep_alive(KEEP_ALIVE)
             .with_retry_duration(Duration::from_secs(2)),
     ))
+}
+
+/// `POST /v1/jobs/{id}/stream-token`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamTokenAnswer {
+    /// Always true.
+    pub success: bool,
+    /// The job.
+    pub job_id: uuid::Uuid,
+    /// Opens the job's event stream as `?access_token=`.
+    pub token: String,
+    /// When it stops working.
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+    /// The stream's path with the token: `new EventSource(base + eventsUrl)`.
+    pub events_url: String,
+}
+
+/// Mints a stream token for the job's owner (the enqueue answer carries one; this renews it).
+#[utoipa::path(post, path = "/v1/jobs/{id}/stream-token", security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "job id")),
+    responses((status = 200, description = "a token that opens this job's event stream", body = StreamTokenAnswer),
+        (status = 404, description = "no such job, or not yours", body = ErrorBody),
+        Unauthorized, Unavailable, Internal))]
+pub async fn stream_token(
+    path: web::Path<String>,
+    caller: Caller,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&path)?;
+    let job = visible_job(&state, &caller, id).await?;
+    let minted = state.auth.streams.mint(job.user_id.into(), id)?;
+    Ok(HttpResponse::Ok().json(StreamTokenAnswer {
+        success: true,
+        job_id: id.as_uuid(),
+        events_url: format!("/v1/jobs/{id}/events?access_token={}", minted.token),
+        token: minted.token,
+        expires_at: minted.expires_at,
+    }))
 }
 
 /// The id of the event a finished job's stream ends with when its own events are gone (or

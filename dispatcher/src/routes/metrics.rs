@@ -5,7 +5,8 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use gpuq_schemas::catalog::{JobTypeSpec, CATALOG};
-use gpuq_service::server::{authorize_metrics, openmetrics};
+use gpuq_service::exposition;
+use gpuq_service::server::authorize_metrics;
 use gpuq_service::ApiError;
 
 use crate::state::AppState;
@@ -23,7 +24,7 @@ pub struct JobTypesAnswer {
 /// `GET /metrics`: Prometheus text; queue gauges are read from Redis now. Behind the
 /// metrics token, when one is set.
 #[utoipa::path(get, path = "/metrics", responses(
-    (status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text"),
+    (status = 200, description = "Prometheus text format 0.0.4, or OpenMetrics when the Accept header prefers it", content((String = "text/plain"), (String = "application/openmetrics-text"))),
     (status = 401, description = "a metrics token is set and the request does not carry it", body = gpuq_service::ErrorBody)))]
 pub async fn metrics(
     req: HttpRequest,
@@ -38,7 +39,7 @@ pub async fn metrics(
             }
         }
     }
-    Ok(openmetrics(state.metrics.render()))
+    Ok(exposition::answer(&req, state.metrics.render()))
 }
 
 /// `GET /v1/job-types`: the catalog.

@@ -21,6 +21,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/v1/jobs/{id}", "GET").route(web::get().to(jobs::get_job)))
         .service(resource("/v1/jobs/{id}/cancel", "POST").route(web::post().to(jobs::cancel_job)))
         .service(resource("/v1/jobs/{id}/events", "GET").route(web::get().to(events::job_events)))
+        .service(
+            resource("/v1/jobs/{id}/stream-token", "POST")
+                .route(web::post().to(events::stream_token)),
+        )
         .service(resource("/v1/job-types", "GET").route(web::get().to(metrics::job_types)))
         .service(resource("/admin/queues", "GET").route(web::get().to(admin::queues::queues)))
         .service(

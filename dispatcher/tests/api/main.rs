@@ -2,6 +2,7 @@
 
 mod admin;
 mod auth;
+mod browsers;
 mod enqueue;
 mod events;
 mod helpers;

@@ -252,3 +252,29 @@ async fn a_processing_row_nobody_runs_goes_back_to_queued_and_a_running_one_stay
     assert_eq!(status, "queued");
     assert_eq!(app.status_of(&running.to_string()).await, "processing");
 }
+
+#[tokio::test]
+async fn a_cancelled_running_job_stays_in_redis_until_its_holder_hears_of_it() {
+    let app = spawn_app_with(|s| {
+        s.queue.reconcile_interval_ms = 100;
+        s.queue.reconcile_grace_ms = 0;
+        s.queue.lease_ms = 30_000;
+    })
+    .await;
+    let owner = Uuid::new_v4();
+    let running = app.enqueued(&token_for(owner), "sdxl_image_fast").await;
+    let q = app.queue("sdxl_queue").await;
+    let w = ConsumerName::unique("gpu");
+    assert_eq!(q.claim(&w, 1).await.unwrap().len(), 1);
+    let answer = app
+        .cancel_job(&token_for(owner), &running.to_string())
+        .await;
+    assert_eq!(answer.status(), 200);
+    // Several reconcile passes (every 100 ms) see a cancelled row whose job Redis holds.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        q.heartbeat(running, &w).await.unwrap(),
+        gpuq_queue::LeaseStatus::Cancelled,
+        "the worker must learn of the cancel, not find its job gone"
+    );
+}

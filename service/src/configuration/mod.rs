@@ -43,7 +43,7 @@ pub enum FlatKind {
 
 /// The flat environment variables every gpuq process reads: name, settings key, kind.
 /// They are a public interface (deploy files and the README use them): never drop one.
-pub const FLAT_NAMES: [(&str, &str, FlatKind); 28] = [
+pub const FLAT_NAMES: [(&str, &str, FlatKind); 30] = [
     ("DATABASE_URL", "database.url", FlatKind::Value),
     ("REDIS_URL", "redis.url", FlatKind::Value),
     ("GPUQ_LISTEN", "application", FlatKind::Listen),
@@ -59,9 +59,19 @@ pub const FLAT_NAMES: [(&str, &str, FlatKind); 28] = [
         "application.metrics_token",
         FlatKind::Value,
     ),
+    (
+        "GPUQ_CORS_ORIGINS",
+        "application.cors_origins",
+        FlatKind::List,
+    ),
     ("GPUQ_JWT_SECRET", "auth.jwt_secret", FlatKind::Value),
     ("GPUQ_JWKS_URL", "auth.jwks_url", FlatKind::Value),
     ("GPUQ_ADMIN_TOKEN", "auth.admin_token", FlatKind::Value),
+    (
+        "GPUQ_STREAM_TOKEN_SECRET",
+        "auth.stream_token_secret",
+        FlatKind::Value,
+    ),
     ("GPUQ_CALLBACK_SECRET", "auth.secrets", FlatKind::List),
     (
         "GPUQ_REFERENCE_HOSTS",

@@ -35,6 +35,11 @@ pub struct ApplicationSettings {
     /// `/metrics` is open (keep it on an internal network then).
     #[serde(default)]
     pub metrics_token: Option<SecretString>,
+    /// Browser origins (`https://app.example.com`) allowed to call this service from their
+    /// pages (`GPUQ_CORS_ORIGINS`, a comma list); `*` allows any (development only). Empty:
+    /// no CORS headers, so browsers keep other origins out.
+    #[serde(default)]
+    pub cors_origins: Vec<String>,
 }
 
 impl ApplicationSettings {

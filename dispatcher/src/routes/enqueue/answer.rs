@@ -38,6 +38,14 @@ pub struct EnqueueAnswer {
     /// Estimated seconds until it finishes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub eta_seconds: Option<u64>,
+    /// Opens this job's event stream as `?access_token=` (for a browser's `EventSource`);
+    /// minted per answer, never stored with an `Idempotency-Key`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream_token: Option<String>,
+    /// When [`Self::stream_token`] stops working (`POST /v1/jobs/{id}/stream-token` mints
+    /// another).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream_token_expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl EnqueueAnswer {
@@ -59,6 +67,8 @@ impl EnqueueAnswer {
             queue: Some(env.queue.clone()),
             position: Some(position),
             eta_seconds: Some(eta_seconds),
+            stream_token: None,
+            stream_token_expires_at: None,
         }
     }
 
@@ -74,6 +84,8 @@ impl EnqueueAnswer {
             queue: None,
             position: None,
             eta_seconds: None,
+            stream_token: None,
+            stream_token_expires_at: None,
         }
     }
 }

@@ -65,7 +65,7 @@ pub async fn enqueue(
 
     if let Some(idem) = &idem {
         if let Some(answer) = previous_answer(&state, user, idem).await? {
-            return Ok(HttpResponse::Accepted().json(answer));
+            return accepted(&state, user, answer);
         }
     }
     limits::take_token(
@@ -88,7 +88,7 @@ pub async fn enqueue(
         let answer = previous_answer(&state, user, idem)
             .await?
             .ok_or_else(in_progress)?;
-        return Ok(HttpResponse::Accepted().json(answer));
+        return accepted(&state, user, answer);
     };
     let answer = match push(&state, &envelope, row).await {
         Ok(answer) => answer,
@@ -107,8 +107,9 @@ pub async fn enqueue(
             return Err(e);
         }
     };
+    let answer = to_value(&answer)?;
     if let Some(idem) = &idem {
-        jobs_db::store_answer(&state.db, user.as_uuid(), &idem.key, &to_value(&answer)?).await?;
+        jobs_db::store_answer(&state.db, user.as_uuid(), &idem.key, &answer).await?;
     }
     events::publish(&state, JobEvent::status(id, JobStatus::Queued, None)).await;
     state
@@ -122,6 +123,22 @@ pub async fn enqueue(
         .metrics
         .enqueue_seconds
         .observe(started.elapsed().as_secs_f64());
+    accepted(&state, user, answer)
+}
+
+/// The 202 with `answer` and a fresh stream token for its job (tokens are never stored with
+/// an `Idempotency-Key`: a replay gets its own).
+fn accepted(
+    state: &AppState,
+    user: UserId,
+    mut answer: serde_json::Value,
+) -> Result<HttpResponse, ApiError> {
+    let job = answer["job"]["id"].as_str().and_then(|id| id.parse().ok());
+    if let (Some(job), Some(fields)) = (job, answer.as_object_mut()) {
+        let minted = state.auth.streams.mint(user, job)?;
+        fields.insert("streamToken".into(), minted.token.into());
+        fields.insert("streamTokenExpiresAt".into(), to_value(&minted.expires_at)?);
+    }
     Ok(HttpResponse::Accepted().json(answer))
 }
 

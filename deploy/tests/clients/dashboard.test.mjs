@@ -6,16 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
-
-function need(name) {
-  const v = process.env[name];
-  if (!v) {
-    console.log(`FAIL  environment variable ${name} is set (run this through run.sh)`);
-    console.log('RESULT passed=0 failed=1');
-    process.exit(1);
-  }
-  return v;
-}
+import { need } from './checks.mjs';
 
 const API = need('DASH_API');
 const ADMIN_TOKEN = need('DASH_ADMIN_TOKEN');

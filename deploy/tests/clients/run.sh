@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# End-to-end browser test of the dispatcher's admin dashboard (/admin/).
+# Real clients against the real services: promtool reads both services' /metrics; the
+# dispatcher's admin dashboard (/admin/) in a browser; then an app's page on another origin
+# that enqueues with @supabase/supabase-js and follows its job with the browser's
+# EventSource (supabase.test.mjs) until a real demo worker completed it.
 #
-#   bash deploy/tests/dashboard/run.sh
+#   bash deploy/tests/clients/run.sh
 #
 # Starts the real dispatcher and callback service (target/debug binaries; built when missing
-# or older than their sources) on free ports against a fresh PostgreSQL database and a
+# or older than their sources; the dispatcher allows the test page's origin with
+# GPUQ_CORS_ORIGINS) on free ports against a fresh PostgreSQL database and a
 # throwaway redis-server under a random namespace, with a random admin token, JWT secret
 # and callback secret. Then it makes real queue state over the real interfaces:
 #   - two jobs dead-lettered: enqueued over HTTP, claimed with claim_jobs.lua (redis-cli
@@ -15,10 +19,11 @@
 # playwright-core from npm (no browser download), which logs in, watches the queued job
 # appear, looks it up, requeues one dead job and deletes the other, and saves screenshots
 # to target/ci-artifacts/: dashboard-dead-letters.png (before the requeue) and
-# dashboard.png (the end state).
+# dashboard.png (the end state). Then a demo worker starts and supabase.test.mjs runs.
 #
 # Needs: psql, curl, openssl, python3, redis-server + redis-cli, node >= 20 + npm, and
-# chromium (installed with apt-get when missing and running as root).
+# chromium and promtool (Debian's chromium and prometheus packages, installed with apt-get
+# when missing and running as root).
 # Environment:
 #   GPUQ_BIN_DIR        binaries to use as they are (default target/debug, built as needed)
 #   PG_BASE_URL         default postgres://postgres:postgres@127.0.0.1:5432/postgres; a
@@ -38,25 +43,22 @@ PG_BASE_URL=${PG_BASE_URL:-postgres://postgres:postgres@127.0.0.1:5432/postgres}
 CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
 ARTIFACTS=${GPUQ_DASHBOARD_ARTIFACTS:-$ROOT/target/ci-artifacts}
 
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); printf 'ok    %s\n' "$1"; }
-bad() { failed=$((failed + 1)); printf 'FAIL  %s\n' "$1"; [ -z "${2:-}" ] || printf '      %s\n' "$2"; }
-check() { # name, command...
-  local name=$1; shift
-  if "$@"; then ok "$name"; else bad "$name"; fi
+# shellcheck source=../lib/checks.sh
+source "$HERE/../lib/checks.sh"
+log() { printf '[clients] %s\n' "$*"; }
+node_result() { # log file: adds its RESULT line to the totals; fails on a non-zero exit without one
+  local p f
+  p=$(sed -n 's/^RESULT passed=\([0-9]*\) failed=\([0-9]*\)$/\1/p' "$1")
+  f=$(sed -n 's/^RESULT passed=\([0-9]*\) failed=\([0-9]*\)$/\2/p' "$1")
+  passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
+  if [ "$2" != 0 ] && [ "${f:-0}" = 0 ]; then bad "$(basename "$1" .log) exited $2"; fi
 }
-log() { printf '[dashboard] %s\n' "$*"; }
-finish() { echo "$passed passed, $failed failed"; [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]; exit $?; }
-die() { bad "$1" "${2:-}"; finish; }
 
-rnd() { head -c "${1:-16}" /dev/urandom | od -An -tx1 | tr -d ' \n'; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 json_get() { # python expression over `d` (the JSON on stdin)
   python3 -c "import json,sys; d=json.load(sys.stdin); print($1)" 2>/dev/null
 }
 
-TMP=$(mktemp -d /tmp/gpuq-dashboard.XXXXXX)
+TMP=$(mktemp -d /tmp/gpuq-clients.XXXXXX)
 PIDS=()
 DB_NAME=
 NS=
@@ -92,17 +94,26 @@ if [ ! -x "$CHROMIUM" ]; then
   [ -x "$CHROMIUM" ] || die "chromium at $CHROMIUM (apt-get install chromium)"
 fi
 ok "browser: $("$CHROMIUM" --version 2>/dev/null | head -1)"
-
-# playwright-core, pinned in package.json / package-lock.json, into ./node_modules (gitignored).
-want=$(json_get 'd["dependencies"]["playwright-core"]' < "$HERE/package.json")
-have=$(json_get 'd["version"]' < "$HERE/node_modules/playwright-core/package.json" 2>/dev/null || true)
-if [ "$have" != "$want" ]; then
-  log "npm ci (playwright-core $want)"
-  (cd "$HERE" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error) \
-    >"$TMP/npm.log" 2>&1 || die "npm ci in deploy/tests/dashboard" "$(tail -5 "$TMP/npm.log")"
-  have=$(json_get 'd["version"]' < "$HERE/node_modules/playwright-core/package.json")
+if ! command -v promtool >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  log "installing Debian's prometheus (for promtool)"
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; } \
+    >"$TMP/apt-prometheus.log" 2>&1 || die "apt-get install prometheus" "$(tail -3 "$TMP/apt-prometheus.log")"
 fi
-check "playwright-core $have installed (pinned $want)" test "$have" = "$want"
+command -v promtool >/dev/null || die "promtool is installed (apt-get install prometheus)"
+ok "promtool: $(promtool --version 2>&1 | head -1)"
+
+# playwright-core and @supabase/supabase-js, pinned in package.json / package-lock.json, into
+# ./node_modules (gitignored).
+installed() { json_get 'd["version"]' < "$HERE/node_modules/$1/package.json" 2>/dev/null || true; }
+pinned() { json_get "d[\"dependencies\"][\"$1\"]" < "$HERE/package.json"; }
+for pkg in playwright-core @supabase/supabase-js; do
+  if [ "$(installed "$pkg")" != "$(pinned "$pkg")" ]; then
+    log "npm ci ($pkg $(pinned "$pkg"))"
+    (cd "$HERE" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error) \
+      >"$TMP/npm.log" 2>&1 || die "npm ci in deploy/tests/clients" "$(tail -5 "$TMP/npm.log")"
+  fi
+  check "$pkg $(installed "$pkg") installed (pinned $(pinned "$pkg"))" test "$(installed "$pkg")" = "$(pinned "$pkg")"
+done
 
 # --- Binaries -------------------------------------------------------------------------------
 if [ -z "${GPUQ_BIN_DIR:-}" ]; then
@@ -112,18 +123,20 @@ if [ -z "${GPUQ_BIN_DIR:-}" ]; then
     [ -n "$(find "$@" -newer "$bin" -type f \( -path '*/src/*' -o -path '*/lua/*' -o -path '*/migrations/*' \
       -o -path '*/admin-ui/*' -o -name Cargo.toml \) -print -quit 2>/dev/null)" ]
   }
-  for b in gpuq-dispatcher gpuq-callback; do [ -x "$BIN/$b" ] || stale=1; done
+  for b in gpuq-dispatcher gpuq-callback gpuq-demo-worker; do [ -x "$BIN/$b" ] || stale=1; done
   if [ -z "$stale" ]; then
     newer "$BIN/gpuq-dispatcher" "$ROOT/dispatcher" "$ROOT/service" "$ROOT/queue" "$ROOT/schemas" && stale=1
     newer "$BIN/gpuq-callback" "$ROOT/callback" "$ROOT/service" "$ROOT/queue" "$ROOT/schemas" && stale=1
+    newer "$BIN/gpuq-demo-worker" "$ROOT/worker-sdk" "$ROOT/service" "$ROOT/queue" "$ROOT/schemas" && stale=1
   fi
   if [ -n "$stale" ]; then
-    log "cargo build -p gpuq-dispatcher -p gpuq-callback --bins"
-    (cd "$ROOT" && cargo build -p gpuq-dispatcher -p gpuq-callback --bins) >"$TMP/build.log" 2>&1 ||
-      die "cargo build -p gpuq-dispatcher -p gpuq-callback --bins" "$(tail -15 "$TMP/build.log")"
+    # The feature set of `cargo test` (as deploy/local/test.sh builds): reuses that build.
+    log "cargo build --workspace --all-targets"
+    (cd "$ROOT" && cargo build --locked --workspace --all-targets) >"$TMP/build.log" 2>&1 ||
+      die "cargo build --workspace --all-targets" "$(tail -15 "$TMP/build.log")"
   fi
 fi
-for b in gpuq-dispatcher gpuq-callback; do
+for b in gpuq-dispatcher gpuq-callback gpuq-demo-worker; do
   [ -x "$BIN/$b" ] || die "binary $BIN/$b exists"
 done
 
@@ -159,6 +172,9 @@ export GPUQ_JWT_SECRET=$(rnd 32) GPUQ_ADMIN_TOKEN=$(rnd 24) GPUQ_CALLBACK_SECRET
 export GPUQ__QUEUE__RECONCILE_INTERVAL_MS=${GPUQ__QUEUE__RECONCILE_INTERVAL_MS:-1000}
 DISPATCHER_PORT=$(free_port)
 CALLBACK_PORT=$(free_port)
+# The app page of supabase.test.mjs: another origin (another port), allowed by the dispatcher.
+PAGE_PORT=$(free_port)
+export GPUQ_CORS_ORIGINS="http://127.0.0.1:$PAGE_PORT"
 mkdir -p "$TMP/logs"
 "$BIN/gpuq-dispatcher" migrate >"$TMP/logs/migrate.log" 2>&1 ||
   die "gpuq-dispatcher migrate" "$(tail -5 "$TMP/logs/migrate.log")"
@@ -175,6 +191,20 @@ ready() { for _ in $(seq 150); do curl -fsS "$1" >/dev/null 2>&1 && return 0; sl
 ready "$API/readyz" || die "dispatcher ready on $API/readyz" "$(tail -5 "$TMP/logs/dispatcher.log")"
 ready "$CB/readyz" || die "callback ready on $CB/readyz" "$(tail -5 "$TMP/logs/callback.log")"
 ok "dispatcher on $API and callback on $CB are ready"
+
+# --- Prometheus -----------------------------------------------------------------------------
+# promtool reads the classic text format (what a scrape asking for text/plain gets); its
+# lint (help text, counter names, units) must find nothing on either service.
+for svc in "dispatcher $API" "callback $CB"; do
+  set -- $svc
+  ctype=$(curl -sS -o "$TMP/metrics-$1.txt" -w '%{content_type}' -H 'Accept: text/plain;version=0.0.4' "$2/metrics")
+  check "$1 answers text/plain;version=0.0.4 when asked ($ctype)" test "$ctype" = "text/plain; version=0.0.4; charset=utf-8"
+  lint=$(promtool check metrics <"$TMP/metrics-$1.txt" 2>&1); rc=$?
+  if [ "$rc" = 0 ] && [ -z "$lint" ]; then ok "promtool check metrics passes on the $1's /metrics ($(grep -c '^# TYPE' "$TMP/metrics-$1.txt") families)"
+  else bad "promtool check metrics on the $1's /metrics (rc $rc)" "$lint"; fi
+  ctype=$(curl -sS -o /dev/null -w '%{content_type}' -H 'Accept: application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5' "$2/metrics")
+  check "$1 answers OpenMetrics to Prometheus' Accept ($ctype)" test "$ctype" = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+done
 
 code=$(curl -s -o "$TMP/page.html" -w '%{http_code} %{content_type}' "$API/admin/")
 check "GET /admin/ serves the page without credentials ($code)" test "$code" = "200 text/html; charset=utf-8"
@@ -258,12 +288,7 @@ export DASH_API=$API DASH_ADMIN_TOKEN=$GPUQ_ADMIN_TOKEN DASH_USER_TOKEN=$USER_TO
   DASH_CHROMIUM=$CHROMIUM DASH_SCREENSHOT="$ARTIFACTS/dashboard.png" DASH_TMP=$TMP
 log "running dashboard.test.mjs in headless chromium"
 node "$HERE/dashboard.test.mjs" 2>&1 | tee "$TMP/node.log"
-node_rc=${PIPESTATUS[0]}
-node_passed=$(sed -n 's/^RESULT passed=\([0-9]*\) failed=\([0-9]*\)$/\1/p' "$TMP/node.log")
-node_failed=$(sed -n 's/^RESULT passed=\([0-9]*\) failed=\([0-9]*\)$/\2/p' "$TMP/node.log")
-passed=$((passed + ${node_passed:-0}))
-failed=$((failed + ${node_failed:-0}))
-if [ "$node_rc" != 0 ] && [ "${node_failed:-0}" = 0 ]; then bad "dashboard.test.mjs exited $node_rc"; fi
+node_result "$TMP/node.log" "${PIPESTATUS[0]}"
 
 # --- After the browser: the state it changed, seen from the other side ----------------------
 row=$(sql "SELECT status || '|' || attempts FROM jobs WHERE id = '$DEAD_REQUEUE'")
@@ -277,6 +302,53 @@ if [ -f "$ARTIFACTS/dashboard.png" ] && file "$ARTIFACTS/dashboard.png" | grep -
 else
   bad "screenshot saved at $ARTIFACTS/dashboard.png"
 fi
+# --- Clients generated from /openapi.json -----------------------------------------------------
+# Each enqueues, reads and cancels a job with the code its generator wrote.
+GEN=$HERE/.generated
+rm -rf "$GEN"; mkdir -p "$GEN/py"
+curl -fsS "$API/openapi.json" -o "$GEN/openapi.json" || die "GET /openapi.json"
+CLIENT_TOKEN=$("$BIN/gpuq-dispatcher" mint-token "$(python3 -c 'import uuid; print(uuid.uuid4())')" 3600 2>>"$TMP/logs/mint.log")
+VENV=$ROOT/target/clients-venv
+[ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c '' 2>/dev/null || { rm -rf "$VENV"; python3 -m venv "$VENV"; }
+"$VENV/bin/pip" install -q --disable-pip-version-check -r "$HERE/requirements.txt" >"$TMP/pip.log" 2>&1 ||
+  die "pip install -r deploy/tests/clients/requirements.txt" "$(tail -3 "$TMP/pip.log")"
+if PATH="$VENV/bin:$PATH" openapi-python-client generate --path "$GEN/openapi.json" \
+    --output-path "$GEN/py/gpuq_client" --meta none >"$TMP/opc.log" 2>&1 &&
+    ! grep -qE 'Unable to|removal of' "$TMP/opc.log"; then
+  ok "openapi-python-client generated a client from /openapi.json without dropping a schema"
+else
+  bad "openapi-python-client generates a client from /openapi.json" "$(grep -E 'Unable|removal|Error' "$TMP/opc.log" | head -5)"
+fi
+PYTHONPATH=$GEN/py "$VENV/bin/python" "$HERE/generated_python.py" "$API" "$CLIENT_TOKEN" 2>&1 | tee "$TMP/generated_python.log"
+node_result "$TMP/generated_python.log" "${PIPESTATUS[0]}"
+cp "$HERE/generated.ts" "$GEN/generated.ts"
+if "$HERE/node_modules/.bin/openapi-typescript" "$GEN/openapi.json" -o "$GEN/schema.d.ts" >"$TMP/ots.log" 2>&1 &&
+    "$HERE/node_modules/.bin/tsc" --strict --module nodenext --target es2022 --skipLibCheck \
+      --outDir "$GEN" "$GEN/generated.ts" >"$TMP/tsc.log" 2>&1; then
+  ok "openapi-typescript's types of /openapi.json accept generated.ts (tsc --strict)"
+  node "$GEN/generated.js" "$API" "$CLIENT_TOKEN" 2>&1 | tee "$TMP/generated_ts.log"
+  node_result "$TMP/generated_ts.log" "${PIPESTATUS[0]}"
+else
+  bad "openapi-typescript + tsc --strict on generated.ts" "$(tail -8 "$TMP/ots.log" "$TMP/tsc.log")"
+fi
+
+# --- An app's page on another origin: supabase-js and EventSource -----------------------------
+mkdir -p "$TMP/storage"
+REDIS_URL=$REDIS_URL_USED GPUQ_QUEUE=sdxl_queue GPUQ_CALLBACK_URL="$CB/v1/callback" \
+  GPUQ_STORAGE_DIR="$TMP/storage" GPUQ_DEMO_TIME_SCALE=0.05 GPUQ_CONCURRENCY=4 \
+  start worker "$BIN/gpuq-demo-worker"
+BROWSER_USER=$(python3 -c 'import uuid; print(uuid.uuid4())')
+BROWSER_USER_TOKEN=$("$BIN/gpuq-dispatcher" mint-token "$BROWSER_USER" 3600 2>>"$TMP/logs/mint.log") ||
+  die "gpuq-dispatcher mint-token" "$(tail -3 "$TMP/logs/mint.log")"
+log "running supabase.test.mjs in headless chromium (page on http://127.0.0.1:$PAGE_PORT)"
+BROWSER_API=$API BROWSER_USER_TOKEN=$BROWSER_USER_TOKEN BROWSER_PAGE_PORT=$PAGE_PORT \
+  BROWSER_CHROMIUM=$CHROMIUM node "$HERE/supabase.test.mjs" 2>&1 | tee "$TMP/node-supabase.log"
+node_result "$TMP/node-supabase.log" "${PIPESTATUS[0]}"
+BROWSER_JOB=$(sed -n 's/^JOB //p' "$TMP/node-supabase.log")
+row=$(sql "SELECT j.status || '|' || j.user_id || '|' || (SELECT count(*) FROM images i WHERE i.job_id = j.id) FROM jobs j WHERE j.id = '${BROWSER_JOB:-00000000-0000-0000-0000-000000000000}'")
+check "psql: the page's job is completed, owned by the page's user, with its image ($row)" \
+  test "$row" = "completed|$BROWSER_USER|1"
+
 if [ "$failed" -gt 0 ]; then
   log "dispatcher log tail:"; tail -20 "$TMP/logs/dispatcher.log" | sed 's/\x1b\[[0-9;]*m//g; s/^/    /'
 fi
