@@ -75,7 +75,7 @@ pub struct CallbackError {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Progress {
     /// 0.0 to 1.0.
-    pub fraction: f32,
+    pub fraction: f64,
     /// What the worker is doing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,

@@ -25,7 +25,7 @@ pub struct Defaults {
     /// Diffusion steps.
     pub steps: u32,
     /// Classifier-free guidance scale.
-    pub guidance: f32,
+    pub guidance: f64,
     /// Output width in pixels.
     pub width: u32,
     /// Output height in pixels.
@@ -107,7 +107,7 @@ const WAN: &str = "wan_2_1_1_3b";
 const SDXL_IMAGES: &[u32] = &[1, 3, 6];
 const ONE: &[u32] = &[1];
 
-const fn d(steps: u32, guidance: f32, width: u32, height: u32, frames: u32) -> Defaults {
+const fn d(steps: u32, guidance: f64, width: u32, height: u32, frames: u32) -> Defaults {
     Defaults {
         steps,
         guidance,

@@ -13,7 +13,7 @@ pub struct GenerationConfig {
     /// Diffusion steps, 1..=150.
     pub steps: u32,
     /// Guidance scale, 0..=30.
-    pub guidance: f32,
+    pub guidance: f64,
     /// Output width in pixels.
     pub width: u32,
     /// Output height in pixels.
@@ -31,10 +31,10 @@ pub struct GenerationConfig {
     pub reference_image: Option<String>,
     /// How much of the reference to keep, 0..=1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reference_strength: Option<f32>,
+    pub reference_strength: Option<f64>,
     /// How much noise to add to the reference, 0..=1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub denoise_strength: Option<f32>,
+    pub denoise_strength: Option<f64>,
     /// Reproduce the reference as exactly as possible (no prompt, no negative prompt).
     #[serde(default)]
     pub exact_copy: bool,

@@ -20,7 +20,7 @@ pub struct JobEvent {
     pub status: JobStatus,
     /// 0.0 to 1.0, for progress updates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub progress: Option<f32>,
+    pub progress: Option<f64>,
     /// A human-readable note (progress message, error message).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
@@ -52,7 +52,7 @@ impl JobEvent {
     }
 
     /// A progress event stamped now.
-    pub fn progress(job_id: JobId, fraction: f32, message: Option<String>) -> Self {
+    pub fn progress(job_id: JobId, fraction: f64, message: Option<String>) -> Self {
         Self {
             job_id,
             kind: JobEventKind::Progress,

@@ -84,7 +84,7 @@ impl JobContext {
     /// job's event stream. Best effort and non-blocking: sent from a background task, at
     /// most once per progress interval (a report of 1.0 always goes), never retried.
     /// Callable from any thread, `spawn_blocking` included.
-    pub fn progress(&self, fraction: f32, message: impl Into<String>) {
+    pub fn progress(&self, fraction: f64, message: impl Into<String>) {
         let inner = &self.inner;
         if inner.finished.load(Ordering::Acquire) || inner.cancel.is_cancelled() {
             return;

@@ -7,6 +7,7 @@
 use serde_json::{json, Value};
 
 use gpuq_schemas::catalog::CATALOG;
+use gpuq_schemas::{JobKind, JobType};
 
 use crate::validation::{MAX_ID_CHARS, MAX_PROMPT_CHARS, MAX_REFERENCE_CHARS};
 
@@ -95,24 +96,55 @@ fn metadata_schema(allowed_num_images: &[u32], hosts: &[String]) -> Value {
             "guidance_scale": number(30.0),
             "reference_strength": number(1.0),
             "denoise_strength": number(1.0),
-            "reference_image": reference,
+            "reference_image": { "anyOf": [reference, { "type": "boolean" }] },
             "reference_image_url": reference,
             "reference_url": reference,
             "start_reference_url": reference,
             "end_reference_url": reference,
             "exact_copy_mode": nullable("boolean", json!({})),
+            // What the replaced apps sent (../shared/LEGACY.md): aliases and options.
+            "num_inference_steps": nullable("integer", json!({ "minimum": 1, "maximum": 150 })),
+            "preserve_strength": number(1.0),
+            "userNegativePrompt": text(),
+            "batch_count": { "enum": counts },
+            "originalEnhancedPrompt": text(),
+            "reference_type": { "enum": ["style", "character", "composition", null] },
+            "compel_enabled": nullable("boolean", json!({})),
+            "compel_weights": text(),
+            "skip_enhancement": nullable("boolean", json!({})),
+            "user_requested_enhancement": nullable("boolean", json!({})),
+            "regeneration": nullable("boolean", json!({})),
         },
-        // exact_copy_mode: true needs a reference image.
-        "if": {
-            "required": ["exact_copy_mode"],
-            "properties": { "exact_copy_mode": { "const": true } },
-        },
-        "then": {
-            "anyOf": [
-                { "required": ["reference_image"], "properties": { "reference_image": { "type": "string" } } },
-                { "required": ["reference_image_url"], "properties": { "reference_image_url": { "type": "string" } } },
-            ],
-        },
+        "allOf": [
+            // exact_copy_mode: true needs a reference image.
+            {
+                "if": {
+                    "required": ["exact_copy_mode"],
+                    "properties": { "exact_copy_mode": { "const": true } },
+                },
+                "then": {
+                    "anyOf": [
+                        { "required": ["reference_image"], "properties": { "reference_image": { "type": "string" } } },
+                        { "required": ["reference_image_url"], "properties": { "reference_image_url": { "type": "string" } } },
+                        { "required": ["reference_image", "reference_url"], "properties": {
+                            "reference_image": { "const": true }, "reference_url": { "type": "string" } } },
+                    ],
+                },
+            },
+            // The v1 flag `reference_image: true` names its reference in `reference_url`.
+            {
+                "if": {
+                    "required": ["reference_image"],
+                    "properties": { "reference_image": { "const": true } },
+                },
+                "then": {
+                    "anyOf": [
+                        { "required": ["reference_url"], "properties": { "reference_url": { "type": "string" } } },
+                        { "required": ["reference_image_url"], "properties": { "reference_image_url": { "type": "string" } } },
+                    ],
+                },
+            },
+        ],
     })
 }
 
@@ -140,6 +172,13 @@ pub fn request_schemas(hosts: &[String]) -> Vec<(String, Value)> {
                     "description": "pass-through" }),
         )
     };
+    let text = || {
+        nullable(
+            "string",
+            json!({ "maxLength": MAX_PROMPT_CHARS, "pattern": NO_NUL }),
+        )
+    };
+    let storable = || json!({ "$ref": "#/components/schemas/StorableJson" });
     let mut out: Vec<(String, Value)> = Vec::new();
     for (queue, counts, types) in groups {
         let name = variant_name(queue, &out);
@@ -147,13 +186,24 @@ pub fn request_schemas(hosts: &[String]) -> Vec<(String, Value)> {
             "type": "object",
             "description": format!("A job on `{queue}`."),
             "required": ["jobType", "metadata"],
+            "additionalProperties": false,
             "properties": {
                 "jobType": { "enum": types },
                 "metadata": metadata_schema(counts, hosts),
                 "projectId": id(),
                 "videoId": id(),
                 "imageId": id(),
+                // What v1 apps sent beside the metadata (../shared/LEGACY.md); recorded in
+                // the metadata, and `originalPrompt` is the prompt when set.
+                "originalPrompt": text(),
+                "enhancedPrompt": text(),
+                "isPromptEnhanced": nullable("boolean", json!({})),
+                "enhancementMetadata": storable(),
+                "selectedPresets": storable(),
+                "contentType": nullable("string", json!({ "pattern": NO_NUL })),
+                "enhancementModel": nullable("string", json!({ "pattern": NO_NUL })),
             },
+            "allOf": content_type_rules(&types),
         });
         out.push((name, variant));
     }
@@ -172,6 +222,26 @@ pub fn request_schemas(hosts: &[String]) -> Vec<(String, Value)> {
         }),
     ));
     out
+}
+
+/// `contentType`, when it says `image` or `video`, is the kind the job type makes.
+fn content_type_rules(types: &[&str]) -> Vec<Value> {
+    [(JobKind::Image, "video"), (JobKind::Video, "image")]
+        .into_iter()
+        .filter_map(|(kind, other)| {
+            let of_kind: Vec<&str> = types
+                .iter()
+                .copied()
+                .filter(|t| t.parse::<JobType>().is_ok_and(|t| t.spec().kind == kind))
+                .collect();
+            (!of_kind.is_empty()).then(|| {
+                json!({
+                    "if": { "properties": { "jobType": { "enum": of_kind } } },
+                    "then": { "properties": { "contentType": { "not": { "const": other } } } },
+                })
+            })
+        })
+        .collect()
 }
 
 /// Any JSON value PostgreSQL can store in `jsonb`: no U+0000 in a string or a key.

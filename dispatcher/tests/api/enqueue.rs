@@ -272,7 +272,7 @@ async fn image_to_image_applies_exact_copy_and_modify_defaults() {
             exact["guidance"].as_f64(),
             exact["steps"].as_u64()
         ),
-        (Some(0.05f32 as f64), Some(1.0), Some(15))
+        (Some(0.05), Some(1.0), Some(15))
     );
     assert_eq!(exact["exact_copy"], true);
     let modify = config_of(
@@ -287,7 +287,7 @@ async fn image_to_image_applies_exact_copy_and_modify_defaults() {
             modify["guidance"].as_f64(),
             modify["steps"].as_u64()
         ),
-        (Some(0.2f32 as f64), Some(6.0), Some(20))
+        (Some(0.2), Some(6.0), Some(20))
     );
     let strength = config_of(&app, &token, json!({"prompt": "p", "reference_image": reference, "reference_strength": 0.75, "steps": 33})).await;
     assert_eq!(

@@ -8,6 +8,7 @@ mod events;
 mod helpers;
 mod hostile;
 mod jobs;
+mod legacy;
 mod limits;
 mod loops;
 mod reconcile;

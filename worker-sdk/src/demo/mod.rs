@@ -55,7 +55,7 @@ impl Handler for DemoHandler {
                 _ = ctx.cancelled() => return Err(JobError::retryable("cancelled")),
                 _ = tokio::time::sleep(total / STEPS) => {}
             }
-            let fraction = 0.9 * step as f32 / STEPS as f32;
+            let fraction = 0.9 * f64::from(step) / f64::from(STEPS);
             ctx.progress(fraction, format!("step {step}/{STEPS}"));
         }
         let output = match spec.kind {

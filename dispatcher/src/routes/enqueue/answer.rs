@@ -1,6 +1,6 @@
-//! [`EnqueueAnswer`]: the 202 body of an enqueue, in the shape the replaced edge function
-//! answered (v1 apps read `success`, `job`, `message`, `queueLength`, `modelVariant`,
-//! `jobType`, `queue`).
+//! [`EnqueueAnswer`]: the 202 body of an enqueue, in the shapes the replaced edge function
+//! answered: v1 apps read `success`, `job`, `message`, `queueLength`, `modelVariant`,
+//! `jobType`, `queue`; v2 apps read `jobId`, `status` and `queueName`.
 
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -18,6 +18,10 @@ pub struct EnqueueAnswer {
     pub success: bool,
     /// The job's row.
     pub job: JobRecord,
+    /// The job's id (v2 apps read it here).
+    pub job_id: uuid::Uuid,
+    /// The job's status when answered (v2 apps read it here).
+    pub status: gpuq_schemas::JobStatus,
     /// Human-readable.
     pub message: String,
     /// Waiting jobs in the queue, this one included.
@@ -32,6 +36,9 @@ pub struct EnqueueAnswer {
     /// The queue it waits in.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub queue: Option<String>,
+    /// The same, under the name v2 apps read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue_name: Option<String>,
     /// Jobs that will be served before this one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub position: Option<u64>,
@@ -59,12 +66,15 @@ impl EnqueueAnswer {
     ) -> Self {
         Self {
             success: true,
+            job_id: job.id,
+            status: job.status,
             job,
             message: format!("{} job queued", env.job_type),
             queue_length: Some(waiting),
             model_variant: Some(env.job_type.spec().model_variant.to_owned()),
             job_type: Some(env.job_type),
             queue: Some(env.queue.clone()),
+            queue_name: Some(env.queue.clone()),
             position: Some(position),
             eta_seconds: Some(eta_seconds),
             stream_token: None,
@@ -76,12 +86,15 @@ impl EnqueueAnswer {
     pub fn already_submitted(job: JobRecord) -> Self {
         Self {
             success: true,
+            job_id: job.id,
+            status: job.status,
             job,
             message: "Job already submitted with this Idempotency-Key".into(),
             queue_length: None,
             model_variant: None,
             job_type: None,
             queue: None,
+            queue_name: None,
             position: None,
             eta_seconds: None,
             stream_token: None,

@@ -1,6 +1,12 @@
 //! Enqueue validation: turns a raw request body into a [`ValidatedJob`] or a 400/403 that
 //! names the field and the rule. Also applies the catalog defaults and the image-to-image
 //! rules, so the envelope carries the final parameters.
+//!
+//! [`legacy`] first brings the replaced apps' request shapes to this one; the metadata
+//! aliases they used are read here (the first of an alias group that is set wins; every one
+//! set is checked).
+
+mod legacy;
 
 use serde_json::{Map, Value};
 
@@ -75,9 +81,11 @@ pub fn validate(body: &Value, policy: &ReferencePolicy<'_>) -> Result<ValidatedJ
             format!("JSON nesting deeper than {MAX_DEPTH} levels"),
         ));
     }
-    let body = body
-        .as_object()
-        .ok_or_else(|| bad("invalid_body", "body must be a JSON object"))?;
+    let (body, restated) = legacy::canonical(
+        body.as_object()
+            .ok_or_else(|| bad("invalid_body", "body must be a JSON object"))?,
+    )?;
+    let body = &body;
     let job_type = match body.get("jobType") {
         Some(Value::String(s)) => s
             .parse::<JobType>()
@@ -93,6 +101,7 @@ pub fn validate(body: &Value, policy: &ReferencePolicy<'_>) -> Result<ValidatedJ
             ))
         }
     };
+    restated.check(job_type)?;
     let empty = Map::new();
     let meta = match body.get("metadata") {
         None | Some(Value::Null) => &empty,
@@ -153,21 +162,41 @@ fn as_whole(v: &Value) -> Option<u64> {
     })
 }
 
+/// The first of `keys` (aliases) that is set, as a whole number; every one that is set must
+/// be in range.
 fn integer(
     meta: &Map<String, Value>,
-    key: &str,
+    keys: &[&str],
     min: u64,
     max: u64,
 ) -> Result<Option<u64>, ApiError> {
+    let mut first = None;
+    for key in keys {
+        let Some(v) = meta.get(*key).filter(|v| !v.is_null()) else {
+            continue;
+        };
+        match as_whole(v) {
+            Some(n) if (min..=max).contains(&n) => first = first.or(Some(n)),
+            _ => {
+                return Err(bad(
+                    "out_of_range",
+                    format!("metadata.{key} must be an integer from {min} to {max}"),
+                ))
+            }
+        }
+    }
+    Ok(first)
+}
+
+/// A boolean or nothing.
+fn flag(meta: &Map<String, Value>, key: &str) -> Result<Option<bool>, ApiError> {
     match meta.get(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(v) => match as_whole(v) {
-            Some(n) if (min..=max).contains(&n) => Ok(Some(n)),
-            _ => Err(bad(
-                "out_of_range",
-                format!("metadata.{key} must be an integer from {min} to {max}"),
-            )),
-        },
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(_) => Err(bad(
+            "invalid_flag",
+            format!("metadata.{key} must be a boolean"),
+        )),
     }
 }
 
@@ -177,7 +206,7 @@ fn number(
     keys: &[&str],
     min: f64,
     max: f64,
-) -> Result<Option<f32>, ApiError> {
+) -> Result<Option<f64>, ApiError> {
     let mut first = None;
     for key in keys {
         let Some(v) = meta.get(*key).filter(|v| !v.is_null()) else {
@@ -185,7 +214,7 @@ fn number(
         };
         match v.as_f64() {
             Some(n) if n.is_finite() && (min..=max).contains(&n) => {
-                first = first.or(Some(n as f32));
+                first = first.or(Some(n));
             }
             _ => {
                 return Err(bad(
@@ -200,6 +229,12 @@ fn number(
 
 type Parameters = (String, Option<String>, GenerationConfig);
 
+/// `1 - r` as the client would write it: 1 - 0.7 is 0.3, not 0.30000000000000004 (the
+/// strengths are given to a few decimals; six are kept).
+fn complement(r: f64) -> f64 {
+    ((1.0 - r) * 1e6).round() / 1e6
+}
+
 fn parameters(
     job_type: JobType,
     meta: &Map<String, Value>,
@@ -208,9 +243,19 @@ fn parameters(
     let spec = job_type.spec();
     let d = spec.defaults;
     let prompt = text(meta, "prompt")?.unwrap_or_default();
-    let negative = text(meta, "negative_prompt")?.filter(|s| !s.trim().is_empty());
-    let num_images =
-        integer(meta, "num_images", 0, u64::from(u32::MAX))?.map_or(d.num_images, |n| n as u32);
+    // v1 apps sent the user's own words as `originalPrompt`, which took precedence.
+    let original = text(meta, "originalPrompt")?.filter(|s| !s.trim().is_empty());
+    let negative = match text(meta, "negative_prompt")?.filter(|s| !s.trim().is_empty()) {
+        Some(n) => Some(n),
+        None => text(meta, "userNegativePrompt")?.filter(|s| !s.trim().is_empty()),
+    };
+    legacy_checks(meta)?;
+    let skip_enhancement = flag(meta, "skip_enhancement")?.unwrap_or(false)
+        || flag(meta, "bypass_enhancement")?.unwrap_or(false);
+    // An enhanced prompt that came with the reference means "modify", never "copy".
+    let enhanced_original = text(meta, "originalEnhancedPrompt")?.filter(|s| !s.trim().is_empty());
+    let num_images = integer(meta, &["num_images", "batch_count"], 0, u64::from(u32::MAX))?
+        .map_or(d.num_images, |n| n as u32);
     if !spec.allowed_num_images.contains(&num_images) {
         return Err(bad(
             "invalid_num_images",
@@ -220,10 +265,10 @@ fn parameters(
             ),
         ));
     }
-    let seed = integer(meta, "seed", 0, u64::from(u32::MAX))?;
-    let steps = integer(meta, "steps", 1, 150)?.map(|n| n as u32);
+    let seed = integer(meta, &["seed"], 0, u64::from(u32::MAX))?;
+    let steps = integer(meta, &["steps", "num_inference_steps"], 1, 150)?.map(|n| n as u32);
     let guidance = number(meta, &["guidance", "guidance_scale"], 0.0, 30.0)?;
-    let reference_strength = number(meta, &["reference_strength"], 0.0, 1.0)?;
+    let reference_strength = number(meta, &["reference_strength", "preserve_strength"], 0.0, 1.0)?;
     let denoise = number(meta, &["denoise_strength"], 0.0, 1.0)?;
     let reference = reference_image(meta, policy)?;
     let exact_flag = match meta.get("exact_copy_mode") {
@@ -242,13 +287,21 @@ fn parameters(
             "metadata.exact_copy_mode needs metadata.reference_image",
         ));
     }
-    let exact_copy = exact_flag && prompt.trim().is_empty();
+    let exact_copy = exact_flag && prompt.trim().is_empty() && enhanced_original.is_none();
+    let prompt = match enhanced_original {
+        Some(enhanced) if prompt.trim().is_empty() => enhanced,
+        _ => prompt,
+    };
     if prompt.trim().is_empty() && !exact_copy {
         return Err(bad(
             "missing_prompt",
             "metadata.prompt is required and must not be blank",
         ));
     }
+    let prompt = match original {
+        Some(original) if !exact_copy => original,
+        _ => prompt,
+    };
     // Image-to-image: an explicit value always wins; then the mode's defaults.
     let (steps, guidance, denoise, negative) = match (&reference, exact_copy) {
         (Some(_), true) => (
@@ -262,7 +315,7 @@ fn parameters(
             guidance.unwrap_or(6.0),
             Some(
                 denoise
-                    .or(reference_strength.map(|r| 1.0 - r))
+                    .or(reference_strength.map(complement))
                     .unwrap_or(0.20),
             ),
             negative,
@@ -286,7 +339,7 @@ fn parameters(
         reference_strength,
         denoise_strength: denoise,
         exact_copy,
-        enhance_prompt: spec.enhance_prompt,
+        enhance_prompt: spec.enhance_prompt && !exact_copy && !skip_enhancement,
     };
     Ok((prompt, negative, config))
 }
@@ -294,6 +347,7 @@ fn parameters(
 /// Every metadata field a worker may fetch an image from. Each one set is checked by
 /// [`one_reference`]; the reference image is `reference_image` (alias
 /// `reference_image_url`; the first set wins), the others pass through in the metadata.
+/// v1 apps sent `reference_image: true` as a flag and the reference in `reference_url`.
 const REFERENCE_FIELDS: [&str; 5] = [
     "reference_image",
     "reference_image_url",
@@ -307,16 +361,59 @@ fn reference_image(
     meta: &Map<String, Value>,
     policy: &ReferencePolicy<'_>,
 ) -> Result<Option<String>, ApiError> {
-    let mut first = None;
+    let flag = match meta.get("reference_image") {
+        Some(Value::Bool(b)) => Some(*b),
+        _ => None,
+    };
+    let mut checked = std::collections::HashMap::new();
     for field in REFERENCE_FIELDS {
-        if let Some(v) = meta.get(field).filter(|v| !v.is_null()) {
-            let checked = one_reference(field, v, policy)?;
-            if field.starts_with("reference_image") {
-                first = first.or(Some(checked));
+        match meta.get(field) {
+            None | Some(Value::Null) => {}
+            Some(Value::Bool(_)) if field == "reference_image" => {}
+            Some(v) => {
+                checked.insert(field, one_reference(field, v, policy)?);
             }
         }
     }
-    Ok(first)
+    let take = |field: &str| checked.get(field).cloned();
+    Ok(match flag {
+        // The v1 flag: a reference is attached, in `reference_url`.
+        Some(true) => Some(
+            take("reference_url")
+                .or_else(|| take("reference_image_url"))
+                .ok_or_else(|| {
+                    bad(
+                        "missing_reference",
+                        "metadata.reference_image is true but neither metadata.reference_url \
+                         nor metadata.reference_image_url names the reference",
+                    )
+                })?,
+        ),
+        Some(false) => take("reference_image_url"),
+        None => take("reference_image").or_else(|| take("reference_image_url")),
+    })
+}
+
+/// The replaced apps' other metadata keys: checked for type, then passed to the worker in
+/// the metadata.
+fn legacy_checks(meta: &Map<String, Value>) -> Result<(), ApiError> {
+    for key in [
+        "compel_enabled",
+        "user_requested_enhancement",
+        "regeneration",
+    ] {
+        flag(meta, key)?;
+    }
+    text(meta, "compel_weights")?;
+    if let Some(t) = text(meta, "reference_type")? {
+        if !["style", "character", "composition"].contains(&t.as_str()) {
+            return Err(bad(
+                "invalid_reference_type",
+                "metadata.reference_type must be style, character or composition",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A reference is either an absolute URL written `http(s)://<host>[/?#...]`, parsed as a
