@@ -58,11 +58,14 @@ pub struct JobRecord {
     pub started_at: Option<DateTime<Utc>>,
     /// Finished at.
     pub completed_at: Option<DateTime<Utc>>,
+    /// GPU time the worker reported for the generation, seconds (legacy workers'
+    /// `generation_time`).
+    pub generation_seconds: Option<f64>,
 }
 
 const COLUMNS: &str = "id, user_id, job_type, queue, status, prompt, metadata, config, project_id, video_id, \
     image_id, credits, attempts, max_attempts, error_message, enhanced_prompt, worker_id, created_at, \
-    started_at, completed_at";
+    started_at, completed_at, generation_seconds";
 
 /// A job to record (see [`record_batch`]); serialized as one element of the batch.
 #[derive(Debug, Clone, Serialize)]
@@ -125,6 +128,7 @@ impl JobRecord {
             created_at: job.created_at,
             started_at: None,
             completed_at: None,
+            generation_seconds: None,
         }
     }
 }

@@ -40,6 +40,9 @@ pub struct Holding {
     pub consumer: String,
     /// The claim's fence (an empty token for a claim made without one).
     pub fence: Fence,
+    /// When the claim was made, Unix ms (Redis' clock): the job's start when its worker
+    /// never reported `processing`.
+    pub since_ms: Option<u64>,
 }
 
 impl Holding {
@@ -73,11 +76,12 @@ fn parse_meta(meta: &str) -> Option<Holding> {
     let attempt = fields.next()?.parse().ok()?;
     let _lane = fields.next()?;
     let consumer = fields.next()?.to_owned();
-    let _since = fields.next()?;
+    let since_ms = fields.next()?.parse().ok();
     let token = fields.next().unwrap_or_default().to_owned();
     (!consumer.is_empty()).then_some(Holding {
         consumer,
         fence: Fence { attempt, token },
+        since_ms,
     })
 }
 

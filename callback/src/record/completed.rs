@@ -34,23 +34,30 @@ impl Recorder {
             JobKind::Video => "video",
         };
         let attempt = i32::try_from(holding.fence.attempt.max(1)).unwrap_or(i32::MAX);
-        let locked = sqlx::query_as("SELECT * FROM gpuq_complete_job($1, $2, $3, $4, $5, $6, $7)")
-            .bind(job.id.as_uuid())
-            .bind(job::sources(JobStatus::Completed))
-            .bind(kind)
-            .bind(sqlx::types::Json(&rows))
-            .bind(&cb.enhanced_prompt)
-            .bind(&holding.consumer)
-            .bind(attempt)
-            .fetch_optional(&self.pool)
-            .await
-            // A storage path recorded for another job: 409, nothing written.
-            .map_err(
-                |e| match e.as_database_error().map(|d| d.is_unique_violation()) {
-                    Some(true) => RecordError::StoragePathInUse,
-                    _ => RecordError::Database(e),
-                },
-            )?;
+        // The claim's time is the start of a job whose worker never reported `processing`.
+        let claimed_at = holding
+            .since_ms
+            .and_then(|ms| chrono::DateTime::from_timestamp_millis(i64::try_from(ms).ok()?));
+        let locked =
+            sqlx::query_as("SELECT * FROM gpuq_complete_job($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+                .bind(job.id.as_uuid())
+                .bind(job::sources(JobStatus::Completed))
+                .bind(kind)
+                .bind(sqlx::types::Json(&rows))
+                .bind(&cb.enhanced_prompt)
+                .bind(&holding.consumer)
+                .bind(attempt)
+                .bind(claimed_at)
+                .bind(cb.generation_seconds)
+                .fetch_optional(&self.pool)
+                .await
+                // A storage path recorded for another job: 409, nothing written.
+                .map_err(
+                    |e| match e.as_database_error().map(|d| d.is_unique_violation()) {
+                        Some(true) => RecordError::StoragePathInUse,
+                        _ => RecordError::Database(e),
+                    },
+                )?;
         let (job, applied) = job::Locked::into_job(locked)?;
         if !applied {
             return Ok(self.already_finished(&job).await);

@@ -5,6 +5,7 @@ mod failures;
 mod fences;
 mod helpers;
 mod hostile;
+mod legacy;
 mod payloads;
 mod races;
 mod shapes;

@@ -3,10 +3,15 @@
 //! Three shapes are accepted and turned into one [`ParsedCallback`]:
 //! - the canonical shape the SDK sends ([`CallbackPayload`], camelCase, has `outputs`);
 //! - legacy A, `{jobId, status, filePath?, outputUrl?, imageUrls?, errorMessage?, enhancedPrompt?}`;
-//! - legacy B, `{job_id, status, assets: [..], error_message?, metadata?}`.
+//! - legacy B, `{job_id | jobId, status, assets: [..], error_message?, metadata?, ...}`.
 //!
-//! Every shape refuses unknown fields, so a typo is a 400 naming the field rather than a
-//! silently dropped value.
+//! The canonical shape refuses unknown fields, so a typo is a 400 naming the field rather
+//! than a silently dropped value; the legacy shapes ([`legacy`]) tolerate them, as the
+//! workers that send them cannot be changed.
+
+mod legacy;
+
+pub use legacy::{LegacyAsset, LegacyAssetObject, LegacyCamelCallback, LegacySnakeCallback};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -113,79 +118,9 @@ pub struct CallbackPayload {
     pub progress: Option<Progress>,
 }
 
-/// Legacy A: the camelCase shape with `filePath` / `outputUrl` / `imageUrls`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct LegacyCamelCallback {
-    /// The job.
-    pub job_id: JobId,
-    /// `processing`, `completed` or `failed`.
-    pub status: CallbackStatus,
-    /// One output path.
-    #[serde(default)]
-    pub file_path: Option<String>,
-    /// One output URL.
-    #[serde(default)]
-    pub output_url: Option<String>,
-    /// Several output URLs or paths, in order.
-    #[serde(default)]
-    pub image_urls: Option<Vec<String>>,
-    /// Failure reason.
-    #[serde(default)]
-    pub error_message: Option<String>,
-    /// The enhanced prompt.
-    #[serde(default)]
-    pub enhanced_prompt: Option<String>,
-}
-
-/// One entry of legacy B's `assets`: a bare path or an object.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(untagged)]
-pub enum LegacyAsset {
-    /// A path or URL.
-    Path(String),
-    /// A described asset.
-    Object(LegacyAssetObject),
-}
-
-/// The object form of a legacy B asset.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct LegacyAssetObject {
-    /// `image` or `video`.
-    #[serde(rename = "type")]
-    pub kind: JobKind,
-    /// Path or URL.
-    pub url: String,
-    /// Thumbnail path or URL.
-    #[serde(default)]
-    pub thumbnail_url: Option<String>,
-    /// Extra data for the row.
-    #[serde(default)]
-    pub metadata: Option<Value>,
-}
-
-/// Legacy B: the snake_case shape with `assets`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct LegacySnakeCallback {
-    /// The job.
-    pub job_id: JobId,
-    /// `processing`, `completed` or `failed`.
-    pub status: CallbackStatus,
-    /// Outputs, in order.
-    #[serde(default)]
-    pub assets: Vec<LegacyAsset>,
-    /// Failure reason.
-    #[serde(default)]
-    pub error_message: Option<String>,
-    /// Extra data; `enhanced_prompt`, `seed` and `retryable` are read from here.
-    #[serde(default)]
-    pub metadata: Option<Value>,
-}
-
-/// A callback in any accepted shape, normalized. Legacy failures count as not retryable:
-/// old workers never said, and retrying a permanent error burns GPU time.
+/// A callback in any accepted shape, normalized. A legacy failure is retryable when its
+/// `error_type` or message shows a transient cause (out of memory, a timeout, a connection
+/// or download error; [`legacy::transient`]); old workers never said otherwise.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParsedCallback {
     /// The job.
@@ -209,6 +144,8 @@ pub struct ParsedCallback {
     pub enhanced_prompt: Option<String>,
     /// Progress.
     pub progress: Option<Progress>,
+    /// GPU time of the generation the worker reported, seconds (legacy `generation_time`).
+    pub generation_seconds: Option<f64>,
 }
 
 /// The shape a callback came in.
@@ -261,8 +198,6 @@ pub enum CallbackParseError {
     },
 }
 
-const LEGACY_CAMEL_KEYS: [&str; 4] = ["filePath", "outputUrl", "imageUrls", "errorMessage"];
-
 impl ParsedCallback {
     /// Parses a raw body in any accepted shape.
     pub fn from_slice(body: &[u8]) -> Result<Self, CallbackParseError> {
@@ -280,24 +215,32 @@ impl ParsedCallback {
                 reason: e.to_string(),
             }
         };
-        if map.contains_key("job_id") {
-            let p: LegacySnakeCallback =
-                serde_json::from_value(value).map_err(invalid("legacy job_id/assets"))?;
-            Ok(p.into())
-        } else if map.contains_key("jobId") {
-            if LEGACY_CAMEL_KEYS.iter().any(|k| map.contains_key(*k)) {
-                let p: LegacyCamelCallback =
-                    serde_json::from_value(value).map_err(invalid("legacy jobId/filePath"))?;
-                Ok(p.into())
-            } else {
+        match legacy::shape_of(map) {
+            Some(Shape::Canonical) => {
                 let p: CallbackPayload =
                     serde_json::from_value(value).map_err(invalid("canonical"))?;
                 Ok(p.into())
             }
-        } else {
-            Err(CallbackParseError::NoJobId)
+            Some(Shape::LegacyCamel) => {
+                let p: LegacyCamelCallback =
+                    serde_json::from_value(value).map_err(invalid("legacy jobId/filePath"))?;
+                Ok(p.into())
+            }
+            Some(Shape::LegacySnake) => {
+                let p: LegacySnakeCallback =
+                    serde_json::from_value(value).map_err(invalid("legacy job_id/assets"))?;
+                Ok(p.into())
+            }
+            None => Err(CallbackParseError::NoJobId),
         }
     }
+}
+
+/// Which struct a body is read as ([`legacy::shape_of`]).
+enum Shape {
+    Canonical,
+    LegacyCamel,
+    LegacySnake,
 }
 
 impl From<CallbackPayload> for ParsedCallback {
@@ -313,105 +256,7 @@ impl From<CallbackPayload> for ParsedCallback {
             error: p.error,
             enhanced_prompt: p.enhanced_prompt,
             progress: p.progress,
-        }
-    }
-}
-
-fn asset(path: String) -> OutputAsset {
-    OutputAsset {
-        kind: None,
-        path,
-        thumbnail_path: None,
-        seed: None,
-        duration_seconds: None,
-        width: None,
-        height: None,
-        metadata: Value::Null,
-    }
-}
-
-fn legacy_error(status: CallbackStatus, message: Option<String>) -> Option<CallbackError> {
-    match (status, message) {
-        (_, Some(message)) => Some(CallbackError {
-            message,
-            retryable: false,
-        }),
-        (CallbackStatus::Failed, None) => Some(CallbackError {
-            message: "worker reported failure without a message".into(),
-            retryable: false,
-        }),
-        _ => None,
-    }
-}
-
-impl From<LegacyCamelCallback> for ParsedCallback {
-    fn from(p: LegacyCamelCallback) -> Self {
-        // imageUrls wins when present; otherwise the single path (filePath before outputUrl).
-        let outputs = match (p.image_urls, p.file_path, p.output_url) {
-            (Some(urls), _, _) if !urls.is_empty() => urls.into_iter().map(asset).collect(),
-            (_, Some(path), _) | (_, None, Some(path)) => vec![asset(path)],
-            _ => Vec::new(),
-        };
-        Self {
-            job_id: p.job_id,
-            status: p.status,
-            shape: CallbackShape::Legacy,
-            worker_id: None,
-            attempt: None,
-            fence: None,
-            outputs,
-            error: legacy_error(p.status, p.error_message),
-            enhanced_prompt: p.enhanced_prompt,
-            progress: None,
-        }
-    }
-}
-
-impl From<LegacySnakeCallback> for ParsedCallback {
-    fn from(p: LegacySnakeCallback) -> Self {
-        let meta = p.metadata.unwrap_or(Value::Null);
-        let seed = meta.get("seed").and_then(Value::as_u64);
-        let outputs = p
-            .assets
-            .into_iter()
-            .map(|a| match a {
-                LegacyAsset::Path(path) => OutputAsset {
-                    seed,
-                    ..asset(path)
-                },
-                LegacyAsset::Object(o) => OutputAsset {
-                    kind: Some(o.kind),
-                    thumbnail_path: o.thumbnail_url,
-                    seed,
-                    metadata: o.metadata.unwrap_or(Value::Null),
-                    ..asset(o.url)
-                },
-            })
-            .collect();
-        let mut error = legacy_error(p.status, p.error_message);
-        if let (Some(e), Some(true)) = (
-            error.as_mut(),
-            meta.get("retryable").and_then(Value::as_bool),
-        ) {
-            e.retryable = true;
-        }
-        Self {
-            job_id: p.job_id,
-            status: p.status,
-            shape: CallbackShape::Legacy,
-            attempt: None,
-            fence: None,
-            worker_id: meta
-                .get("worker_id")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
-            outputs,
-            error,
-            enhanced_prompt: meta
-                .get("enhanced_prompt")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
-            progress: None,
+            generation_seconds: None,
         }
     }
 }
@@ -453,15 +298,21 @@ mod tests {
         );
         let p = parse(serde_json::json!({"jobId": J, "status": "completed", "filePath": "x", "outputUrl": "y"})).unwrap();
         assert_eq!(p.outputs[0].path, "x");
-        let p = parse(serde_json::json!({"jobId": J, "status": "failed", "errorMessage": "oom"}))
+        // A transient cause is retried; anything else is not.
+        let p = parse(serde_json::json!({"jobId": J, "status": "failed", "errorMessage": "CUDA out of memory"}))
             .unwrap();
         assert_eq!(
             p.error.unwrap(),
             CallbackError {
-                message: "oom".into(),
-                retryable: false
+                message: "CUDA out of memory".into(),
+                retryable: true
             }
         );
+        let p = parse(
+            serde_json::json!({"jobId": J, "status": "failed", "errorMessage": "bad checkpoint"}),
+        )
+        .unwrap();
+        assert!(!p.error.unwrap().retryable);
     }
 
     #[test]
