@@ -16,6 +16,7 @@
 //! - [`metrics`]: Prometheus metrics.
 //! - [`event_hub`]: one Redis subscription per process wakes every open event stream.
 //! - [`streams`]: the bound on open event streams, per user and per process.
+//! - [`service_times`]: measured run times per type, and the ETA of an enqueue.
 //! - [`openapi`]: the generated `/openapi.json`.
 //!
 //! Errors ([`ApiError`]), bodies, health, telemetry and the server itself come from
@@ -34,6 +35,7 @@ pub mod openapi;
 pub mod reconcile;
 pub mod recorder;
 pub mod routes;
+pub mod service_times;
 pub mod startup;
 mod state;
 pub mod streams;

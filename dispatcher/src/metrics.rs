@@ -48,6 +48,11 @@ pub struct Metrics {
     pub live_workers: Family<QueueLabel, Gauge>,
     /// Age of the oldest waiting job per queue, seconds.
     pub oldest_wait_seconds: Family<QueueLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// Job slots the live workers advertise, per queue.
+    pub live_slots: Family<QueueLabel, Gauge>,
+    /// GPU time the waiting jobs need, per queue, seconds: what an autoscaler should scale
+    /// on (a video waits longer than an image).
+    pub backlog_seconds: Family<QueueLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
     /// Jobs whose lease expired and were requeued by this replica.
     pub reaped: Counter,
 }
@@ -62,6 +67,8 @@ impl Default for Metrics {
             queue_jobs: Family::default(),
             live_workers: Family::default(),
             oldest_wait_seconds: Family::default(),
+            live_slots: Family::default(),
+            backlog_seconds: Family::default(),
             reaped: Counter::default(),
         };
         if let Ok(mut r) = m.registry.lock() {
@@ -96,6 +103,16 @@ impl Default for Metrics {
                 m.oldest_wait_seconds.clone(),
             );
             r.register(
+                "queue_live_slots",
+                "Jobs the live workers run at once, as they advertise, per queue",
+                m.live_slots.clone(),
+            );
+            r.register(
+                "queue_backlog_seconds",
+                "GPU time the waiting jobs need at recent run times, per queue",
+                m.backlog_seconds.clone(),
+            );
+            r.register(
                 "leases_reaped",
                 "Expired leases requeued by this replica",
                 m.reaped.clone(),
@@ -106,8 +123,9 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Records a queue snapshot into the gauges.
-    pub fn observe_queue(&self, s: &gpuq_queue::QueueStats) {
+    /// Records a queue snapshot into the gauges; `seconds_per_job` is the queue's recent
+    /// run time per job (`service_times`).
+    pub fn observe_queue(&self, s: &gpuq_queue::QueueStats, seconds_per_job: f64) {
         for (state, value) in [
             ("waiting_high", s.waiting_high),
             ("waiting_normal", s.waiting_normal),
@@ -130,6 +148,10 @@ impl Metrics {
         self.oldest_wait_seconds
             .get_or_create(&q)
             .set(s.oldest_wait_ms().unwrap_or(0) as f64 / 1000.0);
+        self.live_slots.get_or_create(&q).set(s.live_slots as i64);
+        self.backlog_seconds
+            .get_or_create(&q)
+            .set(s.waiting() as f64 * seconds_per_job);
     }
 
     /// The text exposition format.

@@ -40,6 +40,8 @@ pub struct AppState {
     pub events: std::sync::Arc<crate::event_hub::EventHub>,
     /// Cancelled when the server stopped: ends the background tasks.
     pub stop: tokio_util::sync::CancellationToken,
+    /// Measured run times per type, for ETAs.
+    pub service_times: crate::service_times::ServiceTimes,
     /// Recent queue snapshots for ETAs, so an enqueue does not pay for a stats call.
     stats_cache: Mutex<HashMap<String, (Instant, QueueStats)>>,
     /// Where the reconciler's scan of each queue's job hash stands.
@@ -83,6 +85,7 @@ impl AppState {
             streams,
             events,
             stop,
+            service_times: Default::default(),
             stats_cache: Mutex::default(),
             reconcile_cursors: Mutex::default(),
         }

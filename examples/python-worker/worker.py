@@ -109,14 +109,15 @@ class Queue:
         )
         self.scripts = Scripts(self.redis, lua_dir)
 
-    def claim(self, consumer: str, max_jobs: int) -> list[tuple[str, int, str, str]]:
-        """Claims under a fresh fence token: (job_id, attempt, envelope, token) per job."""
+    def claim(self, consumer: str, max_jobs: int, slots: int) -> list[tuple[str, int, str, str]]:
+        """Claims under a fresh fence token: (job_id, attempt, envelope, token) per job.
+        `slots` (the worker's concurrency) is advertised for the queue's capacity."""
         k = self.keys
         token = os.urandom(16).hex()  # the claim's fence token (docs/protocol.md, "The fence")
         reply = self.scripts.run(
             "claim_jobs",
-            [k.wait_high, k.wait_normal, k.jobs, k.meta, k.leases, k.consumers, k.signal],
-            [consumer, self.lease_ms, max_jobs, SIGNAL_CAP, token],
+            [k.wait_high, k.wait_normal, k.jobs, k.meta, k.leases, k.consumers, k.signal, k.slots],
+            [consumer, self.lease_ms, max_jobs, SIGNAL_CAP, token, slots],
         )
         return [(reply[i], int(reply[i + 1]), reply[i + 2], token) for i in range(0, len(reply), 3)]
 
@@ -360,7 +361,7 @@ class Worker:
                 time.sleep(0.05)
                 continue
             try:
-                claimed = self.queue.claim(self.consumer, free)
+                claimed = self.queue.claim(self.consumer, free, self.concurrency)
             except redis.exceptions.ConnectionError as e:
                 log.warning("redis unreachable (%s); retrying", e)
                 time.sleep(1)

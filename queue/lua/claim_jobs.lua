@@ -3,9 +3,12 @@
 --
 -- KEYS[1] wait:high   KEYS[2] wait:normal   KEYS[3] jobs   KEYS[4] meta
 -- KEYS[5] leases      KEYS[6] consumers     KEYS[7] signal
+-- KEYS[8] slots (optional, with ARGV[6])
 -- ARGV[1] consumer name   ARGV[2] lease, ms   ARGV[3] max jobs   ARGV[4] signal cap
 -- ARGV[5] fence token: a random nonce the claimer makes for this call (optional; callbacks
 --         for a claim made without one cannot pass the callback service's fence check)
+-- ARGV[6] how many jobs this consumer runs at once (optional): recorded in the slots hash,
+--         so queue_stats.lua can count the live capacity (ETAs divide by it)
 -- Returns a flat array {id, attempt, envelope, id, attempt, envelope, ...}; empty if none.
 -- Also records the consumer as alive, and leaves a wake-up token when jobs remain so that
 -- another idle consumer picks them up.
@@ -20,6 +23,13 @@ if #token > 64 or not string.match(token, '^%x*$') then
   return redis.error_reply('ERR gpuq: the fence token must be at most 64 hex digits')
 end
 redis.call('ZADD', KEYS[6], now, consumer)
+if KEYS[8] and ARGV[6] then
+  local slots = tonumber(ARGV[6])
+  if not slots or slots < 1 or slots > 100000 or slots ~= math.floor(slots) then
+    return redis.error_reply('ERR gpuq: slots must be a whole number from 1 to 100000')
+  end
+  redis.call('HSET', KEYS[8], consumer, slots)
+end
 
 local out = {}
 local got = 0

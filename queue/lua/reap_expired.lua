@@ -4,12 +4,16 @@
 --
 -- KEYS[1] wait:high   KEYS[2] wait:normal   KEYS[3] jobs   KEYS[4] meta   KEYS[5] leases
 -- KEYS[6] dead        KEYS[7] errors        KEYS[8] cancelled set   KEYS[9] signal
--- KEYS[10] consumers
+-- KEYS[10] consumers   KEYS[11] slots
 -- ARGV[1] max jobs to reap   ARGV[2] consumer liveness, ms   ARGV[3] signal cap
 -- Returns {{requeued ids}, {dead ids}, {cancelled ids}}.
 
 local now = now_ms()
-redis.call('ZREMRANGEBYSCORE', KEYS[10], '-inf', now - tonumber(ARGV[2]))
+local gone = redis.call('ZRANGEBYSCORE', KEYS[10], '-inf', now - tonumber(ARGV[2]), 'LIMIT', 0, 1000)
+for _, consumer in ipairs(gone) do
+  redis.call('ZREM', KEYS[10], consumer)
+  redis.call('HDEL', KEYS[11], consumer)
+end
 local expired = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
 local requeued, dead, cancelled = {}, {}, {}
 for _, id in ipairs(expired) do

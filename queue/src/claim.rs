@@ -45,10 +45,21 @@ impl Queue {
     /// Leases up to `max` waiting jobs (high lane first) to `consumer`, without waiting,
     /// under a fresh fence token.
     pub async fn claim(&self, consumer: &ConsumerName, max: usize) -> Result<Vec<ClaimedJob>> {
+        self.claim_as(consumer, max, None).await
+    }
+
+    /// [`Self::claim`] by a consumer that runs `slots` jobs at once (its concurrency), which
+    /// it advertises for the queue's capacity ([`crate::QueueStats::live_slots`]).
+    pub async fn claim_as(
+        &self,
+        consumer: &ConsumerName,
+        max: usize,
+        slots: Option<u32>,
+    ) -> Result<Vec<ClaimedJob>> {
         let k = &self.keys;
         let token = Fence::new_token();
-        let reply: Vec<(String, u32, String)> = SCRIPTS
-            .claim
+        let mut script = SCRIPTS.claim.prepare_invoke();
+        script
             .key(k.waiting(crate::Lane::High))
             .key(k.waiting(crate::Lane::Normal))
             .key(k.jobs())
@@ -60,9 +71,11 @@ impl Queue {
             .arg(self.config.lease.as_millis() as u64)
             .arg(max.max(1))
             .arg(self.config.signal_cap)
-            .arg(&token)
-            .invoke_async(&mut self.conn())
-            .await?;
+            .arg(&token);
+        if let Some(slots) = slots {
+            script.key(k.slots()).arg(slots.max(1));
+        }
+        let reply: Vec<(String, u32, String)> = script.invoke_async(&mut self.conn()).await?;
         parse_claims(reply, &token)
     }
 
@@ -73,6 +86,7 @@ impl Queue {
         Ok(Claimer {
             queue: self.clone(),
             consumer,
+            slots: None,
             conn: Some(conn),
         })
     }
@@ -101,6 +115,8 @@ fn parse_claims(reply: Vec<(String, u32, String)>, token: &str) -> Result<Vec<Cl
 pub struct Claimer {
     queue: Queue,
     consumer: ConsumerName,
+    /// Advertised with each claim ([`Queue::claim_as`]).
+    slots: Option<u32>,
     /// Dropped after an error and reopened on the next call.
     conn: Option<RedisConn>,
 }
@@ -111,13 +127,19 @@ impl Claimer {
         &self.consumer
     }
 
+    /// Advertises that this consumer runs `slots` jobs at once (its concurrency).
+    pub fn with_slots(mut self, slots: u32) -> Self {
+        self.slots = Some(slots);
+        self
+    }
+
     /// Leases up to `max` jobs, waiting at most `wait` for the first one. Returns an empty
     /// list when the wait ran out. Cancel-safe: dropping the future loses no job (a job is
     /// only leased inside the claim script, whose reply is then returned at once).
     pub async fn claim(&mut self, max: usize, wait: Duration) -> Result<Vec<ClaimedJob>> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let jobs = self.queue.claim(&self.consumer, max).await?;
+            let jobs = self.queue.claim_as(&self.consumer, max, self.slots).await?;
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             if !jobs.is_empty() || left.is_zero() {
                 return Ok(jobs);

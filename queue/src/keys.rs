@@ -74,6 +74,11 @@ impl Keys {
         self.key("consumers")
     }
 
+    /// HASH consumer name → jobs it runs at once (advertised when it claims).
+    pub fn slots(&self) -> String {
+        self.key("slots")
+    }
+
     /// LIST of wake-up tokens idle consumers `BLPOP` on; bounded length.
     pub fn signal(&self) -> String {
         self.key("signal")

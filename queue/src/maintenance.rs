@@ -71,6 +71,7 @@ impl Queue {
             .key(k.cancelled())
             .key(k.signal())
             .key(k.consumers())
+            .key(k.slots())
             .arg(self.config.maintenance_batch)
             .arg(self.config.consumer_ttl.as_millis() as u64)
             .arg(self.config.signal_cap)

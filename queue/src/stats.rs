@@ -24,6 +24,9 @@ pub struct QueueStats {
     pub dead: u64,
     /// Consumers seen within the liveness window.
     pub live_consumers: u64,
+    /// Jobs the live consumers run at once, as each advertised when it last claimed (1 for
+    /// a consumer that never said): the queue's capacity right now.
+    pub live_slots: u64,
     /// How long the next job of the high lane has waited, ms.
     pub oldest_wait_high_ms: Option<u64>,
     /// How long the next job of the normal lane has waited, ms.
@@ -42,7 +45,20 @@ impl QueueStats {
     }
 }
 
-type StatsReply = (u64, u64, u64, u64, u64, u64, u64, String, u64, String, u64);
+type StatsReply = (
+    u64,
+    u64,
+    u64,
+    u64,
+    u64,
+    u64,
+    u64,
+    String,
+    u64,
+    String,
+    u64,
+    u64,
+);
 
 impl Queue {
     /// Depth by state, live consumers and the age of the next job of each lane.
@@ -57,6 +73,7 @@ impl Queue {
             .key(k.delayed())
             .key(k.dead())
             .key(k.consumers())
+            .key(k.slots())
             .arg(self.config.consumer_ttl.as_millis() as u64)
             .invoke_async(&mut self.conn())
             .await?;
@@ -69,6 +86,7 @@ impl Queue {
             delayed: r.4,
             dead: r.5,
             live_consumers: r.6,
+            live_slots: r.11,
             oldest_wait_high_ms: age(now, &r.7, r.8),
             oldest_wait_normal_ms: age(now, &r.9, r.10),
         })

@@ -164,7 +164,14 @@ impl Worker {
             let res = match claimer.as_mut() {
                 Some(c) => c.claim(free, self.claim_wait).await,
                 None => match queue.claimer(self.shared.consumer.clone()).await {
-                    Ok(c) => claimer.insert(c).claim(free, self.claim_wait).await,
+                    // The queue counts live capacity by what consumers advertise (ETAs).
+                    Ok(c) => {
+                        let slots = u32::try_from(self.concurrency).unwrap_or(u32::MAX);
+                        claimer
+                            .insert(c.with_slots(slots))
+                            .claim(free, self.claim_wait)
+                            .await
+                    }
                     Err(e) => Err(e),
                 },
             };

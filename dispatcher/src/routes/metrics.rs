@@ -33,7 +33,13 @@ pub async fn metrics(
     authorize_metrics(&req, state.settings.application.metrics_token.as_ref())?;
     for queue in state.queues.values() {
         match queue.stats().await {
-            Ok(stats) => state.metrics.observe_queue(&stats),
+            Ok(stats) => {
+                let per_job = state
+                    .service_times
+                    .queue_seconds(&state.db, queue.name().as_str())
+                    .await;
+                state.metrics.observe_queue(&stats, per_job)
+            }
             Err(e) => {
                 tracing::warn!(queue = %queue.name(), error = ?e, "stats unavailable for metrics")
             }

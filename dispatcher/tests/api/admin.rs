@@ -178,6 +178,9 @@ async fn health_readiness_catalog_and_metrics_answer() {
         "gpuq_jobs_enqueued_total{job_type=\"image_fast\"} 1",
         "gpuq_queue_jobs{",
         "gpuq_queue_live_workers",
+        "gpuq_queue_live_slots{queue=\"wan_queue\"} 0",
+        // One waiting wan_queue job at the queue's typical 145 s (nothing measured yet).
+        "gpuq_queue_backlog_seconds{queue=\"wan_queue\"} 145.0",
         "gpuq_enqueue_duration_seconds_bucket",
     ] {
         assert!(text.contains(needle), "{needle} missing from:\n{text}");

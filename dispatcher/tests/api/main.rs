@@ -4,6 +4,7 @@ mod admin;
 mod auth;
 mod browsers;
 mod enqueue;
+mod eta;
 mod events;
 mod helpers;
 mod hostile;

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use gpuq_queue::{Queue, QueueConfig, RedisConn, RedisTarget};
+use gpuq_queue::{ConsumerName, Queue, QueueConfig, RedisConn, RedisTarget};
 use gpuq_schemas::{JobEnvelope, JobType, QueueName};
 use gpuq_service::testkit::envelope as kit;
 use gpuq_service::testkit::{namespace, redis_url};
@@ -92,4 +92,9 @@ pub async fn keys_of(queue: &Queue) -> Vec<String> {
     }
     keys.sort();
     keys
+}
+
+/// A unique consumer name starting with `n`.
+pub fn consumer(n: &str) -> ConsumerName {
+    ConsumerName::unique(n)
 }

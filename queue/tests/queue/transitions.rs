@@ -8,10 +8,6 @@ use crate::helpers::*;
 use gpuq_queue::*;
 use gpuq_schemas::QueueName;
 
-fn consumer(n: &str) -> ConsumerName {
-    ConsumerName::unique(n)
-}
-
 async fn enqueue(q: &Queue, max_attempts: u32, lane: Lane) -> gpuq_schemas::JobId {
     let env = envelope(q, max_attempts);
     let out = q

@@ -124,6 +124,10 @@ async fn the_demo_worker_writes_every_output_and_reports_it() {
         let expected = spec.enhance_prompt.then(|| enhance_prompt(&env.prompt));
         assert_eq!(done.enhanced_prompt, expected, "{}", env.job_type);
     }
+    // Each worker advertised its concurrency as the queue's capacity (ETAs divide by it).
+    for q in [&sdxl, &wan] {
+        assert_eq!(q.stats().await.unwrap().live_slots, 4);
+    }
     for (stop, run) in workers {
         stop.cancel();
         run.await.unwrap();

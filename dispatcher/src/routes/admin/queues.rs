@@ -89,7 +89,11 @@ pub async fn queues(_: Admin, state: web::Data<AppState>) -> Result<HttpResponse
     let mut queues = Vec::new();
     for queue in state.queues.values() {
         let s = queue.stats().await?;
-        state.metrics.observe_queue(&s);
+        let per_job = state
+            .service_times
+            .queue_seconds(&state.db, queue.name().as_str())
+            .await;
+        state.metrics.observe_queue(&s, per_job);
         queues.push(QueueDepth::from(&s));
     }
     Ok(HttpResponse::Ok().json(QueuesAnswer {

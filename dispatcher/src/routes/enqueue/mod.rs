@@ -18,7 +18,7 @@ use gpuq_service::ErrorBody;
 use crate::routes::responses::{Internal, Unauthorized, Unavailable};
 use crate::state::AppState;
 use crate::validation::{self, ReferencePolicy, ValidatedJob};
-use crate::{events, limits, ApiError};
+use crate::{events, limits, service_times, ApiError};
 
 mod answer;
 
@@ -353,13 +353,18 @@ async fn push(
             )))
         }
     };
-    let spec = env.job_type.spec();
-    let workers = state
+    // The jobs ahead share the live workers' slots; run times are measured per type.
+    let slots = state
         .cached_stats(queue)
         .await
-        .map(|s| s.live_consumers)
-        .unwrap_or(0)
-        .max(1);
-    let eta = (position / workers + 1) * u64::from(spec.typical_seconds);
+        .map(|s| s.live_slots)
+        .unwrap_or(0);
+    let times = &state.service_times;
+    let eta = service_times::eta_seconds(
+        position,
+        slots,
+        times.queue_seconds(&state.db, &env.queue).await,
+        times.seconds(&state.db, env.job_type).await,
+    );
     Ok(EnqueueAnswer::queued(env, record, waiting, position, eta))
 }
