@@ -76,9 +76,10 @@ impl ServiceTimes {
         let figures = match read(db).await {
             Ok(figures) => figures,
             Err(e) => {
-                // The catalog's figures stand in; the next enqueue tries again.
-                tracing::warn!(error = %e, "service times unavailable");
-                return HashMap::new();
+                // The catalog's figures stand in until the next refresh: a database that is
+                // down must not cost every enqueue and scrape a pool timeout.
+                tracing::warn!(error = %e, "service times unavailable; using the catalog's");
+                HashMap::new()
             }
         };
         if let Ok(mut cache) = self.cache.lock() {

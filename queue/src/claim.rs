@@ -73,7 +73,8 @@ impl Queue {
             .arg(self.config.signal_cap)
             .arg(&token);
         if let Some(slots) = slots {
-            script.key(k.slots()).arg(slots.max(1));
+            // claim_jobs.lua refuses a figure out of range; a worker must still claim.
+            script.key(k.slots()).arg(slots.clamp(1, 100_000));
         }
         let reply: Vec<(String, u32, String)> = script.invoke_async(&mut self.conn()).await?;
         parse_claims(reply, &token)

@@ -1,11 +1,11 @@
 -- What legacy workers report that had nowhere to go (../shared/LEGACY.md): the generation
 -- time, and a start time for jobs whose worker never reported `processing` (the claim's
--- time, from Redis). gpuq_complete_job takes both; its earlier signature is replaced.
+-- time, from Redis). gpuq_complete_job gains both as parameters; the 7-parameter form stays
+-- as a wrapper, so callback replicas of the previous release keep completing jobs during a
+-- rolling deploy (drop it one release later).
 
 ALTER TABLE jobs ADD COLUMN generation_seconds double precision
     CHECK (generation_seconds >= 0);
-
-DROP FUNCTION gpuq_complete_job(uuid, text[], text, jsonb, text, text, integer);
 
 CREATE FUNCTION gpuq_complete_job(
     p_id uuid, p_from text[], p_kind text, p_outputs jsonb, p_enhanced_prompt text,
@@ -64,4 +64,18 @@ BEGIN
     RETURN QUERY SELECT j.id, j.user_id, j.job_type, j.queue, j.status, j.worker_id,
                         j.created_at, j.started_at, ok;
 END;
+$$;
+
+-- The previous release's call, now a wrapper.
+CREATE OR REPLACE FUNCTION gpuq_complete_job(
+    p_id uuid, p_from text[], p_kind text, p_outputs jsonb, p_enhanced_prompt text,
+    p_worker text, p_attempt integer)
+RETURNS TABLE (id uuid, user_id uuid, job_type text, queue text, status text,
+               worker_id text, created_at timestamptz, started_at timestamptz,
+               applied boolean)
+LANGUAGE sql VOLATILE
+AS $$
+    SELECT * FROM gpuq_complete_job(p_id, p_from, p_kind, p_outputs, p_enhanced_prompt,
+                                    p_worker, p_attempt, NULL::timestamptz,
+                                    NULL::double precision);
 $$;

@@ -44,17 +44,13 @@ pub fn check(origins: &[String]) -> Result<(), BadOrigin> {
     Ok(())
 }
 
-/// `scheme://host[:port]` exactly as a browser writes an `Origin` header.
+/// `scheme://host[:port]` exactly as a browser writes an `Origin` header: an http(s) URL
+/// whose serialized origin is the text itself (lower-case host, no default port, no path),
+/// so a configured origin can match.
 fn is_origin(s: &str) -> bool {
-    let Some((scheme, rest)) = s.split_once("://") else {
-        return false;
-    };
-    let host_ok = |h: &str| {
-        !h.is_empty()
-            && h.chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '[' | ']' | ':'))
-    };
-    matches!(scheme, "http" | "https") && host_ok(rest) && !rest.ends_with(':')
+    url::Url::parse(s).is_ok_and(|u| {
+        matches!(u.scheme(), "http" | "https") && u.origin().ascii_serialization() == s
+    })
 }
 
 /// The middleware for `origins` (already [`check`]ed); `None` when the list is empty.
@@ -100,6 +96,11 @@ mod tests {
             "https://a.com:",
             "https://user@a.com",
             "null",
+            "http://a:b",
+            "http://[::1",
+            "https://a.com:99999",
+            "https://App.example.com",
+            "https://x.com:443",
         ] {
             assert!(check(&[bad.to_owned()]).is_err(), "{bad}");
         }

@@ -51,7 +51,8 @@ node_result() { # log file: adds its RESULT line to the totals; fails on a non-z
   p=$(sed -n 's/^RESULT passed=\([0-9]*\) failed=\([0-9]*\)$/\1/p' "$1")
   f=$(sed -n 's/^RESULT passed=\([0-9]*\) failed=\([0-9]*\)$/\2/p' "$1")
   passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
-  if [ "$2" != 0 ] && [ "${f:-0}" = 0 ]; then bad "$(basename "$1" .log) exited $2"; fi
+  if [ -z "$p" ]; then bad "$(basename "$1" .log) printed no RESULT line (exit $2)"
+  elif [ "$2" != 0 ] && [ "${f:-0}" = 0 ]; then bad "$(basename "$1" .log) exited $2"; fi
 }
 
 json_get() { # python expression over `d` (the JSON on stdin)

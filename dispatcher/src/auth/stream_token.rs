@@ -135,6 +135,21 @@ mod tests {
     }
 
     #[test]
+    fn a_token_of_the_same_key_for_another_audience_is_refused() {
+        let t = tokens();
+        let (user, job) = (user(), JobId::new());
+        let claims = Claims {
+            sub: user.to_string(),
+            job: job.to_string(),
+            aud: "authenticated".into(),
+            exp: chrono::Utc::now().timestamp() + 60,
+        };
+        let token =
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &t.encoding).unwrap();
+        assert!(t.verify(&token, job).is_err());
+    }
+
+    #[test]
     fn an_expired_token_is_refused() {
         let short = StreamTokens::new(
             Some(&SecretString::from("stream-key-0123456789abcdef")),

@@ -102,11 +102,10 @@ fn metadata_schema(allowed_num_images: &[u32], hosts: &[String]) -> Value {
             "start_reference_url": reference,
             "end_reference_url": reference,
             "exact_copy_mode": nullable("boolean", json!({})),
-            // What the replaced apps sent (../shared/LEGACY.md): aliases and options.
-            "num_inference_steps": nullable("integer", json!({ "minimum": 1, "maximum": 150 })),
-            "preserve_strength": number(1.0),
-            "userNegativePrompt": text(),
-            "batch_count": { "enum": counts },
+            // Options the replaced apps sent (../shared/LEGACY.md). Their older names of the
+            // parameters above (num_inference_steps, preserve_strength, userNegativePrompt,
+            // batch_count) are read too, and must agree with the current ones; they are left
+            // out here so that generated clients use one name per parameter (docs/legacy.md).
             "originalEnhancedPrompt": text(),
             "reference_type": { "enum": ["style", "character", "composition", null] },
             "compel_enabled": nullable("boolean", json!({})),

@@ -59,10 +59,15 @@ fn bad(code: &'static str, message: impl Into<String>) -> ApiError {
     ApiError::bad_request(code, message)
 }
 
-/// What a legacy body says about the job besides its type, checked against the type once it
-/// is known ([`Restated::check`]).
+/// What a legacy body says at its top level besides the parameters: what it restates about
+/// the job (checked against the type once it is known, [`Restated::check`]) and what it
+/// asks of it.
 #[derive(Debug, Default)]
 pub struct Restated {
+    /// v1 `originalPrompt`, v2 `original_prompt`: the prompt, when set and not blank.
+    pub original_prompt: Option<String>,
+    /// v2 `bypass_enhancement: true`: no prompt enhancement.
+    pub bypass_enhancement: bool,
     /// v1 `contentType`, v2 `format`: `image` or `video` must be the type's kind.
     kinds: Vec<(&'static str, String)>,
     /// v2 `quality`: `fast` or `high`, as the type's name says.
@@ -118,7 +123,14 @@ fn bool_or_null(body: &Map<String, Value>, key: &'static str) -> Result<Option<b
 /// The top-level legacy values' types, and what they restate about the job.
 fn restated(body: &Map<String, Value>, v2: bool) -> Result<Restated, ApiError> {
     let mut out = Restated::default();
+    let original = if v2 {
+        "original_prompt"
+    } else {
+        "originalPrompt"
+    };
+    out.original_prompt = string_or_null(body, original)?.filter(|p| !p.trim().is_empty());
     if v2 {
+        out.bypass_enhancement = bool_or_null(body, "bypass_enhancement")?.unwrap_or(false);
         if bool_or_null(body, "hard_override")? == Some(true) {
             return Err(bad(
                 "unsupported_field",
@@ -170,6 +182,21 @@ pub fn canonical(body: &Map<String, Value>) -> Result<(Map<String, Value>, Resta
         } else if key == "metadata" || (!v2 && V1_IDS.contains(&key)) {
             out.insert(key.into(), value.clone());
         } else if moved.contains(&key) {
+            if value.is_null() {
+                // Sent as null: not sent.
+                continue;
+            }
+            // The prompt the body names is applied ([`Restated::original_prompt`]); the
+            // metadata keeps its own if it has one.
+            let recorded_as = if key == "original_prompt" {
+                "originalPrompt"
+            } else {
+                key
+            };
+            if recorded_as == "originalPrompt" {
+                metadata.entry(recorded_as).or_insert_with(|| value.clone());
+                continue;
+            }
             match metadata.get(key) {
                 Some(there) if there != value => {
                     return Err(bad(
@@ -186,14 +213,6 @@ pub fn canonical(body: &Map<String, Value>) -> Result<(Map<String, Value>, Resta
                 "unknown_field",
                 format!("{key} is not a field of this request (see GET /openapi.json)"),
             ));
-        }
-    }
-    // v2 names of v1 parameters.
-    if v2 {
-        for (v2_name, v1_name) in [("original_prompt", "originalPrompt")] {
-            if let Some(v) = metadata.remove(v2_name) {
-                metadata.entry(v1_name).or_insert(v);
-            }
         }
     }
     if !metadata.is_empty() || body.contains_key("metadata") || v2 {

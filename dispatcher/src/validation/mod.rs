@@ -125,7 +125,7 @@ pub fn validate(body: &Value, policy: &ReferencePolicy<'_>) -> Result<ValidatedJ
         }
     };
     let (project_id, video_id, image_id) = (ids("projectId")?, ids("videoId")?, ids("imageId")?);
-    let (prompt, negative_prompt, config) = parameters(job_type, meta, policy)?;
+    let (prompt, negative_prompt, config) = parameters(job_type, meta, policy, &restated)?;
     Ok(ValidatedJob {
         job_type,
         prompt,
@@ -229,6 +229,28 @@ fn number(
 
 type Parameters = (String, Option<String>, GenerationConfig);
 
+/// The value of a group of names for one parameter (the replaced apps' older names): the
+/// one set, or a 400 naming both when two set ones differ (neither is dropped unseen).
+fn agreeing<T: PartialEq + Clone>(names: &[(&str, Option<T>)]) -> Result<Option<T>, ApiError> {
+    let mut set = names.iter().filter_map(|(k, v)| Some((*k, v.clone()?)));
+    let Some((first_key, first)) = set.next() else {
+        return Ok(None);
+    };
+    for (key, v) in set {
+        if v != first {
+            return Err(bad(
+                "conflicting_fields",
+                format!("metadata.{first_key} and metadata.{key} name the same parameter with different values"),
+            ));
+        }
+    }
+    Ok(Some(first))
+}
+
+fn non_blank(meta: &Map<String, Value>, key: &str) -> Result<Option<String>, ApiError> {
+    Ok(text(meta, key)?.filter(|s| !s.trim().is_empty()))
+}
+
 /// `1 - r` as the client would write it: 1 - 0.7 is 0.3, not 0.30000000000000004 (the
 /// strengths are given to a few decimals; six are kept).
 fn complement(r: f64) -> f64 {
@@ -239,23 +261,37 @@ fn parameters(
     job_type: JobType,
     meta: &Map<String, Value>,
     policy: &ReferencePolicy<'_>,
+    top: &legacy::Restated,
 ) -> Result<Parameters, ApiError> {
     let spec = job_type.spec();
     let d = spec.defaults;
     let prompt = text(meta, "prompt")?.unwrap_or_default();
     // v1 apps sent the user's own words as `originalPrompt`, which took precedence.
-    let original = text(meta, "originalPrompt")?.filter(|s| !s.trim().is_empty());
-    let negative = match text(meta, "negative_prompt")?.filter(|s| !s.trim().is_empty()) {
-        Some(n) => Some(n),
-        None => text(meta, "userNegativePrompt")?.filter(|s| !s.trim().is_empty()),
+    let original = match &top.original_prompt {
+        Some(p) if p.contains('\0') => return Err(unstorable("originalPrompt")),
+        Some(p) if p.chars().count() > MAX_PROMPT_CHARS => {
+            return Err(bad(
+                "prompt_too_long",
+                format!("originalPrompt is longer than {MAX_PROMPT_CHARS} characters"),
+            ))
+        }
+        other => other.clone(),
     };
+    let negative = agreeing(&[
+        ("negative_prompt", non_blank(meta, "negative_prompt")?),
+        ("userNegativePrompt", non_blank(meta, "userNegativePrompt")?),
+    ])?;
     legacy_checks(meta)?;
-    let skip_enhancement = flag(meta, "skip_enhancement")?.unwrap_or(false)
-        || flag(meta, "bypass_enhancement")?.unwrap_or(false);
+    let skip_enhancement =
+        flag(meta, "skip_enhancement")?.unwrap_or(false) || top.bypass_enhancement;
     // An enhanced prompt that came with the reference means "modify", never "copy".
-    let enhanced_original = text(meta, "originalEnhancedPrompt")?.filter(|s| !s.trim().is_empty());
-    let num_images = integer(meta, &["num_images", "batch_count"], 0, u64::from(u32::MAX))?
-        .map_or(d.num_images, |n| n as u32);
+    let enhanced_original = non_blank(meta, "originalEnhancedPrompt")?;
+    let count = |key| integer(meta, &[key], 0, u64::from(u32::MAX));
+    let num_images = agreeing(&[
+        ("num_images", count("num_images")?),
+        ("batch_count", count("batch_count")?),
+    ])?
+    .map_or(d.num_images, |n| n as u32);
     if !spec.allowed_num_images.contains(&num_images) {
         return Err(bad(
             "invalid_num_images",
@@ -266,9 +302,25 @@ fn parameters(
         ));
     }
     let seed = integer(meta, &["seed"], 0, u64::from(u32::MAX))?;
-    let steps = integer(meta, &["steps", "num_inference_steps"], 1, 150)?.map(|n| n as u32);
+    let steps = agreeing(&[
+        ("steps", integer(meta, &["steps"], 1, 150)?),
+        (
+            "num_inference_steps",
+            integer(meta, &["num_inference_steps"], 1, 150)?,
+        ),
+    ])?
+    .map(|n| n as u32);
     let guidance = number(meta, &["guidance", "guidance_scale"], 0.0, 30.0)?;
-    let reference_strength = number(meta, &["reference_strength", "preserve_strength"], 0.0, 1.0)?;
+    let reference_strength = agreeing(&[
+        (
+            "reference_strength",
+            number(meta, &["reference_strength"], 0.0, 1.0)?,
+        ),
+        (
+            "preserve_strength",
+            number(meta, &["preserve_strength"], 0.0, 1.0)?,
+        ),
+    ])?;
     let denoise = number(meta, &["denoise_strength"], 0.0, 1.0)?;
     let reference = reference_image(meta, policy)?;
     let exact_flag = match meta.get("exact_copy_mode") {
@@ -288,10 +340,6 @@ fn parameters(
         ));
     }
     let exact_copy = exact_flag && prompt.trim().is_empty() && enhanced_original.is_none();
-    let prompt = match enhanced_original {
-        Some(enhanced) if prompt.trim().is_empty() => enhanced,
-        _ => prompt,
-    };
     if prompt.trim().is_empty() && !exact_copy {
         return Err(bad(
             "missing_prompt",

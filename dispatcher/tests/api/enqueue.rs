@@ -655,3 +655,16 @@ async fn metadata_numbers_at_the_edge_of_f64_are_read_back_as_written() {
     assert_eq!(job["job"]["metadata"]["big"].as_f64(), Some(f64::MAX));
     assert_eq!(job["job"]["metadata"]["tiny"].as_f64(), Some(5e-324));
 }
+
+#[tokio::test]
+async fn an_idempotency_key_outside_its_documented_pattern_is_refused() {
+    let app = spawn_app().await;
+    let token = token_for(Uuid::new_v4());
+    for key in ["a\tb", "caf\u{e9}"] {
+        let res = app
+            .post_job_with_key(&token, &job_body("sdxl_image_fast", "x"), key)
+            .await;
+        assert_error(res, 400, "invalid_idempotency_key").await;
+    }
+    assert_eq!(app.job_count().await, 0);
+}

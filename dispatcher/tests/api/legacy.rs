@@ -327,16 +327,77 @@ async fn an_original_enhanced_prompt_means_modify_not_copy() {
     let app = spawn_app().await;
     let user = Uuid::new_v4();
     let token = token_for(user);
-    let job = enqueue(
-        &app,
-        &token,
-        json!({"jobType": "sdxl_image_fast", "metadata": {"prompt": "", "exact_copy_mode": true,
+    let copy = |prompt: &str| {
+        json!({"jobType": "sdxl_image_fast", "metadata": {"prompt": prompt, "exact_copy_mode": true,
             "reference_image": true, "reference_url": format!("{user}/r.png"),
-            "originalEnhancedPrompt": "the same fox, sharper"}}),
-    )
-    .await;
+            "originalEnhancedPrompt": "the same fox, sharper"}})
+    };
+    let job = enqueue(&app, &token, copy("the same fox")).await;
     let config = &job.envelope["config"];
     assert_eq!(config["exact_copy"], false);
     assert_eq!(config["denoise_strength"], 0.2);
-    assert_eq!(job.envelope["prompt"], "the same fox, sharper");
+    // Modify needs a prompt.
+    refused(&app, &token, copy(""), "missing_prompt", "prompt").await;
+}
+
+#[tokio::test]
+async fn an_older_name_and_the_current_one_must_agree() {
+    let app = spawn_app().await;
+    let token = token_for(Uuid::new_v4());
+    let meta = |extra: Value| {
+        let mut m = json!({"prompt": "x"});
+        m.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        json!({"jobType": "sdxl_image_fast", "metadata": m})
+    };
+    for (extra, names) in [
+        (json!({"num_images": 1, "batch_count": 3}), "batch_count"),
+        (
+            json!({"steps": 20, "num_inference_steps": 30}),
+            "num_inference_steps",
+        ),
+        (
+            json!({"reference_strength": 0.5, "preserve_strength": 0.6}),
+            "preserve_strength",
+        ),
+        (
+            json!({"negative_prompt": "a", "userNegativePrompt": "b"}),
+            "userNegativePrompt",
+        ),
+    ] {
+        refused(&app, &token, meta(extra), "conflicting_fields", names).await;
+    }
+    refused(
+        &app,
+        &token,
+        meta(json!({"batch_count": 2})),
+        "invalid_num_images",
+        "num_images",
+    )
+    .await;
+    let agreed = enqueue(
+        &app,
+        &token,
+        meta(json!({"num_images": 3, "batch_count": 3, "steps": 25, "num_inference_steps": 25})),
+    )
+    .await;
+    assert_eq!(agreed.envelope["config"]["num_images"], 3);
+    assert_eq!(agreed.envelope["config"]["steps"], 25);
+}
+
+#[tokio::test]
+async fn a_v2_null_is_not_sent_and_its_original_prompt_is_the_prompt() {
+    let app = spawn_app().await;
+    let token = token_for(Uuid::new_v4());
+    let job = enqueue(
+        &app,
+        &token,
+        json!({"job_type": "sdxl_image_fast", "prompt": "a fox, golden hour", "seed": null,
+            "original_prompt": "a fox", "metadata": {"seed": 5, "originalPrompt": "kept as sent"}}),
+    )
+    .await;
+    assert_eq!(job.envelope["config"]["seed"], 5);
+    assert_eq!(job.envelope["prompt"], "a fox");
+    assert_eq!(job.envelope["metadata"]["originalPrompt"], "kept as sent");
 }

@@ -41,13 +41,12 @@ async fn a_consumer_that_went_silent_leaves_the_capacity_and_the_slots_hash() {
 }
 
 #[tokio::test]
-async fn a_slot_count_out_of_range_is_refused() {
+async fn a_slot_count_out_of_range_is_clamped_so_the_worker_still_claims() {
     let q = queue().await;
-    // Zero is read as one (a worker runs at least one job); beyond 100000 is refused.
     q.claim_as(&consumer("zero"), 1, Some(0)).await.unwrap();
     assert_eq!(q.stats().await.unwrap().live_slots, 1);
-    assert!(q
-        .claim_as(&consumer("huge"), 1, Some(100_001))
+    q.claim_as(&consumer("huge"), 1, Some(u32::MAX))
         .await
-        .is_err());
+        .unwrap();
+    assert_eq!(q.stats().await.unwrap().live_slots, 1 + 100_000);
 }

@@ -34,21 +34,27 @@ const V2_KEYS: [&str; 9] = [
     "metadata",
 ];
 
-/// The shape to read `map` as: `job_id` or `assets` → legacy B (unknown keys tolerated);
-/// `jobId` with a key only the canonical shape has (or an `error` object) → canonical; with
+/// The shape to read `map` as: `jobId` with a key only the canonical shape has (or an
+/// `error` object) → canonical; else `job_id` or `assets` → legacy B (unknown keys
+/// tolerated); `jobId` with
 /// a legacy A key → legacy A; with v2's keys only (`{jobId, status}`, `{jobId, status,
 /// error: "..."}`) → legacy B; with any other key → canonical, whose strict reading names
 /// it (a typo in a report is a 400, never a report read as something else).
 /// `None`: no job id at all.
 pub(super) fn shape_of(map: &Map<String, Value>) -> Option<Shape> {
+    // First: a body with a canonical key is canonical whatever else it has, so it keeps
+    // its fence (read as legacy, a stale attempt would pass for the current holder).
+    let canonical = CANONICAL_KEYS.iter().any(|k| map.contains_key(*k))
+        || map.get("error").is_some_and(Value::is_object);
+    if canonical && map.contains_key("jobId") {
+        return Some(Shape::Canonical);
+    }
     if map.contains_key("job_id") || map.contains_key("assets") {
         return Some(Shape::LegacySnake);
     }
     if !map.contains_key("jobId") {
         return None;
     }
-    let canonical = CANONICAL_KEYS.iter().any(|k| map.contains_key(*k))
-        || map.get("error").is_some_and(Value::is_object);
     Some(if canonical {
         Shape::Canonical
     } else if CAMEL_KEYS.iter().any(|k| map.contains_key(*k)) {
@@ -152,24 +158,45 @@ fn asset(path: String) -> OutputAsset {
 }
 
 /// Whether a legacy failure looks transient (worth another attempt): its `error_type` or
-/// message names running out of memory, a timeout, or a connection or download error.
+/// message names running out of memory, a timeout, a connection or download error, or a
+/// 502/503/504 answer. Whole words and phrases only: "room" is no "oom", "step 1503" no
+/// HTTP status.
 pub fn transient(error_type: Option<&str>, message: &str) -> bool {
-    const SIGNS: [&str; 12] = [
-        "out of memory",
-        "outofmemory",
+    const WORDS: [&str; 9] = [
         "oom",
+        "outofmemoryerror",
         "timeout",
+        "timeouterror",
+        "readtimeout",
+        "connecttimeout",
+        "connectionerror",
+        "downloaderror",
+        "timedout",
+    ];
+    const PHRASES: [&str; 11] = [
+        "out of memory",
         "timed out",
-        "connection",
-        "download",
-        "temporarily",
-        "unavailable",
-        "503",
-        "502",
-        "504",
+        "connection reset",
+        "connection refused",
+        "connection aborted",
+        "connection error",
+        "temporarily unavailable",
+        "service unavailable",
+        "failed to download",
+        "download failed",
+        "bad gateway",
     ];
     let text = format!("{} {}", error_type.unwrap_or_default(), message).to_lowercase();
-    SIGNS.iter().any(|s| text.contains(s))
+    let words: Vec<&str> = text
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect();
+    let http_status = words
+        .windows(2)
+        .any(|w| matches!(w[0], "http" | "status") && matches!(w[1], "502" | "503" | "504"));
+    http_status
+        || words.iter().any(|w| WORDS.contains(w))
+        || PHRASES.iter().any(|p| text.contains(p))
 }
 
 fn legacy_error(
@@ -285,5 +312,41 @@ impl From<LegacySnakeCallback> for ParsedCallback {
             generation_seconds: number(&meta, &["generation_time"])
                 .filter(|t| t.is_finite() && *t >= 0.0),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transient_causes_are_whole_words_or_phrases() {
+        for t in [
+            "CUDA out of memory",
+            "torch.cuda.OutOfMemoryError: tried to allocate",
+            "OOM while decoding",
+            "ReadTimeout",
+            "request timed out after 30s",
+            "Connection reset by peer",
+            "failed to download reference image",
+            "HTTP 503 from storage",
+        ] {
+            assert!(transient(None, t), "{t}");
+        }
+        assert!(transient(Some("TimeoutError"), "x"));
+        assert!(!transient(None, "a room full of mushrooms in bloom"));
+        assert!(!transient(None, "denoising step 1503 diverged"));
+        assert!(!transient(None, "model unavailable"));
+        assert!(!transient(None, "prompt refused by the safety filter"));
+    }
+
+    #[test]
+    fn a_canonical_report_with_assets_keeps_its_fence() {
+        let body = serde_json::json!({"jobId": "x", "status": "completed", "workerId": "w",
+            "attempt": 1, "fence": "ab", "assets": []});
+        assert!(matches!(
+            shape_of(body.as_object().unwrap()),
+            Some(Shape::Canonical)
+        ));
     }
 }

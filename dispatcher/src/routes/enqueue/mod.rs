@@ -157,7 +157,16 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
         return Ok(None);
     };
     match value.to_str() {
-        Ok(k) if !k.trim().is_empty() && k.len() <= 255 => Ok(Some(k.trim().to_owned())),
+        // As the documented pattern says: visible ASCII and inner spaces, no tab (which
+        // `to_str` lets through), no space at either end.
+        Ok(k)
+            if (1..=255).contains(&k.len())
+                && k.bytes().all(|b| (0x20..=0x7e).contains(&b))
+                && !k.starts_with(' ')
+                && !k.ends_with(' ') =>
+        {
+            Ok(Some(k.to_owned()))
+        }
         _ => Err(ApiError::bad_request(
             "invalid_idempotency_key",
             "Idempotency-Key must be 1 to 255 visible ASCII characters",
