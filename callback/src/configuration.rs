@@ -37,7 +37,16 @@ pub struct AuthSettings {
     pub secrets: Vec<SecretString>,
     /// Largest accepted clock difference between the signer and us, seconds.
     pub window_secs: i64,
+    /// Also accept the replaced workers' newest signature, HMAC of the raw body without a
+    /// timestamp, for legacy-shaped reports only (off by default). Such a signature never
+    /// ages, so every one applied is remembered for [`LEGACY_REPLAY_MEMORY`] and a copy is
+    /// `ignored`; the fence confines a legacy report to the job's current claim.
+    #[serde(default)]
+    pub legacy_body_signatures: bool,
 }
+
+/// How long a timestamp-less signature is remembered against replays.
+pub const LEGACY_REPLAY_MEMORY: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 
 /// Object storage.
 #[derive(Debug, Clone, Deserialize)]

@@ -109,7 +109,11 @@ impl Application {
         let app = &settings.application;
         let state = web::Data::new(AppState {
             recorder,
-            verifier: Verifier::new(settings.auth.secrets.clone(), settings.auth.window_secs),
+            verifier: Verifier::new(
+                settings.auth.secrets.clone(),
+                settings.auth.window_secs,
+                settings.auth.legacy_body_signatures,
+            ),
             max_body_bytes: app.max_body_bytes,
             body_timeout: app.body_timeout(),
             replay_memory: Duration::from_secs(2 * settings.auth.window_secs.max(1) as u64 + 1),

@@ -2,6 +2,9 @@
 //! HMAC-SHA256(secret, "<unix seconds>.<raw body>") and the seconds travel in
 //! `X-Callback-Timestamp`. Pure functions, shared by the SDK (signing) and the callback
 //! service (verifying), so the two can never disagree.
+//!
+//! [`verify_body`] checks the replaced workers' newest form, HMAC-SHA256(secret, raw body)
+//! without a timestamp; the callback service accepts it only when configured to.
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -14,9 +17,65 @@ pub const SIGNATURE_HEADER: &str = "X-Callback-Signature";
 
 type HmacSha256 = Hmac<Sha256>;
 
-fn mac(secret: &[u8], timestamp: i64, body: &[u8]) -> HmacSha256 {
+fn keyed(secret: &[u8]) -> HmacSha256 {
     // HMAC accepts keys of any length; `new_from_slice` cannot fail for it.
-    let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes keys of any length");
+    HmacSha256::new_from_slice(secret).expect("HMAC takes keys of any length")
+}
+
+/// The `X-Callback-Signature` value of the legacy form: `body` alone, no timestamp.
+pub fn sign_body(secret: &[u8], body: &[u8]) -> String {
+    let mut mac = keyed(secret);
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Checks a legacy signature (HMAC of the raw body, no timestamp) against each of
+/// `secrets`, in constant time per secret. Nothing bounds its age: the caller must remember
+/// what it applied (the callback service keeps such signatures for days).
+pub fn verify_body<S: AsRef<[u8]>>(
+    secrets: &[S],
+    signature: &str,
+    body: &[u8],
+) -> Result<usize, SignatureError> {
+    let given = parse_signature(signature)?;
+    matching(secrets, &given, |secret| {
+        let mut mac = keyed(secret);
+        mac.update(body);
+        mac
+    })
+}
+
+fn parse_signature(signature: &str) -> Result<Vec<u8>, SignatureError> {
+    let hex_sig = signature
+        .trim()
+        .strip_prefix("sha256=")
+        .ok_or(SignatureError::Malformed)?;
+    let given = hex::decode(hex_sig).map_err(|_| SignatureError::Malformed)?;
+    if given.len() != 32 {
+        return Err(SignatureError::Malformed);
+    }
+    Ok(given)
+}
+
+/// The index of the first secret whose MAC is `given`; every secret is checked, so timing
+/// does not reveal which matched.
+fn matching<S: AsRef<[u8]>>(
+    secrets: &[S],
+    given: &[u8],
+    mac: impl Fn(&[u8]) -> HmacSha256,
+) -> Result<usize, SignatureError> {
+    let mut matched = None;
+    for (i, secret) in secrets.iter().enumerate() {
+        let expected = mac(secret.as_ref()).finalize().into_bytes();
+        if bool::from(expected.as_slice().ct_eq(given)) && matched.is_none() {
+            matched = Some(i);
+        }
+    }
+    matched.ok_or(SignatureError::Mismatch)
+}
+
+fn mac(secret: &[u8], timestamp: i64, body: &[u8]) -> HmacSha256 {
+    let mut mac = keyed(secret);
     mac.update(timestamp.to_string().as_bytes());
     mac.update(b".");
     mac.update(body);
@@ -60,30 +119,37 @@ pub fn verify<S: AsRef<[u8]>>(
         .trim()
         .parse()
         .map_err(|_| SignatureError::Malformed)?;
-    let hex_sig = signature
-        .trim()
-        .strip_prefix("sha256=")
-        .ok_or(SignatureError::Malformed)?;
-    let given = hex::decode(hex_sig).map_err(|_| SignatureError::Malformed)?;
-    if given.len() != 32 {
-        return Err(SignatureError::Malformed);
-    }
+    let given = parse_signature(signature)?;
     if (now - ts).abs() > window_secs {
         return Err(SignatureError::Stale);
     }
-    let mut matched = None;
-    for (i, secret) in secrets.iter().enumerate() {
-        let expected = mac(secret.as_ref(), ts, body).finalize().into_bytes();
-        // Check every secret even after a match so timing does not reveal which matched.
-        if bool::from(expected.as_slice().ct_eq(&given)) && matched.is_none() {
-            matched = Some(i);
-        }
-    }
-    matched.ok_or(SignatureError::Mismatch)
+    matching(secrets, &given, |secret| mac(secret, ts, body))
 }
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_body_signature_verifies_without_a_timestamp_and_names_its_key() {
+        let body = br#"{"job_id":"x","status":"completed"}"#;
+        let sig = sign_body(b"second", body);
+        assert_eq!(
+            verify_body(&[b"first".as_slice(), b"second"], &sig, body),
+            Ok(1)
+        );
+        assert_eq!(
+            verify_body(&[b"first".as_slice()], &sig, body),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            verify_body(&[b"second".as_slice()], &sig, b"{}"),
+            Err(SignatureError::Mismatch)
+        );
+        // A timestamped signature is no body signature.
+        let stamped = sign(b"second", 1_700_000_000, body);
+        assert!(verify_body(&[b"second".as_slice()], &stamped, body).is_err());
+    }
+
     use super::*;
 
     const NOW: i64 = 1_800_000_000;

@@ -7,7 +7,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use gpuq_schemas::callback::{is_probe, CallbackParseError};
 use gpuq_schemas::signature::{SignatureError, SIGNATURE_HEADER};
-use gpuq_schemas::ParsedCallback;
+use gpuq_schemas::{CallbackShape, ParsedCallback};
 use gpuq_service::body::{check_json_media_type, read_limited, BodyError};
 use gpuq_service::ApiError;
 use serde::Serialize;
@@ -200,15 +200,20 @@ async fn handle(
         check_json_media_type(&req, false)?;
     }
     let body = read_limited(&req, payload, state.max_body_bytes, state.body_timeout).await?;
-    let key = state
+    let verified = state
         .verifier
         .verify(&req, &body)
         .map_err(CallbackError::Unauthorized)?;
+    let key = verified.key;
     if is_probe(&body) {
         tracing::Span::current().record("key", key);
         return Ok(Handled::Probe);
     }
     let callback = ParsedCallback::from_slice(&body)?;
+    if !verified.timestamped && callback.shape != CallbackShape::Legacy {
+        // Only workers that cannot be changed may sign without a timestamp.
+        return Err(CallbackError::Unauthorized(SignatureError::Malformed));
+    }
     let span = tracing::Span::current();
     span.record("job_id", tracing::field::display(callback.job_id));
     span.record("reported", tracing::field::debug(callback.status));
@@ -220,7 +225,12 @@ async fn handle(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
     let recorder = &state.recorder;
-    match recorder.first_sight(signature, state.replay_memory).await? {
+    let remember = if verified.timestamped {
+        state.replay_memory
+    } else {
+        crate::configuration::LEGACY_REPLAY_MEMORY
+    };
+    match recorder.first_sight(signature, remember).await? {
         Sight::First => {}
         Sight::Done => {
             tracing::warn!("a signed callback was sent again; ignored");

@@ -152,3 +152,49 @@ async fn a_typo_in_a_canonical_report_is_still_a_400_naming_it() {
         .unwrap()
         .contains("outputz"));
 }
+
+/// Posts `body` signed the replaced workers' newest way: HMAC of the raw body, no timestamp.
+async fn post_body_signed(app: &TestApp, body: &serde_json::Value) -> reqwest::Response {
+    let raw = serde_json::to_vec(body).unwrap();
+    let sig = gpuq_schemas::signature::sign_body(crate::helpers::SECRETS[0].as_bytes(), &raw);
+    app.http
+        .post(format!("{}/v1/callback", app.address))
+        .header("Content-Type", "application/json")
+        .header(gpuq_schemas::signature::SIGNATURE_HEADER, sig)
+        .body(raw)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_timestampless_signature_is_refused_unless_configured() {
+    let app = spawn_app().await;
+    let job = app.job(JobType::SdxlImageFast).await;
+    let body = json!({"job_id": job.id, "status": "processing"});
+    assert_eq!(post_body_signed(&app, &body).await.status(), 401);
+    assert_eq!(app.job_row(job.id).await.status, "queued");
+}
+
+#[tokio::test]
+async fn a_configured_timestampless_signature_applies_a_legacy_report_once_and_nothing_else() {
+    let app = crate::helpers::spawn_app_with(|s| s.auth.legacy_body_signatures = true).await;
+    let job = app.job(JobType::SdxlImageFast).await;
+    let done = json!({"job_id": job.id, "status": "completed", "assets": [job.key("0.png")],
+        "metadata": {"seed": 3}});
+    let res = post_body_signed(&app, &done).await;
+    assert_eq!(res.status(), 200, "{}", json(res).await);
+    assert_eq!(app.job_row(job.id).await.status, "completed");
+    // The same captured request again, however late: remembered, never applied twice.
+    let again = json(post_body_signed(&app, &done).await).await;
+    assert_eq!(
+        (again["ignored"].as_bool(), again["reason"].as_str()),
+        (Some(true), Some("replayed"))
+    );
+    // A canonical report must carry a timestamp.
+    let other = app.job(JobType::SdxlImageFast).await;
+    let canonical = app
+        .as_holder(&json!({"jobId": other.id, "status": "processing"}))
+        .await;
+    assert_eq!(post_body_signed(&app, &canonical).await.status(), 401);
+}
