@@ -38,31 +38,20 @@ pub struct ServiceTimes {
 }
 
 impl ServiceTimes {
-    /// Expected run time of one `job_type` job, seconds.
-    pub async fn seconds(&self, db: &PgPool, job_type: JobType) -> f64 {
+    /// Expected run times for an enqueue of `job_type`, seconds: a job of its queue (the
+    /// jobs ahead) and one of its own type. One cache read.
+    pub async fn estimate(&self, db: &PgPool, job_type: JobType) -> (f64, f64) {
         let measured = self.measured(db).await;
-        blend(
+        let own = blend(
             job_type,
             measured.get(&job_type).copied().unwrap_or_default(),
-        )
+        );
+        (queue_mean(&measured, job_type.spec().queue), own)
     }
 
-    /// Expected run time of a job of `queue`, seconds: its types' figures weighted by how
-    /// often each completed recently (equally when none did).
+    /// Expected run time of a job of `queue`, seconds (see [`queue_mean`]).
     pub async fn queue_seconds(&self, db: &PgPool, queue: &str) -> f64 {
-        let measured = self.measured(db).await;
-        let (mut weighted, mut weights) = (0.0, 0.0);
-        for spec in CATALOG.iter().filter(|s| s.queue == queue) {
-            let m = measured.get(&spec.job_type).copied().unwrap_or_default();
-            let weight = f64::from(m.samples).max(1.0);
-            weighted += weight * blend(spec.job_type, m);
-            weights += weight;
-        }
-        if weights > 0.0 {
-            weighted / weights
-        } else {
-            0.0
-        }
+        queue_mean(&self.measured(db).await, queue)
     }
 
     async fn measured(&self, db: &PgPool) -> HashMap<JobType, Measured> {
@@ -86,6 +75,23 @@ impl ServiceTimes {
             *cache = Some((Instant::now(), figures.clone()));
         }
         figures
+    }
+}
+
+/// A job of `queue`: its types' figures weighted by how often each completed recently
+/// (equally when none did).
+fn queue_mean(measured: &HashMap<JobType, Measured>, queue: &str) -> f64 {
+    let (mut weighted, mut weights) = (0.0, 0.0);
+    for spec in CATALOG.iter().filter(|s| s.queue == queue) {
+        let m = measured.get(&spec.job_type).copied().unwrap_or_default();
+        let weight = f64::from(m.samples).max(1.0);
+        weighted += weight * blend(spec.job_type, m);
+        weights += weight;
+    }
+    if weights > 0.0 {
+        weighted / weights
+    } else {
+        0.0
     }
 }
 

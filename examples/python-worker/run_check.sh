@@ -31,12 +31,7 @@ TMP=$(mktemp -d /tmp/gpuq-pycheck.XXXXXX)
 PIDS=()
 DB_NAME=
 cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
-  if [ -n "$DB_NAME" ]; then
-    psql "$PG_BASE_URL" -qAtc "DROP DATABASE IF EXISTS $DB_NAME WITH (FORCE)" >/dev/null 2>&1 ||
-      psql "$PG_BASE_URL" -qAtc "DROP DATABASE IF EXISTS $DB_NAME" >/dev/null 2>&1
-  fi
+  stop_started
   if [ "${GPUQ_PYCHECK_KEEP:-0}" = 1 ]; then echo "kept $TMP"; else rm -rf "$TMP"; fi
 }
 trap cleanup EXIT

@@ -65,12 +65,7 @@ DB_NAME=
 NS=
 REDIS_URL_USED=
 cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
-  if [ -n "$DB_NAME" ]; then
-    psql "$PG_BASE_URL" -qAtc "DROP DATABASE IF EXISTS $DB_NAME WITH (FORCE)" >/dev/null 2>&1 ||
-      psql "$PG_BASE_URL" -qAtc "DROP DATABASE IF EXISTS $DB_NAME" >/dev/null 2>&1
-  fi
+  stop_started
   if [ -n "${GPUQ_DASHBOARD_REDIS_URL:-}" ] && [ -n "$NS" ]; then
     redis-cli -u "$GPUQ_DASHBOARD_REDIS_URL" --no-auth-warning --scan --pattern "$NS:*" 2>/dev/null |
       xargs -r redis-cli -u "$GPUQ_DASHBOARD_REDIS_URL" --no-auth-warning DEL >/dev/null 2>&1

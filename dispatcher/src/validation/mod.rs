@@ -162,30 +162,23 @@ fn as_whole(v: &Value) -> Option<u64> {
     })
 }
 
-/// The first of `keys` (aliases) that is set, as a whole number; every one that is set must
-/// be in range.
+/// A whole number in `min..=max`, or nothing.
 fn integer(
     meta: &Map<String, Value>,
-    keys: &[&str],
+    key: &str,
     min: u64,
     max: u64,
 ) -> Result<Option<u64>, ApiError> {
-    let mut first = None;
-    for key in keys {
-        let Some(v) = meta.get(*key).filter(|v| !v.is_null()) else {
-            continue;
-        };
-        match as_whole(v) {
-            Some(n) if (min..=max).contains(&n) => first = first.or(Some(n)),
-            _ => {
-                return Err(bad(
-                    "out_of_range",
-                    format!("metadata.{key} must be an integer from {min} to {max}"),
-                ))
-            }
-        }
+    match meta.get(key).filter(|v| !v.is_null()) {
+        None => Ok(None),
+        Some(v) => match as_whole(v) {
+            Some(n) if (min..=max).contains(&n) => Ok(Some(n)),
+            _ => Err(bad(
+                "out_of_range",
+                format!("metadata.{key} must be an integer from {min} to {max}"),
+            )),
+        },
     }
-    Ok(first)
 }
 
 /// A boolean or nothing.
@@ -286,7 +279,7 @@ fn parameters(
         flag(meta, "skip_enhancement")?.unwrap_or(false) || top.bypass_enhancement;
     // An enhanced prompt that came with the reference means "modify", never "copy".
     let enhanced_original = non_blank(meta, "originalEnhancedPrompt")?;
-    let count = |key| integer(meta, &[key], 0, u64::from(u32::MAX));
+    let count = |key| integer(meta, key, 0, u64::from(u32::MAX));
     let num_images = agreeing(&[
         ("num_images", count("num_images")?),
         ("batch_count", count("batch_count")?),
@@ -301,12 +294,12 @@ fn parameters(
             ),
         ));
     }
-    let seed = integer(meta, &["seed"], 0, u64::from(u32::MAX))?;
+    let seed = integer(meta, "seed", 0, u64::from(u32::MAX))?;
     let steps = agreeing(&[
-        ("steps", integer(meta, &["steps"], 1, 150)?),
+        ("steps", integer(meta, "steps", 1, 150)?),
         (
             "num_inference_steps",
-            integer(meta, &["num_inference_steps"], 1, 150)?,
+            integer(meta, "num_inference_steps", 1, 150)?,
         ),
     ])?
     .map(|n| n as u32);

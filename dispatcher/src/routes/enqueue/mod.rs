@@ -368,12 +368,7 @@ async fn push(
         .await
         .map(|s| s.live_slots)
         .unwrap_or(0);
-    let times = &state.service_times;
-    let eta = service_times::eta_seconds(
-        position,
-        slots,
-        times.queue_seconds(&state.db, &env.queue).await,
-        times.seconds(&state.db, env.job_type).await,
-    );
+    let (per_job_ahead, own) = state.service_times.estimate(&state.db, env.job_type).await;
+    let eta = service_times::eta_seconds(position, slots, per_job_ahead, own);
     Ok(EnqueueAnswer::queued(env, record, waiting, position, eta))
 }
