@@ -30,6 +30,7 @@ fn jwt(c: &mut Criterion) {
         admin_token: None,
         stream_token_secret: Some(SecretString::from("micro-bench-stream-key")),
         stream_token_ttl_secs: 3600,
+        tenant_claim: None,
     });
     let claims = json!({"sub": uuid::Uuid::new_v4().to_string(), "aud": "authenticated", "exp": chrono::Utc::now().timestamp() + 3600});
     let token = jsonwebtoken::encode(

@@ -36,6 +36,9 @@ pub struct QueueArgs {
     /// Approximate envelope size, bytes.
     #[arg(long, default_value_t = 500)]
     payload: usize,
+    /// Tenants the jobs are spread over, round robin (each is a fair-share list of its own).
+    #[arg(long, default_value_t = 100)]
+    tenants: usize,
 }
 
 /// Knobs of the `memory` scenario.
@@ -47,6 +50,9 @@ pub struct MemoryArgs {
     /// Approximate envelope size, bytes.
     #[arg(long, default_value_t = 500)]
     payload: usize,
+    /// Tenants the jobs are spread over, round robin.
+    #[arg(long, default_value_t = 100)]
+    tenants: usize,
 }
 
 async fn bench_queue(redis_url: &str) -> anyhow::Result<Queue> {
@@ -76,35 +82,31 @@ pub fn envelope(queue: &str, size: usize) -> JobEnvelope {
     gpuq_service::testkit::envelope::padded(env, size)
 }
 
+/// `n` envelopes whose owners (their tenants) take turns among `tenants` fixed users.
+fn spread_envelopes(queue: &str, size: usize, n: usize, tenants: usize) -> Vec<JobEnvelope> {
+    (0..n)
+        .map(|i| {
+            let mut env = envelope(queue, size);
+            env.user_id = uuid::Uuid::from_u128((i % tenants.max(1)) as u128 + 1).into();
+            env
+        })
+        .collect()
+}
+
+/// Deletes the bench queue's namespace, tenants' lists included.
 async fn cleanup(queue: &Queue) -> anyhow::Result<()> {
-    let keys = queue.keys();
-    let mut conn = redis::Client::open(
-        std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
-    )?
-    .get_multiplexed_async_connection()
-    .await?;
-    let all = [
-        keys.jobs(),
-        keys.meta(),
-        keys.leases(),
-        keys.consumers(),
-        keys.signal(),
-        keys.waiting(gpuq_queue::Lane::Normal),
-        keys.waiting(gpuq_queue::Lane::High),
-    ];
-    let _: () = redis::cmd("UNLINK")
-        .arg(&all)
-        .query_async(&mut conn)
-        .await?;
-    Ok(())
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let prefix = queue.keys().prefix();
+    let ns = prefix.split(':').next().unwrap_or(prefix);
+    crate::services::drop_namespace(&url, ns).await
 }
 
 /// Runs the `queue` scenario.
 pub async fn run_queue(redis_url: &str, a: QueueArgs) -> anyhow::Result<Vec<Figure>> {
     let q = bench_queue(redis_url).await?;
     let name = q.name().to_string();
-    let params = json!({"jobs": a.jobs, "in_flight": a.in_flight, "payload_bytes": a.payload});
-    let envelopes: Vec<_> = (0..a.jobs).map(|_| envelope(&name, a.payload)).collect();
+    let params = json!({"jobs": a.jobs, "in_flight": a.in_flight, "payload_bytes": a.payload, "tenants": a.tenants});
+    let envelopes = spread_envelopes(&name, a.payload, a.jobs, a.tenants);
 
     let opts = EnqueueOptions::default();
     let start = Instant::now();
@@ -120,12 +122,11 @@ pub async fn run_queue(redis_url: &str, a: QueueArgs) -> anyhow::Result<Vec<Figu
 
     let consumers = claim_and_ack_all(&q, a.jobs, a.consumers).await?;
 
-    let batches: Vec<Vec<_>> = (0..a.jobs)
-        .collect::<Vec<_>>()
+    let batches: Vec<Vec<_>> = spread_envelopes(&name, a.payload, a.jobs, a.tenants)
         .chunks(a.batch)
         .map(|c| {
             c.iter()
-                .map(|_| (envelope(&name, a.payload), EnqueueOptions::default()))
+                .map(|e| (e.clone(), EnqueueOptions::default()))
                 .collect()
         })
         .collect();
@@ -247,9 +248,10 @@ pub async fn run_memory(redis_url: &str, a: MemoryArgs) -> anyhow::Result<Vec<Fi
         .await?;
     let sample = serde_json::to_string(&envelope(&name, a.payload))?.len();
     let before = used_memory(&mut conn).await?;
-    for _ in 0..a.jobs / 1000 {
-        let batch: Vec<_> = (0..1000)
-            .map(|_| (envelope(&name, a.payload), EnqueueOptions::default()))
+    for chunk in spread_envelopes(&name, a.payload, a.jobs, a.tenants).chunks(1000) {
+        let batch: Vec<_> = chunk
+            .iter()
+            .map(|e| (e.clone(), EnqueueOptions::default()))
             .collect();
         q.enqueue_batch(&batch).await?;
     }
@@ -261,6 +263,6 @@ pub async fn run_memory(redis_url: &str, a: MemoryArgs) -> anyhow::Result<Vec<Fi
         metric: "Redis used_memory per waiting job".into(),
         value: per_job,
         unit: "bytes",
-        params: json!({"jobs": a.jobs, "envelope_bytes": sample}),
+        params: json!({"jobs": a.jobs, "envelope_bytes": sample, "tenants": a.tenants}),
     }])
 }

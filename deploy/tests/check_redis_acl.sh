@@ -69,7 +69,7 @@ dryrun_args() { # command, key -> a well-formed invocation for ACL DRYRUN
     SET | LPUSH | RPUSH | SADD | SREM | SISMEMBER | ZSCORE | ZMSCORE | ZREM | HGET | HDEL | HEXISTS | HMGET | EXPIRE | PEXPIRE | INCRBY) echo "$1 $k 1" ;;
     INCR | DECR | DEL | EXISTS | UNLINK) echo "$1 $k" ;;
     SETEX | PSETEX) echo "$1 $k 1 v" ;;
-    HSET | HSETNX | ZADD | LREM | LINDEX | ZCOUNT | ZRANGEBYSCORE | ZREMRANGEBYSCORE | ZRANGE | XRANGE) echo "$1 $k 0 1" | sed 's/^LINDEX \(.*\) 0 1$/LINDEX \1 0/' ;;
+    HSET | HSETNX | ZADD | LREM | LINDEX | ZCOUNT | ZRANGEBYSCORE | ZREMRANGEBYSCORE | ZRANGE | XRANGE | LRANGE) echo "$1 $k 0 1" | sed 's/^LINDEX \(.*\) 0 1$/LINDEX \1 0/' ;;
     XADD) echo "XADD $k * e 1" ;;
     PUBLISH | SUBSCRIBE) echo "$1 gpuq:events 1" | sed 's/^SUBSCRIBE gpuq:events 1$/SUBSCRIBE gpuq:events/' ;;
     XREAD) echo "XREAD STREAMS $k 0" ;;
@@ -83,10 +83,13 @@ dryrun_args() { # command, key -> a well-formed invocation for ACL DRYRUN
 enqueue() { # user pass queue job_id -> prints the enqueue reply
   local q=$3 id=$4
   local env="{\"job_id\":\"$id\",\"queue\":\"$q\",\"max_attempts\":3,\"attempt\":0}"
-  as "$1" "$2" EVAL "$(script enqueue_job)" 4 "$(K "$q" wait:normal)" "$(K "$q" wait:high)" \
-    "$(K "$q" jobs)" "$(K "$q" signal)" "$id" "$env" 0 86400 256
+  as "$1" "$2" EVAL "$(script enqueue_job)" 10 $(lane_keys "$q") "$(K "$q" finish:high)" \
+    "$(K "$q" finish:normal)" "$(K "$q" jobs)" "$(K "$q" signal)" "$(K "$q" meta)" \
+    "$id" "$env" 0 86400 256 0 normal acl-tenant 1000
 }
-claim_keys() { local q=$1; echo "$(K "$q" wait:high) $(K "$q" wait:normal) $(K "$q" jobs) $(K "$q" meta) $(K "$q" leases) $(K "$q" consumers) $(K "$q" signal)"; }
+# The five keys every script that touches waiting jobs declares first (docs/protocol.md).
+lane_keys() { local q=$1; echo "$(K "$q" wait:high) $(K "$q" wait:normal) $(K "$q" tenants:high) $(K "$q" tenants:normal) $(K "$q" vtime)"; }
+claim_keys() { local q=$1; echo "$(lane_keys "$q") $(K "$q" jobs) $(K "$q" meta) $(K "$q" leases) $(K "$q" consumers) $(K "$q" signal) $(K "$q" slots)"; }
 
 run_suite() { # label; users: admin dispatcher callback worker_sdxl worker_wan keda with *_PASS set
   local label=$1 q=sdxl_queue other=wan_queue c=acl-test-consumer out sha
@@ -104,7 +107,7 @@ run_suite() { # label; users: admin dispatcher callback worker_sdxl worker_wan k
 
   # Worker on its own queue: the whole protocol.
   out=$(as worker_sdxl "$SDXL_PASS" PING); expect "[$label] worker_sdxl PING" 'PONG' "$out"
-  out=$(as worker_sdxl "$SDXL_PASS" EVAL "$(script claim_jobs)" 7 $(claim_keys $q) $c 30000 1 256)
+  out=$(as worker_sdxl "$SDXL_PASS" EVAL "$(script claim_jobs)" 11 $(claim_keys $q) $c 30000 1 256)
   expect "[$label] worker_sdxl claims on sdxl_queue (EVAL claim_jobs.lua)" 'job-1' "$out"
   sha=$(as worker_sdxl "$SDXL_PASS" SCRIPT LOAD "$(script extend_lease)")
   expect "[$label] worker_sdxl SCRIPT LOAD" '^[0-9a-f]{40}$' "$sha"
@@ -113,16 +116,16 @@ run_suite() { # label; users: admin dispatcher callback worker_sdxl worker_wan k
   out=$(as worker_sdxl "$SDXL_PASS" EVAL "$(script fail_job)" 7 "$(K $q jobs)" "$(K $q meta)" "$(K $q leases)" "$(K $q delayed)" "$(K $q dead)" "$(K $q errors)" "$(K $q cancelled)" job-1 $c 1 1000 'boom')
   expect "[$label] worker_sdxl fails an attempt (fail_job.lua) -> retry" '^1' "$out"
   enqueue dispatcher "$DISPATCHER_PASS" $q job-2 >/dev/null
-  as worker_sdxl "$SDXL_PASS" EVAL "$(script claim_jobs)" 7 $(claim_keys $q) $c 30000 1 256 >/dev/null
-  out=$(as worker_sdxl "$SDXL_PASS" EVAL "$(script release_job)" 7 "$(K $q wait:high)" "$(K $q wait:normal)" "$(K $q jobs)" "$(K $q meta)" "$(K $q leases)" "$(K $q signal)" "$(K $q cancelled)" job-2 $c 256)
+  as worker_sdxl "$SDXL_PASS" EVAL "$(script claim_jobs)" 11 $(claim_keys $q) $c 30000 1 256 >/dev/null
+  out=$(as worker_sdxl "$SDXL_PASS" EVAL "$(script release_job)" 10 $(lane_keys $q) "$(K $q jobs)" "$(K $q meta)" "$(K $q leases)" "$(K $q signal)" "$(K $q cancelled)" job-2 $c 256)
   expect "[$label] worker_sdxl releases a job (release_job.lua) -> 1" '^1$' "$out"
   out=$(as worker_sdxl "$SDXL_PASS" BLPOP "$(K $q signal)" 1); expect "[$label] worker_sdxl BLPOPs its signal list" 'signal' "$out"
-  as worker_sdxl "$SDXL_PASS" EVAL "$(script claim_jobs)" 7 $(claim_keys $q) $c 30000 1 256 >/dev/null
-  out=$(as worker_sdxl "$SDXL_PASS" EVAL "$(script ack_job)" 9 "$(K $q wait:high)" "$(K $q wait:normal)" "$(K $q jobs)" "$(K $q meta)" "$(K $q leases)" "$(K $q delayed)" "$(K $q dead)" "$(K $q cancelled)" "$(K $q errors)" job-2 $c)
+  as worker_sdxl "$SDXL_PASS" EVAL "$(script claim_jobs)" 11 $(claim_keys $q) $c 30000 1 256 >/dev/null
+  out=$(as worker_sdxl "$SDXL_PASS" EVAL "$(script ack_job)" 12 $(lane_keys $q) "$(K $q jobs)" "$(K $q meta)" "$(K $q leases)" "$(K $q delayed)" "$(K $q dead)" "$(K $q cancelled)" "$(K $q errors)" job-2 $c)
   expect "[$label] worker_sdxl acks (ack_job.lua) -> 1" '^1$' "$out"
 
   # Worker on anything else.
-  refused "[$label] worker_sdxl refused claim on wan_queue keys" "$(as worker_sdxl "$SDXL_PASS" EVAL "$(script claim_jobs)" 7 $(claim_keys $other) $c 30000 1 256)"
+  refused "[$label] worker_sdxl refused claim on wan_queue keys" "$(as worker_sdxl "$SDXL_PASS" EVAL "$(script claim_jobs)" 11 $(claim_keys $other) $c 30000 1 256)"
   refused "[$label] worker_sdxl refused EVALSHA on wan_queue keys" "$(as worker_sdxl "$SDXL_PASS" EVALSHA "$sha" 4 "$(K $other meta)" "$(K $other leases)" "$(K $other consumers)" "$(K $other cancelled)" job-w $c 30000)"
   refused "[$label] worker_sdxl refused BLPOP on wan_queue signal" "$(as worker_sdxl "$SDXL_PASS" BLPOP "$(K $other signal)" 1)"
   refused "[$label] worker_sdxl refused LLEN on wan_queue" "$(as worker_sdxl "$SDXL_PASS" LLEN "$(K $other wait:normal)")"
@@ -132,9 +135,9 @@ run_suite() { # label; users: admin dispatcher callback worker_sdxl worker_wan k
   refused "[$label] worker_sdxl refused FLUSHALL" "$(as worker_sdxl "$SDXL_PASS" FLUSHALL)"
   refused "[$label] worker_sdxl refused a script that calls DEL on its own keys" "$(as worker_sdxl "$SDXL_PASS" EVAL "return redis.call('DEL', KEYS[1])" 1 "$(K $q jobs)")"
   refused "[$label] worker_sdxl refused a script reaching undeclared keys" "$(as worker_sdxl "$SDXL_PASS" EVAL "return redis.call('HGET', 'gpuq:{wan_queue}:jobs', 'job-w')" 1 "$(K $q jobs)")"
-  out=$(as worker_wan "$WAN_PASS" EVAL "$(script claim_jobs)" 7 $(claim_keys $other) c2 30000 1 256)
+  out=$(as worker_wan "$WAN_PASS" EVAL "$(script claim_jobs)" 11 $(claim_keys $other) c2 30000 1 256)
   expect "[$label] worker_wan claims on wan_queue" 'job-w' "$out"
-  refused "[$label] worker_wan refused claim on sdxl_queue keys" "$(as worker_wan "$WAN_PASS" EVAL "$(script claim_jobs)" 7 $(claim_keys $q) c2 30000 1 256)"
+  refused "[$label] worker_wan refused claim on sdxl_queue keys" "$(as worker_wan "$WAN_PASS" EVAL "$(script claim_jobs)" 11 $(claim_keys $q) c2 30000 1 256)"
 
   # KEDA.
   enqueue dispatcher "$DISPATCHER_PASS" $q job-3 >/dev/null

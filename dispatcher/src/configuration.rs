@@ -48,6 +48,10 @@ pub struct AuthSettings {
     pub stream_token_secret: Option<SecretString>,
     /// How long a stream token opens its job's event stream, seconds.
     pub stream_token_ttl_secs: u64,
+    /// The JWT claim naming the tenant whose fair share a caller's jobs count against (e.g.
+    /// `org_id`; `GPUQ_TENANT_CLAIM`). Unset, or absent from a token: the user (`sub`).
+    #[serde(default)]
+    pub tenant_claim: Option<String>,
 }
 
 /// Abuse limits; each breach is a 429 with `Retry-After`.

@@ -16,7 +16,9 @@
 //! - [`metrics`]: Prometheus metrics.
 //! - [`event_hub`]: one Redis subscription per process wakes every open event stream.
 //! - [`streams`]: the bound on open event streams, per user and per process.
-//! - [`service_times`]: measured run times per type, and the ETA of an enqueue.
+//! - [`service_times`]: measured run times per type: the ETA of an enqueue, and what a job
+//!   costs its tenant's fair share.
+//! - [`tenants`]: tenants' fair-share weights.
 //! - [`openapi`]: the generated `/openapi.json`.
 //!
 //! Errors ([`ApiError`]), bodies, health, telemetry and the server itself come from
@@ -39,6 +41,7 @@ pub mod service_times;
 pub mod startup;
 mod state;
 pub mod streams;
+pub mod tenants;
 pub mod validation;
 
 pub use configuration::Settings;

@@ -134,6 +134,14 @@ async fn read(db: &PgPool) -> Result<HashMap<JobType, Measured>, sqlx::Error> {
         .collect())
 }
 
+/// What a job costs its tenant's fair share, GPU milliseconds: its type's expected run time
+/// (`own`, seconds), scaled by its image count against the type's default (the runs the
+/// measure comes from mostly had the default count).
+pub fn cost_ms(job_type: JobType, own: f64, images: u32) -> u64 {
+    let default = job_type.spec().defaults.num_images.max(1);
+    (own * 1000.0 * f64::from(images.max(1)) / f64::from(default)).round() as u64
+}
+
 /// Seconds until a job `ahead` places back finishes: the jobs ahead share `slots`, each
 /// taking `per_job_ahead`, then the job's own `own` run.
 pub fn eta_seconds(ahead: u64, slots: u64, per_job_ahead: f64, own: f64) -> u64 {
@@ -154,6 +162,13 @@ mod tests {
             mean_seconds: 80.0,
         };
         assert_eq!(blend(t, fast), (45.0 * 80.0 + 5.0 * 280.0) / 50.0);
+    }
+
+    #[test]
+    fn a_job_costs_its_types_run_time_scaled_by_its_images() {
+        let t = JobType::SdxlImageFast;
+        assert_eq!(cost_ms(t, 0.6, t.spec().defaults.num_images), 600);
+        assert_eq!(cost_ms(t, 0.6, 4 * t.spec().defaults.num_images), 2_400);
     }
 
     #[test]

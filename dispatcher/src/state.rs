@@ -42,6 +42,8 @@ pub struct AppState {
     pub stop: tokio_util::sync::CancellationToken,
     /// Measured run times per type, for ETAs.
     pub service_times: crate::service_times::ServiceTimes,
+    /// Tenants' fair-share weights, cached.
+    pub weights: crate::tenants::TenantWeights,
     /// Recent queue snapshots for ETAs, so an enqueue does not pay for a stats call.
     stats_cache: Mutex<HashMap<String, (Instant, QueueStats)>>,
     /// Where the reconciler's scan of each queue's job hash stands.
@@ -86,6 +88,7 @@ impl AppState {
             events,
             stop,
             service_times: Default::default(),
+            weights: Default::default(),
             stats_cache: Mutex::default(),
             reconcile_cursors: Mutex::default(),
         }

@@ -151,7 +151,7 @@ SDXL_JOBS=$(count sdxl_queue)
 WAN_JOBS=$(count wan_queue)
 check "submitted 3 sdxl_queue and 4 wan_queue jobs over HTTP (got $SDXL_JOBS and $WAN_JOBS)" test "$SDXL_JOBS/$WAN_JOBS" = 3/4
 waiting=$(rcli LLEN "$NS:{sdxl_queue}:wait:normal")
-check "the jobs wait in the LIST $NS:{sdxl_queue}:wait:normal ($waiting)" test "$waiting" = "$SDXL_JOBS"
+check "the jobs' tokens wait in the LIST $NS:{sdxl_queue}:wait:normal ($waiting)" test "$waiting" = "$SDXL_JOBS"
 
 # --- The Python workers ---------------------------------------------------------------------
 declare -A WORKER_PID=()
@@ -230,8 +230,8 @@ kill -TERM "$drain_pid"
 for _ in $(seq 100); do kill -0 "$drain_pid" 2>/dev/null || break; sleep 0.1; done
 check "SIGTERM: the python worker stopped within its deadline" bash -c "! kill -0 $drain_pid 2>/dev/null"
 check "SIGTERM: the worker logged the drain and the release" grep -q "signal 15: draining" "$TMP/logs/python-drain.log"
-back=$(rcli LRANGE "$NS:{sdxl_queue}:wait:normal" 0 -1)
-check "SIGTERM: the running job was released to the front of its lane" test "$back" = "$drain_id"
+back=$(rcli --scan --pattern "$NS:{sdxl_queue}:tenants:normal:*" | xargs -r -I@ redis-cli -u "$ADMIN_URL" --no-auth-warning LINDEX @ -1)
+check "SIGTERM: the running job was released to the front of its tenant's jobs ($back)" test "${back#*|}" = "$drain_id"
 meta=$(rcli HGET "$NS:{sdxl_queue}:meta" "$drain_id")
 check "SIGTERM: the interrupted attempt is not counted (meta $meta)" test "${meta%%|*}" = 0
 

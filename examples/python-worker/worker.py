@@ -99,6 +99,11 @@ class Scripts:
 class Queue:
     """The five worker-side transitions of docs/protocol.md §2."""
 
+    def lanes(self) -> list[str]:
+        """The five keys every script that touches waiting jobs declares first."""
+        k = self.keys
+        return [k.wait_high, k.wait_normal, k.tenants_high, k.tenants_normal, k.vtime]
+
     def __init__(self, redis_url: str, namespace: str, queue: str, lua_dir: Path, lease_ms: int):
         self.keys = Keys(namespace, queue)
         self.lease_ms = lease_ms
@@ -116,7 +121,7 @@ class Queue:
         token = os.urandom(16).hex()  # the claim's fence token (docs/protocol.md, "The fence")
         reply = self.scripts.run(
             "claim_jobs",
-            [k.wait_high, k.wait_normal, k.jobs, k.meta, k.leases, k.consumers, k.signal, k.slots],
+            [*self.lanes(), k.jobs, k.meta, k.leases, k.consumers, k.signal, k.slots],
             [consumer, self.lease_ms, max_jobs, SIGNAL_CAP, token, slots],
         )
         return [(reply[i], int(reply[i + 1]), reply[i + 2], token) for i in range(0, len(reply), 3)]
@@ -134,8 +139,7 @@ class Queue:
         k = self.keys
         return int(self.scripts.run(
             "ack_job",
-            [k.wait_high, k.wait_normal, k.jobs, k.meta, k.leases, k.delayed, k.dead,
-             k.cancelled, k.errors],
+            [*self.lanes(), k.jobs, k.meta, k.leases, k.delayed, k.dead, k.cancelled, k.errors],
             [job_id, consumer]))
 
     def fail(self, job_id: str, consumer: str, retryable: bool, delay_ms: int, message: str):
@@ -149,7 +153,7 @@ class Queue:
         k = self.keys
         return int(self.scripts.run(
             "release_job",
-            [k.wait_high, k.wait_normal, k.jobs, k.meta, k.leases, k.signal, k.cancelled],
+            [*self.lanes(), k.jobs, k.meta, k.leases, k.signal, k.cancelled],
             [job_id, consumer, SIGNAL_CAP]))
 
 

@@ -1,19 +1,20 @@
 -- ack_job.lua: the job is finished (its result is recorded in PostgreSQL); remove every
 -- trace of it from Redis.
 --
--- KEYS[1] wait:high   KEYS[2] wait:normal   KEYS[3] jobs   KEYS[4] meta   KEYS[5] leases
--- KEYS[6] delayed     KEYS[7] dead          KEYS[8] cancelled set         KEYS[9] errors
+-- KEYS[1..5] wait:high, wait:normal, tenants:high, tenants:normal, vtime (prelude.lua)
+-- KEYS[6] jobs   KEYS[7] meta   KEYS[8] leases   KEYS[9] delayed   KEYS[10] dead
+-- KEYS[11] cancelled set   KEYS[12] errors
 -- ARGV[1] job id   ARGV[2] consumer name, or '' to remove whoever holds it
 -- ARGV[3] fence: '<attempt>:<token>' of the acking claim, or '' (optional) for any
 -- Returns 1 removed; 0 no such job; -1 in flight with another consumer or under another
 -- claim (nothing changed).
 
 local id = ARGV[1]
-if redis.call('HEXISTS', KEYS[3], id) == 0 then
+if redis.call('HEXISTS', KEYS[6], id) == 0 then
   return 0
 end
-local in_flight = redis.call('ZSCORE', KEYS[5], id)
-local attempt, lane, holder, _, token = read_meta(KEYS[4], id)
+local in_flight = redis.call('ZSCORE', KEYS[8], id)
+local attempt, lane, holder, _, token, tenant = read_meta(KEYS[7], id)
 if ARGV[2] ~= '' and in_flight and holder ~= ARGV[2] then
   return -1
 end
@@ -21,16 +22,11 @@ local fence = ARGV[3] or ''
 if fence ~= '' and in_flight and fence ~= attempt .. ':' .. token then
   return -1
 end
-local delayed = redis.call('ZREM', KEYS[6], id)
-local dead = redis.call('ZREM', KEYS[7], id)
+local delayed = redis.call('ZREM', KEYS[9], id)
+local dead = redis.call('ZREM', KEYS[10], id)
 if not in_flight and delayed == 0 and dead == 0 then
   -- Still waiting (e.g. redelivered, then finished by its first holder): unlink it.
-  if lane then
-    redis.call('LREM', lane_key(lane), 1, id)
-  else
-    redis.call('LREM', KEYS[1], 1, id)
-    redis.call('LREM', KEYS[2], 1, id)
-  end
+  unlink_anywhere(lane, tenant_of(tenant, redis.call('HGET', KEYS[6], id)), id)
 end
-forget(KEYS[3], KEYS[4], id, {{kind = 'z', key = KEYS[5]}, {kind = 's', key = KEYS[8]}, {kind = 'h', key = KEYS[9]}})
+forget(KEYS[6], KEYS[7], id, {{kind = 'z', key = KEYS[8]}, {kind = 's', key = KEYS[11]}, {kind = 'h', key = KEYS[12]}})
 return 1

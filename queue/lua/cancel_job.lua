@@ -2,30 +2,26 @@
 -- and never delivered; a job in flight is flagged and its holder learns it at the next
 -- heartbeat (the flag also stops a retry or redelivery).
 --
--- KEYS[1] wait:high   KEYS[2] wait:normal   KEYS[3] jobs   KEYS[4] meta   KEYS[5] leases
--- KEYS[6] delayed     KEYS[7] dead          KEYS[8] cancelled set         KEYS[9] errors
+-- KEYS[1..5] wait:high, wait:normal, tenants:high, tenants:normal, vtime (prelude.lua)
+-- KEYS[6] jobs   KEYS[7] meta   KEYS[8] leases   KEYS[9] delayed   KEYS[10] dead
+-- KEYS[11] cancelled set   KEYS[12] errors
 -- ARGV[1] job id
 -- Returns 1 removed; 2 flagged (in flight); 0 no such job.
 
 local id = ARGV[1]
-if redis.call('HEXISTS', KEYS[3], id) == 0 then
+local envelope = redis.call('HGET', KEYS[6], id)
+if not envelope then
   return 0
 end
-if redis.call('ZSCORE', KEYS[5], id) then
-  redis.call('SADD', KEYS[8], id)
+if redis.call('ZSCORE', KEYS[8], id) then
+  redis.call('SADD', KEYS[11], id)
   return 2
 end
-local _, lane = read_meta(KEYS[4], id)
-local delayed = redis.call('ZREM', KEYS[6], id)
-local dead = redis.call('ZREM', KEYS[7], id)
+local delayed = redis.call('ZREM', KEYS[9], id)
+local dead = redis.call('ZREM', KEYS[10], id)
 if delayed == 0 and dead == 0 then
-  if lane then
-    redis.call('LREM', lane_key(lane), 1, id)
-  else
-    if redis.call('LREM', KEYS[2], 1, id) == 0 then
-      redis.call('LREM', KEYS[1], 1, id)
-    end
-  end
+  local _, lane, _, _, _, tenant = read_meta(KEYS[7], id)
+  unlink_anywhere(lane, tenant_of(tenant, envelope), id)
 end
-forget(KEYS[3], KEYS[4], id, {{kind = 'h', key = KEYS[9]}})
+forget(KEYS[6], KEYS[7], id, {{kind = 'h', key = KEYS[12]}})
 return 1

@@ -1,9 +1,10 @@
--- claim_jobs.lua: take up to N waiting jobs, `high` lane first, oldest first, and lease
--- them to one consumer.
+-- claim_jobs.lua: take up to N waiting jobs, `high` lane first, and within a lane from the
+-- tenant whose next job has the smallest start tag (fair share; a tenant's own jobs in
+-- order), and lease them to one consumer.
 --
--- KEYS[1] wait:high   KEYS[2] wait:normal   KEYS[3] jobs   KEYS[4] meta
--- KEYS[5] leases      KEYS[6] consumers     KEYS[7] signal
--- KEYS[8] slots (optional, with ARGV[6])
+-- KEYS[1..5] wait:high, wait:normal, tenants:high, tenants:normal, vtime (prelude.lua)
+-- KEYS[6] jobs   KEYS[7] meta   KEYS[8] leases   KEYS[9] consumers   KEYS[10] signal
+-- KEYS[11] slots
 -- ARGV[1] consumer name   ARGV[2] lease, ms   ARGV[3] max jobs   ARGV[4] signal cap
 -- ARGV[5] fence token: a random nonce the claimer makes for this call (optional; callbacks
 --         for a claim made without one cannot pass the callback service's fence check)
@@ -22,40 +23,54 @@ local token = ARGV[5] or ''
 if #token > 64 or not string.match(token, '^%x*$') then
   return redis.error_reply('ERR gpuq: the fence token must be at most 64 hex digits')
 end
-redis.call('ZADD', KEYS[6], now, consumer)
-if KEYS[8] and ARGV[6] then
+redis.call('ZADD', KEYS[9], now, consumer)
+if ARGV[6] then
   local slots = tonumber(ARGV[6])
   if not slots or slots < 1 or slots > 100000 or slots ~= math.floor(slots) then
     return redis.error_reply('ERR gpuq: slots must be a whole number from 1 to 100000')
   end
-  redis.call('HSET', KEYS[8], consumer, slots)
+  redis.call('HSET', KEYS[11], consumer, slots)
 end
 
 local out = {}
 local got = 0
 for _, lane in ipairs({'high', 'normal'}) do
+  local wait_key, tenants_key = lane_keys(lane)
+  local served = nil
   while got < want do
-    local id = redis.call('RPOP', lane_key(lane))
-    if not id then
+    local next_tenant = redis.call('ZRANGE', tenants_key, 0, 0, 'WITHSCORES')
+    if #next_tenant == 0 then
       break
     end
-    local envelope = redis.call('HGET', KEYS[3], id)
-    if envelope then
-      local attempt = read_meta(KEYS[4], id) + 1
-      write_meta(KEYS[4], id, attempt, lane, consumer, now, token)
-      redis.call('ZADD', KEYS[5], lease_until, id)
-      out[#out + 1] = id
-      out[#out + 1] = attempt
-      out[#out + 1] = envelope
-      got = got + 1
-    else
-      -- An id without a job body can only be debris of a lost write; drop it.
-      redis.call('HDEL', KEYS[4], id)
+    local tenant = next_tenant[1]
+    served = math.max(served or 0, tonumber(next_tenant[2]))
+    local entry = redis.call('RPOP', tenant_list(tenants_key, tenant))
+    retag(tenants_key, tenant)
+    if entry then
+      redis.call('RPOP', wait_key)
+      local id = id_of(entry)
+      local envelope = redis.call('HGET', KEYS[6], id)
+      if envelope then
+        local attempt = read_meta(KEYS[7], id) + 1
+        write_meta(KEYS[7], id, attempt, lane, consumer, now, token, tenant)
+        redis.call('ZADD', KEYS[8], lease_until, id)
+        out[#out + 1] = id
+        out[#out + 1] = attempt
+        out[#out + 1] = envelope
+        got = got + 1
+      else
+        -- An id without a job body can only be debris of a lost write; drop it.
+        redis.call('HDEL', KEYS[7], id)
+      end
     end
+  end
+  -- The lane's virtual time never goes back (a redelivered job may carry an older tag).
+  if served and served > vtime(lane) then
+    redis.call('HSET', KEYS[5], lane, fmt_tag(served))
   end
 end
 
 if redis.call('LLEN', KEYS[1]) + redis.call('LLEN', KEYS[2]) > 0 then
-  wake(KEYS[7], 1, tonumber(ARGV[4]))
+  wake(KEYS[10], 1, tonumber(ARGV[4]))
 end
 return out

@@ -14,7 +14,7 @@ local id = ARGV[1]
 if not redis.call('ZSCORE', KEYS[3], id) then
   return {0, 0, 0}
 end
-local attempt, lane, holder, _, token = read_meta(KEYS[2], id)
+local attempt, lane, holder, _, token, tenant = read_meta(KEYS[2], id)
 if ARGV[2] ~= '' and holder ~= ARGV[2] then
   return {-1, attempt, 0}
 end
@@ -33,9 +33,9 @@ local max_attempts = max_attempts_of(redis.call('HGET', KEYS[1], id) or '')
 if ARGV[3] == '1' and attempt < max_attempts then
   local due = now + tonumber(ARGV[4])
   redis.call('ZADD', KEYS[4], due, id)
-  write_meta(KEYS[2], id, attempt, lane or 'normal', '', now)
+  write_meta(KEYS[2], id, attempt, lane_name(lane), '', now, '', tenant)
   return {1, attempt, due}
 end
 redis.call('ZADD', KEYS[5], now, id)
-write_meta(KEYS[2], id, attempt, lane or 'normal', '', now)
+write_meta(KEYS[2], id, attempt, lane_name(lane), '', now, '', tenant)
 return {2, attempt, now}

@@ -3,10 +3,11 @@
 -- Per-job state lives in per-queue hashes so that every key a script touches is known up
 -- front and passed in KEYS (Redis Cluster-safe; all keys share the `{queue}` hash tag):
 --   jobs  HASH  id -> envelope JSON (from enqueue until the job finishes)
---   meta  HASH  id -> "<attempt>|<lane>|<consumer>|<since_ms>|<token>" (once a job was claimed)
+--   meta  HASH  id -> "<attempt>|<lane>|<consumer>|<since_ms>|<token>|<tenant>" (once claimed)
 -- `attempt` counts deliveries started; `consumer` is empty unless the job is in flight;
 -- `since_ms` is when the job entered its current state (lease start, queued, delayed, dead);
--- `token` is the claim's fence token (the claimer's random nonce), empty unless in flight.
+-- `token` is the claim's fence token (the claimer's random nonce), empty unless in flight;
+-- `tenant` is whose fair share the job counts against (empty in meta of earlier releases).
 -- Together, attempt and token are the delivery's fence: the callback service applies a
 -- report only when both match the job's current claim (docs/protocol.md, "The fence").
 
@@ -15,20 +16,21 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- Reads the four fields of meta written before fence tokens existed, too (token '').
+-- Reads meta written before fence tokens or tenants existed, too (token '', tenant '').
 local function read_meta(meta_key, id)
   local v = redis.call('HGET', meta_key, id)
   if not v then
-    return 0, nil, '', 0, ''
+    return 0, nil, '', 0, '', ''
   end
-  local attempt, lane, consumer, since, token =
-    string.match(v, '^(%d+)|(%a*)|([^|]*)|(%d+)|?([^|]*)$')
-  return tonumber(attempt) or 0, lane, consumer or '', tonumber(since) or 0, token or ''
+  local attempt, lane, consumer, since, token, tenant =
+    string.match(v, '^(%d+)|(%a*)|([^|]*)|(%d+)|?([^|]*)|?([^|]*)$')
+  return tonumber(attempt) or 0, lane, consumer or '', tonumber(since) or 0, token or '',
+    tenant or ''
 end
 
-local function write_meta(meta_key, id, attempt, lane, consumer, since, token)
-  redis.call('HSET', meta_key, id,
-    attempt .. '|' .. lane .. '|' .. consumer .. '|' .. since .. '|' .. (token or ''))
+local function write_meta(meta_key, id, attempt, lane, consumer, since, token, tenant)
+  redis.call('HSET', meta_key, id, attempt .. '|' .. lane .. '|' .. consumer .. '|' .. since
+    .. '|' .. (token or '') .. '|' .. (tenant or ''))
 end
 
 -- The envelope is produced by gpuq-schemas; `max_attempts` is a top-level integer.
@@ -38,6 +40,19 @@ local function max_attempts_of(envelope)
     return tonumber(decoded['max_attempts'])
   end
   return 1
+end
+
+-- Whose share a job counts against: meta's tenant when the job was claimed since tenants
+-- existed, else the envelope's `tenant`, else its `user_id` (the default tenant).
+local function tenant_of(meta_tenant, envelope)
+  if meta_tenant ~= '' then
+    return meta_tenant
+  end
+  local ok, decoded = pcall(cjson.decode, envelope or '')
+  if ok and type(decoded) == 'table' then
+    return tostring(decoded['tenant'] or decoded['user_id'] or '-')
+  end
+  return '-'
 end
 
 -- Pushes up to `n` wake-up tokens, keeping the signal list at most `cap` long.
@@ -64,12 +79,96 @@ local function forget(jobs_key, meta_key, id, extra_sets)
   end
 end
 
--- The waiting list of a lane: KEYS[1] is always `wait:high` and KEYS[2] `wait:normal` in
--- scripts that move jobs between lanes.
-local function lane_key(lane)
+-- Fair share (docs/protocol.md, "Fair share"; ADR 0012). Scripts that touch waiting jobs
+-- declare the same five keys first:
+--   KEYS[1] wait:high       KEYS[2] wait:normal      LISTs of one token per waiting job:
+--                                                    their length is the lane's backlog
+--   KEYS[3] tenants:high    KEYS[4] tenants:normal   ZSETs tenant -> start tag of its next job
+--   KEYS[5] vtime           HASH lane -> the lane's virtual time (start tag last served)
+-- A tenant's waiting jobs are the LIST `<tenants key>:<tenant>` of entries `<tag>|<id>`,
+-- oldest (next) at the right. Its name is built here, not passed in KEYS: it shares the
+-- queue's hash tag, so it lives in the same Cluster slot as every declared key.
+local LANES = {high = {wait = 1, tenants = 3}, normal = {wait = 2, tenants = 4}}
+
+-- Meta written by a release without lanes, or debris, counts as the normal lane.
+local function lane_name(lane)
   if lane == 'high' then
-    return KEYS[1]
+    return 'high'
   end
-  return KEYS[2]
+  return 'normal'
+end
+
+local function lane_keys(lane)
+  local l = LANES[lane] or LANES.normal
+  return KEYS[l.wait], KEYS[l.tenants]
+end
+
+local function tenant_list(tenants_key, tenant)
+  return tenants_key .. ':' .. tenant
+end
+
+local function tag_of(entry)
+  return tonumber(string.match(entry, '^(%d+)|')) or 0
+end
+
+local function id_of(entry)
+  return string.match(entry, '|(.*)$')
+end
+
+local function vtime(lane)
+  return tonumber(redis.call('HGET', KEYS[5], lane)) or 0
+end
+
+-- Tags are whole virtual milliseconds; '%.0f' keeps them out of exponent notation.
+local function fmt_tag(tag)
+  return string.format('%.0f', tag)
+end
+
+-- Puts a job back in front of its tenant's other jobs, at the lane's virtual time: a
+-- redelivery goes next (it was charged when first enqueued), as at the front of a FIFO.
+local function requeue_front(lane, tenant, id)
+  local wait_key, tenants_key = lane_keys(lane)
+  local v = vtime(lane)
+  redis.call('RPUSH', tenant_list(tenants_key, tenant), fmt_tag(v) .. '|' .. id)
+  redis.call('ZADD', tenants_key, v, tenant)
+  redis.call('LPUSH', wait_key, '1')
+end
+
+-- After a tenant's next job left its list: the tenant's new start tag, or out of the
+-- tenants set when it has nothing waiting.
+local function retag(tenants_key, tenant)
+  local head = redis.call('LINDEX', tenant_list(tenants_key, tenant), -1)
+  if head then
+    redis.call('ZADD', tenants_key, tag_of(head), tenant)
+  else
+    redis.call('ZREM', tenants_key, tenant)
+  end
+end
+
+-- Takes a waiting job out of its tenant's list wherever it is (O(n) in that tenant's
+-- waiting jobs, like LREM). Returns true if it was there.
+local function unlink_waiting(lane, tenant, id)
+  local wait_key, tenants_key = lane_keys(lane)
+  local list = tenant_list(tenants_key, tenant)
+  local entries = redis.call('LRANGE', list, 0, -1)
+  for i = #entries, 1, -1 do
+    if id_of(entries[i]) == id then
+      redis.call('LREM', list, -1, entries[i])
+      redis.call('RPOP', wait_key)
+      if i == #entries then
+        retag(tenants_key, tenant)
+      end
+      return true
+    end
+  end
+  return false
+end
+
+-- Unlinks a waiting job whose lane may be unknown (never claimed: no meta).
+local function unlink_anywhere(lane, tenant, id)
+  if lane and lane ~= '' then
+    return unlink_waiting(lane, tenant, id)
+  end
+  return unlink_waiting('normal', tenant, id) or unlink_waiting('high', tenant, id)
 end
 

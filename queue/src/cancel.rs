@@ -18,9 +18,9 @@ pub enum CancelOutcome {
 }
 
 impl Queue {
-    /// Cancels `job`. Removing a waiting job is O(n) in its lane's length (`LREM`); cancels
-    /// are rare next to enqueues and claims, and this keeps waiting jobs free of any
-    /// per-job bookkeeping.
+    /// Cancels `job`. Removing a waiting job is O(n) in its tenant's waiting jobs in its lane
+    /// (`LREM`); cancels are rare next to enqueues and claims, and this keeps waiting jobs
+    /// free of any per-job bookkeeping beyond one list entry.
     pub async fn cancel(&self, job: JobId) -> Result<CancelOutcome> {
         let code: i64 = SCRIPTS
             .cancel

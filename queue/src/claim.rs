@@ -60,13 +60,13 @@ impl Queue {
         let token = Fence::new_token();
         let mut script = SCRIPTS.claim.prepare_invoke();
         script
-            .key(k.waiting(crate::Lane::High))
-            .key(k.waiting(crate::Lane::Normal))
+            .key(&k.lanes()[..])
             .key(k.jobs())
             .key(k.meta())
             .key(k.leases())
             .key(k.consumers())
             .key(k.signal())
+            .key(k.slots())
             .arg(consumer.as_str())
             .arg(self.config.lease.as_millis() as u64)
             .arg(max.max(1))
@@ -74,7 +74,7 @@ impl Queue {
             .arg(&token);
         if let Some(slots) = slots {
             // claim_jobs.lua refuses a figure out of range; a worker must still claim.
-            script.key(k.slots()).arg(slots.clamp(1, 100_000));
+            script.arg(slots.clamp(1, 100_000));
         }
         let reply: Vec<(String, u32, String)> = script.invoke_async(&mut self.conn()).await?;
         parse_claims(reply, &token)

@@ -1,6 +1,7 @@
-//! Enqueue: add a job to a lane, with idempotency and a depth limit.
+//! Enqueue: add a job behind its tenant's waiting jobs in a lane, with its fair-share
+//! charge, idempotency and a depth limit.
 
-use gpuq_schemas::{JobEnvelope, JobId};
+use gpuq_schemas::{JobEnvelope, JobId, Tenant};
 
 use crate::scripts::SCRIPTS;
 use crate::{Lane, Queue, QueueError, Result};
@@ -17,6 +18,20 @@ pub struct EnqueueOptions {
     /// Zero for new jobs; a job restored after Redis lost it keeps its count, so it never
     /// runs more often than its `max_attempts`.
     pub attempts_used: u32,
+    /// The job's expected GPU time, ms: what it costs its tenant's share. Jobs of unknown
+    /// cost (0) count as 1 ms, so tenants' jobs of unknown cost alternate one for one.
+    pub cost_ms: u64,
+    /// The tenant's weight: a tenant of weight 3 gets three times the GPU time of one of
+    /// weight 1 while both have jobs waiting. Zero counts as 1.
+    pub weight: u32,
+}
+
+impl EnqueueOptions {
+    /// What the job advances its tenant's virtual clock by: cost / weight, rounded up, at
+    /// least 1.
+    pub fn charge(&self) -> u64 {
+        self.cost_ms.div_ceil(u64::from(self.weight.max(1))).max(1)
+    }
 }
 
 /// What an enqueue did.
@@ -24,8 +39,9 @@ pub struct EnqueueOptions {
 pub enum EnqueueOutcome {
     /// The job is waiting.
     Enqueued {
-        /// Jobs that will be served before it (its lane's backlog, plus the high lane's for
-        /// a normal job), counted at enqueue time.
+        /// Jobs expected to start before it under the fair share (its tenant's earlier jobs,
+        /// the other tenants' jobs whose start tags come first, and the high lane's backlog
+        /// for a normal job), at enqueue time.
         position: u64,
         /// Waiting jobs in both lanes, this one included.
         waiting: u64,
@@ -51,6 +67,8 @@ struct Prepared {
     idem_key: Option<String>,
     lane: Lane,
     attempts_used: u32,
+    tenant: Tenant,
+    charge: u64,
 }
 
 impl Queue {
@@ -82,28 +100,37 @@ impl Queue {
                 .map(|k| self.keys.idempotency(k)),
             lane: opts.lane,
             attempts_used: opts.attempts_used,
+            // The envelope names it, so the scripts that find a waiting job from its body
+            // (cancel) agree with this one.
+            tenant: envelope
+                .tenant
+                .clone()
+                .unwrap_or_else(|| envelope.user_id.into()),
+            charge: opts.charge(),
         })
     }
 
     fn invocation<'a>(&'a self, job: &'a Prepared) -> redis::ScriptInvocation<'a> {
+        let k = &self.keys;
         let mut inv = SCRIPTS.enqueue.prepare_invoke();
-        inv.key(self.keys.waiting(job.lane))
-            .key(self.keys.waiting(job.lane.other()))
-            .key(self.keys.jobs())
-            .key(self.keys.signal());
-        if let Some(k) = &job.idem_key {
-            inv.key(k);
+        inv.key(&k.lanes()[..])
+            .key(k.finish(Lane::High))
+            .key(k.finish(Lane::Normal))
+            .key(k.jobs())
+            .key(k.signal())
+            .key(k.meta());
+        if let Some(key) = &job.idem_key {
+            inv.key(key);
         }
         inv.arg(job.id.to_string())
             .arg(&job.body)
             .arg(self.config.max_depth.unwrap_or(0))
             .arg(self.config.idempotency_window.as_secs().max(1))
-            .arg(self.config.signal_cap);
-        if job.attempts_used > 0 {
-            inv.key(self.keys.meta())
-                .arg(job.attempts_used)
-                .arg(job.lane.as_str());
-        }
+            .arg(self.config.signal_cap)
+            .arg(job.attempts_used)
+            .arg(job.lane.as_str())
+            .arg(job.tenant.as_str())
+            .arg(job.charge);
         inv
     }
 
@@ -117,7 +144,7 @@ impl Queue {
         let job = self.prepare(envelope, opts)?;
         let reply: (i64, String, u64, u64) =
             self.invocation(&job).invoke_async(&mut self.conn()).await?;
-        outcome(reply, job.lane)
+        outcome(reply)
     }
 
     /// Adds many jobs in one round trip (a pipeline of the same atomic script). Each job
@@ -150,22 +177,14 @@ impl Queue {
             }
             other => other?,
         };
-        replies
-            .into_iter()
-            .zip(&prepared)
-            .map(|(r, job)| outcome(r, job.lane))
-            .collect()
+        replies.into_iter().map(outcome).collect()
     }
 }
 
-fn outcome(
-    (code, id, lane_len, other_len): (i64, String, u64, u64),
-    lane: Lane,
-) -> Result<EnqueueOutcome> {
-    let waiting = lane_len + other_len;
+fn outcome((code, id, ahead, waiting): (i64, String, u64, u64)) -> Result<EnqueueOutcome> {
     Ok(match code {
         1 => EnqueueOutcome::Enqueued {
-            position: lane_len + if lane == Lane::Normal { other_len } else { 0 },
+            position: ahead,
             waiting: waiting + 1,
         },
         2 => EnqueueOutcome::Duplicate {

@@ -70,7 +70,8 @@ impl Queue {
     }
 }
 
-/// `attempt|lane|consumer|since|token` (token absent in meta written before fences).
+/// `attempt|lane|consumer|since|token|tenant` (token and tenant absent in meta written by
+/// earlier releases).
 fn parse_meta(meta: &str) -> Option<Holding> {
     let mut fields = meta.split('|');
     let attempt = fields.next()?.parse().ok()?;
@@ -97,6 +98,8 @@ mod tests {
         let old = parse_meta("2|normal|w-2|1700000000000").unwrap();
         assert_eq!(old.fence.token, "");
         assert!(parse_meta("2|normal||1700000000000|").is_none());
+        let tenanted = parse_meta("4|normal|w-3|1700000000000|abc|acme").unwrap();
+        assert_eq!(tenanted.fence.to_string(), "4:abc");
     }
 
     #[test]

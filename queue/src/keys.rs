@@ -4,7 +4,7 @@
 //! slot and every Lua script can declare them all in `KEYS`. Per-job state is kept in
 //! per-queue hashes and sorted sets (never one key per job) for the same reason.
 
-use gpuq_schemas::QueueName;
+use gpuq_schemas::{QueueName, Tenant};
 
 use crate::Lane;
 
@@ -27,10 +27,45 @@ impl Keys {
         format!("{}{}", self.prefix, suffix)
     }
 
-    /// LIST of waiting job ids of a lane; producers `LPUSH`, consumers `RPOP` (the right
-    /// end is the oldest job, and redeliveries are `RPUSH`ed there to go first).
+    /// LIST of one token per waiting job of a lane: its length is the lane's backlog (what
+    /// KEDA reads). The jobs themselves wait in their tenants' lists ([`Self::tenants`]).
     pub fn waiting(&self, lane: Lane) -> String {
         self.key(&format!("wait:{}", lane.as_str()))
+    }
+
+    /// ZSET tenant → start tag of its next job, for the tenants with jobs waiting in a lane.
+    /// Each tenant's jobs are the LIST `<this key>:<tenant>` of `<tag>|<id>` entries, next
+    /// at the right (built inside the scripts; docs/protocol.md, "Fair share").
+    pub fn tenants(&self, lane: Lane) -> String {
+        self.key(&format!("tenants:{}", lane.as_str()))
+    }
+
+    /// LIST of one tenant's waiting jobs in a lane (see [`Self::tenants`]).
+    pub fn tenant_jobs(&self, lane: Lane, tenant: &Tenant) -> String {
+        format!("{}:{tenant}", self.tenants(lane))
+    }
+
+    /// ZSET tenant → finish tag of its last enqueued job in a lane (history older than the
+    /// lane's virtual time is pruned).
+    pub fn finish(&self, lane: Lane) -> String {
+        self.key(&format!("finish:{}", lane.as_str()))
+    }
+
+    /// HASH lane → the lane's virtual time: the start tag of the job it served last.
+    pub fn vtime(&self) -> String {
+        self.key("vtime")
+    }
+
+    /// The five keys every script that touches waiting jobs declares first, in order:
+    /// both token lists, both tenant sets, the virtual times.
+    pub fn lanes(&self) -> [String; 5] {
+        [
+            self.waiting(Lane::High),
+            self.waiting(Lane::Normal),
+            self.tenants(Lane::High),
+            self.tenants(Lane::Normal),
+            self.vtime(),
+        ]
     }
 
     /// HASH job id → envelope JSON, for every job Redis knows (waiting, in flight, delayed, dead).
@@ -90,11 +125,15 @@ impl Keys {
     }
 
     /// Every key a job can be in, in the order `ack_job.lua` and `cancel_job.lua` declare
-    /// them: both waiting lists, jobs, meta, leases, delayed, dead, cancelled, errors.
-    pub fn everywhere(&self) -> [String; 9] {
+    /// them: [`Self::lanes`], jobs, meta, leases, delayed, dead, cancelled, errors.
+    pub fn everywhere(&self) -> [String; 12] {
+        let [wh, wn, th, tn, v] = self.lanes();
         [
-            self.waiting(Lane::High),
-            self.waiting(Lane::Normal),
+            wh,
+            wn,
+            th,
+            tn,
+            v,
             self.jobs(),
             self.meta(),
             self.leases(),
@@ -131,6 +170,10 @@ mod tests {
             keys.consumers(),
             keys.signal(),
             keys.idempotency("k"),
+            keys.tenants(Lane::Normal),
+            keys.tenant_jobs(Lane::High, &"acme".parse().unwrap()),
+            keys.finish(Lane::High),
+            keys.vtime(),
         ];
         for k in all {
             assert!(k.starts_with("gpuq:{sdxl_queue}:"), "{k}");

@@ -3,7 +3,7 @@
 use gpuq_schemas::JobId;
 
 use crate::scripts::SCRIPTS;
-use crate::{ConsumerName, Fence, Lane, Queue, QueueError, Result};
+use crate::{ConsumerName, Fence, Queue, QueueError, Result};
 
 /// What a heartbeat learned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,8 +70,7 @@ impl Queue {
         let k = &self.keys;
         let code: i64 = SCRIPTS
             .release
-            .key(k.waiting(Lane::High))
-            .key(k.waiting(Lane::Normal))
+            .key(&k.lanes()[..])
             .key(k.jobs())
             .key(k.meta())
             .key(k.leases())

@@ -5,7 +5,7 @@
 use gpuq_schemas::JobId;
 
 use crate::scripts::SCRIPTS;
-use crate::{Lane, Queue, QueueError, Result};
+use crate::{Queue, QueueError, Result};
 
 /// What one [`Queue::reap_once`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -61,8 +61,7 @@ impl Queue {
         let k = &self.keys;
         let (requeued, dead, cancelled): (Vec<String>, Vec<String>, Vec<String>) = SCRIPTS
             .reap
-            .key(k.waiting(Lane::High))
-            .key(k.waiting(Lane::Normal))
+            .key(&k.lanes()[..])
             .key(k.jobs())
             .key(k.meta())
             .key(k.leases())
@@ -89,8 +88,7 @@ impl Queue {
         let k = &self.keys;
         let promoted: Vec<String> = SCRIPTS
             .promote
-            .key(k.waiting(Lane::High))
-            .key(k.waiting(Lane::Normal))
+            .key(&k.lanes()[..])
             .key(k.jobs())
             .key(k.meta())
             .key(k.delayed())
@@ -107,8 +105,8 @@ impl Queue {
         let k = &self.keys;
         let code: i64 = SCRIPTS
             .requeue_dead
-            .key(k.waiting(Lane::High))
-            .key(k.waiting(Lane::Normal))
+            .key(&k.lanes()[..])
+            .key(k.jobs())
             .key(k.meta())
             .key(k.dead())
             .key(k.errors())

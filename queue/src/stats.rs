@@ -1,11 +1,11 @@
-//! Stats: one consistent snapshot of a queue's depth by state, in O(log n).
+//! Stats: one consistent snapshot of a queue's depth by state, in O(log n + tenants).
 
 use serde::Serialize;
 
 use gpuq_schemas::JobId;
 
 use crate::scripts::SCRIPTS;
-use crate::{Lane, Queue, Result};
+use crate::{Queue, Result};
 
 /// A queue's state at one instant (Redis clock).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -27,6 +27,10 @@ pub struct QueueStats {
     /// Jobs the live consumers run at once, as each advertised when it last claimed (1 for
     /// a consumer that never said): the queue's capacity right now.
     pub live_slots: u64,
+    /// Tenants with jobs waiting in the high lane.
+    pub tenants_high: u64,
+    /// Tenants with jobs waiting in the normal lane.
+    pub tenants_normal: u64,
     /// How long the next job of the high lane has waited, ms.
     pub oldest_wait_high_ms: Option<u64>,
     /// How long the next job of the normal lane has waited, ms.
@@ -57,7 +61,7 @@ type StatsReply = (
     u64,
     String,
     u64,
-    u64,
+    (u64, u64, u64),
 );
 
 impl Queue {
@@ -66,8 +70,7 @@ impl Queue {
         let k = &self.keys;
         let r: StatsReply = SCRIPTS
             .stats
-            .key(k.waiting(Lane::High))
-            .key(k.waiting(Lane::Normal))
+            .key(&k.lanes()[..])
             .key(k.meta())
             .key(k.leases())
             .key(k.delayed())
@@ -86,7 +89,9 @@ impl Queue {
             delayed: r.4,
             dead: r.5,
             live_consumers: r.6,
-            live_slots: r.11,
+            live_slots: r.11 .0,
+            tenants_high: r.11 .1,
+            tenants_normal: r.11 .2,
             oldest_wait_high_ms: age(now, &r.7, r.8),
             oldest_wait_normal_ms: age(now, &r.9, r.10),
         })

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::{JobId, JobType, UserId};
+use crate::{JobId, JobType, Tenant, UserId};
 
 /// The final generation parameters, after defaults and image-to-image rules were applied by
 /// the dispatcher. Workers use these values as they are.
@@ -62,6 +62,10 @@ pub struct JobEnvelope {
     pub config: GenerationConfig,
     /// The owner; every output key starts with this id.
     pub user_id: UserId,
+    /// Whose fair share of the queue the job counts against, when not its owner (an
+    /// organisation named by a JWT claim). Absent: the owner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<Tenant>,
     /// The storage bucket outputs go to.
     pub bucket: String,
     /// The model to load.

@@ -9,7 +9,8 @@
 //! # Layout
 //!
 //! - [`catalog`]: the ten job types, their queue, model, credits and defaults — one table.
-//! - [`JobId`], [`UserId`], [`QueueName`]: identifiers whose constructors reject bad input.
+//! - [`JobId`], [`UserId`], [`QueueName`], [`Tenant`]: identifiers whose constructors reject
+//!   bad input.
 //! - [`JobStatus`]: the status machine and [`JobStatus::can_transition`].
 //! - [`JobEnvelope`]: what workers receive from the queue.
 //! - [`callback`]: what workers report back, in the canonical and the legacy shapes.
@@ -26,6 +27,7 @@ mod queue_name;
 pub mod signature;
 mod status;
 pub mod storable;
+mod tenant;
 mod user_id;
 
 pub use callback::{CallbackPayload, CallbackShape, CallbackStatus, OutputAsset, ParsedCallback};
@@ -35,4 +37,5 @@ pub use event::{JobEvent, JobEventKind};
 pub use job_id::{InvalidJobId, JobId};
 pub use queue_name::{InvalidQueueName, QueueName};
 pub use status::JobStatus;
+pub use tenant::{InvalidTenant, Tenant};
 pub use user_id::{InvalidUserId, UserId};

@@ -223,8 +223,9 @@ K="$NS:{sdxl_queue}:"
 CONSUMER="dashboard-e2e-$(rnd 3)"
 lua() { cat "$ROOT/queue/lua/prelude.lua" "$ROOT/queue/lua/$1.lua"; }
 claim() { # max jobs, lease ms -> job ids, one a line
-  rcli --raw EVAL "$(lua claim_jobs)" 7 "${K}wait:high" "${K}wait:normal" "${K}jobs" "${K}meta" \
-    "${K}leases" "${K}consumers" "${K}signal" "$CONSUMER" "$2" "$1" 256 | awk 'NR % 3 == 1'
+  rcli --raw EVAL "$(lua claim_jobs)" 11 "${K}wait:high" "${K}wait:normal" "${K}tenants:high" \
+    "${K}tenants:normal" "${K}vtime" "${K}jobs" "${K}meta" "${K}leases" "${K}consumers" \
+    "${K}signal" "${K}slots" "$CONSUMER" "$2" "$1" 256 | awk 'NR % 3 == 1'
 }
 callback() { # JSON body -> HTTP status; signed as docs/protocol.md says
   local ts sig
@@ -291,8 +292,9 @@ row=$(sql "SELECT status || '|' || attempts FROM jobs WHERE id = '$DEAD_REQUEUE'
 check "psql: the requeued job is queued again with its attempts reset ($row)" test "$row" = "queued|0"
 check "Redis: the requeued job waits again and the deleted one is gone from the dead set" \
   test "$(rcli ZSCORE "${K}dead" "$DEAD_REQUEUE")$(rcli ZSCORE "${K}dead" "$DEAD_DISCARD")$(rcli HEXISTS "${K}jobs" "$DEAD_DISCARD")" = 0
-check "Redis: the requeued job is back in ${K}wait:normal" \
-  bash -c "redis-cli -u '$REDIS_URL_USED' --no-auth-warning LRANGE '${K}wait:normal' 0 -1 | grep -qx '$DEAD_REQUEUE'"
+check "Redis: the requeued job waits again in its tenant's list ${K}tenants:normal:<user>" \
+  bash -c "redis-cli -u '$REDIS_URL_USED' --no-auth-warning --scan --pattern '${K}tenants:normal:*' |
+    xargs -r -I@ redis-cli -u '$REDIS_URL_USED' --no-auth-warning LRANGE @ 0 -1 | grep -q '|$DEAD_REQUEUE\$'"
 if [ -f "$ARTIFACTS/dashboard.png" ] && file "$ARTIFACTS/dashboard.png" | grep -q 'PNG image data'; then
   ok "screenshot saved: $ARTIFACTS/dashboard.png ($(file -b "$ARTIFACTS/dashboard.png" | cut -d, -f2 | tr -d ' '))"
 else

@@ -18,6 +18,9 @@ pub struct Claims {
     /// `service_role` opens the admin endpoints.
     #[serde(default)]
     pub role: Option<String>,
+    /// Every other claim, for the configured tenant claim (`auth.tenant_claim`).
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Why a token was refused. Callers answer 401 for all of them.

@@ -11,7 +11,7 @@ use actix_web::{dev::Payload, http::header, web, FromRequest, HttpRequest};
 use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 
-use gpuq_schemas::UserId;
+use gpuq_schemas::{Tenant, UserId};
 pub use jwt::{JwtError, JwtVerifier};
 pub use stream_token::{StreamToken, StreamTokens};
 
@@ -24,6 +24,9 @@ pub struct Caller {
     pub user: Option<UserId>,
     /// May use `/admin/*` and act on any job.
     pub is_admin: bool,
+    /// Whose fair share the caller's jobs count against, when the token's configured
+    /// tenant claim names one (`auth.tenant_claim`); otherwise the user.
+    pub tenant: Option<Tenant>,
 }
 
 impl Caller {
@@ -45,6 +48,7 @@ impl Caller {
 pub struct Authenticator {
     jwt: JwtVerifier,
     admin_token: Option<SecretString>,
+    tenant_claim: Option<String>,
     /// Job-scoped tokens for browsers' `EventSource`.
     pub streams: StreamTokens,
 }
@@ -59,6 +63,7 @@ impl Authenticator {
                 settings.audience.clone(),
             ),
             admin_token: settings.admin_token.clone(),
+            tenant_claim: settings.tenant_claim.clone(),
             streams: StreamTokens::new(
                 settings.stream_token_secret.as_ref(),
                 std::time::Duration::from_secs(settings.stream_token_ttl_secs),
@@ -73,6 +78,7 @@ impl Authenticator {
                 return Ok(Caller {
                     user: None,
                     is_admin: true,
+                    tenant: None,
                 });
             }
         }
@@ -87,6 +93,25 @@ impl Authenticator {
         Ok(Caller {
             user: Some(user),
             is_admin: claims.role.as_deref() == Some("service_role"),
+            tenant: self.tenant_of(&claims)?,
+        })
+    }
+
+    /// The configured tenant claim's value: a string or a number that is a valid tenant
+    /// name. Absent: none (the user is the tenant). Anything else refuses the token, so a
+    /// misissued token never lands its jobs in someone else's share.
+    fn tenant_of(&self, claims: &jwt::Claims) -> Result<Option<Tenant>, ApiError> {
+        let Some(name) = &self.tenant_claim else {
+            return Ok(None);
+        };
+        let value = match claims.other.get(name) {
+            None | Some(serde_json::Value::Null) => return Ok(None),
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(serde_json::Value::Number(n)) => n.to_string(),
+            Some(_) => String::new(),
+        };
+        value.parse().map(Some).map_err(|e| {
+            ApiError::Unauthorized(format!("the token's {name:?} claim is not a tenant: {e}"))
         })
     }
 }

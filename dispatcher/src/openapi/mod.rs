@@ -50,6 +50,8 @@ impl Modify for BearerAuth {
         routes::admin::dead::discard,
         routes::admin::workers::workers,
         routes::admin::workers::failures,
+        routes::admin::tenants::list,
+        routes::admin::tenants::set,
         routes::metrics::metrics,
         gpuq_service::health::healthz,
         gpuq_service::health::readyz,

@@ -51,6 +51,7 @@ async fn stream_caller(req: &HttpRequest, state: &AppState, id: JobId) -> Result
             Ok(Caller {
                 user: Some(state.auth.streams.verify(&token, id)?),
                 is_admin: false,
+                tenant: None,
             })
         }
         _ => Caller::from_request(req, &mut Payload::None).await,

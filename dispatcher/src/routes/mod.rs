@@ -41,6 +41,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .service(resource("/admin/workers", "GET").route(web::get().to(admin::workers::workers)))
         .service(resource("/admin/failures", "GET").route(web::get().to(admin::workers::failures)))
+        .service(resource("/admin/tenants", "GET").route(web::get().to(admin::tenants::list)))
+        .service(
+            resource("/admin/tenants/{tenant}", "PUT").route(web::put().to(admin::tenants::set)),
+        )
         .service(resource("/metrics", "GET").route(web::get().to(metrics::metrics)))
         .configure(admin_ui::configure);
 }

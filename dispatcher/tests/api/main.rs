@@ -6,6 +6,7 @@ mod browsers;
 mod enqueue;
 mod eta;
 mod events;
+mod fairness;
 mod helpers;
 mod hostile;
 mod jobs;

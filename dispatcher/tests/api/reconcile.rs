@@ -244,6 +244,8 @@ async fn a_processing_row_nobody_runs_goes_back_to_queued_and_a_running_one_stay
     let mut status = String::new();
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(100)).await;
+        // The running job's worker is alive: its lease (400 ms here) is renewed.
+        q.heartbeat(running, &w).await.unwrap();
         status = app.status_of(&idle.to_string()).await;
         if status == "queued" {
             break;

@@ -59,6 +59,24 @@ pub fn envelope(queue: &Queue, max_attempts: u32) -> JobEnvelope {
     envelope_sized(queue, max_attempts, 0)
 }
 
+/// The keys of this queue that hold jobs: [`keys_of`] without the queue's own bookkeeping
+/// (live consumers and their slots, wake-up tokens, virtual times, tenants' finish tags).
+pub async fn job_keys_of(queue: &Queue) -> Vec<String> {
+    const BOOKKEEPING: [&str; 6] = [
+        ":consumers",
+        ":slots",
+        ":signal",
+        ":vtime",
+        ":finish:high",
+        ":finish:normal",
+    ];
+    keys_of(queue)
+        .await
+        .into_iter()
+        .filter(|k| !BOOKKEEPING.iter().any(|b| k.ends_with(b)))
+        .collect()
+}
+
 /// Every key of this queue's namespace. On a cluster they all sit in the slot of the
 /// queue's hash tag, so the node owning it is the one to scan.
 pub async fn keys_of(queue: &Queue) -> Vec<String> {

@@ -3,5 +3,6 @@
 
 mod capacity;
 mod events;
+mod fairness;
 mod helpers;
 mod transitions;

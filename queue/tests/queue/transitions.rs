@@ -8,8 +8,11 @@ use crate::helpers::*;
 use gpuq_queue::*;
 use gpuq_schemas::QueueName;
 
+/// Enqueues for one tenant, so that jobs of a lane are claimed in their order (between
+/// tenants, the fair share decides: fairness.rs).
 async fn enqueue(q: &Queue, max_attempts: u32, lane: Lane) -> gpuq_schemas::JobId {
-    let env = envelope(q, max_attempts);
+    let mut env = envelope(q, max_attempts);
+    env.tenant = Some("tests".parse().unwrap());
     let out = q
         .enqueue(
             &env,
@@ -247,10 +250,7 @@ async fn a_cancelled_in_flight_job_is_reported_at_the_next_heartbeat_and_never_r
         .await
         .unwrap();
     assert_eq!(out, FailOutcome::Cancelled);
-    assert!(keys_of(&q)
-        .await
-        .iter()
-        .all(|k| k.ends_with(":consumers") || k.ends_with(":signal")));
+    assert!(job_keys_of(&q).await.is_empty());
 }
 
 #[tokio::test]
@@ -455,11 +455,7 @@ async fn ten_thousand_jobs_sixteen_consumers_each_seen_once_and_nothing_left() {
     let seen = seen.lock().unwrap().clone();
     assert_eq!(seen.len(), total, "every job delivered once");
     assert_eq!(seen.iter().copied().collect::<HashSet<_>>(), expected);
-    let left: Vec<_> = keys_of(&q)
-        .await
-        .into_iter()
-        .filter(|k| !k.ends_with(":consumers") && !k.ends_with(":signal"))
-        .collect();
+    let left = job_keys_of(&q).await;
     assert!(left.is_empty(), "finished jobs left keys behind: {left:?}");
 }
 
@@ -576,10 +572,7 @@ async fn a_dead_job_can_be_discarded_and_only_a_dead_one() {
     .unwrap();
     assert!(q.discard_dead(id).await.unwrap());
     assert!(q.dead_jobs(10).await.unwrap().is_empty());
-    assert!(keys_of(&q)
-        .await
-        .iter()
-        .all(|k| k.ends_with(":consumers") || k.ends_with(":signal")));
+    assert!(job_keys_of(&q).await.is_empty());
 }
 
 #[tokio::test]
@@ -592,6 +585,7 @@ async fn a_restored_job_keeps_counting_its_attempts() {
         lane: Lane::High,
         idempotency_key: Some("user-1:restored".into()),
         attempts_used: 2,
+        ..EnqueueOptions::default()
     };
     assert!(matches!(
         q.enqueue(&restored, &opts).await.unwrap(),
@@ -686,13 +680,13 @@ async fn a_claim_token_that_is_not_hex_is_refused() {
         include_str!("../../lua/claim_jobs.lua")
     ));
     let reply: redis::RedisResult<Vec<String>> = script
-        .key(k.waiting(Lane::High))
-        .key(k.waiting(Lane::Normal))
+        .key(&k.lanes()[..])
         .key(k.jobs())
         .key(k.meta())
         .key(k.leases())
         .key(k.consumers())
         .key(k.signal())
+        .key(k.slots())
         .arg("w")
         .arg(30_000)
         .arg(1)

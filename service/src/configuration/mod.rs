@@ -43,7 +43,7 @@ pub enum FlatKind {
 
 /// The flat environment variables every gpuq process reads: name, settings key, kind.
 /// They are a public interface (deploy files and the README use them): never drop one.
-pub const FLAT_NAMES: [(&str, &str, FlatKind); 30] = [
+pub const FLAT_NAMES: [(&str, &str, FlatKind); 31] = [
     ("DATABASE_URL", "database.url", FlatKind::Value),
     ("REDIS_URL", "redis.url", FlatKind::Value),
     ("GPUQ_LISTEN", "application", FlatKind::Listen),
@@ -72,6 +72,7 @@ pub const FLAT_NAMES: [(&str, &str, FlatKind); 30] = [
         "auth.stream_token_secret",
         FlatKind::Value,
     ),
+    ("GPUQ_TENANT_CLAIM", "auth.tenant_claim", FlatKind::Value),
     ("GPUQ_CALLBACK_SECRET", "auth.secrets", FlatKind::List),
     (
         "GPUQ_REFERENCE_HOSTS",

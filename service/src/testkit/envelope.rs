@@ -28,6 +28,7 @@ pub fn envelope(job_type: JobType) -> JobEnvelope {
             enhance_prompt: spec.enhance_prompt,
         },
         user_id: uuid::Uuid::new_v4().into(),
+        tenant: None,
         bucket: job_type.as_str().into(),
         model_variant: spec.model_variant.into(),
         attempt: 0,

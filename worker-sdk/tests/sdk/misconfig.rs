@@ -14,21 +14,22 @@ async fn quick(_job: JobEnvelope, ctx: JobContext) -> Result<Output, JobError> {
     Ok(Output::images(vec![Asset::new(ctx.output_key(0, "png"))]))
 }
 
-/// Whether `id` waits in a lane, neither leased nor delayed nor dead.
+/// Whether `id` waits in a lane: Redis holds it, and it is neither leased nor delayed nor
+/// dead.
 async fn waiting(q: &Queue, id: JobId) -> bool {
     let keys = q.keys();
     let target = gpuq_queue::RedisTarget::open(&redis_url()).unwrap();
     let mut conn = gpuq_queue::connect(&target).await.unwrap();
-    let (normal, high, leased, dead): (Option<i64>, Option<i64>, Option<f64>, Option<f64>) =
+    let (held, leased, delayed, dead): (bool, Option<f64>, Option<f64>, Option<f64>) =
         redis::pipe()
-            .cmd("LPOS")
-            .arg(keys.waiting(gpuq_queue::Lane::Normal))
-            .arg(id.to_string())
-            .cmd("LPOS")
-            .arg(keys.waiting(gpuq_queue::Lane::High))
+            .cmd("HEXISTS")
+            .arg(keys.jobs())
             .arg(id.to_string())
             .cmd("ZSCORE")
             .arg(keys.leases())
+            .arg(id.to_string())
+            .cmd("ZSCORE")
+            .arg(keys.delayed())
             .arg(id.to_string())
             .cmd("ZSCORE")
             .arg(keys.dead())
@@ -36,7 +37,7 @@ async fn waiting(q: &Queue, id: JobId) -> bool {
             .query_async(&mut conn)
             .await
             .unwrap();
-    (normal.is_some() || high.is_some()) && leased.is_none() && dead.is_none()
+    held && leased.is_none() && delayed.is_none() && dead.is_none()
 }
 
 async fn until(what: &str, mut check: impl AsyncFnMut() -> bool) {

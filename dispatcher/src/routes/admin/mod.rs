@@ -1,6 +1,7 @@
 //! Admin endpoints (`/admin/*`, admin token or `service_role` only): queue depth, the
-//! dead-letter set, live workers, recent failures.
+//! dead-letter set, live workers, recent failures, tenants' fair-share weights.
 
 pub(crate) mod dead;
 pub(crate) mod queues;
+pub(crate) mod tenants;
 pub(crate) mod workers;

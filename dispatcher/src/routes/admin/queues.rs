@@ -36,8 +36,19 @@ pub struct QueueDepth {
     pub dead: u64,
     /// Workers seen within their TTL.
     pub live_workers: u64,
-    /// Age of each lane's next job.
+    /// Age of each lane's oldest waiting job.
     pub oldest_wait_ms: OldestWait,
+    /// Tenants with jobs waiting, per lane: the fair share takes turns among them.
+    pub waiting_tenants: WaitingTenants,
+}
+
+/// Tenants with jobs waiting, per lane.
+#[derive(Serialize, ToSchema)]
+pub struct WaitingTenants {
+    /// `high` lane.
+    pub high: u64,
+    /// `normal` lane.
+    pub normal: u64,
 }
 
 /// Waiting jobs per lane.
@@ -76,6 +87,10 @@ impl From<&QueueStats> for QueueDepth {
             oldest_wait_ms: OldestWait {
                 high: s.oldest_wait_high_ms,
                 normal: s.oldest_wait_normal_ms,
+            },
+            waiting_tenants: WaitingTenants {
+                high: s.tenants_high,
+                normal: s.tenants_normal,
             },
         }
     }

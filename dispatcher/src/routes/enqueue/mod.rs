@@ -7,7 +7,7 @@ use chrono::{SubsecRound, Utc};
 use serde_json::Value;
 
 use gpuq_queue::{EnqueueOptions, EnqueueOutcome, Lane};
-use gpuq_schemas::{JobEnvelope, JobEvent, JobId, JobStatus, UserId};
+use gpuq_schemas::{JobEnvelope, JobEvent, JobId, JobStatus, Tenant, UserId};
 use gpuq_service::body::json_body;
 
 use crate::auth::Caller;
@@ -79,7 +79,10 @@ pub async fn enqueue(
 
     let id = JobId::new();
     tracing::Span::current().record("job_id", tracing::field::display(id));
-    let envelope = envelope(id, user, &job);
+    let tenant = caller.tenant.clone().unwrap_or_else(|| user.into());
+    let envelope = envelope(id, user, &tenant, &job);
+    // Before the row exists: from its commit on, the reconciler may restore the job itself.
+    let plan = Plan::of(&state, &envelope, &tenant).await;
     let Some(row) = record(&state, &envelope, &job, idem.as_ref()).await? else {
         // Another request with the same key won the race; answer as it did.
         let in_progress =
@@ -90,7 +93,7 @@ pub async fn enqueue(
             .ok_or_else(in_progress)?;
         return accepted(&state, user, answer);
     };
-    let answer = match push(&state, &envelope, row).await {
+    let answer = match push(&state, &envelope, row, plan).await {
         Ok(answer) => answer,
         Err(e) => {
             // Nothing was queued: free the key, so a retry with it makes a job rather than
@@ -226,7 +229,7 @@ async fn previous_answer(
     Ok(Some(to_value(&EnqueueAnswer::already_submitted(job))?))
 }
 
-fn envelope(id: JobId, user: UserId, job: &ValidatedJob) -> JobEnvelope {
+fn envelope(id: JobId, user: UserId, tenant: &Tenant, job: &ValidatedJob) -> JobEnvelope {
     let spec = job.job_type.spec();
     let mut metadata = job.metadata.clone();
     if let Value::Object(m) = &mut metadata {
@@ -248,6 +251,8 @@ fn envelope(id: JobId, user: UserId, job: &ValidatedJob) -> JobEnvelope {
         negative_prompt: job.negative_prompt.clone(),
         config: job.config.clone(),
         user_id: user,
+        // Named only when it is not the owner: most jobs carry nothing extra.
+        tenant: (*tenant != Tenant::from(user)).then(|| tenant.clone()),
         bucket: job.job_type.as_str().into(),
         model_variant: spec.model_variant.into(),
         attempt: 0,
@@ -310,23 +315,44 @@ fn to_value(v: &impl serde::Serialize) -> Result<Value, ApiError> {
 /// Puts the recorded job on its queue. Never leaves a `queued` row with nothing behind it:
 /// a full queue deletes the row (the job never existed: 429), a Redis failure marks it
 /// failed (503).
+/// Where a job goes and what it costs: its lane, its charge to its tenant's fair share, and
+/// the run times its ETA is made of.
+struct Plan {
+    opts: EnqueueOptions,
+    /// Expected run time of a job of its queue (the jobs ahead), seconds.
+    per_job_ahead: f64,
+    /// Expected run time of the job itself, seconds.
+    own: f64,
+}
+
+impl Plan {
+    /// Run times are measured per type: they give the job's cost to its tenant's fair share
+    /// and, with the live workers' slots, its ETA. Both reads are cached.
+    async fn of(state: &AppState, env: &JobEnvelope, tenant: &Tenant) -> Self {
+        let (per_job_ahead, own) = state.service_times.estimate(&state.db, env.job_type).await;
+        let opts = EnqueueOptions {
+            lane: Lane::Normal,
+            cost_ms: service_times::cost_ms(env.job_type, own, env.config.num_images),
+            weight: state.weights.weight(&state.db, tenant).await,
+            ..EnqueueOptions::default()
+        };
+        Self {
+            opts,
+            per_job_ahead,
+            own,
+        }
+    }
+}
+
 async fn push(
     state: &AppState,
     env: &JobEnvelope,
     record: JobRecord,
+    plan: Plan,
 ) -> Result<EnqueueAnswer, ApiError> {
     let queue = state.queue(&env.queue)?;
     let id = env.job_id.as_uuid();
-    let outcome = match queue
-        .enqueue(
-            env,
-            &EnqueueOptions {
-                lane: Lane::Normal,
-                ..EnqueueOptions::default()
-            },
-        )
-        .await
-    {
+    let outcome = match queue.enqueue(env, &plan.opts).await {
         Ok(outcome) => outcome,
         Err(e) => {
             tracing::error!(error = ?e, "enqueue failed; marking the job failed");
@@ -356,19 +382,24 @@ async fn push(
                 retry_after: 30,
             });
         }
-        other => {
+        EnqueueOutcome::AlreadyExists => {
+            // The reconciler restored the committed row's job before this push (possible
+            // with a grace period of 0): it waits all the same.
+            let waiting = queue.stats().await.map(|s| s.waiting()).unwrap_or(1);
+            (waiting.saturating_sub(1), waiting)
+        }
+        EnqueueOutcome::Duplicate { existing } => {
             return Err(ApiError::Internal(anyhow::anyhow!(
-                "fresh job id reported as {other:?}"
+                "fresh job id reported as a duplicate of {existing}"
             )))
         }
     };
-    // The jobs ahead share the live workers' slots; run times are measured per type.
+    // The jobs ahead share the live workers' slots.
     let slots = state
         .cached_stats(queue)
         .await
         .map(|s| s.live_slots)
         .unwrap_or(0);
-    let (per_job_ahead, own) = state.service_times.estimate(&state.db, env.job_type).await;
-    let eta = service_times::eta_seconds(position, slots, per_job_ahead, own);
+    let eta = service_times::eta_seconds(position, slots, plan.per_job_ahead, plan.own);
     Ok(EnqueueAnswer::queued(env, record, waiting, position, eta))
 }

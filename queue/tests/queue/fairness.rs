@@ -1,0 +1,217 @@
+//! Fair share within a lane: tenants get GPU time by weight, not by how many jobs they
+//! enqueue; a tenant's own jobs keep their order; redeliveries go first.
+
+use std::collections::HashMap;
+
+use gpuq_queue::{CancelOutcome, EnqueueOptions, EnqueueOutcome, Lane, Queue};
+use gpuq_schemas::{JobId, Tenant};
+
+use crate::helpers::*;
+
+fn tenant(name: &str) -> Tenant {
+    name.parse().unwrap()
+}
+
+/// Enqueues `n` jobs of `cost_ms` for `who` (weight `weight`); returns their ids in order
+/// and the last enqueue's outcome.
+async fn flood(
+    q: &Queue,
+    who: &str,
+    n: usize,
+    cost_ms: u64,
+    weight: u32,
+) -> (Vec<JobId>, EnqueueOutcome) {
+    let opts = EnqueueOptions {
+        cost_ms,
+        weight,
+        ..EnqueueOptions::default()
+    };
+    let mut ids = Vec::new();
+    let mut last = None;
+    for _ in 0..n {
+        let mut env = envelope(q, 3);
+        env.tenant = Some(tenant(who));
+        last = Some(q.enqueue(&env, &opts).await.unwrap());
+        ids.push(env.job_id);
+    }
+    (ids, last.unwrap())
+}
+
+/// Claims one job at a time, `n` times, and returns the ids in claim order.
+async fn claim_one_by_one(q: &Queue, n: usize) -> Vec<JobId> {
+    let c = consumer("gpu");
+    let mut order = Vec::new();
+    for _ in 0..n {
+        let got = q.claim(&c, 1).await.unwrap();
+        assert_eq!(got.len(), 1, "a job was waiting");
+        order.push(got[0].id);
+    }
+    order
+}
+
+/// GPU milliseconds served to each tenant among the claimed ids.
+fn served(order: &[JobId], tenants: &[(&str, &[JobId], u64)]) -> HashMap<String, u64> {
+    let mut out = HashMap::new();
+    for id in order {
+        for (name, ids, cost) in tenants {
+            if ids.contains(id) {
+                *out.entry(name.to_string()).or_default() += cost;
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_flooding_tenant_does_not_delay_another_tenants_single_job_beyond_the_next_claim() {
+    let q = queue().await;
+    let (flood_ids, _) = flood(&q, "flooder", 100, 60_000, 1).await;
+    claim_one_by_one(&q, 1).await;
+    let (lone, out) = flood(&q, "lone", 1, 600, 1).await;
+    assert!(
+        matches!(
+            out,
+            EnqueueOutcome::Enqueued {
+                position: 0,
+                waiting: 100
+            }
+        ),
+        "{out:?}"
+    );
+    let order = claim_one_by_one(&q, 2).await;
+    assert_eq!(
+        order[0], lone[0],
+        "the lone job is next, not after 99 others"
+    );
+    assert_eq!(
+        order[1], flood_ids[1],
+        "the flooder's jobs keep their order"
+    );
+}
+
+#[tokio::test]
+async fn tenants_of_weight_one_and_three_share_gpu_time_one_to_three() {
+    let q = queue().await;
+    let (light, _) = flood(&q, "w1", 200, 1_000, 1).await;
+    let (heavy, _) = flood(&q, "w3", 200, 1_000, 3).await;
+    let order = claim_one_by_one(&q, 100).await;
+    let got = served(&order, &[("w1", &light, 1_000), ("w3", &heavy, 1_000)]);
+    assert!((24_000..=26_000).contains(&got["w1"]), "{got:?}");
+    assert!((74_000..=76_000).contains(&got["w3"]), "{got:?}");
+}
+
+#[tokio::test]
+async fn cheap_and_expensive_floods_get_equal_gpu_seconds_not_equal_job_counts() {
+    let q = queue().await;
+    let (cheap, _) = flood(&q, "cheap", 400, 500, 1).await;
+    let (dear, _) = flood(&q, "dear", 100, 4_000, 1).await;
+    let order = claim_one_by_one(&q, 90).await;
+    let got = served(&order, &[("cheap", &cheap, 500), ("dear", &dear, 4_000)]);
+    let (c, d) = (got["cheap"] as i64, got["dear"] as i64);
+    assert!(
+        (c - d).abs() <= 4_000,
+        "GPU ms differ by more than one job: {got:?}"
+    );
+    let cheap_jobs = order.iter().filter(|id| cheap.contains(id)).count();
+    assert!(
+        cheap_jobs >= 70,
+        "the cheap tenant ran ~8x the jobs: {cheap_jobs}"
+    );
+}
+
+#[tokio::test]
+async fn a_tenant_alone_gets_every_job_in_its_order() {
+    let q = queue().await;
+    let (ids, _) = flood(&q, "alone", 30, 5_000, 1).await;
+    let c = consumer("gpu");
+    let got: Vec<_> = q
+        .claim(&c, 50)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|j| j.id)
+        .collect();
+    assert_eq!(got, ids);
+    assert!(job_keys_of(&q).await.iter().all(|k| !k.contains(":wait:")));
+}
+
+#[tokio::test]
+async fn a_released_job_goes_before_its_tenants_other_jobs_and_before_other_tenants() {
+    let q = queue().await;
+    let (a, _) = flood(&q, "a", 3, 1_000, 1).await;
+    let (b, _) = flood(&q, "b", 3, 1_000, 1).await;
+    let c = consumer("gpu");
+    let first = q.claim(&c, 1).await.unwrap().remove(0);
+    let second = q.claim(&c, 1).await.unwrap().remove(0);
+    assert!(q.release(first.id, &c).await.unwrap());
+    let next = claim_one_by_one(&q, 1).await;
+    assert_eq!(next[0], first.id, "the handed-back job runs next");
+    let rest = claim_one_by_one(&q, 4).await;
+    let mut all: Vec<_> = [first.id, second.id].into_iter().chain(rest).collect();
+    all.sort();
+    let mut expected: Vec<_> = a.iter().chain(&b).copied().collect();
+    expected.sort();
+    assert_eq!(all, expected, "every job claimed once");
+}
+
+#[tokio::test]
+async fn cancelling_a_tenants_next_job_hands_its_turn_to_the_following_one() {
+    let q = queue().await;
+    let (a, _) = flood(&q, "a", 3, 1_000, 1).await;
+    assert_eq!(q.cancel(a[0]).await.unwrap(), CancelOutcome::Removed);
+    assert_eq!(q.cancel(a[2]).await.unwrap(), CancelOutcome::Removed);
+    let s = q.stats().await.unwrap();
+    assert_eq!((s.waiting_normal, s.tenants_normal), (1, 1));
+    assert_eq!(claim_one_by_one(&q, 1).await, vec![a[1]]);
+    let s = q.stats().await.unwrap();
+    assert_eq!((s.waiting_normal, s.tenants_normal), (0, 0));
+    assert!(job_keys_of(&q)
+        .await
+        .iter()
+        .all(|k| k.ends_with(":jobs") || k.ends_with(":meta") || k.ends_with(":leases")));
+}
+
+#[tokio::test]
+async fn fairness_holds_inside_each_lane_and_the_high_lane_still_goes_first() {
+    let q = queue().await;
+    let (normal, _) = flood(&q, "a", 2, 1_000, 1).await;
+    let high_opts = EnqueueOptions {
+        lane: Lane::High,
+        cost_ms: 1_000,
+        ..EnqueueOptions::default()
+    };
+    let mut env = envelope(&q, 3);
+    env.tenant = Some(tenant("b"));
+    let out = q.enqueue(&env, &high_opts).await.unwrap();
+    assert!(
+        matches!(out, EnqueueOutcome::Enqueued { position: 0, .. }),
+        "{out:?}"
+    );
+    let order = claim_one_by_one(&q, 3).await;
+    assert_eq!(order, vec![env.job_id, normal[0], normal[1]]);
+}
+
+#[tokio::test]
+async fn position_counts_the_jobs_the_fair_share_puts_first_not_the_lane_length() {
+    let q = queue().await;
+    flood(&q, "big", 40, 2_000, 1).await;
+    // Its 40 jobs span virtual time 0..80,000; a job of another tenant starting at 0 has
+    // only the first of them (a tie) before it.
+    let (_, out) = flood(&q, "small", 1, 2_000, 1).await;
+    assert!(
+        matches!(
+            out,
+            EnqueueOutcome::Enqueued {
+                position: 1,
+                waiting: 41
+            }
+        ),
+        "{out:?}"
+    );
+    // A second job of that tenant starts at 2,000: its own first job and two of big's.
+    let (_, out) = flood(&q, "small", 1, 2_000, 1).await;
+    assert!(
+        matches!(out, EnqueueOutcome::Enqueued { position: 3, .. }),
+        "{out:?}"
+    );
+}
