@@ -294,7 +294,7 @@ check "Redis: the requeued job waits again and the deleted one is gone from the 
   test "$(rcli ZSCORE "${K}dead" "$DEAD_REQUEUE")$(rcli ZSCORE "${K}dead" "$DEAD_DISCARD")$(rcli HEXISTS "${K}jobs" "$DEAD_DISCARD")" = 0
 check "Redis: the requeued job waits again in its tenant's list ${K}tenants:normal:<user>" \
   bash -c "redis-cli -u '$REDIS_URL_USED' --no-auth-warning --scan --pattern '${K}tenants:normal:*' |
-    xargs -r -I@ redis-cli -u '$REDIS_URL_USED' --no-auth-warning LRANGE @ 0 -1 | grep -q '|$DEAD_REQUEUE\$'"
+    xargs -r -I%KEY% redis-cli -u '$REDIS_URL_USED' --no-auth-warning LRANGE %KEY% 0 -1 | grep -q '|$DEAD_REQUEUE\$'"
 if [ -f "$ARTIFACTS/dashboard.png" ] && file "$ARTIFACTS/dashboard.png" | grep -q 'PNG image data'; then
   ok "screenshot saved: $ARTIFACTS/dashboard.png ($(file -b "$ARTIFACTS/dashboard.png" | cut -d, -f2 | tr -d ' '))"
 else
