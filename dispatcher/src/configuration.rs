@@ -75,6 +75,10 @@ pub struct LimitSettings {
 pub struct EnqueueSettings {
     /// Hosts whose http(s) URLs are accepted as reference images (`GPUQ_REFERENCE_HOSTS`).
     pub reference_hosts: Vec<String>,
+    /// Start deadline of a type's jobs that name none, seconds, by job type (files only:
+    /// `[enqueue.start_within_secs] video_high = 600`).
+    #[serde(default)]
+    pub start_within_secs: std::collections::BTreeMap<String, u32>,
 }
 
 impl Layered for Settings {

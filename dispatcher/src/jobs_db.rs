@@ -48,6 +48,8 @@ pub struct JobRecord {
     pub max_attempts: i32,
     /// Why it failed.
     pub error_message: Option<String>,
+    /// Why it failed, for machines, when the queue decided it (`start_deadline_exceeded`).
+    pub error_code: Option<String>,
     /// The 7B-enhanced prompt.
     pub enhanced_prompt: Option<String>,
     /// Last worker.
@@ -64,8 +66,8 @@ pub struct JobRecord {
 }
 
 const COLUMNS: &str = "id, user_id, job_type, queue, status, prompt, metadata, config, project_id, video_id, \
-    image_id, credits, attempts, max_attempts, error_message, enhanced_prompt, worker_id, created_at, \
-    started_at, completed_at, generation_seconds";
+    image_id, credits, attempts, max_attempts, error_message, error_code, enhanced_prompt, worker_id, \
+    created_at, started_at, completed_at, generation_seconds";
 
 /// A job to record (see [`record_batch`]); serialized as one element of the batch.
 #[derive(Debug, Clone, Serialize)]
@@ -123,6 +125,7 @@ impl JobRecord {
             attempts: 0,
             max_attempts: job.max_attempts,
             error_message: None,
+            error_code: None,
             enhanced_prompt: None,
             worker_id: None,
             created_at: job.created_at,
@@ -231,6 +234,26 @@ pub async fn finish<'e>(
     .bind(id)
     .bind(status)
     .bind(message)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The code of a job that no worker started by its deadline.
+pub const START_DEADLINE_EXCEEDED: &str = "start_deadline_exceeded";
+/// Its message.
+pub const START_DEADLINE_MESSAGE: &str = "no worker started the job within its startWithinSeconds";
+
+/// Fails a job that is still `queued` because its start deadline passed; false if it was
+/// not queued any more (a worker started it, or it ended otherwise).
+pub async fn fail_unstarted<'e>(db: impl PgExecutor<'e>, id: Uuid) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE jobs SET status = 'failed', error_code = $2, error_message = $3, \
+         completed_at = now(), updated_at = now() WHERE id = $1 AND status = 'queued'",
+    )
+    .bind(id)
+    .bind(START_DEADLINE_EXCEEDED)
+    .bind(START_DEADLINE_MESSAGE)
     .execute(db)
     .await?;
     Ok(done.rows_affected() == 1)

@@ -50,6 +50,12 @@ pub async fn run(state: web::Data<AppState>, stop: CancellationToken) {
 /// `jobs` rows of reaped jobs in line.
 pub async fn run_once(state: &AppState, queue: &Queue) -> anyhow::Result<()> {
     queue.promote_due_once().await?;
+    for id in queue.expire_unstarted_once().await? {
+        tracing::info!(job_id = %id, queue = %queue.name(), "start deadline passed; job failed");
+        if jobs_db::fail_unstarted(&state.db, id.as_uuid()).await? {
+            events::publish(state, events::start_deadline_exceeded(id)).await;
+        }
+    }
     let reaped = queue.reap_once().await?;
     if reaped.is_empty() {
         return Ok(());

@@ -179,6 +179,8 @@ async fn restore(
     .into_iter()
     .collect();
     let mut failed: Vec<(Uuid, &str)> = Vec::new();
+    let mut expired: Vec<Uuid> = Vec::new();
+    let now = chrono::Utc::now();
     let mut batch = Vec::new();
     for row in lost.into_iter().filter(|r| unfinished.contains(&r.id)) {
         let attempts_used = u32::try_from(row.attempts).unwrap_or(0);
@@ -189,6 +191,10 @@ async fn restore(
             None => failed.push((row.id, "lost by the queue and could not be rebuilt")),
             Some(env) if attempts_used >= env.max_attempts => {
                 failed.push((row.id, "lost by the queue during its last attempt"));
+            }
+            // Never started, and too late to: it fails as the queue would have failed it.
+            Some(env) if attempts_used == 0 && env.start_by.is_some_and(|by| by < now) => {
+                expired.push(row.id);
             }
             Some(env) => {
                 let opts = EnqueueOptions {
@@ -202,6 +208,12 @@ async fn restore(
     for (id, message) in &failed {
         jobs_db::finish(&mut *tx, *id, JobStatus::Failed, Some(message)).await?;
     }
+    let mut unstarted = Vec::new();
+    for id in expired {
+        if jobs_db::fail_unstarted(&mut *tx, id).await? {
+            unstarted.push(JobId::from(id));
+        }
+    }
     let mut requeued = Vec::new();
     for ((env, _), outcome) in batch.iter().zip(queue.enqueue_batch(&batch).await?) {
         match outcome {
@@ -211,6 +223,8 @@ async fn restore(
             }
             // Another replica (or the original enqueue) got there first.
             EnqueueOutcome::AlreadyExists | EnqueueOutcome::Duplicate { .. } => {}
+            // Restores ask for no admission bound.
+            EnqueueOutcome::WouldStartLate { .. } => {}
         }
     }
     let requeued_ids: Vec<Uuid> = requeued.iter().map(JobId::as_uuid).collect();
@@ -220,6 +234,11 @@ async fn restore(
         .await?;
     tx.commit().await?;
 
+    for id in unstarted {
+        tracing::warn!(job_id = %id, queue = %queue.name(), "Redis lost this job and its start deadline passed; marked failed");
+        events::publish(state, crate::events::start_deadline_exceeded(id)).await;
+        out.failed.push(id);
+    }
     for (id, message) in failed {
         let id = JobId::from(id);
         tracing::warn!(job_id = %id, queue = %queue.name(), message, "Redis lost this job; marked failed");

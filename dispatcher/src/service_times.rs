@@ -142,6 +142,14 @@ pub fn cost_ms(job_type: JobType, own: f64, images: u32) -> u64 {
     (own * 1000.0 * f64::from(images.max(1)) / f64::from(default)).round() as u64
 }
 
+/// Admission for a start deadline: how many jobs may be ahead of one for it to start within
+/// `within` seconds, the jobs ahead sharing `slots`, each taking `per_job_ahead`. None when
+/// no worker is live (a pool scaled to zero cannot be predicted; the deadline still holds).
+pub fn max_ahead(within: u64, slots: u64, per_job_ahead: f64) -> Option<u64> {
+    (slots > 0 && per_job_ahead > 0.0)
+        .then(|| (within as f64 * slots as f64 / per_job_ahead).floor() as u64)
+}
+
 /// Seconds until a job `ahead` places back finishes: the jobs ahead share `slots`, each
 /// taking `per_job_ahead`, then the job's own `own` run.
 pub fn eta_seconds(ahead: u64, slots: u64, per_job_ahead: f64, own: f64) -> u64 {
@@ -169,6 +177,18 @@ mod tests {
         let t = JobType::SdxlImageFast;
         assert_eq!(cost_ms(t, 0.6, t.spec().defaults.num_images), 600);
         assert_eq!(cost_ms(t, 0.6, 4 * t.spec().defaults.num_images), 2_400);
+    }
+
+    #[test]
+    fn a_deadline_admits_as_many_jobs_ahead_as_the_slots_finish_in_time() {
+        // Two slots, 10 s per job: 60 s lets 12 jobs ahead start first.
+        assert_eq!(max_ahead(60, 2, 10.0), Some(12));
+        assert_eq!(max_ahead(5, 1, 10.0), Some(0));
+        assert_eq!(
+            max_ahead(60, 0, 10.0),
+            None,
+            "no live worker: no prediction"
+        );
     }
 
     #[test]

@@ -10,10 +10,11 @@
 -- claim (nothing changed).
 
 local id = ARGV[1]
-if redis.call('HEXISTS', KEYS[6], id) == 0 then
+local in_flight = redis.call('ZSCORE', KEYS[8], id)
+-- A job in flight is known; any other may not be (the common case costs no lookup).
+if not in_flight and redis.call('HEXISTS', KEYS[6], id) == 0 then
   return 0
 end
-local in_flight = redis.call('ZSCORE', KEYS[8], id)
 local attempt, lane, holder, _, token, tenant = read_meta(KEYS[7], id)
 if ARGV[2] ~= '' and in_flight and holder ~= ARGV[2] then
   return -1
@@ -22,11 +23,14 @@ local fence = ARGV[3] or ''
 if fence ~= '' and in_flight and fence ~= attempt .. ':' .. token then
   return -1
 end
-local delayed = redis.call('ZREM', KEYS[9], id)
-local dead = redis.call('ZREM', KEYS[10], id)
-if not in_flight and delayed == 0 and dead == 0 then
-  -- Still waiting (e.g. redelivered, then finished by its first holder): unlink it.
-  unlink_anywhere(lane, tenant_of(tenant, redis.call('HGET', KEYS[6], id)), id)
+-- A job in flight is in no other set (the common case: nothing more to look up).
+if not in_flight then
+  local delayed = redis.call('ZREM', KEYS[9], id)
+  local dead = redis.call('ZREM', KEYS[10], id)
+  if delayed == 0 and dead == 0 then
+    -- Still waiting (e.g. redelivered, then finished by its first holder): unlink it.
+    unlink_anywhere(lane, tenant_of(tenant, redis.call('HGET', KEYS[6], id)), id)
+  end
 end
 forget(KEYS[6], KEYS[7], id, {{kind = 'z', key = KEYS[8]}, {kind = 's', key = KEYS[11]}, {kind = 'h', key = KEYS[12]}})
 return 1

@@ -43,9 +43,11 @@ for _, lane in ipairs({'high', 'normal'}) do
       break
     end
     local tenant = next_tenant[1]
-    served = math.max(served or 0, tonumber(next_tenant[2]))
     local entry = redis.call('RPOP', tenant_list(tenants_key, tenant))
     retag(tenants_key, tenant)
+    if entry and not redelivered(entry) then
+      served = tonumber(next_tenant[2])
+    end
     if entry then
       redis.call('RPOP', wait_key)
       local id = id_of(entry)
@@ -64,13 +66,12 @@ for _, lane in ipairs({'high', 'normal'}) do
       end
     end
   end
-  -- The lane's virtual time never goes back (a redelivered job may carry an older tag).
-  if served and served > vtime(lane) then
+  if served then
     redis.call('HSET', KEYS[5], lane, fmt_tag(served))
   end
 end
 
-if redis.call('LLEN', KEYS[1]) + redis.call('LLEN', KEYS[2]) > 0 then
+if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then
   wake(KEYS[10], 1, tonumber(ARGV[4]))
 end
 return out

@@ -107,14 +107,22 @@ local function tenant_list(tenants_key, tenant)
   return tenants_key .. ':' .. tenant
 end
 
+-- A redelivered job's entry is `r<tag>|<id>`: serving it does not move the virtual time,
+-- since its tag is the virtual time it was handed back at, which may since have grown.
 local function tag_of(entry)
-  return tonumber(string.match(entry, '^(%d+)|')) or 0
+  return tonumber(string.match(entry, '^r?(%d+)|')) or 0
+end
+
+local function redelivered(entry)
+  return string.byte(entry, 1) == 114 -- 'r'
 end
 
 local function id_of(entry)
   return string.match(entry, '|(.*)$')
 end
 
+-- A lane's virtual time: the start tag of the last enqueued job it served. It only grows:
+-- every enqueued job is tagged at or after it, and the one served is the smallest waiting.
 local function vtime(lane)
   return tonumber(redis.call('HGET', KEYS[5], lane)) or 0
 end
@@ -129,7 +137,7 @@ end
 local function requeue_front(lane, tenant, id)
   local wait_key, tenants_key = lane_keys(lane)
   local v = vtime(lane)
-  redis.call('RPUSH', tenant_list(tenants_key, tenant), fmt_tag(v) .. '|' .. id)
+  redis.call('RPUSH', tenant_list(tenants_key, tenant), 'r' .. fmt_tag(v) .. '|' .. id)
   redis.call('ZADD', tenants_key, v, tenant)
   redis.call('LPUSH', wait_key, '1')
 end
@@ -172,3 +180,43 @@ local function unlink_anywhere(lane, tenant, id)
   return unlink_waiting('normal', tenant, id) or unlink_waiting('high', tenant, id)
 end
 
+
+-- The waiting jobs of a lane expected to start before a job of `tenant` with start tag
+-- `start`, given the lane's first tenants by tag (`first`, a ZRANGE ... WITHSCORES reply of
+-- at most SCAN entries) and `own`, the tenant's waiting jobs. Each other tenant whose next
+-- job starts no later (a tie may go either way: counted ahead) adds the share of its waiting
+-- jobs whose tags come first: its tags are spread evenly between its next start tag and its
+-- last finish tag when its jobs cost the same. Past the first SCAN tenants, the rest count
+-- as many jobs each as the scanned ones on average: O(SCAN), never O(tenants).
+local SCAN = 4
+local function jobs_before(tenants_key, finish_key, tenant, start, first, own)
+  local others, heads = {}, {}
+  for i = 1, #first, 2 do
+    local head = tonumber(first[i + 1])
+    if head > start then
+      break
+    end
+    if first[i] ~= tenant then
+      others[#others + 1] = first[i]
+      heads[#heads + 1] = head
+    end
+  end
+  if #others == 0 then
+    return own
+  end
+  local lasts = redis.call('ZMSCORE', finish_key, unpack(others))
+  local ahead = 0
+  for i, other in ipairs(others) do
+    local len = redis.call('LLEN', tenant_list(tenants_key, other))
+    local last = tonumber(lasts[i]) or heads[i]
+    if last > heads[i] then
+      len = math.min(len, math.floor((start - heads[i]) * len / (last - heads[i])) + 1)
+    end
+    ahead = ahead + len
+  end
+  if #first == 2 * SCAN and tonumber(first[#first]) <= start then
+    local rest = redis.call('ZCOUNT', tenants_key, '-inf', fmt_tag(start)) - SCAN
+    ahead = ahead + math.floor(rest * ahead / #others + 0.5)
+  end
+  return own + ahead
+end

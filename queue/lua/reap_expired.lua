@@ -5,10 +5,15 @@
 -- KEYS[1..5] wait:high, wait:normal, tenants:high, tenants:normal, vtime (prelude.lua)
 -- KEYS[6] jobs   KEYS[7] meta   KEYS[8] leases   KEYS[9] dead   KEYS[10] errors
 -- KEYS[11] cancelled set   KEYS[12] signal   KEYS[13] consumers   KEYS[14] slots
+-- KEYS[15] finish:high     KEYS[16] finish:normal
 -- ARGV[1] max jobs to reap   ARGV[2] consumer liveness, ms   ARGV[3] signal cap
 -- Returns {{requeued ids}, {dead ids}, {cancelled ids}}.
+-- Also forgets the finish tags older than each lane's virtual time: those tenants' history
+-- no longer counts (max(V, F) = V), so enqueues need not look at it.
 
 local now = now_ms()
+redis.call('ZREMRANGEBYSCORE', KEYS[15], '-inf', '(' .. fmt_tag(vtime('high')))
+redis.call('ZREMRANGEBYSCORE', KEYS[16], '-inf', '(' .. fmt_tag(vtime('normal')))
 local gone = redis.call('ZRANGEBYSCORE', KEYS[13], '-inf', now - tonumber(ARGV[2]), 'LIMIT', 0, 1000)
 for _, consumer in ipairs(gone) do
   redis.call('ZREM', KEYS[13], consumer)

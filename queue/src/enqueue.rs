@@ -1,6 +1,8 @@
 //! Enqueue: add a job behind its tenant's waiting jobs in a lane, with its fair-share
 //! charge, idempotency and a depth limit.
 
+use std::time::Duration;
+
 use gpuq_schemas::{JobEnvelope, JobId, Tenant};
 
 use crate::scripts::SCRIPTS;
@@ -24,6 +26,11 @@ pub struct EnqueueOptions {
     /// The tenant's weight: a tenant of weight 3 gets three times the GPU time of one of
     /// weight 1 while both have jobs waiting. Zero counts as 1.
     pub weight: u32,
+    /// The job fails unless a consumer claims it within this ([`Queue::expire_unstarted_once`]).
+    pub start_within: Option<Duration>,
+    /// Admission: refuse the job ([`EnqueueOutcome::WouldStartLate`]) when more jobs than
+    /// this are expected to start before it.
+    pub max_ahead: Option<u64>,
 }
 
 impl EnqueueOptions {
@@ -58,6 +65,11 @@ pub enum EnqueueOutcome {
     },
     /// A job with this id is already in the queue; nothing was added.
     AlreadyExists,
+    /// More jobs than [`EnqueueOptions::max_ahead`] would start before it; nothing was added.
+    WouldStartLate {
+        /// Jobs expected to start before it.
+        position: u64,
+    },
 }
 
 /// A job ready to enqueue: the validated envelope, already serialized.
@@ -69,6 +81,8 @@ struct Prepared {
     attempts_used: u32,
     tenant: Tenant,
     charge: u64,
+    start_within_ms: u64,
+    max_ahead: i64,
 }
 
 impl Queue {
@@ -107,6 +121,13 @@ impl Queue {
                 .clone()
                 .unwrap_or_else(|| envelope.user_id.into()),
             charge: opts.charge(),
+            // A deadline under a millisecond still is one (0 would mean none).
+            start_within_ms: opts
+                .start_within
+                .map_or(0, |d| (d.as_millis() as u64).max(1)),
+            max_ahead: opts
+                .max_ahead
+                .map_or(-1, |m| i64::try_from(m).unwrap_or(i64::MAX)),
         })
     }
 
@@ -118,7 +139,8 @@ impl Queue {
             .key(k.finish(Lane::Normal))
             .key(k.jobs())
             .key(k.signal())
-            .key(k.meta());
+            .key(k.meta())
+            .key(k.deadlines());
         if let Some(key) = &job.idem_key {
             inv.key(key);
         }
@@ -130,7 +152,9 @@ impl Queue {
             .arg(job.attempts_used)
             .arg(job.lane.as_str())
             .arg(job.tenant.as_str())
-            .arg(job.charge);
+            .arg(job.charge)
+            .arg(job.start_within_ms)
+            .arg(job.max_ahead);
         inv
     }
 
@@ -195,6 +219,7 @@ fn outcome((code, id, ahead, waiting): (i64, String, u64, u64)) -> Result<Enqueu
         },
         3 => EnqueueOutcome::QueueFull { waiting },
         4 => EnqueueOutcome::AlreadyExists,
+        5 => EnqueueOutcome::WouldStartLate { position: ahead },
         other => {
             return Err(QueueError::Protocol {
                 script: "enqueue_job",

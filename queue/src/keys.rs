@@ -94,6 +94,12 @@ impl Keys {
         self.key("dead")
     }
 
+    /// ZSET job id → start deadline (ms): jobs that must be claimed by then or fail
+    /// (`expire_unstarted.lua`). Entries of jobs that started are dropped when due.
+    pub fn deadlines(&self) -> String {
+        self.key("deadlines")
+    }
+
     /// HASH job id → last error message, for delayed and dead jobs.
     pub fn errors(&self) -> String {
         self.key("errors")
@@ -174,6 +180,7 @@ mod tests {
             keys.tenant_jobs(Lane::High, &"acme".parse().unwrap()),
             keys.finish(Lane::High),
             keys.vtime(),
+            keys.deadlines(),
         ];
         for k in all {
             assert!(k.starts_with("gpuq:{sdxl_queue}:"), "{k}");

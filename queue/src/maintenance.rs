@@ -5,7 +5,7 @@
 use gpuq_schemas::JobId;
 
 use crate::scripts::SCRIPTS;
-use crate::{Queue, QueueError, Result};
+use crate::{Lane, Queue, QueueError, Result};
 
 /// What one [`Queue::reap_once`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -71,6 +71,8 @@ impl Queue {
             .key(k.signal())
             .key(k.consumers())
             .key(k.slots())
+            .key(k.finish(Lane::High))
+            .key(k.finish(Lane::Normal))
             .arg(self.config.maintenance_batch)
             .arg(self.config.consumer_ttl.as_millis() as u64)
             .arg(self.config.signal_cap)
@@ -98,6 +100,23 @@ impl Queue {
             .invoke_async(&mut self.conn())
             .await?;
         ids("promote_due", promoted)
+    }
+
+    /// Removes up to one batch of jobs whose start deadline passed before any consumer
+    /// claimed them; returns their ids (fail their rows with `start_deadline_exceeded`).
+    /// Safe to run from any number of processes: each job expires in exactly one call.
+    pub async fn expire_unstarted_once(&self) -> Result<Vec<JobId>> {
+        let k = &self.keys;
+        let expired: Vec<String> = SCRIPTS
+            .expire_unstarted
+            .key(&k.lanes()[..])
+            .key(k.jobs())
+            .key(k.meta())
+            .key(k.deadlines())
+            .arg(self.config.maintenance_batch)
+            .invoke_async(&mut self.conn())
+            .await?;
+        ids("expire_unstarted", expired)
     }
 
     /// Gives a dead job a fresh start (attempts reset). False if it is not dead.

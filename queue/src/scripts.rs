@@ -32,6 +32,7 @@ pub(crate) struct Scripts {
     pub discard_dead: Script,
     pub stats: Script,
     pub read_claim: Script,
+    pub expire_unstarted: Script,
 }
 
 pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
@@ -48,4 +49,5 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     discard_dead: script!("discard_dead.lua"),
     stats: script!("queue_stats.lua"),
     read_claim: script!("read_claim.lua"),
+    expire_unstarted: script!("expire_unstarted.lua"),
 });

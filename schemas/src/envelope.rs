@@ -77,6 +77,9 @@ pub struct JobEnvelope {
     pub max_attempts: u32,
     /// When the job was accepted.
     pub created_at: DateTime<Utc>,
+    /// The job fails (`start_deadline_exceeded`) unless a worker starts it by then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_by: Option<DateTime<Utc>>,
     /// The app's metadata, passed through untouched (project, video and image ids included).
     #[serde(default)]
     pub metadata: serde_json::Value,

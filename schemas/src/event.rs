@@ -24,6 +24,10 @@ pub struct JobEvent {
     /// A human-readable note (progress message, error message).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Why the job failed, for machines, when the queue decided it
+    /// (`start_deadline_exceeded`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
     /// When it happened.
     pub at: DateTime<Utc>,
 }
@@ -47,6 +51,7 @@ impl JobEvent {
             status,
             progress: None,
             message,
+            code: None,
             at: Utc::now(),
         }
     }
@@ -59,6 +64,7 @@ impl JobEvent {
             status: JobStatus::Processing,
             progress: Some(fraction.clamp(0.0, 1.0)),
             message,
+            code: None,
             at: Utc::now(),
         }
     }

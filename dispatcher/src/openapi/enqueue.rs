@@ -9,7 +9,9 @@ use serde_json::{json, Value};
 use gpuq_schemas::catalog::CATALOG;
 use gpuq_schemas::{JobKind, JobType};
 
-use crate::validation::{MAX_ID_CHARS, MAX_PROMPT_CHARS, MAX_REFERENCE_CHARS};
+use crate::validation::{
+    MAX_ID_CHARS, MAX_PROMPT_CHARS, MAX_REFERENCE_CHARS, MAX_START_WITHIN_SECS,
+};
 
 /// What Rust's `char::is_whitespace` (and so `str::trim`) treats as white space, as a
 /// regex character class body. Written out rather than `\s`, whose meaning differs between
@@ -201,6 +203,13 @@ pub fn request_schemas(hosts: &[String]) -> Vec<(String, Value)> {
                 "selectedPresets": storable(),
                 "contentType": nullable("string", json!({ "pattern": NO_NUL })),
                 "enhancementModel": nullable("string", json!({ "pattern": NO_NUL })),
+                // gpuq's own: fail the job unless it starts within this many seconds.
+                "startWithinSeconds": nullable("integer", json!({
+                    "minimum": 1, "maximum": MAX_START_WITHIN_SECS,
+                    "description": "fail the job (start_deadline_exceeded) unless a worker \
+                                    starts it within this many seconds; refused at once \
+                                    (429 deadline_unreachable) when the queue predicts it \
+                                    cannot" })),
             },
             "allOf": content_type_rules(&types),
         });

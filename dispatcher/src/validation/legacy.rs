@@ -21,6 +21,8 @@ use gpuq_schemas::{JobKind, JobType};
 
 use crate::ApiError;
 
+/// gpuq's own top-level key, in both shapes: the job's start deadline.
+pub const START_WITHIN: &str = "startWithinSeconds";
 /// Top-level keys of a v1 body besides `jobType` and `metadata`.
 const V1_IDS: [&str; 3] = ["projectId", "videoId", "imageId"];
 /// v1 top-level extras, recorded in `metadata` (`originalPrompt` also becomes the prompt).
@@ -179,7 +181,7 @@ pub fn canonical(body: &Map<String, Value>) -> Result<(Map<String, Value>, Resta
         let key = key.as_str();
         if key == type_key {
             out.insert("jobType".into(), value.clone());
-        } else if key == "metadata" || (!v2 && V1_IDS.contains(&key)) {
+        } else if key == "metadata" || key == START_WITHIN || (!v2 && V1_IDS.contains(&key)) {
             out.insert(key.into(), value.clone());
         } else if moved.contains(&key) {
             if value.is_null() {

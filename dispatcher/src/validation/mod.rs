@@ -43,6 +43,31 @@ pub struct ValidatedJob {
     pub video_id: Option<String>,
     /// Pass-through ids.
     pub image_id: Option<String>,
+    /// Fail the job unless a worker starts it within this many seconds.
+    pub start_within_secs: Option<u32>,
+}
+
+/// The longest start deadline a job may ask for: a day.
+pub const MAX_START_WITHIN_SECS: u32 = 86_400;
+
+/// `startWithinSeconds`: absent, null, or a whole number of seconds from 1 to a day.
+fn start_within(body: &Map<String, Value>) -> Result<Option<u32>, ApiError> {
+    match body.get(legacy::START_WITHIN) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .and_then(|s| u32::try_from(s).ok())
+            .filter(|s| (1..=MAX_START_WITHIN_SECS).contains(s))
+            .map(Some)
+            .ok_or_else(|| {
+                bad(
+                    "invalid_start_within",
+                    format!(
+                        "startWithinSeconds must be a whole number from 1 to {MAX_START_WITHIN_SECS}"
+                    ),
+                )
+            }),
+    }
 }
 
 /// What the caller is allowed to reference.
@@ -102,6 +127,7 @@ pub fn validate(body: &Value, policy: &ReferencePolicy<'_>) -> Result<ValidatedJ
         }
     };
     restated.check(job_type)?;
+    let start_within_secs = start_within(body)?;
     let empty = Map::new();
     let meta = match body.get("metadata") {
         None | Some(Value::Null) => &empty,
@@ -135,6 +161,7 @@ pub fn validate(body: &Value, policy: &ReferencePolicy<'_>) -> Result<ValidatedJ
         project_id,
         video_id,
         image_id,
+        start_within_secs,
     })
 }
 

@@ -3,6 +3,7 @@
 mod admin;
 mod auth;
 mod browsers;
+mod deadlines;
 mod enqueue;
 mod eta;
 mod events;

@@ -34,6 +34,7 @@ pub fn envelope(job_type: JobType) -> JobEnvelope {
         attempt: 0,
         max_attempts: spec.max_attempts,
         created_at: chrono::Utc::now(),
+        start_by: None,
         metadata: serde_json::json!({}),
     }
 }

@@ -80,9 +80,13 @@ pub async fn enqueue(
     let id = JobId::new();
     tracing::Span::current().record("job_id", tracing::field::display(id));
     let tenant = caller.tenant.clone().unwrap_or_else(|| user.into());
-    let envelope = envelope(id, user, &tenant, &job);
+    let start_within = job.start_within_secs.or_else(|| {
+        let defaults = &state.settings.enqueue.start_within_secs;
+        defaults.get(job.job_type.as_str()).copied()
+    });
+    let envelope = envelope(id, user, &tenant, &job, start_within);
     // Before the row exists: from its commit on, the reconciler may restore the job itself.
-    let plan = Plan::of(&state, &envelope, &tenant).await;
+    let plan = Plan::of(&state, &envelope, &tenant, start_within).await?;
     let Some(row) = record(&state, &envelope, &job, idem.as_ref()).await? else {
         // Another request with the same key won the race; answer as it did.
         let in_progress =
@@ -229,7 +233,15 @@ async fn previous_answer(
     Ok(Some(to_value(&EnqueueAnswer::already_submitted(job))?))
 }
 
-fn envelope(id: JobId, user: UserId, tenant: &Tenant, job: &ValidatedJob) -> JobEnvelope {
+fn envelope(
+    id: JobId,
+    user: UserId,
+    tenant: &Tenant,
+    job: &ValidatedJob,
+    start_within: Option<u32>,
+) -> JobEnvelope {
+    // PostgreSQL keeps microseconds; the answer and the row must agree.
+    let created_at = Utc::now().trunc_subsecs(6);
     let spec = job.job_type.spec();
     let mut metadata = job.metadata.clone();
     if let Value::Object(m) = &mut metadata {
@@ -257,8 +269,8 @@ fn envelope(id: JobId, user: UserId, tenant: &Tenant, job: &ValidatedJob) -> Job
         model_variant: spec.model_variant.into(),
         attempt: 0,
         max_attempts: spec.max_attempts,
-        // PostgreSQL keeps microseconds; the answer and the row must agree.
-        created_at: Utc::now().trunc_subsecs(6),
+        created_at,
+        start_by: start_within.map(|s| created_at + chrono::Duration::seconds(s.into())),
         metadata,
     }
 }
@@ -315,32 +327,49 @@ fn to_value(v: &impl serde::Serialize) -> Result<Value, ApiError> {
 /// Puts the recorded job on its queue. Never leaves a `queued` row with nothing behind it:
 /// a full queue deletes the row (the job never existed: 429), a Redis failure marks it
 /// failed (503).
-/// Where a job goes and what it costs: its lane, its charge to its tenant's fair share, and
-/// the run times its ETA is made of.
+/// Where a job goes and what it costs: its lane, its charge to its tenant's fair share, its
+/// start deadline, and the run times and capacity its ETA is made of.
 struct Plan {
     opts: EnqueueOptions,
     /// Expected run time of a job of its queue (the jobs ahead), seconds.
     per_job_ahead: f64,
     /// Expected run time of the job itself, seconds.
     own: f64,
+    /// Jobs the queue's live workers run at once.
+    slots: u64,
 }
 
 impl Plan {
     /// Run times are measured per type: they give the job's cost to its tenant's fair share
-    /// and, with the live workers' slots, its ETA. Both reads are cached.
-    async fn of(state: &AppState, env: &JobEnvelope, tenant: &Tenant) -> Self {
+    /// and, with the live workers' slots, its ETA and how many jobs may be ahead of it for
+    /// it to start by its deadline. Every read is cached.
+    async fn of(
+        state: &AppState,
+        env: &JobEnvelope,
+        tenant: &Tenant,
+        start_within: Option<u32>,
+    ) -> Result<Self, ApiError> {
         let (per_job_ahead, own) = state.service_times.estimate(&state.db, env.job_type).await;
+        let slots = state
+            .cached_stats(state.queue(&env.queue)?)
+            .await
+            .map(|s| s.live_slots)
+            .unwrap_or(0);
         let opts = EnqueueOptions {
             lane: Lane::Normal,
             cost_ms: service_times::cost_ms(env.job_type, own, env.config.num_images),
             weight: state.weights.weight(&state.db, tenant).await,
+            start_within: start_within.map(|s| std::time::Duration::from_secs(s.into())),
+            max_ahead: start_within
+                .and_then(|s| service_times::max_ahead(s.into(), slots, per_job_ahead)),
             ..EnqueueOptions::default()
         };
-        Self {
+        Ok(Self {
             opts,
             per_job_ahead,
             own,
-        }
+            slots,
+        })
     }
 }
 
@@ -370,6 +399,20 @@ async fn push(
     };
     let (position, waiting) = match outcome {
         EnqueueOutcome::Enqueued { position, waiting } => (position, waiting),
+        EnqueueOutcome::WouldStartLate { position } => {
+            jobs_db::delete(&state.db, id).await?;
+            reject_metric(state, "deadline_unreachable");
+            let wait = service_times::eta_seconds(position, plan.slots, plan.per_job_ahead, 0.0);
+            let within = plan.opts.start_within.map_or(0, |d| d.as_secs());
+            return Err(ApiError::TooManyRequests {
+                code: "deadline_unreachable",
+                message: format!(
+                    "{position} jobs would start before this one: predicted wait {wait} s, \
+                     over its startWithinSeconds of {within}"
+                ),
+                retry_after: wait.saturating_sub(within).max(1),
+            });
+        }
         EnqueueOutcome::QueueFull { waiting } => {
             jobs_db::delete(&state.db, id).await?;
             reject_metric(state, "queue_full");
@@ -394,12 +437,6 @@ async fn push(
             )))
         }
     };
-    // The jobs ahead share the live workers' slots.
-    let slots = state
-        .cached_stats(queue)
-        .await
-        .map(|s| s.live_slots)
-        .unwrap_or(0);
-    let eta = service_times::eta_seconds(position, slots, plan.per_job_ahead, plan.own);
+    let eta = service_times::eta_seconds(position, plan.slots, plan.per_job_ahead, plan.own);
     Ok(EnqueueAnswer::queued(env, record, waiting, position, eta))
 }
