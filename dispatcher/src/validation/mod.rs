@@ -50,12 +50,12 @@ pub struct ValidatedJob {
 /// The longest start deadline a job may ask for: a day.
 pub const MAX_START_WITHIN_SECS: u32 = 86_400;
 
-/// `startWithinSeconds`: absent, null, or a whole number of seconds from 1 to a day.
+/// `startWithinSeconds`: absent, null, or a whole number of seconds from 1 to a day (`60.0`
+/// too: JSON Schema's integers include it).
 fn start_within(body: &Map<String, Value>) -> Result<Option<u32>, ApiError> {
     match body.get(legacy::START_WITHIN) {
         None | Some(Value::Null) => Ok(None),
-        Some(v) => v
-            .as_u64()
+        Some(v) => as_whole(v)
             .and_then(|s| u32::try_from(s).ok())
             .filter(|s| (1..=MAX_START_WITHIN_SECS).contains(s))
             .map(Some)

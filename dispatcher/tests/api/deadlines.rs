@@ -117,6 +117,7 @@ async fn a_start_deadline_that_is_not_whole_seconds_up_to_a_day_is_refused() {
     let v2 = json!({ "job_type": "sdxl_image_fast", "prompt": "p", "startWithinSeconds": 0 });
     assert_error(app.post_job(&token, &v2).await, 400, "invalid_start_within").await;
     assert_eq!(app.job_count().await, 0);
-    // null is no deadline.
+    // null is no deadline; 60.0 is a whole number of seconds.
     accepted(&app, &token, &within("sdxl_image_fast", Value::Null)).await;
+    accepted(&app, &token, &within("sdxl_image_fast", json!(60.0))).await;
 }
