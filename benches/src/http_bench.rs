@@ -30,7 +30,7 @@ pub struct HttpArgs {
     dispatcher: String,
 }
 
-const SECRET: &str = "bench-secret-0123456789abcdef0123456789";
+pub(crate) const SECRET: &str = "bench-secret-0123456789abcdef0123456789";
 
 /// A dispatcher child process, killed on drop.
 pub struct Dispatcher {

@@ -2,6 +2,7 @@
 //! JSON line per figure, then a Markdown table. See `benches/README.md`.
 
 mod chaos;
+mod fairness_bench;
 mod figures;
 mod http_bench;
 mod queue_bench;
@@ -34,6 +35,8 @@ enum Scenario {
     Callback(system_bench::CallbackArgs),
     /// The whole system, HTTP to rows.
     E2e(system_bench::E2eArgs),
+    /// The fair share on the real services: a lone job under a flood, weighted shares.
+    Fairness(fairness_bench::FairnessArgs),
     /// Faults injected into the whole system: nothing lost, nothing doubled.
     Chaos(chaos::ChaosArgs),
     /// Every benchmark scenario above (not `chaos`), each with its default knobs, and one
@@ -59,6 +62,7 @@ async fn run(redis_url: &str, scenario: Scenario) -> anyhow::Result<Vec<figures:
         Scenario::Pickup(args) => system_bench::run_pickup(redis_url, args).await?,
         Scenario::Callback(args) => system_bench::run_callback(redis_url, args).await?,
         Scenario::E2e(args) => system_bench::run_e2e(redis_url, args).await?,
+        Scenario::Fairness(args) => fairness_bench::run(redis_url, args).await?,
         Scenario::Chaos(args) => chaos::run(args).await?,
         Scenario::All => {
             let mut all = Vec::new();

@@ -21,7 +21,7 @@ use crate::http_bench::{start_dispatcher, tokens};
 use crate::queue_bench::envelope;
 use crate::services::{drop_namespace, free_port, fresh_database, wait_ready};
 
-const CALLBACK_SECRET: &str = "bench-callback-secret-0123456789";
+pub(crate) const CALLBACK_SECRET: &str = "bench-callback-secret-0123456789";
 
 /// Knobs of `pickup`.
 #[derive(Args)]
@@ -69,7 +69,7 @@ pub struct E2eArgs {
 }
 
 /// A callback child process, killed on drop.
-struct CallbackProcess(Child, String);
+pub(crate) struct CallbackProcess(Child, pub(crate) String);
 
 impl Drop for CallbackProcess {
     fn drop(&mut self) {
@@ -78,7 +78,7 @@ impl Drop for CallbackProcess {
     }
 }
 
-async fn start_callback(
+pub(crate) async fn start_callback(
     bin: &str,
     db: &str,
     redis_url: &str,
