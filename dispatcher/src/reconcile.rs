@@ -197,8 +197,14 @@ async fn restore(
                 expired.push(row.id);
             }
             Some(env) => {
+                // A job that never started keeps what is left of its start deadline.
+                let start_within = env
+                    .start_by
+                    .filter(|_| attempts_used == 0)
+                    .and_then(|by| (by - now).to_std().ok());
                 let opts = EnqueueOptions {
                     attempts_used,
+                    start_within,
                     ..EnqueueOptions::default()
                 };
                 batch.push((env, opts));

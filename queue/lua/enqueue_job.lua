@@ -30,6 +30,9 @@ local used = tonumber(ARGV[6]) or 0
 local lane = ARGV[7]
 local tenant = ARGV[8]
 local charge = tonumber(ARGV[9])
+if charge then
+  charge = math.floor(charge)
+end
 local start_within = tonumber(ARGV[10] or '0') or 0
 local max_ahead = tonumber(ARGV[11] or '-1') or -1
 if LANES[lane] == nil or not string.match(tenant, '^[%w._:@-]+$') or #tenant > 128
@@ -67,6 +70,9 @@ if lane == 'normal' then
   ahead = ahead + high_len
 end
 if max_ahead >= 0 and ahead > max_ahead then
+  if redis.call('HEXISTS', KEYS[8], id) == 1 then
+    return {4, id, 0, waiting}
+  end
   return {5, '', ahead, waiting}
 end
 

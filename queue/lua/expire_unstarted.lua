@@ -3,7 +3,8 @@
 -- claimed at least once (it has meta) has started: its deadline no longer applies.
 --
 -- KEYS[1..5] wait:high, wait:normal, tenants:high, tenants:normal, vtime (prelude.lua)
--- KEYS[6] jobs   KEYS[7] meta   KEYS[8] deadlines
+-- KEYS[6] jobs   KEYS[7] meta   KEYS[8] deadlines   KEYS[9] finish:high
+-- KEYS[10] finish:normal
 -- ARGV[1] max jobs to expire
 -- Returns the expired ids.
 
@@ -14,7 +15,7 @@ for _, id in ipairs(due) do
   redis.call('ZREM', KEYS[8], id)
   local envelope = redis.call('HGET', KEYS[6], id)
   if envelope and redis.call('HEXISTS', KEYS[7], id) == 0 then
-    unlink_anywhere(nil, tenant_of('', envelope), id)
+    unlink_anywhere(nil, tenant_of('', envelope), id, {high = KEYS[9], normal = KEYS[10]})
     forget(KEYS[6], KEYS[7], id, {})
     expired[#expired + 1] = id
   end

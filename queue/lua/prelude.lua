@@ -153,31 +153,54 @@ local function retag(tenants_key, tenant)
   end
 end
 
--- Takes a waiting job out of its tenant's list wherever it is (O(n) in that tenant's
--- waiting jobs, like LREM). Returns true if it was there.
-local function unlink_waiting(lane, tenant, id)
-  local wait_key, tenants_key = lane_keys(lane)
-  local list = tenant_list(tenants_key, tenant)
-  local entries = redis.call('LRANGE', list, 0, -1)
-  for i = #entries, 1, -1 do
-    if id_of(entries[i]) == id then
-      redis.call('LREM', list, -1, entries[i])
-      redis.call('RPOP', wait_key)
-      if i == #entries then
-        retag(tenants_key, tenant)
-      end
-      return true
+-- The entry of job `id` in `list`: among the next 16 first (where jobs past their start
+-- deadline are), then among the rest (O(n) in the tenant's waiting jobs, like LREM).
+-- Returns the entry and whether it is the tenant's next job.
+local function find_entry(list, id)
+  local near = redis.call('LRANGE', list, -16, -1)
+  for i = #near, 1, -1 do
+    if id_of(near[i]) == id then
+      return near[i], i == #near
     end
   end
-  return false
+  local far = redis.call('LRANGE', list, 0, -17)
+  for i = #far, 1, -1 do
+    if id_of(far[i]) == id then
+      return far[i], false
+    end
+  end
+  return nil, false
+end
+
+-- Takes a waiting job out of its tenant's list wherever it is. With `finish` (the lanes'
+-- finish keys, {high = ..., normal = ...}), a tenant left with nothing waiting loses its
+-- finish tag, so its next job starts at the virtual time: a cancelled or expired flood
+-- costs its tenant no share. Returns true if the job was there.
+local function unlink_waiting(lane, tenant, id, finish)
+  local wait_key, tenants_key = lane_keys(lane)
+  local list = tenant_list(tenants_key, tenant)
+  local entry, is_next = find_entry(list, id)
+  if not entry then
+    return false
+  end
+  redis.call('LREM', list, -1, entry)
+  redis.call('RPOP', wait_key)
+  if is_next then
+    retag(tenants_key, tenant)
+  end
+  if finish and redis.call('EXISTS', list) == 0 then
+    redis.call('ZREM', finish[lane_name(lane)], tenant)
+  end
+  return true
 end
 
 -- Unlinks a waiting job whose lane may be unknown (never claimed: no meta).
-local function unlink_anywhere(lane, tenant, id)
+local function unlink_anywhere(lane, tenant, id, finish)
   if lane and lane ~= '' then
-    return unlink_waiting(lane, tenant, id)
+    return unlink_waiting(lane, tenant, id, finish)
   end
-  return unlink_waiting('normal', tenant, id) or unlink_waiting('high', tenant, id)
+  return unlink_waiting('normal', tenant, id, finish)
+    or unlink_waiting('high', tenant, id, finish)
 end
 
 
@@ -205,7 +228,7 @@ local function jobs_before(tenants_key, finish_key, tenant, start, first, own)
     return own
   end
   local lasts = redis.call('ZMSCORE', finish_key, unpack(others))
-  local ahead = 0
+  local ahead, least = 0, nil
   for i, other in ipairs(others) do
     local len = redis.call('LLEN', tenant_list(tenants_key, other))
     local last = tonumber(lasts[i]) or heads[i]
@@ -213,10 +236,17 @@ local function jobs_before(tenants_key, finish_key, tenant, start, first, own)
       len = math.min(len, math.floor((start - heads[i]) * len / (last - heads[i])) + 1)
     end
     ahead = ahead + len
+    least = len
   end
   if #first == 2 * SCAN and tonumber(first[#first]) <= start then
+    -- The tenants past the scanned ones start later than all of them: each counts as many
+    -- jobs as the last scanned one (the fewest of them, by tag order). The enqueuing
+    -- tenant, when it waits past them too, is in the count but already in `own`.
     local rest = redis.call('ZCOUNT', tenants_key, '-inf', fmt_tag(start)) - SCAN
-    ahead = ahead + math.floor(rest * ahead / #others + 0.5)
+    if own > 0 and #others == SCAN then
+      rest = rest - 1
+    end
+    ahead = ahead + math.max(rest, 0) * least
   end
   return own + ahead
 end

@@ -3,7 +3,7 @@
 use gpuq_schemas::JobId;
 
 use crate::scripts::SCRIPTS;
-use crate::{Queue, QueueError, Result};
+use crate::{Lane, Queue, QueueError, Result};
 
 /// What [`Queue::cancel`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +25,8 @@ impl Queue {
         let code: i64 = SCRIPTS
             .cancel
             .key(&self.keys.everywhere()[..])
+            .key(self.keys.finish(Lane::High))
+            .key(self.keys.finish(Lane::Normal))
             .arg(job.to_string())
             .invoke_async(&mut self.conn())
             .await?;

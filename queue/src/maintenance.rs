@@ -113,6 +113,8 @@ impl Queue {
             .key(k.jobs())
             .key(k.meta())
             .key(k.deadlines())
+            .key(k.finish(Lane::High))
+            .key(k.finish(Lane::Normal))
             .arg(self.config.maintenance_batch)
             .invoke_async(&mut self.conn())
             .await?;

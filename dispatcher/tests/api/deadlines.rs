@@ -121,3 +121,27 @@ async fn a_start_deadline_that_is_not_whole_seconds_up_to_a_day_is_refused() {
     accepted(&app, &token, &within("sdxl_image_fast", Value::Null)).await;
     accepted(&app, &token, &within("sdxl_image_fast", json!(60.0))).await;
 }
+
+#[tokio::test]
+async fn a_job_redis_lost_keeps_its_start_deadline_when_the_reconciler_restores_it() {
+    let app = spawn_app_with(|s| {
+        s.queue.reconcile_interval_ms = 100;
+        s.queue.reconcile_grace_ms = 0;
+    })
+    .await;
+    let token = token_for(Uuid::new_v4());
+    let id = accepted(&app, &token, &within("sdxl_image_fast", json!(2))).await;
+    // Redis loses the job (no worker runs): the row stays queued.
+    let q = app.queue("sdxl_queue").await;
+    q.cancel(id.parse().unwrap()).await.unwrap();
+    let mut job = Value::Null;
+    for _ in 0..80 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        job = app.get_job(&token, &id).await.json().await.unwrap();
+        if job["job"]["status"] == "failed" {
+            break;
+        }
+    }
+    assert_eq!(job["job"]["errorCode"], "start_deadline_exceeded", "{job}");
+    assert_eq!(app.waiting("sdxl_queue").await, 0);
+}

@@ -215,3 +215,57 @@ async fn position_counts_the_jobs_the_fair_share_puts_first_not_the_lane_length(
         "{out:?}"
     );
 }
+
+#[tokio::test]
+async fn a_tenant_whose_whole_backlog_was_cancelled_is_not_charged_for_it() {
+    let q = queue().await;
+    let (a, _) = flood(&q, "a", 10, 1_000, 1).await;
+    let (b, _) = flood(&q, "b", 3, 1_000, 1).await;
+    // Cancelled out of order, the oldest last.
+    for id in a.iter().rev() {
+        assert_eq!(q.cancel(*id).await.unwrap(), CancelOutcome::Removed);
+    }
+    let (again, out) = flood(&q, "a", 1, 1_000, 1).await;
+    assert!(
+        matches!(
+            out,
+            EnqueueOutcome::Enqueued {
+                position: 1,
+                waiting: 4
+            }
+        ),
+        "{out:?}"
+    );
+    let order = claim_one_by_one(&q, 2).await;
+    assert!(
+        order.contains(&again[0]),
+        "not behind b's backlog: {order:?}"
+    );
+    assert!(order.contains(&b[0]));
+}
+
+#[tokio::test]
+async fn position_past_the_scanned_tenants_counts_each_further_tenant_once_per_job() {
+    let q = queue().await;
+    // Six tenants with one job each, all starting at 0; then a seventh.
+    for name in ["t1", "t2", "t3", "t4", "t5", "t6"] {
+        flood(&q, name, 1, 1_000, 1).await;
+    }
+    let (_, out) = flood(&q, "t7", 1, 1_000, 1).await;
+    assert!(
+        matches!(
+            out,
+            EnqueueOutcome::Enqueued {
+                position: 6,
+                waiting: 7
+            }
+        ),
+        "{out:?}"
+    );
+    // t1 again: behind its own job and the five others' (all tied at 0 or before 1,000).
+    let (_, out) = flood(&q, "t1", 1, 1_000, 1).await;
+    assert!(
+        matches!(out, EnqueueOutcome::Enqueued { position: 7, .. }),
+        "{out:?}"
+    );
+}
