@@ -65,7 +65,7 @@ local start = math.max(vtime(lane), tonumber(redis.call('ZSCORE', finish_key, te
 local first = redis.call('ZRANGE', tenants_key, 0, SCAN - 1, 'WITHSCORES')
 local list = tenant_list(tenants_key, tenant)
 local own = redis.call('LLEN', list)
-local ahead = jobs_before(tenants_key, finish_key, tenant, start, first, own)
+local ahead = jobs_before(tenants_key, finish_key, tenant, start, first, own, own > 0)
 if lane == 'normal' then
   ahead = ahead + high_len
 end

@@ -209,11 +209,12 @@ end
 -- at most SCAN entries) and `own`, the tenant's waiting jobs. Each other tenant whose next
 -- job starts no later (a tie may go either way: counted ahead) adds the share of its waiting
 -- jobs whose tags come first: its tags are spread evenly between its next start tag and its
--- last finish tag when its jobs cost the same. Past the first SCAN tenants, the rest count
--- as many jobs each as the scanned ones on average: O(SCAN), never O(tenants).
+-- last finish tag when its jobs cost the same. Past the first SCAN tenants, each further
+-- one counts as many jobs as the last scanned: O(SCAN), never O(tenants). `queued`: the
+-- tenant itself has jobs in the set (then it is in the ZCOUNT, and counted in `own`).
 local SCAN = 4
-local function jobs_before(tenants_key, finish_key, tenant, start, first, own)
-  local others, heads = {}, {}
+local function jobs_before(tenants_key, finish_key, tenant, start, first, own, queued)
+  local others, heads, scanned_self = {}, {}, false
   for i = 1, #first, 2 do
     local head = tonumber(first[i + 1])
     if head > start then
@@ -222,6 +223,8 @@ local function jobs_before(tenants_key, finish_key, tenant, start, first, own)
     if first[i] ~= tenant then
       others[#others + 1] = first[i]
       heads[#heads + 1] = head
+    else
+      scanned_self = true
     end
   end
   if #others == 0 then
@@ -243,7 +246,7 @@ local function jobs_before(tenants_key, finish_key, tenant, start, first, own)
     -- jobs as the last scanned one (the fewest of them, by tag order). The enqueuing
     -- tenant, when it waits past them too, is in the count but already in `own`.
     local rest = redis.call('ZCOUNT', tenants_key, '-inf', fmt_tag(start)) - SCAN
-    if own > 0 and #others == SCAN then
+    if queued and not scanned_self then
       rest = rest - 1
     end
     ahead = ahead + math.max(rest, 0) * least

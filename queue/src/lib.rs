@@ -16,7 +16,8 @@
 //!   (blocking), [`Queue::heartbeat`] and [`Queue::release`], [`Queue::ack`] and
 //!   [`Queue::fail`], [`Queue::cancel`], [`Queue::reap_once`], [`Queue::promote_due_once`],
 //!   [`Queue::expire_unstarted_once`] (start deadlines),
-//!   [`Queue::requeue_dead`], [`Queue::stats`], [`Queue::known`] and [`Queue::scan_ids`]
+//!   [`Queue::requeue_dead`], [`Queue::stats`], [`Queue::position`], [`Queue::known`] and
+//!   [`Queue::scan_ids`]
 //!   (reconciliation).
 //! - [`publish_event`], [`read_events`]: per-job event streams for SSE.
 //! - [`Fence`] and [`Queue::holding`]: which delivery a report is about (stale reports

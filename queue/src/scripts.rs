@@ -33,6 +33,7 @@ pub(crate) struct Scripts {
     pub stats: Script,
     pub read_claim: Script,
     pub expire_unstarted: Script,
+    pub position: Script,
 }
 
 pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
@@ -50,4 +51,5 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     stats: script!("queue_stats.lua"),
     read_claim: script!("read_claim.lua"),
     expire_unstarted: script!("expire_unstarted.lua"),
+    position: script!("job_position.lua"),
 });

@@ -1,11 +1,12 @@
-//! Stats: one consistent snapshot of a queue's depth by state, in O(log n + tenants).
+//! Stats: one consistent snapshot of a queue's depth by state, in O(log n + tenants), and
+//! a waiting job's position under the fair share.
 
 use serde::Serialize;
 
 use gpuq_schemas::JobId;
 
 use crate::scripts::SCRIPTS;
-use crate::{Queue, Result};
+use crate::{Lane, Queue, Result};
 
 /// A queue's state at one instant (Redis clock).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -95,6 +96,25 @@ impl Queue {
             oldest_wait_high_ms: age(now, &r.7, r.8),
             oldest_wait_normal_ms: age(now, &r.9, r.10),
         })
+    }
+}
+
+impl Queue {
+    /// Jobs expected to start before `job` under the fair share, or None when it is not
+    /// waiting (in flight, delayed, dead, or unknown to Redis). O(its tenant's waiting jobs).
+    pub async fn position(&self, job: JobId) -> Result<Option<u64>> {
+        let k = &self.keys;
+        let ahead: i64 = SCRIPTS
+            .position
+            .key(&k.lanes()[..])
+            .key(k.jobs())
+            .key(k.meta())
+            .key(k.finish(Lane::High))
+            .key(k.finish(Lane::Normal))
+            .arg(job.to_string())
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(u64::try_from(ahead).ok())
     }
 }
 

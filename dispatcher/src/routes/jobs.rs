@@ -47,6 +47,12 @@ pub struct JobAnswer {
     pub images: Vec<OutputImage>,
     /// One per output video, by index.
     pub videos: Vec<OutputVideo>,
+    /// While the job waits: jobs expected to start before it under the fair share.
+    pub position: Option<u64>,
+    /// While the job waits: seconds until it should be done (the jobs ahead share the live
+    /// workers' slots at their types' measured run times, then its own run).
+    #[serde(rename = "etaSeconds")]
+    pub eta_seconds: Option<u64>,
 }
 
 /// `POST /v1/jobs/{id}/cancel`.
@@ -76,12 +82,40 @@ pub async fn get_job(
     let id = parse_id(&path)?;
     let job = visible_job(&state, &caller, id).await?;
     let (images, videos) = jobs_db::outputs(&state.db, id.as_uuid()).await?;
+    let (position, eta_seconds) = match job.status {
+        JobStatus::Queued => waiting(&state, &job, id).await,
+        _ => (None, None),
+    };
     Ok(HttpResponse::Ok().json(JobAnswer {
         success: true,
         job,
         images,
         videos,
+        position,
+        eta_seconds,
     }))
+}
+
+/// A queued job's position and ETA; none when Redis cannot tell (best effort: the row is
+/// the answer, these are the forecast).
+async fn waiting(state: &AppState, job: &JobRecord, id: JobId) -> (Option<u64>, Option<u64>) {
+    let Ok(queue) = state.queue(&job.queue) else {
+        return (None, None);
+    };
+    let Ok(Some(position)) = queue.position(id).await else {
+        return (None, None);
+    };
+    let Ok(job_type) = job.job_type.parse() else {
+        return (Some(position), None);
+    };
+    let (per_job_ahead, own) = state.service_times.estimate(&state.db, job_type).await;
+    let slots = state
+        .cached_stats(queue)
+        .await
+        .map(|s| s.live_slots)
+        .unwrap_or(0);
+    let eta = crate::service_times::eta_seconds(position, slots, per_job_ahead, own);
+    (Some(position), Some(eta))
 }
 
 /// Cancels a queued job (it never runs) or a running one (its worker is told at the next

@@ -181,7 +181,7 @@ fn text(meta: &Map<String, Value>, key: &str) -> Result<Option<String>, ApiError
 }
 
 /// A non-negative whole number, written `3` or `3.0` (JSON Schema counts both as integers).
-fn as_whole(v: &Value) -> Option<u64> {
+pub(crate) fn as_whole(v: &Value) -> Option<u64> {
     v.as_u64().or_else(|| {
         v.as_f64()
             .filter(|f| f.fract() == 0.0 && (0.0..=u32::MAX as f64).contains(f))

@@ -41,8 +41,8 @@ async fn an_admin_sets_a_tenants_weight_and_sees_it_listed() {
     assert_eq!(res.status(), 200);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["tenant"]["weight"], 3, "{body}");
-    let res = put_weight(&app, ADMIN_TOKEN, "acme", r#"{"weight": 5}"#).await;
-    assert_eq!(res.status(), 200);
+    let res = put_weight(&app, ADMIN_TOKEN, "acme", r#"{"weight": 5.0}"#).await;
+    assert_eq!(res.status(), 200, "a whole number spelled as a float");
     let listed = weights(&app).await;
     assert_eq!(listed.len(), 1);
     assert_eq!(
@@ -85,17 +85,19 @@ async fn a_users_single_job_is_not_queued_behind_another_users_flood() {
     for _ in 0..12 {
         flood.push(app.enqueued(&flooder, "sdxl_image_fast").await);
     }
+    let me = token_for(Uuid::new_v4());
     let res = app
-        .post_job(
-            &token_for(Uuid::new_v4()),
-            &job_body("sdxl_image_fast", "mine"),
-        )
+        .post_job(&me, &job_body("sdxl_image_fast", "mine"))
         .await;
     assert_eq!(res.status(), 202);
     let answer: Value = res.json().await.unwrap();
     // A tie with the flooder's first job at most, not the 12 jobs of a FIFO lane.
     assert!(answer["position"].as_u64().unwrap() <= 1, "{answer}");
-    let mine = answer["job"]["id"].as_str().unwrap().parse().unwrap();
+    let id = answer["job"]["id"].as_str().unwrap();
+    let waiting: Value = app.get_job(&me, id).await.json().await.unwrap();
+    assert_eq!(waiting["position"], answer["position"], "{waiting}");
+    assert!(waiting["etaSeconds"].as_u64().is_some(), "{waiting}");
+    let mine = id.parse().unwrap();
     let q = app.queue("sdxl_queue").await;
     let claimed: Vec<_> = q
         .claim(&ConsumerName::unique("gpu"), 2)
@@ -105,6 +107,11 @@ async fn a_users_single_job_is_not_queued_behind_another_users_flood() {
         .map(|j| j.id)
         .collect();
     assert!(claimed.contains(&mine), "{claimed:?}");
+    let started: Value = app.get_job(&me, id).await.json().await.unwrap();
+    assert!(
+        started["position"].is_null() && started["etaSeconds"].is_null(),
+        "{started}"
+    );
     assert!(
         claimed.contains(&flood[0]),
         "the flooder's jobs keep their order"

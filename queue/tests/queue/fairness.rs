@@ -209,11 +209,27 @@ async fn position_counts_the_jobs_the_fair_share_puts_first_not_the_lane_length(
         "{out:?}"
     );
     // A second job of that tenant starts at 2,000: its own first job and two of big's.
-    let (_, out) = flood(&q, "small", 1, 2_000, 1).await;
+    let (second, out) = flood(&q, "small", 1, 2_000, 1).await;
     assert!(
         matches!(out, EnqueueOutcome::Enqueued { position: 3, .. }),
         "{out:?}"
     );
+    // Asked later, a waiting job's position is the same count.
+    assert_eq!(q.position(second[0]).await.unwrap(), Some(3));
+}
+
+#[tokio::test]
+async fn a_waiting_jobs_position_shrinks_as_jobs_start_and_a_started_one_has_none() {
+    let q = queue().await;
+    let (big, _) = flood(&q, "big", 10, 2_000, 1).await;
+    let (small, _) = flood(&q, "small", 2, 2_000, 1).await;
+    // big's third job (tag 4,000): its own two, and small's two (tags 0 and 2,000).
+    assert_eq!(q.position(big[2]).await.unwrap(), Some(4));
+    let started = claim_one_by_one(&q, 2).await;
+    assert_eq!(q.position(big[2]).await.unwrap(), Some(2));
+    assert_eq!(q.position(started[0]).await.unwrap(), None, "in flight");
+    assert_eq!(q.position(small[1]).await.unwrap(), Some(1));
+    assert_eq!(q.position(JobId::new()).await.unwrap(), None, "unknown");
 }
 
 #[tokio::test]

@@ -3,6 +3,7 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use utoipa::ToSchema;
 
 use gpuq_schemas::Tenant;
@@ -13,6 +14,7 @@ use crate::auth::Admin;
 use crate::routes::responses::{AdminOnly, Internal, Unavailable};
 use crate::state::AppState;
 use crate::tenants::{self, Weighted, MAX_WEIGHT};
+use crate::validation::as_whole;
 use crate::ApiError;
 
 /// `GET /admin/tenants`.
@@ -65,6 +67,22 @@ impl From<Weighted> for TenantWeight {
     }
 }
 
+/// A `SetWeight` body: an object with `weight` alone, a whole number (`3.0` too: JSON
+/// Schema's integers include it, serde's `u32` does not) from 1 to [`MAX_WEIGHT`].
+fn weight_of(body: &Value) -> Result<SetWeight, String> {
+    let fields = body.as_object().ok_or("not an object")?;
+    if let Some(other) = fields.keys().find(|k| *k != "weight") {
+        return Err(format!("unknown field {other:?}"));
+    }
+    fields
+        .get("weight")
+        .and_then(as_whole)
+        .and_then(|w| u32::try_from(w).ok())
+        .filter(|w| (1..=MAX_WEIGHT).contains(w))
+        .map(|weight| SetWeight { weight })
+        .ok_or_else(|| "weight must be a whole number from 1 to 1000".into())
+}
+
 /// `GET /admin/tenants`: the weights set.
 #[utoipa::path(get, path = "/admin/tenants", security(("bearer" = [])),
     responses((status = 200, description = "ok", body = TenantsAnswer), AdminOnly, Unavailable, Internal))]
@@ -109,15 +127,7 @@ pub async fn set(
         code: "invalid_weight",
         message: format!("body must be {{\"weight\": 1 to {MAX_WEIGHT}}}: {why}"),
     };
-    if !body.is_object() {
-        // serde would read `[3]` as the struct's fields in order.
-        return Err(bad_weight("not an object".into()));
-    }
-    let SetWeight { weight } =
-        serde_json::from_value(body).map_err(|e| bad_weight(e.to_string()))?;
-    if !(1..=MAX_WEIGHT).contains(&weight) {
-        return Err(bad_weight(format!("{weight} is out of range")));
-    }
+    let SetWeight { weight } = weight_of(&body).map_err(bad_weight)?;
     let stored = state.weights.set(&state.db, &tenant, weight).await?;
     Ok(HttpResponse::Ok().json(SetWeightAnswer {
         success: true,
