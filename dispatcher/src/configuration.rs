@@ -4,12 +4,18 @@
 //! `configuration/base.yaml` (or `$GPUQ_CONFIG`) → `$GPUQ_ENVIRONMENT.yaml` →
 //! `GPUQ__SECTION__FIELD` → the flat names (`DATABASE_URL`, `GPUQ_JWT_SECRET`, ...).
 
+use std::collections::HashMap;
+
 use config::builder::DefaultState;
 use config::ConfigBuilder;
 use gpuq_service::configuration::{self, ConfigurationError, Layered, ServiceDefaults};
 use gpuq_service::{ApplicationSettings, DatabaseSettings, QueueSettings, RedisSettings};
 use secrecy::SecretString;
 use serde::Deserialize;
+
+use gpuq_schemas::JobType;
+
+use crate::validation::MAX_START_WITHIN_SECS;
 
 /// Everything the dispatcher reads at start-up. Secrets are [`SecretString`]s, so they never
 /// show in `Debug` output or logs.
@@ -76,9 +82,37 @@ pub struct EnqueueSettings {
     /// Hosts whose http(s) URLs are accepted as reference images (`GPUQ_REFERENCE_HOSTS`).
     pub reference_hosts: Vec<String>,
     /// Start deadline of a type's jobs that name none, seconds, by job type (files only:
-    /// `[enqueue.start_within_secs] video_high = 600`).
+    /// `enqueue: {start_within_secs: {video_high: 600}}`). An unknown type or a figure
+    /// outside 1 to 86,400 refuses the configuration.
     #[serde(default)]
-    pub start_within_secs: std::collections::BTreeMap<String, u32>,
+    pub start_within_secs: HashMap<JobType, StartWithin>,
+}
+
+impl EnqueueSettings {
+    /// The start deadline of a `job_type` job that names none, seconds.
+    pub fn start_within(&self, job_type: JobType) -> Option<u32> {
+        self.start_within_secs.get(&job_type).map(|s| s.0)
+    }
+}
+
+/// A start deadline, seconds: 1 to [`MAX_START_WITHIN_SECS`], as a request's
+/// `startWithinSeconds`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "u32")]
+pub struct StartWithin(u32);
+
+impl TryFrom<u32> for StartWithin {
+    type Error = String;
+
+    fn try_from(secs: u32) -> Result<Self, Self::Error> {
+        if (1..=MAX_START_WITHIN_SECS).contains(&secs) {
+            Ok(Self(secs))
+        } else {
+            Err(format!(
+                "a start deadline is 1 to {MAX_START_WITHIN_SECS} seconds, not {secs}"
+            ))
+        }
+    }
 }
 
 impl Layered for Settings {

@@ -132,4 +132,10 @@ impl AppState {
         }
         Ok(stats)
     }
+
+    /// Jobs `queue`'s live workers run at once (from [`Self::cached_stats`]); 0 when none is
+    /// live or Redis cannot tell. ETAs and start-deadline admission divide by it.
+    pub async fn live_slots(&self, queue: &Queue) -> u64 {
+        self.cached_stats(queue).await.map_or(0, |s| s.live_slots)
+    }
 }

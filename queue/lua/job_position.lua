@@ -23,21 +23,18 @@ if lane and lane ~= '' then
 end
 for _, l in ipairs(lanes) do
   local _, tenants_key = lane_keys(l)
-  local entries = redis.call('LRANGE', tenant_list(tenants_key, tenant), 0, -1)
-  for i = #entries, 1, -1 do
-    if id_of(entries[i]) == id then
-      local finish_key = KEYS[8]
-      if l == 'normal' then
-        finish_key = KEYS[9]
-      end
-      local first = redis.call('ZRANGE', tenants_key, 0, SCAN - 1, 'WITHSCORES')
-      local ahead = jobs_before(tenants_key, finish_key, tenant, tag_of(entries[i]), first,
-        #entries - i, true)
-      if l == 'normal' then
-        ahead = ahead + redis.call('LLEN', KEYS[1])
-      end
-      return ahead
+  local entry, own = find_entry(tenant_list(tenants_key, tenant), id)
+  if entry then
+    local finish_key = KEYS[8]
+    if l == 'normal' then
+      finish_key = KEYS[9]
     end
+    local first = redis.call('ZRANGE', tenants_key, 0, SCAN - 1, 'WITHSCORES')
+    local ahead = jobs_before(tenants_key, finish_key, tenant, tag_of(entry), first, own, true)
+    if l == 'normal' then
+      ahead = ahead + redis.call('LLEN', KEYS[1])
+    end
+    return ahead
   end
 end
 return -1

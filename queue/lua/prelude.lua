@@ -155,21 +155,21 @@ end
 
 -- The entry of job `id` in `list`: among the next 16 first (where jobs past their start
 -- deadline are), then among the rest (O(n) in the tenant's waiting jobs, like LREM).
--- Returns the entry and whether it is the tenant's next job.
+-- Returns the entry and how many of the tenant's jobs are ahead of it (0: its next job).
 local function find_entry(list, id)
   local near = redis.call('LRANGE', list, -16, -1)
   for i = #near, 1, -1 do
     if id_of(near[i]) == id then
-      return near[i], i == #near
+      return near[i], #near - i
     end
   end
   local far = redis.call('LRANGE', list, 0, -17)
   for i = #far, 1, -1 do
     if id_of(far[i]) == id then
-      return far[i], false
+      return far[i], #near + #far - i
     end
   end
-  return nil, false
+  return nil, 0
 end
 
 -- Takes a waiting job out of its tenant's list wherever it is. With `finish` (the lanes'
@@ -179,13 +179,13 @@ end
 local function unlink_waiting(lane, tenant, id, finish)
   local wait_key, tenants_key = lane_keys(lane)
   local list = tenant_list(tenants_key, tenant)
-  local entry, is_next = find_entry(list, id)
+  local entry, ahead = find_entry(list, id)
   if not entry then
     return false
   end
   redis.call('LREM', list, -1, entry)
   redis.call('RPOP', wait_key)
-  if is_next then
+  if ahead == 0 then
     retag(tenants_key, tenant)
   end
   if finish and redis.call('EXISTS', list) == 0 then

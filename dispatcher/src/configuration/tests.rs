@@ -88,3 +88,24 @@ fn the_earlier_http_section_name_still_works() {
     let s = load_with(&[("GPUQ__HTTP__HEADER_TIMEOUT_MS", "2000")]);
     assert_eq!(s.application.header_timeout_ms, 2000);
 }
+
+#[test]
+fn per_type_start_deadlines_load_and_a_bad_type_or_figure_refuses_the_configuration() {
+    let ok = ConfigFiles::new("enqueue: {start_within_secs: {video_high: 600}}\n", "");
+    let s = load_with(&[("GPUQ_CONFIG", ok.base().as_str())]);
+    assert_eq!(s.enqueue.start_within(JobType::VideoHigh), Some(600));
+    assert_eq!(s.enqueue.start_within(JobType::VideoFast), None);
+    for bad in [
+        "enqueue: {start_within_secs: {video_high: 0}}\n",
+        "enqueue: {start_within_secs: {video_high: 86401}}\n",
+        "enqueue: {start_within_secs: {video_huge: 60}}\n",
+    ] {
+        let files = ConfigFiles::new(bad, "");
+        let env = Environment::from_pairs([("GPUQ_CONFIG", files.base().as_str())]);
+        let err = Settings::load_from(&env).expect_err(bad).to_string();
+        assert!(
+            err.contains("start") || err.contains("video_huge"),
+            "{bad}: {err}"
+        );
+    }
+}

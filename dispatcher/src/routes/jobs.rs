@@ -109,11 +109,7 @@ async fn waiting(state: &AppState, job: &JobRecord, id: JobId) -> (Option<u64>, 
         return (Some(position), None);
     };
     let (per_job_ahead, own) = state.service_times.estimate(&state.db, job_type).await;
-    let slots = state
-        .cached_stats(queue)
-        .await
-        .map(|s| s.live_slots)
-        .unwrap_or(0);
+    let slots = state.live_slots(queue).await;
     let eta = crate::service_times::eta_seconds(position, slots, per_job_ahead, own);
     (Some(position), Some(eta))
 }

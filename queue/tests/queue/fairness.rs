@@ -285,3 +285,18 @@ async fn position_past_the_scanned_tenants_counts_each_further_tenant_once_per_j
         "{out:?}"
     );
 }
+
+#[tokio::test]
+async fn a_position_deep_in_a_long_backlog_counts_every_job_ahead_of_it() {
+    let q = queue().await;
+    let (deep, _) = flood(&q, "deep", 40, 1_000, 1).await;
+    assert_eq!(q.position(deep[0]).await.unwrap(), Some(0));
+    assert_eq!(
+        q.position(deep[30]).await.unwrap(),
+        Some(30),
+        "past the first 16"
+    );
+    assert_eq!(q.cancel(deep[35]).await.unwrap(), CancelOutcome::Removed);
+    assert_eq!(q.position(deep[39]).await.unwrap(), Some(38));
+    assert_eq!(q.stats().await.unwrap().waiting(), 39);
+}

@@ -80,10 +80,9 @@ pub async fn enqueue(
     let id = JobId::new();
     tracing::Span::current().record("job_id", tracing::field::display(id));
     let tenant = caller.tenant.clone().unwrap_or_else(|| user.into());
-    let start_within = job.start_within_secs.or_else(|| {
-        let defaults = &state.settings.enqueue.start_within_secs;
-        defaults.get(job.job_type.as_str()).copied()
-    });
+    let start_within = job
+        .start_within_secs
+        .or_else(|| state.settings.enqueue.start_within(job.job_type));
     let envelope = envelope(id, user, &tenant, &job, start_within);
     // Before the row exists: from its commit on, the reconciler may restore the job itself.
     let plan = Plan::of(&state, &envelope, &tenant, start_within).await?;
@@ -350,11 +349,7 @@ impl Plan {
         start_within: Option<u32>,
     ) -> Result<Self, ApiError> {
         let (per_job_ahead, own) = state.service_times.estimate(&state.db, env.job_type).await;
-        let slots = state
-            .cached_stats(state.queue(&env.queue)?)
-            .await
-            .map(|s| s.live_slots)
-            .unwrap_or(0);
+        let slots = state.live_slots(state.queue(&env.queue)?).await;
         let opts = EnqueueOptions {
             lane: Lane::Normal,
             cost_ms: service_times::cost_ms(env.job_type, own, env.config.num_images),
