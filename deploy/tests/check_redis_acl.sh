@@ -64,7 +64,8 @@ dryrun_args() { # command, key -> a well-formed invocation for ACL DRYRUN
   local k=$2
   case $1 in
     TIME | PING) echo "$1" ;;
-    GET | LLEN | ZCARD | HLEN | TYPE | RPOP) echo "$1 $k" ;;
+    GET | LLEN | ZCARD | HLEN | HKEYS | TYPE | RPOP) echo "$1 $k" ;;
+    HINCRBY) echo "HINCRBY $k 1 1" ;;
     HSCAN | SSCAN | ZSCAN) echo "$1 $k 0" ;;
     SET | LPUSH | RPUSH | SADD | SREM | SISMEMBER | ZSCORE | ZMSCORE | ZREM | HGET | HDEL | HEXISTS | HMGET | EXPIRE | PEXPIRE | INCRBY) echo "$1 $k 1" ;;
     INCR | DECR | DEL | EXISTS | UNLINK) echo "$1 $k" ;;
@@ -113,7 +114,7 @@ run_suite() { # label; users: admin dispatcher callback worker_sdxl worker_wan k
   expect "[$label] worker_sdxl SCRIPT LOAD" '^[0-9a-f]{40}$' "$sha"
   out=$(as worker_sdxl "$SDXL_PASS" EVALSHA "$sha" 4 "$(K $q meta)" "$(K $q leases)" "$(K $q consumers)" "$(K $q cancelled)" job-1 $c 30000)
   expect "[$label] worker_sdxl heartbeats (EVALSHA extend_lease.lua) -> 1 held" '^1$' "$out"
-  out=$(as worker_sdxl "$SDXL_PASS" EVAL "$(script fail_job)" 7 "$(K $q jobs)" "$(K $q meta)" "$(K $q leases)" "$(K $q delayed)" "$(K $q dead)" "$(K $q errors)" "$(K $q cancelled)" job-1 $c 1 1000 'boom')
+  out=$(as worker_sdxl "$SDXL_PASS" EVAL "$(script fail_job)" 11 "$(K $q jobs)" "$(K $q meta)" "$(K $q leases)" "$(K $q delayed)" "$(K $q dead)" "$(K $q errors)" "$(K $q cancelled)" "$(K $q vtime)" "$(K $q tenants:high)" "$(K $q tenants:normal)" "$(K $q signal)" job-1 $c 1 1000 'boom')
   expect "[$label] worker_sdxl fails an attempt (fail_job.lua) -> retry" '^1' "$out"
   enqueue dispatcher "$DISPATCHER_PASS" $q job-2 >/dev/null
   as worker_sdxl "$SDXL_PASS" EVAL "$(script claim_jobs)" 11 $(claim_keys $q) $c 30000 1 256 >/dev/null
@@ -121,7 +122,7 @@ run_suite() { # label; users: admin dispatcher callback worker_sdxl worker_wan k
   expect "[$label] worker_sdxl releases a job (release_job.lua) -> 1" '^1$' "$out"
   out=$(as worker_sdxl "$SDXL_PASS" BLPOP "$(K $q signal)" 1); expect "[$label] worker_sdxl BLPOPs its signal list" 'signal' "$out"
   as worker_sdxl "$SDXL_PASS" EVAL "$(script claim_jobs)" 11 $(claim_keys $q) $c 30000 1 256 >/dev/null
-  out=$(as worker_sdxl "$SDXL_PASS" EVAL "$(script ack_job)" 12 $(lane_keys $q) "$(K $q jobs)" "$(K $q meta)" "$(K $q leases)" "$(K $q delayed)" "$(K $q dead)" "$(K $q cancelled)" "$(K $q errors)" job-2 $c)
+  out=$(as worker_sdxl "$SDXL_PASS" EVAL "$(script ack_job)" 13 $(lane_keys $q) "$(K $q jobs)" "$(K $q meta)" "$(K $q leases)" "$(K $q delayed)" "$(K $q dead)" "$(K $q cancelled)" "$(K $q errors)" "$(K $q signal)" job-2 $c)
   expect "[$label] worker_sdxl acks (ack_job.lua) -> 1" '^1$' "$out"
 
   # Worker on anything else.

@@ -86,6 +86,11 @@ pub struct EnqueueSettings {
     /// outside 1 to 86,400 refuses the configuration.
     #[serde(default)]
     pub start_within_secs: HashMap<JobType, StartWithin>,
+    /// The most jobs one tenant may have in flight at once in each queue
+    /// (`GPUQ_MAX_IN_FLIGHT_PER_TENANT`, 1 to 100,000); unset: no cap. A tenant at its cap
+    /// waits for one of its jobs to end while other tenants use the free slots (ADR 0012).
+    #[serde(default)]
+    pub max_in_flight_per_tenant: Option<MaxInFlight>,
 }
 
 impl EnqueueSettings {
@@ -110,6 +115,33 @@ impl TryFrom<u32> for StartWithin {
         } else {
             Err(format!(
                 "a start deadline is 1 to {MAX_START_WITHIN_SECS} seconds, not {secs}"
+            ))
+        }
+    }
+}
+
+/// A per-tenant concurrency cap: 1 to [`gpuq_queue::MAX_CAP`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "u32")]
+pub struct MaxInFlight(u32);
+
+impl MaxInFlight {
+    /// The cap.
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl TryFrom<u32> for MaxInFlight {
+    type Error = String;
+
+    fn try_from(n: u32) -> Result<Self, Self::Error> {
+        if (1..=gpuq_queue::MAX_CAP).contains(&n) {
+            Ok(Self(n))
+        } else {
+            Err(format!(
+                "max_in_flight_per_tenant is 1 to {}, not {n}",
+                gpuq_queue::MAX_CAP
             ))
         }
     }

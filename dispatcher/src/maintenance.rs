@@ -7,7 +7,7 @@ use std::time::Duration;
 use actix_web::web;
 use tokio_util::sync::CancellationToken;
 
-use gpuq_queue::Queue;
+use gpuq_queue::{Caps, Queue};
 use gpuq_schemas::{JobEvent, JobStatus};
 
 use crate::state::AppState;
@@ -37,6 +37,9 @@ pub async fn run(state: web::Data<AppState>, stop: CancellationToken) {
             }
             _ = reconcile.tick() => {
                 for queue in state.queues.values() {
+                    if let Err(e) = sync_caps(&state, queue).await {
+                        tracing::warn!(queue = %queue.name(), error = ?e, "concurrency caps not synced");
+                    }
                     if let Err(e) = crate::reconcile::reconcile_once(&state, queue, grace).await {
                         tracing::warn!(queue = %queue.name(), error = ?e, "reconcile step failed");
                     }
@@ -44,6 +47,25 @@ pub async fn run(state: web::Data<AppState>, stop: CancellationToken) {
             }
         }
     }
+}
+
+/// Sets the queue's per-tenant concurrency caps from the configuration and recounts them
+/// (`Queue::set_caps`): at start-up, and every reconcile period so that the counts heal
+/// within one (after a Redis restart, say) and a cap removed from the configuration goes.
+pub async fn sync_caps(state: &AppState, queue: &Queue) -> anyhow::Result<()> {
+    let caps = Caps {
+        default: state
+            .settings
+            .enqueue
+            .max_in_flight_per_tenant
+            .map(|m| m.get()),
+        tenants: Default::default(),
+    };
+    let parked = queue.set_caps(&caps).await?;
+    if parked > 0 {
+        tracing::debug!(queue = %queue.name(), parked, "tenants waiting at their concurrency cap");
+    }
+    Ok(())
 }
 
 /// One pass over one queue: promote due retries, reap expired leases, and bring the

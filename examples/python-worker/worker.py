@@ -139,14 +139,16 @@ class Queue:
         k = self.keys
         return int(self.scripts.run(
             "ack_job",
-            [*self.lanes(), k.jobs, k.meta, k.leases, k.delayed, k.dead, k.cancelled, k.errors],
+            [*self.lanes(), k.jobs, k.meta, k.leases, k.delayed, k.dead, k.cancelled, k.errors,
+             k.signal],
             [job_id, consumer]))
 
     def fail(self, job_id: str, consumer: str, retryable: bool, delay_ms: int, message: str):
         k = self.keys
         return self.scripts.run(
             "fail_job",
-            [k.jobs, k.meta, k.leases, k.delayed, k.dead, k.errors, k.cancelled],
+            [k.jobs, k.meta, k.leases, k.delayed, k.dead, k.errors, k.cancelled,
+             k.vtime, k.tenants_high, k.tenants_normal, k.signal],
             [job_id, consumer, "1" if retryable else "0", delay_ms, message[:1000]])
 
     def release(self, job_id: str, consumer: str) -> int:

@@ -11,6 +11,7 @@
 -- ARGV[6] how many jobs this consumer runs at once (optional): recorded in the slots hash,
 --         so queue_stats.lua can count the live capacity (ETAs divide by it)
 -- Returns a flat array {id, attempt, envelope, id, attempt, envelope, ...}; empty if none.
+-- A tenant at its concurrency cap is parked and not served (prelude.lua, "caps").
 -- Also records the consumer as alive, and leaves a wake-up token when jobs remain so that
 -- another idle consumer picks them up.
 
@@ -32,29 +33,46 @@ if ARGV[6] then
   redis.call('HSET', KEYS[11], consumer, slots)
 end
 
+-- Concurrency caps are off unless the share-state hash has its `cap` field (prelude.lua).
+local caps = redis.call('HGET', KEYS[5], 'cap')
 local out = {}
 local got = 0
-for _, lane in ipairs({'high', 'normal'}) do
-  local wait_key, tenants_key = lane_keys(lane)
-  local served = nil
+for l = 1, 2 do
+  local lane = l == 1 and 'high' or 'normal'
+  local wait_key, tenants_key = KEYS[l], KEYS[l + 2]
+  local taken = 0
   while got < want do
-    local next_tenant = redis.call('ZRANGE', tenants_key, 0, 0, 'WITHSCORES')
-    if #next_tenant == 0 then
+    local tenant = redis.call('ZRANGE', tenants_key, 0, 0)[1]
+    if not tenant then
       break
     end
-    local tenant = next_tenant[1]
     local entry = redis.call('RPOP', tenant_list(tenants_key, tenant))
-    retag(tenants_key, tenant)
-    if entry and not redelivered(entry) then
-      served = tonumber(next_tenant[2])
+    if not retag(tenants_key, tenant) and entry and string.byte(entry, 1) ~= 114 then
+      -- The lane's last waiting job: remember its tag as the lane's virtual time.
+      if redis.call('EXISTS', tenants_key) == 0 then
+        redis.call('HSET', KEYS[5], lane, string.match(entry, '^(%d+)'))
+      end
     end
     if entry then
-      redis.call('RPOP', wait_key)
-      local id = id_of(entry)
+      taken = taken + 1
+      local _, _, deliveries, sep, id = parse_entry(entry)
       local envelope = redis.call('HGET', KEYS[6], id)
       if envelope then
-        local attempt = read_meta(KEYS[7], id) + 1
-        write_meta(KEYS[7], id, attempt, lane, consumer, now, token, tenant)
+        local attempt
+        if sep == '/' then
+          attempt = (tonumber(deliveries) or 0) + 1
+        else
+          attempt = read_meta(KEYS[7], id) + 1
+        end
+        local flags = ''
+        local cap = caps and cap_of(KEYS[5], tenant, caps)
+        if cap then
+          flags = 'c'
+          if redis.call('HINCRBY', KEYS[5], 'run:' .. tenant, 1) >= cap then
+            repark(KEYS[5], KEYS[3], KEYS[4], tenant)
+          end
+        end
+        write_meta(KEYS[7], id, attempt, lane, consumer, now, token, tenant, flags)
         redis.call('ZADD', KEYS[8], lease_until, id)
         out[#out + 1] = id
         out[#out + 1] = attempt
@@ -66,12 +84,12 @@ for _, lane in ipairs({'high', 'normal'}) do
       end
     end
   end
-  if served then
-    redis.call('HSET', KEYS[5], lane, fmt_tag(served))
+  if taken > 0 then
+    redis.call('RPOP', wait_key, taken)
   end
 end
 
-if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then
+if redis.call('EXISTS', KEYS[3], KEYS[4]) > 0 then
   wake(KEYS[10], 1, tonumber(ARGV[4]))
 end
 return out

@@ -60,9 +60,11 @@ local finish_key = KEYS[6]
 if lane == 'normal' then
   finish_key = KEYS[7]
 end
-local start = math.max(vtime(lane), tonumber(redis.call('ZSCORE', finish_key, tenant)) or 0)
--- The lane's first tenants by tag: a position is counted from them.
+-- The lane's first tenants by tag: the first is the virtual time (prelude.lua, `vtime`),
+-- and a position is counted from them.
 local first = redis.call('ZRANGE', tenants_key, 0, SCAN - 1, 'WITHSCORES')
+local start = math.max(vtime_from(lane, first),
+  tonumber(redis.call('ZSCORE', finish_key, tenant)) or 0)
 local list = tenant_list(tenants_key, tenant)
 local own = redis.call('LLEN', list)
 local ahead = jobs_before(tenants_key, finish_key, tenant, start, first, own, own > 0)
@@ -81,9 +83,9 @@ if redis.call('HSETNX', KEYS[8], id, ARGV[2]) == 0 then
 end
 redis.call('ZADD', finish_key, start + charge, tenant)
 if own == 0 then
-  redis.call('ZADD', tenants_key, start, tenant)
+  redis.call('ZADD', home_of(tenants_key, tenant), start, tenant)
 end
-redis.call('LPUSH', list, fmt_tag(start) .. '|' .. id)
+redis.call('LPUSH', list, make_entry(start, id, used, false))
 redis.call('LPUSH', wait_key, '1')
 if idem_key then
   redis.call('SET', idem_key, id, 'EX', ARGV[4])

@@ -3,11 +3,13 @@
 -- Per-job state lives in per-queue hashes so that every key a script touches is known up
 -- front and passed in KEYS (Redis Cluster-safe; all keys share the `{queue}` hash tag):
 --   jobs  HASH  id -> envelope JSON (from enqueue until the job finishes)
---   meta  HASH  id -> "<attempt>|<lane>|<consumer>|<since_ms>|<token>|<tenant>" (once claimed)
+--   meta  HASH  id -> "<attempt>|<lane>|<consumer>|<since_ms>|<token>|<tenant>|<flags>"
+--               (once claimed)
 -- `attempt` counts deliveries started; `consumer` is empty unless the job is in flight;
 -- `since_ms` is when the job entered its current state (lease start, queued, delayed, dead);
 -- `token` is the claim's fence token (the claimer's random nonce), empty unless in flight;
--- `tenant` is whose fair share the job counts against (empty in meta of earlier releases).
+-- `tenant` is whose fair share the job counts against (empty in meta of earlier releases);
+-- `flags` is 'c' while the job counts against its tenant's concurrency cap, else empty.
 -- Together, attempt and token are the delivery's fence: the callback service applies a
 -- report only when both match the job's current claim (docs/protocol.md, "The fence").
 
@@ -16,21 +18,21 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- Reads meta written before fence tokens or tenants existed, too (token '', tenant '').
+-- Reads meta written before fence tokens, tenants or flags existed, too (as '').
 local function read_meta(meta_key, id)
   local v = redis.call('HGET', meta_key, id)
   if not v then
-    return 0, nil, '', 0, '', ''
+    return 0, nil, '', 0, '', '', ''
   end
-  local attempt, lane, consumer, since, token, tenant =
-    string.match(v, '^(%d+)|(%a*)|([^|]*)|(%d+)|?([^|]*)|?([^|]*)$')
+  local attempt, lane, consumer, since, token, tenant, flags =
+    string.match(v, '^(%d+)|(%a*)|([^|]*)|(%d+)|?([^|]*)|?([^|]*)|?([^|]*)$')
   return tonumber(attempt) or 0, lane, consumer or '', tonumber(since) or 0, token or '',
-    tenant or ''
+    tenant or '', flags or ''
 end
 
-local function write_meta(meta_key, id, attempt, lane, consumer, since, token, tenant)
+local function write_meta(meta_key, id, attempt, lane, consumer, since, token, tenant, flags)
   redis.call('HSET', meta_key, id, attempt .. '|' .. lane .. '|' .. consumer .. '|' .. since
-    .. '|' .. (token or '') .. '|' .. (tenant or ''))
+    .. '|' .. (token or '') .. '|' .. (tenant or '') .. '|' .. (flags or ''))
 end
 
 -- The envelope is produced by gpuq-schemas; `max_attempts` is a top-level integer.
@@ -85,7 +87,7 @@ end
 --                                                    their length is the lane's backlog
 --   KEYS[3] tenants:high    KEYS[4] tenants:normal   ZSETs tenant -> start tag of its next job
 --   KEYS[5] vtime           HASH lane -> the lane's virtual time (start tag last served)
--- A tenant's waiting jobs are the LIST `<tenants key>:<tenant>` of entries `<tag>|<id>`,
+-- A tenant's waiting jobs are the LIST `<tenants key>:<tenant>` of entries (`parse_entry`),
 -- oldest (next) at the right. Its name is built here, not passed in KEYS: it shares the
 -- queue's hash tag, so it lives in the same Cluster slot as every declared key.
 local LANES = {high = {wait = 1, tenants = 3}, normal = {wait = 2, tenants = 4}}
@@ -107,24 +109,21 @@ local function tenant_list(tenants_key, tenant)
   return tenants_key .. ':' .. tenant
 end
 
--- A redelivered job's entry is `r<tag>|<id>`: serving it does not move the virtual time,
--- since its tag is the virtual time it was handed back at, which may since have grown.
-local function tag_of(entry)
-  return tonumber(string.match(entry, '^r?(%d+)|')) or 0
+-- A tenant's list holds entries `[r]<tag>[:<n>]/<id>`: the job's start tag, the deliveries
+-- it already had (`n`, only when more than 0) and its id. `r` marks a redelivery: serving it
+-- does not move the virtual time, since its tag is the virtual time it was handed back at.
+-- Entries written before deliveries were carried in them are `[r]<tag>|<id>`; for those,
+-- meta holds the count.
+local function parse_entry(entry)
+  return string.match(entry, '^(r?)(%d+):?(%d*)([|/])(.*)$')
 end
 
-local function redelivered(entry)
-  return string.byte(entry, 1) == 114 -- 'r'
+local function tag_of(entry)
+  return tonumber(string.match(entry, '^r?(%d+)')) or 0
 end
 
 local function id_of(entry)
-  return string.match(entry, '|(.*)$')
-end
-
--- A lane's virtual time: the start tag of the last enqueued job it served. It only grows:
--- every enqueued job is tagged at or after it, and the one served is the smallest waiting.
-local function vtime(lane)
-  return tonumber(redis.call('HGET', KEYS[5], lane)) or 0
+  return string.match(entry, '[|/](.*)$')
 end
 
 -- Tags are whole virtual milliseconds; '%.0f' keeps them out of exponent notation.
@@ -132,25 +131,130 @@ local function fmt_tag(tag)
   return string.format('%.0f', tag)
 end
 
--- Puts a job back in front of its tenant's other jobs, at the lane's virtual time: a
--- redelivery goes next (it was charged when first enqueued), as at the front of a FIFO.
-local function requeue_front(lane, tenant, id)
-  local wait_key, tenants_key = lane_keys(lane)
-  local v = vtime(lane)
-  redis.call('RPUSH', tenant_list(tenants_key, tenant), 'r' .. fmt_tag(v) .. '|' .. id)
-  redis.call('ZADD', tenants_key, v, tenant)
-  redis.call('LPUSH', wait_key, '1')
+local function make_entry(tag, id, deliveries, redelivery)
+  local e = fmt_tag(tag)
+  if deliveries and deliveries > 0 then
+    e = e .. ':' .. deliveries
+  end
+  if redelivery then
+    e = 'r' .. e
+  end
+  return e .. '/' .. id
 end
 
--- After a tenant's next job left its list: the tenant's new start tag, or out of the
--- tenants set when it has nothing waiting.
-local function retag(tenants_key, tenant)
+-- A lane's virtual time, from `first` (the lane's tenants set, first by tag, WITHSCORES):
+-- just before the smallest start tag waiting, so that a tenant arriving now goes next; when
+-- nothing waits, the tag the lane served last (stored by the claim that emptied it). It
+-- never falls by more than the one virtual millisecond: claims take the smallest tag.
+local function vtime_from(lane, first)
+  if first[2] then
+    return math.max(tonumber(first[2]) - 1, 0)
+  end
+  return tonumber(redis.call('HGET', KEYS[5], lane)) or 0
+end
+
+local function vtime(lane)
+  local _, tenants_key = lane_keys(lane)
+  return vtime_from(lane, redis.call('ZRANGE', tenants_key, 0, 0, 'WITHSCORES'))
+end
+
+-- After a tenant's next job left its list: the tenant's new start tag, or out of the set
+-- it waits in (`home`: the lane's tenants set unless given) when it has nothing waiting.
+-- Returns true if the tenant still has jobs.
+local function retag(tenants_key, tenant, home)
+  home = home or tenants_key
   local head = redis.call('LINDEX', tenant_list(tenants_key, tenant), -1)
   if head then
-    redis.call('ZADD', tenants_key, tag_of(head), tenant)
-  else
-    redis.call('ZREM', tenants_key, tenant)
+    redis.call('ZADD', home, string.match(head, '^r?(%d+)'), tenant)
+    return true
   end
+  redis.call('ZREM', home, tenant)
+  return false
+end
+
+-- Per-tenant concurrency caps (ADR 0012, "Concurrency caps"). The share-state hash (the
+-- `vtime` key, KEYS[5] where the lanes are declared) also holds, only while any cap is
+-- configured, `cap` (the default cap, '0' for none) and `cap:<tenant>` (a tenant's own),
+-- and `run:<tenant>`: the tenant's jobs in flight that count against its cap (their meta
+-- flag is 'c'). A tenant at its cap is parked: its entry moves from the lane's tenants set
+-- to `<tenants key>/parked` with its tag, so no claim sees it until one of its jobs ends.
+local function parked_key(tenants_key)
+  return tenants_key .. '/parked'
+end
+
+-- The cap that applies to `tenant` (nil: none), given the hash's `cap` field.
+local function cap_of(share_key, tenant, default)
+  local cap = tonumber(redis.call('HGET', share_key, 'cap:' .. tenant)) or tonumber(default)
+  if cap and cap > 0 then
+    return cap
+  end
+  return nil
+end
+
+-- Whether `tenant` has as many counted jobs in flight as its cap allows.
+local function at_cap(share_key, tenant)
+  local v = redis.call('HMGET', share_key, 'cap', 'cap:' .. tenant, 'run:' .. tenant)
+  local cap = v[1] and (tonumber(v[2]) or tonumber(v[1]))
+  if not cap or cap <= 0 then
+    return false
+  end
+  return (tonumber(v[3]) or 0) >= cap
+end
+
+-- Moves `tenant` from set `from` to set `to`, if it is in `from`. Returns true if moved.
+local function move_tenant(from, to, tenant)
+  local score = redis.call('ZSCORE', from, tenant)
+  if not score then
+    return false
+  end
+  redis.call('ZREM', from, tenant)
+  redis.call('ZADD', to, score, tenant)
+  return true
+end
+
+-- Parks `tenant` in both lanes when it is at its cap, else brings it back; returns true if
+-- it came back (its jobs can be claimed again).
+local function repark(share_key, tenants_high, tenants_normal, tenant)
+  if at_cap(share_key, tenant) then
+    move_tenant(tenants_high, parked_key(tenants_high), tenant)
+    move_tenant(tenants_normal, parked_key(tenants_normal), tenant)
+    return false
+  end
+  local back = move_tenant(parked_key(tenants_high), tenants_high, tenant)
+  return move_tenant(parked_key(tenants_normal), tenants_normal, tenant) or back
+end
+
+-- A job that counted against its tenant's cap left flight (`flags` from its meta): one
+-- fewer in flight, and a tenant parked at its cap goes back, waking an idle consumer.
+local function uncount(flags, share_key, tenants_high, tenants_normal, tenant, signal_key)
+  if flags ~= 'c' then
+    return
+  end
+  if redis.call('HINCRBY', share_key, 'run:' .. tenant, -1) <= 0 then
+    redis.call('HDEL', share_key, 'run:' .. tenant)
+  end
+  if repark(share_key, tenants_high, tenants_normal, tenant) and signal_key then
+    wake(signal_key, 1, 1)
+  end
+end
+
+-- The set a tenant with waiting jobs belongs in: the lane's tenants set, or parked.
+local function home_of(tenants_key, tenant)
+  if at_cap(KEYS[5], tenant) then
+    return parked_key(tenants_key)
+  end
+  return tenants_key
+end
+
+-- Puts a job back in front of its tenant's other jobs, at the lane's virtual time: a
+-- redelivery goes next (it was charged when first enqueued), as at the front of a FIFO.
+-- `deliveries`: the attempts it already had.
+local function requeue_front(lane, tenant, id, deliveries)
+  local wait_key, tenants_key = lane_keys(lane)
+  local v = vtime(lane)
+  redis.call('RPUSH', tenant_list(tenants_key, tenant), make_entry(v, id, deliveries, true))
+  redis.call('ZADD', home_of(tenants_key, tenant), v, tenant)
+  redis.call('LPUSH', wait_key, '1')
 end
 
 -- The entry of job `id` in `list`: among the next 16 first (where jobs past their start
@@ -186,7 +290,11 @@ local function unlink_waiting(lane, tenant, id, finish)
   redis.call('LREM', list, -1, entry)
   redis.call('RPOP', wait_key)
   if ahead == 0 then
-    retag(tenants_key, tenant)
+    local home = tenants_key
+    if redis.call('ZSCORE', parked_key(tenants_key), tenant) then
+      home = parked_key(tenants_key)
+    end
+    retag(tenants_key, tenant, home)
   end
   if finish and redis.call('EXISTS', list) == 0 then
     redis.call('ZREM', finish[lane_name(lane)], tenant)

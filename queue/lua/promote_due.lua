@@ -17,7 +17,7 @@ for _, id in ipairs(due) do
     lane = lane_name(lane)
     tenant = tenant_of(tenant, envelope)
     write_meta(KEYS[7], id, attempt, lane, '', now, '', tenant)
-    requeue_front(lane, tenant, id)
+    requeue_front(lane, tenant, id, attempt)
     promoted[#promoted + 1] = id
   else
     redis.call('HDEL', KEYS[7], id)

@@ -6,7 +6,8 @@
 -- ARGV[1] consumer liveness, ms
 -- Returns {now_ms, waiting_high, waiting_normal, in_flight, delayed, dead, live_consumers,
 --          oldest_high_id, oldest_high_since_ms, oldest_normal_id, oldest_normal_since_ms,
---          {live_slots, tenants_high, tenants_normal}}  (tenants: with jobs waiting)
+--          {live_slots, tenants_high, tenants_normal}}  (tenants: with jobs waiting, parked
+--          at their concurrency cap or not)
 -- where an oldest id is '' for an empty lane and since_ms is 0 for a job never delivered
 -- (its UUIDv7 id carries its enqueue time). The oldest job of a lane is the oldest next job
 -- of its first 1,000 tenants in fair order: O(tenants), not O(jobs).
@@ -30,13 +31,15 @@ local out = {now, redis.call('LLEN', KEYS[1]), redis.call('LLEN', KEYS[2]),
 for _, lane in ipairs({'high', 'normal'}) do
   local _, tenants_key = lane_keys(lane)
   local oldest_id, oldest_at, oldest_since = '', nil, 0
-  for _, tenant in ipairs(redis.call('ZRANGE', tenants_key, 0, 999)) do
-    local head = redis.call('LINDEX', tenant_list(tenants_key, tenant), -1)
-    if head then
-      local id = id_of(head)
-      local at, since = entered(id)
-      if at and (not oldest_at or at < oldest_at) then
-        oldest_id, oldest_at, oldest_since = id, at, since
+  for _, set in ipairs({tenants_key, parked_key(tenants_key)}) do
+    for _, tenant in ipairs(redis.call('ZRANGE', set, 0, 999)) do
+      local head = redis.call('LINDEX', tenant_list(tenants_key, tenant), -1)
+      if head then
+        local id = id_of(head)
+        local at, since = entered(id)
+        if at and (not oldest_at or at < oldest_at) then
+          oldest_id, oldest_at, oldest_since = id, at, since
+        end
       end
     end
   end
@@ -47,5 +50,7 @@ local slots = 0
 for _, consumer in ipairs(live) do
   slots = slots + (tonumber(redis.call('HGET', KEYS[11], consumer)) or 1)
 end
-out[#out + 1] = {slots, redis.call('ZCARD', KEYS[3]), redis.call('ZCARD', KEYS[4])}
+out[#out + 1] = {slots,
+  redis.call('ZCARD', KEYS[3]) + redis.call('ZCARD', parked_key(KEYS[3])),
+  redis.call('ZCARD', KEYS[4]) + redis.call('ZCARD', parked_key(KEYS[4]))}
 return out

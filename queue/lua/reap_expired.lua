@@ -24,11 +24,12 @@ local requeued, dead, cancelled = {}, {}, {}
 for _, id in ipairs(expired) do
   redis.call('ZREM', KEYS[8], id)
   local envelope = redis.call('HGET', KEYS[6], id)
+  local attempt, lane, holder, _, _, tenant, flags = read_meta(KEYS[7], id)
+  uncount(flags, KEYS[5], KEYS[3], KEYS[4], tenant, KEYS[12])
   if redis.call('SREM', KEYS[11], id) == 1 or not envelope then
     forget(KEYS[6], KEYS[7], id, {{kind = 'h', key = KEYS[10]}})
     cancelled[#cancelled + 1] = id
   else
-    local attempt, lane, holder, _, _, tenant = read_meta(KEYS[7], id)
     lane = lane_name(lane)
     tenant = tenant_of(tenant, envelope)
     write_meta(KEYS[7], id, attempt, lane, '', now, '', tenant)
@@ -37,7 +38,7 @@ for _, id in ipairs(expired) do
       redis.call('HSET', KEYS[10], id, 'lease expired on attempt ' .. attempt .. ' (last holder ' .. holder .. ')')
       dead[#dead + 1] = id
     else
-      requeue_front(lane, tenant, id)
+      requeue_front(lane, tenant, id, attempt)
       requeued[#requeued + 1] = id
     end
   end

@@ -12,7 +12,7 @@ local id = ARGV[1]
 if not redis.call('ZSCORE', KEYS[8], id) then
   return 0
 end
-local attempt, lane, holder, _, token, tenant = read_meta(KEYS[7], id)
+local attempt, lane, holder, _, token, tenant, flags = read_meta(KEYS[7], id)
 if holder ~= ARGV[2] then
   return 0
 end
@@ -21,13 +21,15 @@ if fence ~= '' and fence ~= attempt .. ':' .. token then
   return 0
 end
 redis.call('ZREM', KEYS[8], id)
+uncount(flags, KEYS[5], KEYS[3], KEYS[4], tenant, KEYS[9])
 if redis.call('SREM', KEYS[10], id) == 1 then
   forget(KEYS[6], KEYS[7], id, {})
   return 2
 end
 lane = lane_name(lane)
 tenant = tenant_of(tenant, redis.call('HGET', KEYS[6], id))
-write_meta(KEYS[7], id, math.max(attempt - 1, 0), lane, '', now_ms(), '', tenant)
-requeue_front(lane, tenant, id)
+local deliveries = math.max(attempt - 1, 0)
+write_meta(KEYS[7], id, deliveries, lane, '', now_ms(), '', tenant)
+requeue_front(lane, tenant, id, deliveries)
 wake(KEYS[9], 1, tonumber(ARGV[3]))
 return 1

@@ -15,6 +15,6 @@ lane = lane_name(lane)
 tenant = tenant_of(tenant, redis.call('HGET', KEYS[6], id))
 write_meta(KEYS[7], id, 0, lane, '', now_ms(), '', tenant)
 redis.call('HDEL', KEYS[9], id)
-requeue_front(lane, tenant, id)
+requeue_front(lane, tenant, id, 0)
 wake(KEYS[10], 1, tonumber(ARGV[2]))
 return 1

@@ -20,6 +20,14 @@ pub enum QueueError {
     /// The idempotency key is empty, too long or has control characters.
     #[error("invalid idempotency key: 1-255 printable characters")]
     InvalidIdempotencyKey,
+    /// A concurrency cap is out of range (1 to [`crate::MAX_CAP`]).
+    #[error("a concurrency cap must be from 1 to {max}, not {cap}")]
+    InvalidCap {
+        /// The cap given.
+        cap: u32,
+        /// The largest allowed.
+        max: u32,
+    },
     /// The serialized envelope is larger than the configured maximum.
     #[error("payload of {size} bytes exceeds the {max}-byte limit")]
     PayloadTooLarge {

@@ -4,7 +4,7 @@
 use gpuq_schemas::JobId;
 
 use crate::scripts::SCRIPTS;
-use crate::{ConsumerName, Fence, Queue, QueueError, Result};
+use crate::{ConsumerName, Fence, Lane, Queue, QueueError, Result};
 
 /// What [`Queue::ack`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +74,7 @@ impl Queue {
         let code: i64 = SCRIPTS
             .ack
             .key(&self.keys.everywhere()[..])
+            .key(self.keys.signal())
             .arg(job.to_string())
             .arg(consumer)
             .arg(fence)
@@ -142,6 +143,10 @@ impl Queue {
             .key(k.dead())
             .key(k.errors())
             .key(k.cancelled())
+            .key(k.vtime())
+            .key(k.tenants(Lane::High))
+            .key(k.tenants(Lane::Normal))
+            .key(k.signal())
             .arg(job.to_string())
             .arg(consumer)
             .arg(if failure.retryable { "1" } else { "0" })

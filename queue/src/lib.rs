@@ -19,12 +19,14 @@
 //!   [`Queue::requeue_dead`], [`Queue::stats`], [`Queue::position`], [`Queue::known`] and
 //!   [`Queue::scan_ids`]
 //!   (reconciliation).
+//! - [`Caps`] and [`Queue::set_caps`]: per-tenant concurrency caps.
 //! - [`publish_event`], [`read_events`]: per-job event streams for SSE.
 //! - [`Fence`] and [`Queue::holding`]: which delivery a report is about (stale reports
 //!   change nothing).
 //! - [`QueueConfig`], [`Backoff`], [`Lane`], [`ConsumerName`], [`QueueError`].
 
 mod cancel;
+mod caps;
 mod claim;
 mod config;
 mod connection;
@@ -44,6 +46,7 @@ mod scripts;
 mod stats;
 
 pub use cancel::CancelOutcome;
+pub use caps::{Caps, MAX_CAP};
 pub use claim::{ClaimedJob, Claimer};
 pub use config::{Backoff, QueueConfig};
 pub use connection::{connect, pubsub_client, RedisConn, RedisTarget, CLUSTER_SCHEME};

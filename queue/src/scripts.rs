@@ -34,6 +34,7 @@ pub(crate) struct Scripts {
     pub read_claim: Script,
     pub expire_unstarted: Script,
     pub position: Script,
+    pub set_caps: Script,
 }
 
 pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
@@ -52,4 +53,5 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     read_claim: script!("read_claim.lua"),
     expire_unstarted: script!("expire_unstarted.lua"),
     position: script!("job_position.lua"),
+    set_caps: script!("set_caps.lua"),
 });

@@ -11,7 +11,9 @@ use crate::UserId;
 /// A tenant: the user by default, or an organisation named by a JWT claim. Its name is part
 /// of a Redis key and of the queue's `|`-separated job meta, so it is 1 to 128 characters
 /// of `[A-Za-z0-9._:@-]`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(try_from = "String", into = "String")]
 pub struct Tenant(String);
 

@@ -109,3 +109,15 @@ fn per_type_start_deadlines_load_and_a_bad_type_or_figure_refuses_the_configurat
         );
     }
 }
+
+#[test]
+fn a_per_tenant_concurrency_cap_loads_from_its_flat_name_and_a_bad_one_refuses_the_configuration() {
+    assert_eq!(load_with(&[]).enqueue.max_in_flight_per_tenant, None);
+    let s = load_with(&[("GPUQ_MAX_IN_FLIGHT_PER_TENANT", "4")]);
+    assert_eq!(s.enqueue.max_in_flight_per_tenant.map(|m| m.get()), Some(4));
+    for bad in ["0", "100001", "four"] {
+        let env = Environment::from_pairs([("GPUQ_MAX_IN_FLIGHT_PER_TENANT", bad)]);
+        let err = Settings::load_from(&env).expect_err(bad).to_string();
+        assert!(err.contains("max_in_flight_per_tenant"), "{bad}: {err}");
+    }
+}

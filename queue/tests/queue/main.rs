@@ -2,6 +2,7 @@
 //! `redis+cluster://` URL); every test has its own key namespace.
 
 mod capacity;
+mod caps;
 mod deadlines;
 mod events;
 mod fairness;

@@ -43,7 +43,7 @@ pub enum FlatKind {
 
 /// The flat environment variables every gpuq process reads: name, settings key, kind.
 /// They are a public interface (deploy files and the README use them): never drop one.
-pub const FLAT_NAMES: [(&str, &str, FlatKind); 31] = [
+pub const FLAT_NAMES: [(&str, &str, FlatKind); 32] = [
     ("DATABASE_URL", "database.url", FlatKind::Value),
     ("REDIS_URL", "redis.url", FlatKind::Value),
     ("GPUQ_LISTEN", "application", FlatKind::Listen),
@@ -78,6 +78,11 @@ pub const FLAT_NAMES: [(&str, &str, FlatKind); 31] = [
         "GPUQ_REFERENCE_HOSTS",
         "enqueue.reference_hosts",
         FlatKind::List,
+    ),
+    (
+        "GPUQ_MAX_IN_FLIGHT_PER_TENANT",
+        "enqueue.max_in_flight_per_tenant",
+        FlatKind::Value,
     ),
     ("GPUQ_STORAGE_HOST", "storage.host", FlatKind::Value),
     ("GPUQ_STORAGE_BUCKETS", "storage.buckets", FlatKind::List),
