@@ -11,6 +11,8 @@
 //!    `PUT /admin/tenants/{user}`) each enqueue `--flood` jobs at once; over the first half
 //!    of the completions (both still have jobs waiting), D's share of the GPU-seconds
 //!    against the 0.75 its weight gives it (target within ±10 %).
+//! 3. **Predictions that come true** (`fairness_eta.rs`): the median error of predicted
+//!    against actual start times for a mixed workload (target ≤ 20 %).
 
 use std::time::{Duration, Instant};
 
@@ -21,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use gpuq_schemas::JobEnvelope;
-use gpuq_worker_sdk::{Asset, JobContext, JobError, Output, Worker};
+use gpuq_worker_sdk::{Asset, JobContext, JobError, Output, Worker, WorkerError};
 
 use crate::figures::Figure;
 use crate::http_bench::{start_dispatcher, SECRET};
@@ -47,17 +49,28 @@ pub struct FairnessArgs {
     /// The callback binary.
     #[arg(long, default_value = "target/release/gpuq-callback")]
     callback: String,
+    /// Leave out part 3 (the ETA's accuracy, about a minute and a half of real run times).
+    #[arg(long)]
+    skip_eta: bool,
 }
 
-struct Stack {
-    http: reqwest::Client,
-    base: String,
-    db: PgPool,
+/// The running services, as the scenario's users see them.
+pub(crate) struct Stack {
+    pub http: reqwest::Client,
+    pub base: String,
+    pub db: PgPool,
 }
 
 impl Stack {
-    async fn enqueue(&self, user: Uuid, job_type: &str, n: usize) -> anyhow::Result<()> {
+    /// Enqueues `n` jobs of `job_type` as `user`; returns their ids.
+    pub async fn enqueue(
+        &self,
+        user: Uuid,
+        job_type: &str,
+        n: usize,
+    ) -> anyhow::Result<Vec<String>> {
         let token = mint_token(SECRET, user);
+        let mut ids = Vec::new();
         for i in 0..n {
             let body = json!({"jobType": job_type, "metadata": {"prompt": format!("fair {i}")}});
             let res = self
@@ -68,12 +81,14 @@ impl Stack {
                 .send()
                 .await?;
             anyhow::ensure!(res.status() == 202, "enqueue: {}", res.text().await?);
+            let answer: serde_json::Value = res.json().await?;
+            ids.push(answer["job"]["id"].as_str().unwrap_or_default().to_owned());
         }
-        Ok(())
+        Ok(ids)
     }
 
     /// Waits until `sql` (a count) reaches `n`.
-    async fn until(&self, sql: &str, n: i64) -> anyhow::Result<()> {
+    pub async fn until(&self, sql: &str, n: i64) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(300);
         while sqlx::query_scalar::<_, i64>(sql)
             .fetch_one(&self.db)
@@ -85,6 +100,39 @@ impl Stack {
         }
         Ok(())
     }
+}
+
+/// `n` SDK workers of `concurrency` slots each on `sdxl_queue`, whose handlers sleep their
+/// type's catalog duration × `scale`.
+pub(crate) fn sdxl_workers(
+    redis_url: &str,
+    ns: &str,
+    callback_url: &str,
+    n: usize,
+    concurrency: usize,
+    scale: f64,
+    stop: &CancellationToken,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<Result<(), WorkerError>>>> {
+    let mut workers = Vec::new();
+    for _ in 0..n {
+        let handler = move |job: JobEnvelope, _ctx: JobContext| async move {
+            let secs = f64::from(job.job_type.spec().typical_seconds) * scale;
+            tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+            let key = format!("{}/{}/0.png", job.user_id, job.job_id);
+            Ok::<_, JobError>(Output::images(vec![Asset::new(key)]))
+        };
+        let worker = Worker::builder()
+            .redis_url(redis_url)
+            .namespace(ns)
+            .queue("sdxl_queue")
+            .concurrency(concurrency)
+            .callback_url(callback_url.to_owned())
+            .callback_secret(CALLBACK_SECRET.to_string().into())
+            .handler(handler)
+            .build()?;
+        workers.push(tokio::spawn(worker.run(stop.clone())));
+    }
+    Ok(workers)
 }
 
 /// Runs the scenario.
@@ -100,25 +148,7 @@ pub async fn run(redis_url: &str, a: FairnessArgs) -> anyhow::Result<Vec<Figure>
     };
     let stop = CancellationToken::new();
     let scale = a.time_scale;
-    let mut workers = Vec::new();
-    for _ in 0..2 {
-        let handler = move |job: JobEnvelope, _ctx: JobContext| async move {
-            let secs = f64::from(job.job_type.spec().typical_seconds) * scale;
-            tokio::time::sleep(Duration::from_secs_f64(secs)).await;
-            let key = format!("{}/{}/0.png", job.user_id, job.job_id);
-            Ok::<_, JobError>(Output::images(vec![Asset::new(key)]))
-        };
-        let worker = Worker::builder()
-            .redis_url(redis_url)
-            .namespace(&ns)
-            .queue("sdxl_queue")
-            .concurrency(1)
-            .callback_url(cb.1.clone())
-            .callback_secret(CALLBACK_SECRET.to_string().into())
-            .handler(handler)
-            .build()?;
-        workers.push(tokio::spawn(worker.run(stop.clone())));
-    }
+    let workers = sdxl_workers(redis_url, &ns, &cb.1, 2, 1, scale, &stop)?;
     let slot_secs = 12.0 * scale / 2.0;
 
     // 1. Lone jobs under a flood: five users each enqueue one job at spread-out moments
@@ -208,7 +238,7 @@ pub async fn run(redis_url: &str, a: FairnessArgs) -> anyhow::Result<Vec<Figure>
     drop(d);
     drop_namespace(redis_url, &ns).await?;
     let params = json!({"flood": a.flood, "time_scale": a.time_scale, "slots": 2});
-    Ok(vec![
+    let mut figures = vec![
         Figure {
             scenario: "fairness",
             metric: format!(
@@ -232,5 +262,9 @@ pub async fn run(redis_url: &str, a: FairnessArgs) -> anyhow::Result<Vec<Figure>
             unit: "share",
             params,
         },
-    ])
+    ];
+    if !a.skip_eta {
+        figures.extend(crate::fairness_eta::run(redis_url, &a.dispatcher, &a.callback).await?);
+    }
+    Ok(figures)
 }

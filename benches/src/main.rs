@@ -3,6 +3,7 @@
 
 mod chaos;
 mod fairness_bench;
+mod fairness_eta;
 mod figures;
 mod http_bench;
 mod queue_bench;

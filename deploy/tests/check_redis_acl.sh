@@ -77,6 +77,8 @@ dryrun_args() { # command, key -> a well-formed invocation for ACL DRYRUN
     BLPOP) echo "BLPOP $k 1" ;;
     EVAL) echo "EVAL return(1) 1 $k" ;;
     EVALSHA) echo "EVALSHA 0000000000000000000000000000000000000000 1 $k" ;;
+    FCALL) echo "FCALL claim_jobs_0 1 $k" ;;
+    FUNCTION) echo "FUNCTION LOAD lib" ;;
     *) echo "UNKNOWN-COMMAND-$1-ADD-IT-TO-check_redis_acl.sh" ;;
   esac
 }
@@ -164,7 +166,7 @@ run_suite() { # label; users: admin dispatcher callback worker_sdxl worker_wan k
       expect "[$label] $user may run $cmd on gpuq keys" '^OK$' "$out"
     done
   done
-  for cmd in $(cat "$LUA"/prelude.lua "$LUA"/{claim_jobs,extend_lease,ack_job,fail_job,release_job}.lua | grep -o "redis.call('[A-Z]*'" | cut -d"'" -f2 | sort -u) EVALSHA EVAL BLPOP PING; do
+  for cmd in $(cat "$LUA"/prelude.lua "$LUA"/{claim_jobs,extend_lease,ack_job,fail_job,release_job}.lua | grep -o "redis.call('[A-Z]*'" | cut -d"'" -f2 | sort -u) FCALL EVALSHA EVAL BLPOP PING; do
     out=$(as admin "$ADMIN_PASS" ACL DRYRUN worker_sdxl $(dryrun_args "$cmd" "$(K $q jobs)"))
     expect "[$label] worker_sdxl may run $cmd on its queue" '^OK$' "$out"
     if [ "$cmd" != TIME ] && [ "$cmd" != PING ]; then
@@ -172,6 +174,12 @@ run_suite() { # label; users: admin dispatcher callback worker_sdxl worker_wan k
       expect "[$label] worker_sdxl may not run $cmd on wan_queue" "no permissions|can't" "$out"
     fi
   done
+
+  # Code in Redis: the services load the library (ADR 0013); a worker may only call it.
+  refused "[$label] worker_sdxl may not load code into Redis (FUNCTION LOAD)" "$(as worker_sdxl "$SDXL_PASS" FUNCTION LOAD "$(printf '#!lua name=planted\nredis.register_function(\"planted\", function() return 1 end)')")"
+  out=$(as dispatcher "$DISPATCHER_PASS" FUNCTION LOAD REPLACE "$(printf '#!lua name=acl_probe\nredis.register_function(\"acl_probe\", function() return 1 end)')"); expect "[$label] dispatcher loads a library" 'acl_probe' "$out"
+  refused "[$label] dispatcher may not FUNCTION FLUSH" "$(as dispatcher "$DISPATCHER_PASS" FUNCTION FLUSH)"
+  refused "[$label] callback may not FUNCTION DELETE" "$(as callback "$CALLBACK_PASS" FUNCTION DELETE acl_probe)"
 
   # Anonymous.
   refused "[$label] anonymous client refused" "$(redis-cli -p "$PORT" GET "$(K $q jobs)" 2>&1)"

@@ -151,10 +151,20 @@ pub fn max_ahead(within: u64, slots: u64, per_job_ahead: f64) -> Option<u64> {
 }
 
 /// Seconds until a job `ahead` places back finishes: the jobs ahead share `slots`, each
-/// taking `per_job_ahead`, then the job's own `own` run.
+/// taking `per_job_ahead`, then the job's own `own` run. For a job whose work ahead is not
+/// known (see [`eta_from_work`]).
 pub fn eta_seconds(ahead: u64, slots: u64, per_job_ahead: f64, own: f64) -> u64 {
     let waiting = ahead as f64 / slots.max(1) as f64 * per_job_ahead;
     (waiting + own).ceil().max(0.0) as u64
+}
+
+/// Seconds until a job finishes, from the work ahead of it under the fair share: the GPU
+/// milliseconds of its lane's jobs ahead (each costed by its type's measured run time at its
+/// enqueue) and `high_jobs` of the high lane (each `per_job_ahead`), shared by `slots`, then
+/// its own `own` run (0 for its start).
+pub fn eta_from_work(gpu_ms: u64, high_jobs: u64, slots: u64, per_job_ahead: f64, own: f64) -> u64 {
+    let ahead = gpu_ms as f64 / 1000.0 + high_jobs as f64 * per_job_ahead;
+    (ahead / slots.max(1) as f64 + own).ceil().max(0.0) as u64
 }
 
 #[cfg(test)]
@@ -197,5 +207,19 @@ mod tests {
         assert_eq!(eta_seconds(48, 2, 280.0, 280.0), 24 * 280 + 280);
         assert_eq!(eta_seconds(0, 2, 280.0, 280.0), 280);
         assert_eq!(eta_seconds(5, 0, 10.0, 1.5), 52);
+    }
+
+    #[test]
+    fn the_work_ahead_counts_by_what_it_costs_not_by_how_many_jobs_it_is() {
+        // 10 cheap jobs (0.6 s each) and 2 videos (280 s each) ahead, two slots.
+        let gpu_ms = 10 * 600 + 2 * 280_000;
+        assert_eq!(eta_from_work(gpu_ms, 0, 2, 50.0, 0.0), 283);
+        // Plus three high-lane jobs of the queue's mean run time.
+        assert_eq!(eta_from_work(gpu_ms, 3, 2, 50.0, 0.6), 283 + 75 + 1);
+        assert_eq!(
+            eta_from_work(0, 0, 0, 50.0, 0.6),
+            1,
+            "no live slot counts as one"
+        );
     }
 }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
+use gpuq_queue::WorkAhead;
 use gpuq_schemas::Tenant;
 
 /// How stale another replica's view of a weight may be. The replica that set it sees it at
@@ -55,6 +56,15 @@ impl TenantWeights {
                 1
             }
         }
+    }
+
+    /// The expected GPU milliseconds of `work`: each tenant's span times its weight.
+    pub async fn gpu_ms(&self, db: &PgPool, work: &WorkAhead) -> u64 {
+        let mut weights = HashMap::new();
+        for tenant in work.spans.iter().filter_map(|(t, _)| t.as_ref()) {
+            weights.insert(tenant.clone(), self.weight(db, tenant).await);
+        }
+        work.gpu_ms(|t| weights.get(t).copied().unwrap_or(1))
     }
 
     fn cached(&self, tenant: &Tenant) -> Option<u32> {

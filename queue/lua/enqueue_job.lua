@@ -16,7 +16,9 @@
 --          the job if no consumer has claimed it by then
 -- ARGV[11] admission bound (optional, -1 = none): refuse the job when more jobs than this
 --          are expected to start before it
--- Returns {code, id, jobs expected to start before it, jobs waiting before it in both lanes}
+-- Returns {code, id, jobs expected to start before it, jobs waiting before it in both lanes,
+--          work ahead of it: {high-lane jobs ahead, tenant, span, tenant, span, ...}
+--          (prelude.lua, `jobs_before`; empty unless code 1 or 5)}
 --   code 1 enqueued; 2 duplicate idempotency key (id = the first job); 3 queue full;
 --   4 a job with this id already exists; 5 more jobs ahead than the admission bound
 --   (nothing written).
@@ -46,13 +48,13 @@ local waiting = high_len + redis.call('LLEN', KEYS[2])
 if idem_key then
   local existing = redis.call('GET', idem_key)
   if existing then
-    return {2, existing, 0, waiting}
+    return {2, existing, 0, waiting, {}}
   end
 end
 
 local max_depth = tonumber(ARGV[3])
 if max_depth > 0 and waiting >= max_depth then
-  return {3, '', 0, waiting}
+  return {3, '', 0, waiting, {}}
 end
 
 local wait_key, tenants_key = lane_keys(lane)
@@ -67,19 +69,27 @@ local start = math.max(vtime_from(lane, first),
   tonumber(redis.call('ZSCORE', finish_key, tenant)) or 0)
 local list = tenant_list(tenants_key, tenant)
 local own = redis.call('LLEN', list)
-local ahead = jobs_before(tenants_key, finish_key, tenant, start, first, own, own > 0)
+local own_head = nil
+if own > 0 then
+  own_head = tag_of(redis.call('LINDEX', list, -1))
+end
+local ahead, work = jobs_before(tenants_key, finish_key, tenant, start, first, own, own > 0,
+  own_head)
+local high_ahead = 0
 if lane == 'normal' then
+  high_ahead = high_len
   ahead = ahead + high_len
 end
+table.insert(work, 1, tostring(high_ahead))
 if max_ahead >= 0 and ahead > max_ahead then
   if redis.call('HEXISTS', KEYS[8], id) == 1 then
-    return {4, id, 0, waiting}
+    return {4, id, 0, waiting, {}}
   end
-  return {5, '', ahead, waiting}
+  return {5, '', ahead, waiting, work}
 end
 
 if redis.call('HSETNX', KEYS[8], id, ARGV[2]) == 0 then
-  return {4, id, 0, waiting}
+  return {4, id, 0, waiting, {}}
 end
 redis.call('ZADD', finish_key, start + charge, tenant)
 if own == 0 then
@@ -97,4 +107,4 @@ if start_within > 0 then
   redis.call('ZADD', KEYS[11], now_ms() + start_within, id)
 end
 wake(KEYS[9], 1, tonumber(ARGV[5]))
-return {1, id, ahead, waiting}
+return {1, id, ahead, waiting, work}

@@ -314,14 +314,22 @@ end
 
 -- The waiting jobs of a lane expected to start before a job of `tenant` with start tag
 -- `start`, given the lane's first tenants by tag (`first`, a ZRANGE ... WITHSCORES reply of
--- at most SCAN entries) and `own`, the tenant's waiting jobs. Each other tenant whose next
+-- at most SCAN entries), `own`, the tenant's waiting jobs ahead of it, and `own_head`, the
+-- tag of the tenant's next job (nil when it has none waiting). Each other tenant whose next
 -- job starts no later (a tie may go either way: counted ahead) adds the share of its waiting
 -- jobs whose tags come first: its tags are spread evenly between its next start tag and its
 -- last finish tag when its jobs cost the same. Past the first SCAN tenants, each further
 -- one counts as many jobs as the last scanned: O(SCAN), never O(tenants). `queued`: the
 -- tenant itself has jobs in the set (then it is in the ZCOUNT, and counted in `own`).
+-- Also returns the work ahead, for an ETA: a flat list {tenant, span, ...} where a span is
+-- the virtual milliseconds of that tenant's jobs ahead, its GPU milliseconds divided by its
+-- weight (tags advance by charge = cost / weight); tenant '' is the unscanned rest.
 local SCAN = 4
-local function jobs_before(tenants_key, finish_key, tenant, start, first, own, queued)
+local function jobs_before(tenants_key, finish_key, tenant, start, first, own, queued, own_head)
+  local work = {}
+  if own > 0 and own_head then
+    work = {tenant, fmt_tag(math.max(start - own_head, 0))}
+  end
   local others, heads, scanned_self = {}, {}, false
   for i = 1, #first, 2 do
     local head = tonumber(first[i + 1])
@@ -336,18 +344,24 @@ local function jobs_before(tenants_key, finish_key, tenant, start, first, own, q
     end
   end
   if #others == 0 then
-    return own
+    return own, work
   end
   local lasts = redis.call('ZMSCORE', finish_key, unpack(others))
-  local ahead, least = 0, nil
+  local ahead, least, least_span = 0, nil, 0
   for i, other in ipairs(others) do
     local len = redis.call('LLEN', tenant_list(tenants_key, other))
     local last = tonumber(lasts[i]) or heads[i]
+    local span = last - heads[i]
     if last > heads[i] then
+      local all = math.max(len, 1)
       len = math.min(len, math.floor((start - heads[i]) * len / (last - heads[i])) + 1)
+      -- Its jobs ahead, at its mean charge.
+      span = math.floor(span * len / all)
     end
     ahead = ahead + len
-    least = len
+    least, least_span = len, span
+    work[#work + 1] = other
+    work[#work + 1] = fmt_tag(span)
   end
   if #first == 2 * SCAN and tonumber(first[#first]) <= start then
     -- The tenants past the scanned ones start later than all of them: each counts as many
@@ -357,7 +371,12 @@ local function jobs_before(tenants_key, finish_key, tenant, start, first, own, q
     if queued and not scanned_self then
       rest = rest - 1
     end
-    ahead = ahead + math.max(rest, 0) * least
+    rest = math.max(rest, 0)
+    ahead = ahead + rest * least
+    if rest > 0 then
+      work[#work + 1] = ''
+      work[#work + 1] = fmt_tag(rest * least_span)
+    end
   end
-  return own + ahead
+  return own + ahead, work
 end

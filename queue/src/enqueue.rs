@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use gpuq_schemas::{JobEnvelope, JobId, Tenant};
 
-use crate::scripts::SCRIPTS;
-use crate::{Lane, Queue, QueueError, Result};
+use crate::scripts::{query_pipeline, Call, SCRIPTS};
+use crate::{Lane, Queue, QueueError, Result, WorkAhead};
 
 /// Options of one enqueue.
 #[derive(Debug, Clone, Default)]
@@ -52,6 +52,8 @@ pub enum EnqueueOutcome {
         position: u64,
         /// Waiting jobs in both lanes, this one included.
         waiting: u64,
+        /// The work ahead of it, for its ETA.
+        work: WorkAhead,
     },
     /// The idempotency key was already used; nothing was added.
     Duplicate {
@@ -69,6 +71,8 @@ pub enum EnqueueOutcome {
     WouldStartLate {
         /// Jobs expected to start before it.
         position: u64,
+        /// Their work, for the predicted wait.
+        work: WorkAhead,
     },
 }
 
@@ -131,7 +135,7 @@ impl Queue {
         })
     }
 
-    fn invocation<'a>(&'a self, job: &'a Prepared) -> redis::ScriptInvocation<'a> {
+    fn invocation(&self, job: &Prepared) -> Call {
         let k = &self.keys;
         let mut inv = SCRIPTS.enqueue.prepare_invoke();
         inv.key(&k.lanes()[..])
@@ -166,8 +170,7 @@ impl Queue {
         opts: &EnqueueOptions,
     ) -> Result<EnqueueOutcome> {
         let job = self.prepare(envelope, opts)?;
-        let reply: (i64, String, u64, u64) =
-            self.invocation(&job).invoke_async(&mut self.conn()).await?;
+        let reply: Reply = self.invocation(&job).invoke_async(&mut self.conn()).await?;
         outcome(reply)
     }
 
@@ -186,30 +189,22 @@ impl Queue {
         }
         let mut pipe = redis::pipe();
         for job in &prepared {
-            pipe.invoke_script(&self.invocation(job));
+            pipe.add_command(self.invocation(job).cmd());
         }
-        let mut conn = self.conn();
-        let replies: Vec<(i64, String, u64, u64)> = match pipe.query_async(&mut conn).await {
-            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                // Redis lost its script cache (restart); load and run again. Nothing ran.
-                SCRIPTS
-                    .enqueue
-                    .prepare_invoke()
-                    .load_async(&mut conn)
-                    .await?;
-                pipe.query_async(&mut conn).await?
-            }
-            other => other?,
-        };
+        let replies: Vec<Reply> = query_pipeline(&pipe, &mut self.conn()).await?;
         replies.into_iter().map(outcome).collect()
     }
 }
 
-fn outcome((code, id, ahead, waiting): (i64, String, u64, u64)) -> Result<EnqueueOutcome> {
+/// The reply of `enqueue_job.lua`.
+type Reply = (i64, String, u64, u64, Vec<String>);
+
+fn outcome((code, id, ahead, waiting, work): Reply) -> Result<EnqueueOutcome> {
     Ok(match code {
         1 => EnqueueOutcome::Enqueued {
             position: ahead,
             waiting: waiting + 1,
+            work: WorkAhead::parse("enqueue_job", work)?,
         },
         2 => EnqueueOutcome::Duplicate {
             existing: id.parse().map_err(|_| QueueError::Protocol {
@@ -219,7 +214,10 @@ fn outcome((code, id, ahead, waiting): (i64, String, u64, u64)) -> Result<Enqueu
         },
         3 => EnqueueOutcome::QueueFull { waiting },
         4 => EnqueueOutcome::AlreadyExists,
-        5 => EnqueueOutcome::WouldStartLate { position: ahead },
+        5 => EnqueueOutcome::WouldStartLate {
+            position: ahead,
+            work: WorkAhead::parse("enqueue_job", work)?,
+        },
         other => {
             return Err(QueueError::Protocol {
                 script: "enqueue_job",

@@ -3,8 +3,9 @@
 //! At-least-once delivery with per-job leases: a job is leased to one consumer at a time,
 //! kept by heartbeats, and redelivered (attempt + 1) when its lease expires. Every state
 //! change is one Lua script (`queue/lua/`), atomic on Redis 7.0+ and on Redis Cluster (all
-//! keys of a queue share one hash tag and are declared in `KEYS`). The full protocol, for
-//! workers in other languages, is in `docs/protocol.md`.
+//! keys of a queue share one hash tag and are declared in `KEYS`), called as a function of
+//! one Redis Functions library (`scripts.rs`, ADR 0013). The full protocol, for workers in
+//! other languages (who send the same files with `EVAL`), is in `docs/protocol.md`.
 //!
 //! # Layout
 //!
@@ -16,7 +17,7 @@
 //!   (blocking), [`Queue::heartbeat`] and [`Queue::release`], [`Queue::ack`] and
 //!   [`Queue::fail`], [`Queue::cancel`], [`Queue::reap_once`], [`Queue::promote_due_once`],
 //!   [`Queue::expire_unstarted_once`] (start deadlines),
-//!   [`Queue::requeue_dead`], [`Queue::stats`], [`Queue::position`], [`Queue::known`] and
+//!   [`Queue::requeue_dead`], [`Queue::stats`], [`Queue::position`] and [`WorkAhead`], [`Queue::known`] and
 //!   [`Queue::scan_ids`]
 //!   (reconciliation).
 //! - [`Caps`] and [`Queue::set_caps`]: per-tenant concurrency caps.
@@ -25,6 +26,7 @@
 //!   change nothing).
 //! - [`QueueConfig`], [`Backoff`], [`Lane`], [`ConsumerName`], [`QueueError`].
 
+mod ahead;
 mod cancel;
 mod caps;
 mod claim;
@@ -45,6 +47,7 @@ mod queue;
 mod scripts;
 mod stats;
 
+pub use ahead::WorkAhead;
 pub use cancel::CancelOutcome;
 pub use caps::{Caps, MAX_CAP};
 pub use claim::{ClaimedJob, Claimer};

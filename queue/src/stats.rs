@@ -6,7 +6,7 @@ use serde::Serialize;
 use gpuq_schemas::JobId;
 
 use crate::scripts::SCRIPTS;
-use crate::{Lane, Queue, Result};
+use crate::{Lane, Queue, Result, WorkAhead};
 
 /// A queue's state at one instant (Redis clock).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -100,11 +100,11 @@ impl Queue {
 }
 
 impl Queue {
-    /// Jobs expected to start before `job` under the fair share, or None when it is not
+    /// Jobs expected to start before `job` under the fair share and their work, or None when it is not
     /// waiting (in flight, delayed, dead, or unknown to Redis). O(its tenant's waiting jobs).
-    pub async fn position(&self, job: JobId) -> Result<Option<u64>> {
+    pub async fn position(&self, job: JobId) -> Result<Option<(u64, WorkAhead)>> {
         let k = &self.keys;
-        let ahead: i64 = SCRIPTS
+        let (ahead, work): (i64, Vec<String>) = SCRIPTS
             .position
             .key(&k.lanes()[..])
             .key(k.jobs())
@@ -114,7 +114,10 @@ impl Queue {
             .arg(job.to_string())
             .invoke_async(&mut self.conn())
             .await?;
-        Ok(u64::try_from(ahead).ok())
+        match u64::try_from(ahead) {
+            Ok(ahead) => Ok(Some((ahead, WorkAhead::parse("job_position", work)?))),
+            Err(_) => Ok(None),
+        }
     }
 }
 

@@ -57,6 +57,7 @@ impl Modify for BearerAuth {
         gpuq_service::health::readyz,
     ),
     components(schemas(routes::enqueue::EnqueueAnswer, JobRecord, ErrorBody, ErrorDetail,
+        routes::events::PositionEvent,
         gpuq_service::health::Health, gpuq_service::health::Ready)),
     modifiers(&BearerAuth)
 )]

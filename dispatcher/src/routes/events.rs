@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use utoipa::ToSchema;
 
-use gpuq_schemas::{JobEvent, JobId};
+use gpuq_schemas::{JobEvent, JobId, JobStatus};
 
 use crate::auth::Caller;
 use gpuq_service::ErrorBody;
@@ -30,6 +30,9 @@ use crate::ApiError;
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// A stream looks for news this often even without a wake-up (one may be lost).
 const LOOK_ANYWAY: Duration = Duration::from_secs(5);
+/// A waiting job's stream recomputes its position this often (one read-only script), and
+/// sends a `position` event only when it moved by a step worth telling ([`worth_telling`]).
+const POSITION_EVERY: Duration = Duration::from_secs(2);
 
 /// `?access_token=`: a stream token, for clients that cannot send `Authorization`.
 #[derive(Deserialize)]
@@ -62,7 +65,7 @@ async fn stream_caller(req: &HttpRequest, state: &AppState, id: JobId) -> Result
 #[utoipa::path(get, path = "/v1/jobs/{id}/events", security(("bearer" = []), ()),
     params(("id" = uuid::Uuid, Path, description = "job id"), ("Last-Event-ID" = Option<String>, Header, description = "resume after this event id (`<ms>-<seq>`); others start from the beginning"),
         ("access_token" = Option<String>, Query, description = "a stream token for this job (from the enqueue answer or POST /v1/jobs/{id}/stream-token), for clients that cannot send Authorization")),
-    responses((status = 200, description = "text/event-stream of JobEvent JSON", content_type = "text/event-stream"),
+    responses((status = 200, description = "text/event-stream: `status` and `progress` events of JobEvent JSON (with ids, resumable), and while the job waits, `position` events of PositionEvent JSON (no id) when its place moved by 5, by 10 % or to the front, looked at every 2 s", content_type = "text/event-stream"),
         (status = 204, description = "resumed after the terminal event: nothing more will come"),
         (status = 404, description = "no such job, or not yours", body = ErrorBody),
         (status = 429, description = "too many open event streams (per user or on this instance)", body = ErrorBody,
@@ -92,8 +95,14 @@ pub async fn job_events(
     let slot = state.streams.acquire(caller.user)?;
     let (tx, rx) = mpsc::channel::<sse::Event>(16);
     let fallback = JobEvent::status(id, status, job.error_message.clone());
+    let waiting = Waiting {
+        queued: status == JobStatus::Queued,
+        queue: job.queue,
+        job_type: job.job_type,
+        told: None,
+    };
     tokio::spawn(async move {
-        pump(state.into_inner(), id, after, fallback, tx).await;
+        pump(state.into_inner(), id, after, fallback, waiting, tx).await;
         drop(slot);
     });
     Ok(Either::Right(
@@ -187,6 +196,75 @@ fn stream_id(s: &str) -> Option<(u64, u64)> {
     Some((ms.parse().ok()?, seq.parse().ok()?))
 }
 
+/// A `position` event's data: where a waiting job stands now. It has no SSE `id`, so a
+/// resumed stream's `Last-Event-ID` stays the last status or progress event's.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PositionEvent {
+    /// The job.
+    pub job_id: uuid::Uuid,
+    /// Jobs expected to start before it under the fair share.
+    pub position: u64,
+    /// Seconds until it is expected to finish.
+    pub eta_seconds: Option<u64>,
+}
+
+/// What a stream knows of its job's wait.
+struct Waiting {
+    /// The job waits (its last status was `queued`).
+    queued: bool,
+    queue: String,
+    job_type: String,
+    /// The position last sent, and when it was looked at.
+    told: Option<(u64, tokio::time::Instant)>,
+}
+
+impl Waiting {
+    /// A `position` event, when the job waits, [`POSITION_EVERY`] has passed since the last
+    /// look, and its position moved by a step worth telling.
+    async fn news(&mut self, state: &AppState, id: JobId) -> Option<sse::Event> {
+        if !self.queued
+            || self
+                .told
+                .is_some_and(|(_, at)| at.elapsed() < POSITION_EVERY)
+        {
+            return None;
+        }
+        let last = self.told.map(|(p, _)| p);
+        let (Some(position), eta_seconds) =
+            crate::routes::jobs::forecast(state, &self.queue, &self.job_type, id).await
+        else {
+            return None;
+        };
+        let tell = worth_telling(last, position);
+        let shown = if tell {
+            position
+        } else {
+            last.unwrap_or(position)
+        };
+        self.told = Some((shown, tokio::time::Instant::now()));
+        tell.then(|| {
+            let data = PositionEvent {
+                job_id: id.as_uuid(),
+                position,
+                eta_seconds,
+            };
+            sse::Data::new(serde_json::to_string(&data).unwrap_or_default())
+                .event("position")
+                .into()
+        })
+    }
+}
+
+/// Whether a waiting job's new position is news: the first one, reaching the front, or a
+/// move of at least 5 places or 10 % from the one last sent. A deep backlog that drains one
+/// job at a time then costs its streams an event per tenth, not one per job.
+fn worth_telling(last: Option<u64>, now: u64) -> bool {
+    let Some(last) = last else { return true };
+    let moved = last.abs_diff(now);
+    (now == 0 && last != 0) || moved >= 5 || moved * 10 >= last.max(1)
+}
+
 fn frame(id: &str, event: &JobEvent) -> sse::Event {
     let data = serde_json::to_string(event).unwrap_or_default();
     let kind = match event.kind {
@@ -204,6 +282,7 @@ async fn pump(
     id: JobId,
     mut after: String,
     fallback: JobEvent,
+    mut waiting: Waiting,
     tx: mpsc::Sender<sse::Event>,
 ) {
     let mut watch = state.events.watch(id);
@@ -228,6 +307,7 @@ async fn pump(
             if event.is_terminal() {
                 return;
             }
+            waiting.queued = event.status == JobStatus::Queued;
         }
         // The job had finished when the stream opened, but its stream holds no terminal
         // event (expired, or its publish failed after the commit): the row's says it.
@@ -235,11 +315,38 @@ async fn pump(
             let _ = tx.send(frame(FALLBACK_ID, &fallback)).await;
             return;
         }
+        if let Some(news) = waiting.news(&state, id).await {
+            if tx.send(news).await.is_err() {
+                return;
+            }
+        }
         // A client that went away ends the wait at once: its slot is freed.
+        let look = if waiting.queued {
+            POSITION_EVERY
+        } else {
+            LOOK_ANYWAY
+        };
         tokio::select! {
             _ = watch.changed() => {}
-            _ = tokio::time::sleep(LOOK_ANYWAY) => {}
+            _ = tokio::time::sleep(look) => {}
             _ = tx.closed() => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_position_is_news_at_the_front_or_after_a_move_of_five_places_or_a_tenth() {
+        assert!(worth_telling(None, 40));
+        assert!(!worth_telling(Some(40), 39));
+        assert!(worth_telling(Some(40), 36), "a tenth");
+        assert!(worth_telling(Some(400), 395), "five places");
+        assert!(!worth_telling(Some(400), 396));
+        assert!(worth_telling(Some(2), 1));
+        assert!(worth_telling(Some(1), 0), "the front");
+        assert!(!worth_telling(Some(0), 0));
     }
 }

@@ -83,7 +83,7 @@ pub async fn get_job(
     let job = visible_job(&state, &caller, id).await?;
     let (images, videos) = jobs_db::outputs(&state.db, id.as_uuid()).await?;
     let (position, eta_seconds) = match job.status {
-        JobStatus::Queued => waiting(&state, &job, id).await,
+        JobStatus::Queued => forecast(&state, &job.queue, &job.job_type, id).await,
         _ => (None, None),
     };
     Ok(HttpResponse::Ok().json(JobAnswer {
@@ -98,19 +98,26 @@ pub async fn get_job(
 
 /// A queued job's position and ETA; none when Redis cannot tell (best effort: the row is
 /// the answer, these are the forecast).
-async fn waiting(state: &AppState, job: &JobRecord, id: JobId) -> (Option<u64>, Option<u64>) {
-    let Ok(queue) = state.queue(&job.queue) else {
+pub(crate) async fn forecast(
+    state: &AppState,
+    queue: &str,
+    job_type: &str,
+    id: JobId,
+) -> (Option<u64>, Option<u64>) {
+    let Ok(queue) = state.queue(queue) else {
         return (None, None);
     };
-    let Ok(Some(position)) = queue.position(id).await else {
+    let Ok(Some((position, work))) = queue.position(id).await else {
         return (None, None);
     };
-    let Ok(job_type) = job.job_type.parse() else {
+    let Ok(job_type) = job_type.parse() else {
         return (Some(position), None);
     };
     let (per_job_ahead, own) = state.service_times.estimate(&state.db, job_type).await;
     let slots = state.live_slots(queue).await;
-    let eta = crate::service_times::eta_seconds(position, slots, per_job_ahead, own);
+    let gpu_ms = state.weights.gpu_ms(&state.db, &work).await;
+    let eta =
+        crate::service_times::eta_from_work(gpu_ms, work.high_jobs, slots, per_job_ahead, own);
     (Some(position), Some(eta))
 }
 

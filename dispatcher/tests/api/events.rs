@@ -6,13 +6,21 @@ use uuid::Uuid;
 
 use crate::helpers::*;
 
-/// Reads SSE frames until the stream ends or `max` data frames arrived.
-async fn read_frames(resp: reqwest::Response, max: usize) -> Vec<(String, Value)> {
+/// One SSE frame: its id (empty for none), event type and data.
+#[derive(Debug)]
+struct Frame {
+    id: String,
+    kind: String,
+    data: Value,
+}
+
+/// Reads SSE frames until `done` says so, the stream ends, or 15 s.
+async fn read_sse(resp: reqwest::Response, done: impl Fn(&[Frame]) -> bool) -> Vec<Frame> {
     let mut stream = resp.bytes_stream();
     let mut buf = String::new();
     let mut frames = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while frames.len() < max {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while !done(&frames) {
         let chunk = match tokio::time::timeout_at(deadline, stream.next()).await {
             Ok(Some(Ok(c))) => c,
             _ => break,
@@ -20,17 +28,29 @@ async fn read_frames(resp: reqwest::Response, max: usize) -> Vec<(String, Value)
         buf.push_str(&String::from_utf8_lossy(&chunk));
         while let Some(end) = buf.find("\n\n") {
             let block: String = buf.drain(..end + 2).collect();
-            let id = block
-                .lines()
-                .find_map(|l| l.strip_prefix("id: "))
-                .unwrap_or_default()
-                .to_owned();
-            if let Some(data) = block.lines().find_map(|l| l.strip_prefix("data: ")) {
-                frames.push((id, serde_json::from_str(data).unwrap()));
+            let field = |name: &str| block.lines().find_map(|l| l.strip_prefix(name));
+            if let Some(data) = field("data: ") {
+                frames.push(Frame {
+                    id: field("id: ").unwrap_or_default().to_owned(),
+                    kind: field("event: ").unwrap_or_default().to_owned(),
+                    data: serde_json::from_str(data).unwrap(),
+                });
             }
         }
     }
     frames
+}
+
+/// The job's own events (status and progress: not its place in the queue) as (id, data),
+/// until the stream ends or `max` arrived.
+async fn read_frames(resp: reqwest::Response, max: usize) -> Vec<(String, Value)> {
+    let own = |f: &&Frame| f.kind != "position";
+    read_sse(resp, |f| f.iter().filter(own).count() >= max)
+        .await
+        .into_iter()
+        .filter(|f| own(&f))
+        .map(|f| (f.id, f.data))
+        .collect()
 }
 
 #[tokio::test]
@@ -204,4 +224,54 @@ async fn a_finished_job_whose_stream_is_gone_sends_its_terminal_event_once_then_
     // The EventSource reconnects with that id: nothing more will come.
     let again = open(&app, &token, &id, Some("0-1")).await;
     assert_eq!(again.status().as_u16(), 204);
+}
+
+#[tokio::test]
+async fn a_waiting_job_s_stream_tells_its_position_when_it_moves_by_a_step_worth_telling() {
+    let app = spawn_app().await;
+    let token = token_for(Uuid::new_v4());
+    let mut ids = Vec::new();
+    for _ in 0..8 {
+        let body: Value = app
+            .post_job(&token, &job_body("sdxl_image_fast", "x"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        ids.push(body["job"]["id"].as_str().unwrap().to_owned());
+    }
+    let last = ids[7].clone();
+    let resp = open(&app, &token, &last, None).await;
+    let positions = |frames: &[Frame]| -> Vec<u64> {
+        frames
+            .iter()
+            .filter(|f| f.kind == "position")
+            .map(|f| f.data["position"].as_u64().unwrap())
+            .collect()
+    };
+    let reader = tokio::spawn(read_sse(resp, move |f| positions(f).last() == Some(&1)));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Six of the seven jobs ahead start and finish; one place at a time would be six events.
+    let q = app.queue("sdxl_queue").await;
+    let gpu = gpuq_queue::ConsumerName::unique("gpu");
+    for _ in 0..6 {
+        let job = q.claim(&gpu, 1).await.unwrap().pop().unwrap();
+        q.ack(job.id, Some(&gpu)).await.unwrap();
+    }
+    let frames = reader.await.unwrap();
+    let told = positions(&frames);
+    assert_eq!(
+        (told.first(), told.last()),
+        (Some(&7), Some(&1)),
+        "{frames:?}"
+    );
+    assert!(
+        told.len() <= 3,
+        "a step worth telling, not every place: {told:?}"
+    );
+    let first = frames.iter().find(|f| f.kind == "position").unwrap();
+    assert_eq!(first.data["jobId"], last.as_str());
+    assert!(first.data["etaSeconds"].as_u64().is_some());
+    assert!(first.id.is_empty(), "no id: a resumed stream is unaffected");
+    assert_eq!(frames[0].kind, "status", "the status comes first");
 }

@@ -209,29 +209,10 @@ async fn a_token_in_a_query_string_never_reaches_the_request_log() {
     );
 }
 
-/// A private redis-server on a free port, so its client count is the dispatcher's alone.
+/// A private redis-server, so its client count is the dispatcher's alone.
 async fn private_redis() -> (tokio::process::Child, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = tokio::process::Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .stdout(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("redis-server starts");
-    let url = format!("redis://127.0.0.1:{port}");
-    let client = redis::Client::open(url.as_str()).unwrap();
-    for _ in 0..100 {
-        if client.get_multiplexed_async_connection().await.is_ok() {
-            return (child, url);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("redis-server never answered");
+    let (child, port) = gpuq_service::testkit::private_redis().await;
+    (child, format!("redis://127.0.0.1:{port}"))
 }
 
 async fn redis_clients(url: &str) -> u64 {

@@ -49,6 +49,11 @@ async fn claim_one_by_one(q: &Queue, n: usize) -> Vec<JobId> {
     order
 }
 
+/// `job`'s position alone.
+async fn position_of(q: &Queue, job: JobId) -> Result<Option<u64>, gpuq_queue::QueueError> {
+    Ok(q.position(job).await?.map(|(jobs, _)| jobs))
+}
+
 /// GPU milliseconds served to each tenant among the claimed ids.
 fn served(order: &[JobId], tenants: &[(&str, &[JobId], u64)]) -> HashMap<String, u64> {
     let mut out = HashMap::new();
@@ -73,7 +78,8 @@ async fn a_flooding_tenant_does_not_delay_another_tenants_single_job_beyond_the_
             out,
             EnqueueOutcome::Enqueued {
                 position: 0,
-                waiting: 100
+                waiting: 100,
+                ..
             }
         ),
         "{out:?}"
@@ -203,7 +209,8 @@ async fn position_counts_the_jobs_the_fair_share_puts_first_not_the_lane_length(
             out,
             EnqueueOutcome::Enqueued {
                 position: 1,
-                waiting: 41
+                waiting: 41,
+                ..
             }
         ),
         "{out:?}"
@@ -215,7 +222,7 @@ async fn position_counts_the_jobs_the_fair_share_puts_first_not_the_lane_length(
         "{out:?}"
     );
     // Asked later, a waiting job's position is the same count.
-    assert_eq!(q.position(second[0]).await.unwrap(), Some(3));
+    assert_eq!(position_of(&q, second[0]).await.unwrap(), Some(3));
 }
 
 #[tokio::test]
@@ -224,12 +231,20 @@ async fn a_waiting_jobs_position_shrinks_as_jobs_start_and_a_started_one_has_non
     let (big, _) = flood(&q, "big", 10, 2_000, 1).await;
     let (small, _) = flood(&q, "small", 2, 2_000, 1).await;
     // big's third job (tag 4,000): its own two, and small's two (tags 0 and 2,000).
-    assert_eq!(q.position(big[2]).await.unwrap(), Some(4));
+    assert_eq!(position_of(&q, big[2]).await.unwrap(), Some(4));
     let started = claim_one_by_one(&q, 2).await;
-    assert_eq!(q.position(big[2]).await.unwrap(), Some(2));
-    assert_eq!(q.position(started[0]).await.unwrap(), None, "in flight");
-    assert_eq!(q.position(small[1]).await.unwrap(), Some(1));
-    assert_eq!(q.position(JobId::new()).await.unwrap(), None, "unknown");
+    assert_eq!(position_of(&q, big[2]).await.unwrap(), Some(2));
+    assert_eq!(
+        position_of(&q, started[0]).await.unwrap(),
+        None,
+        "in flight"
+    );
+    assert_eq!(position_of(&q, small[1]).await.unwrap(), Some(1));
+    assert_eq!(
+        position_of(&q, JobId::new()).await.unwrap(),
+        None,
+        "unknown"
+    );
 }
 
 #[tokio::test]
@@ -247,7 +262,8 @@ async fn a_tenant_whose_whole_backlog_was_cancelled_is_not_charged_for_it() {
             out,
             EnqueueOutcome::Enqueued {
                 position: 1,
-                waiting: 4
+                waiting: 4,
+                ..
             }
         ),
         "{out:?}"
@@ -273,7 +289,8 @@ async fn position_past_the_scanned_tenants_counts_each_further_tenant_once_per_j
             out,
             EnqueueOutcome::Enqueued {
                 position: 6,
-                waiting: 7
+                waiting: 7,
+                ..
             }
         ),
         "{out:?}"
@@ -290,13 +307,40 @@ async fn position_past_the_scanned_tenants_counts_each_further_tenant_once_per_j
 async fn a_position_deep_in_a_long_backlog_counts_every_job_ahead_of_it() {
     let q = queue().await;
     let (deep, _) = flood(&q, "deep", 40, 1_000, 1).await;
-    assert_eq!(q.position(deep[0]).await.unwrap(), Some(0));
+    assert_eq!(position_of(&q, deep[0]).await.unwrap(), Some(0));
     assert_eq!(
-        q.position(deep[30]).await.unwrap(),
+        position_of(&q, deep[30]).await.unwrap(),
         Some(30),
         "past the first 16"
     );
     assert_eq!(q.cancel(deep[35]).await.unwrap(), CancelOutcome::Removed);
-    assert_eq!(q.position(deep[39]).await.unwrap(), Some(38));
+    assert_eq!(position_of(&q, deep[39]).await.unwrap(), Some(38));
     assert_eq!(q.stats().await.unwrap().waiting(), 39);
+}
+
+#[tokio::test]
+async fn the_work_ahead_of_a_job_is_its_costs_not_its_count() {
+    let q = queue().await;
+    let (cheap, _) = flood(&q, "cheap", 4, 500, 1).await;
+    let (video, _) = flood(&q, "video", 1, 60_000, 1).await;
+    let (_, out) = flood(&q, "cheap", 1, 500, 1).await;
+    let EnqueueOutcome::Enqueued { position, work, .. } = out else {
+        panic!("{out:?}")
+    };
+    assert_eq!(position, 5, "its own 4 and the video");
+    let even = |_: &Tenant| 1;
+    assert_eq!(work.gpu_ms(even), 4 * 500 + 60_000);
+    assert_eq!(work.high_jobs, 0);
+    // A weight-3 tenant's span is a third of its GPU time.
+    let heavy = |t: &Tenant| if t.as_str() == "video" { 3 } else { 1 };
+    assert_eq!(work.gpu_ms(heavy), 4 * 500 + 180_000);
+    let (jobs, again) = q.position(cheap[2]).await.unwrap().unwrap();
+    assert_eq!(jobs, 3, "its own two and the video");
+    assert_eq!(again.gpu_ms(even), 2 * 500 + 60_000);
+    let (jobs, tied) = q.position(video[0]).await.unwrap().unwrap();
+    assert_eq!(
+        (jobs, tied.gpu_ms(even)),
+        (1, 500),
+        "the tie with cheap's first job"
+    );
 }

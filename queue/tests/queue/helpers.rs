@@ -6,6 +6,7 @@ use std::time::Duration;
 use gpuq_queue::{ConsumerName, Queue, QueueConfig, RedisConn, RedisTarget};
 use gpuq_schemas::{JobEnvelope, JobType, QueueName};
 use gpuq_service::testkit::envelope as kit;
+pub use gpuq_service::testkit::private_redis;
 use gpuq_service::testkit::{namespace, redis_url};
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 
@@ -115,4 +116,36 @@ pub async fn keys_of(queue: &Queue) -> Vec<String> {
 /// A unique consumer name starting with `n`.
 pub fn consumer(n: &str) -> ConsumerName {
     ConsumerName::unique(n)
+}
+
+/// A queue (default configuration) on the Redis at `url`.
+pub async fn queue_at(url: &str) -> Queue {
+    let target = RedisTarget::open(url).unwrap();
+    let conn = gpuq_queue::connect(&target).await.unwrap();
+    Queue::new(
+        target,
+        conn,
+        "lib",
+        QueueName::parse("sdxl_queue").unwrap(),
+        QueueConfig::default(),
+    )
+}
+
+/// The gpuq libraries loaded in the Redis on `port`.
+pub async fn libraries(port: u16) -> Vec<String> {
+    let mut conn = redis::Client::open(format!("redis://127.0.0.1:{port}"))
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let list: redis::Value = redis::cmd("FUNCTION")
+        .arg("LIST")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    format!("{list:?}")
+        .split('"')
+        .filter(|s| s.starts_with("gpuq_"))
+        .map(str::to_owned)
+        .collect()
 }

@@ -7,4 +7,5 @@ mod deadlines;
 mod events;
 mod fairness;
 mod helpers;
+mod library;
 mod transitions;

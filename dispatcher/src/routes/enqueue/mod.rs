@@ -6,7 +6,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{SubsecRound, Utc};
 use serde_json::Value;
 
-use gpuq_queue::{EnqueueOptions, EnqueueOutcome, Lane};
+use gpuq_queue::{EnqueueOptions, EnqueueOutcome, Lane, WorkAhead};
 use gpuq_schemas::{JobEnvelope, JobEvent, JobId, JobStatus, Tenant, UserId};
 use gpuq_service::body::json_body;
 
@@ -366,6 +366,12 @@ impl Plan {
             slots,
         })
     }
+
+    /// Seconds until the job ends `own` seconds after it starts, from the work ahead.
+    async fn eta(&self, state: &AppState, work: &WorkAhead, own: f64) -> u64 {
+        let gpu_ms = state.weights.gpu_ms(&state.db, work).await;
+        service_times::eta_from_work(gpu_ms, work.high_jobs, self.slots, self.per_job_ahead, own)
+    }
 }
 
 async fn push(
@@ -392,12 +398,16 @@ async fn push(
             ));
         }
     };
-    let (position, waiting) = match outcome {
-        EnqueueOutcome::Enqueued { position, waiting } => (position, waiting),
-        EnqueueOutcome::WouldStartLate { position } => {
+    let (position, waiting, eta) = match outcome {
+        EnqueueOutcome::Enqueued {
+            position,
+            waiting,
+            work,
+        } => (position, waiting, plan.eta(state, &work, plan.own).await),
+        EnqueueOutcome::WouldStartLate { position, work } => {
             jobs_db::delete(&state.db, id).await?;
             reject_metric(state, "deadline_unreachable");
-            let wait = service_times::eta_seconds(position, plan.slots, plan.per_job_ahead, 0.0);
+            let wait = plan.eta(state, &work, 0.0).await;
             let within = plan.opts.start_within.map_or(0, |d| d.as_secs());
             return Err(ApiError::TooManyRequests {
                 code: "deadline_unreachable",
@@ -424,7 +434,9 @@ async fn push(
             // The reconciler restored the committed row's job before this push (possible
             // with a grace period of 0): it waits all the same.
             let waiting = queue.stats().await.map(|s| s.waiting()).unwrap_or(1);
-            (waiting.saturating_sub(1), waiting)
+            let ahead = waiting.saturating_sub(1);
+            let eta = service_times::eta_seconds(ahead, plan.slots, plan.per_job_ahead, plan.own);
+            (ahead, waiting, eta)
         }
         EnqueueOutcome::Duplicate { existing } => {
             return Err(ApiError::Internal(anyhow::anyhow!(
@@ -432,6 +444,5 @@ async fn push(
             )))
         }
     };
-    let eta = service_times::eta_seconds(position, plan.slots, plan.per_job_ahead, plan.own);
     Ok(EnqueueAnswer::queued(env, record, waiting, position, eta))
 }
