@@ -231,7 +231,7 @@ for _ in $(seq 100); do kill -0 "$drain_pid" 2>/dev/null || break; sleep 0.1; do
 check "SIGTERM: the python worker stopped within its deadline" bash -c "! kill -0 $drain_pid 2>/dev/null"
 check "SIGTERM: the worker logged the drain and the release" grep -q "signal 15: draining" "$TMP/logs/python-drain.log"
 back=$(rcli --scan --pattern "$NS:{sdxl_queue}:tenants:normal:*" | xargs -r -I%KEY% redis-cli -u "$ADMIN_URL" --no-auth-warning LINDEX %KEY% -1)
-check "SIGTERM: the running job was released to the front of its tenant's jobs ($back)" test "${back#*/}" = "$drain_id"
+check "SIGTERM: the running job was released to the front of its tenant's jobs ($back)" test "${back#*|}" = "$drain_id"
 meta=$(rcli HGET "$NS:{sdxl_queue}:meta" "$drain_id")
 check "SIGTERM: the interrupted attempt is not counted (meta $meta)" test "${meta%%|*}" = 0
 

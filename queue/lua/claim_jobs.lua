@@ -40,27 +40,25 @@ local got = 0
 for l = 1, 2 do
   local lane = l == 1 and 'high' or 'normal'
   local wait_key, tenants_key = KEYS[l], KEYS[l + 2]
-  local taken = 0
+  local taken, served = 0, nil
   while got < want do
     local tenant = redis.call('ZRANGE', tenants_key, 0, 0)[1]
     if not tenant then
       break
     end
     local entry = redis.call('RPOP', tenant_list(tenants_key, tenant))
-    if not retag(tenants_key, tenant) and entry and string.byte(entry, 1) ~= 114 then
-      -- The lane's last waiting job: remember its tag as the lane's virtual time.
-      if redis.call('EXISTS', tenants_key) == 0 then
-        redis.call('HSET', KEYS[5], lane, string.match(entry, '^(%d+)'))
-      end
-    end
+    retag(tenants_key, tenant)
     if entry then
       taken = taken + 1
-      local _, _, deliveries, sep, id = parse_entry(entry)
+      local redelivery, tag, deliveries, id = parse_entry(entry)
+      if redelivery == '' then
+        served = tag
+      end
       local envelope = redis.call('HGET', KEYS[6], id)
       if envelope then
         local attempt
-        if sep == '/' then
-          attempt = (tonumber(deliveries) or 0) + 1
+        if deliveries ~= '' then
+          attempt = tonumber(deliveries) + 1
         else
           attempt = read_meta(KEYS[7], id) + 1
         end
@@ -86,6 +84,11 @@ for l = 1, 2 do
   end
   if taken > 0 then
     redis.call('RPOP', wait_key, taken)
+  end
+  -- The lane's virtual time. A tenant back from its cap may be served an older tag than
+  -- the lane's: with caps on, the time never goes back.
+  if served and (not caps or tonumber(served) > vtime(lane)) then
+    redis.call('HSET', KEYS[5], lane, served)
   end
 end
 

@@ -62,11 +62,9 @@ local finish_key = KEYS[6]
 if lane == 'normal' then
   finish_key = KEYS[7]
 end
--- The lane's first tenants by tag: the first is the virtual time (prelude.lua, `vtime`),
--- and a position is counted from them.
+local start = math.max(vtime(lane), tonumber(redis.call('ZSCORE', finish_key, tenant)) or 0)
+-- The lane's first tenants by tag: a position is counted from them.
 local first = redis.call('ZRANGE', tenants_key, 0, SCAN - 1, 'WITHSCORES')
-local start = math.max(vtime_from(lane, first),
-  tonumber(redis.call('ZSCORE', finish_key, tenant)) or 0)
 local list = tenant_list(tenants_key, tenant)
 local own = redis.call('LLEN', list)
 local own_head = nil

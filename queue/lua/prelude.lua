@@ -109,13 +109,12 @@ local function tenant_list(tenants_key, tenant)
   return tenants_key .. ':' .. tenant
 end
 
--- A tenant's list holds entries `[r]<tag>[:<n>]/<id>`: the job's start tag, the deliveries
--- it already had (`n`, only when more than 0) and its id. `r` marks a redelivery: serving it
--- does not move the virtual time, since its tag is the virtual time it was handed back at.
--- Entries written before deliveries were carried in them are `[r]<tag>|<id>`; for those,
--- meta holds the count.
+-- A tenant's list holds entries `[r]<tag>:<n>|<id>`: the job's start tag, the deliveries it
+-- already had and its id. `r` marks a redelivery: serving it does not move the virtual
+-- time, since its tag is the virtual time it was handed back at. Entries of the previous
+-- release are `[r]<tag>|<id>`: their count is in meta (`n` is then '').
 local function parse_entry(entry)
-  return string.match(entry, '^(r?)(%d+):?(%d*)([|/])(.*)$')
+  return string.match(entry, '^(r?)(%d+):?(%d*)|(.*)$')
 end
 
 local function tag_of(entry)
@@ -123,7 +122,7 @@ local function tag_of(entry)
 end
 
 local function id_of(entry)
-  return string.match(entry, '[|/](.*)$')
+  return string.match(entry, '|(.*)$')
 end
 
 -- Tags are whole virtual milliseconds; '%.0f' keeps them out of exponent notation.
@@ -132,30 +131,18 @@ local function fmt_tag(tag)
 end
 
 local function make_entry(tag, id, deliveries, redelivery)
-  local e = fmt_tag(tag)
-  if deliveries and deliveries > 0 then
-    e = e .. ':' .. deliveries
-  end
+  local e = fmt_tag(tag) .. ':' .. (deliveries or 0) .. '|' .. id
   if redelivery then
-    e = 'r' .. e
+    return 'r' .. e
   end
-  return e .. '/' .. id
+  return e
 end
 
--- A lane's virtual time, from `first` (the lane's tenants set, first by tag, WITHSCORES):
--- just before the smallest start tag waiting, so that a tenant arriving now goes next; when
--- nothing waits, the tag the lane served last (stored by the claim that emptied it). It
--- never falls by more than the one virtual millisecond: claims take the smallest tag.
-local function vtime_from(lane, first)
-  if first[2] then
-    return math.max(tonumber(first[2]) - 1, 0)
-  end
-  return tonumber(redis.call('HGET', KEYS[5], lane)) or 0
-end
-
+-- A lane's virtual time: the start tag of the job it served last (a claim stores it). It
+-- only grows: every job is tagged at or after it, claims take the smallest tag waiting, and
+-- a tag that could be older (a redelivery's, a parked tenant's) is never stored below it.
 local function vtime(lane)
-  local _, tenants_key = lane_keys(lane)
-  return vtime_from(lane, redis.call('ZRANGE', tenants_key, 0, 0, 'WITHSCORES'))
+  return tonumber(redis.call('HGET', KEYS[5], lane)) or 0
 end
 
 -- After a tenant's next job left its list: the tenant's new start tag, or out of the set
@@ -351,7 +338,8 @@ local function jobs_before(tenants_key, finish_key, tenant, start, first, own, q
   for i, other in ipairs(others) do
     local len = redis.call('LLEN', tenant_list(tenants_key, other))
     local last = tonumber(lasts[i]) or heads[i]
-    local span = last - heads[i]
+    -- A finish tag below the head (a redelivery's tag, a finish not yet pruned) is no work.
+    local span = math.max(last - heads[i], 0)
     if last > heads[i] then
       local all = math.max(len, 1)
       len = math.min(len, math.floor((start - heads[i]) * len / (last - heads[i])) + 1)

@@ -54,7 +54,9 @@ static LIBRARY: LazyLock<Library> = LazyLock::new(|| {
     body.push_str(include_str!("../lua/prelude.lua"));
     for (name, file) in FILES {
         body.push_str(&format!(
-            "redis.register_function('{name}_@', function(keys, args)\nKEYS, ARGV = keys, args\n{file}\nend)\n"
+            "redis.register_function{{function_name = '{name}_@', flags = {{{}}},\n\
+             callback = function(keys, args)\nKEYS, ARGV = keys, args\n{file}\nend}}\n",
+            flags(name)
         ));
     }
     // The hash of the text with a placeholder for the names it determines.
@@ -65,6 +67,18 @@ static LIBRARY: LazyLock<Library> = LazyLock::new(|| {
     );
     Library { code, suffix }
 });
+
+/// A function's flags. Functions run as writes unless flagged, and Redis refuses writes
+/// when it is out of memory (`maxmemory`): the transitions that move or remove jobs may run
+/// then (as their scripts could: those only delete or move), so a full Redis still drains;
+/// enqueue may not. The reads may also run on a replica.
+fn flags(name: &str) -> &'static str {
+    match name {
+        "enqueue_job" => "",
+        "queue_stats" | "job_position" | "read_claim" => "'no-writes'",
+        _ => "'allow-oom'",
+    }
+}
 
 /// One function of the library.
 pub(crate) struct Function {
@@ -196,17 +210,24 @@ impl Call {
         }
         let cmd = self.cmd();
         match cmd.query_async(conn).await {
+            // An ACL granted before the library existed, without `+fcall`.
+            Err(e) if is_refused(&e) => self.as_script_for_a_while(conn).await,
             Err(e) if is_missing(&e) => match load(conn).await {
                 Ok(()) => cmd.query_async(conn).await,
-                Err(e) if is_refused(&e) => {
-                    SCRIPTS_UNTIL
-                        .store(now_ms() + SCRIPTS_FOR.as_millis() as u64, Ordering::Relaxed);
-                    self.as_script(conn).await
-                }
+                Err(e) if is_refused(&e) => self.as_script_for_a_while(conn).await,
                 Err(e) => Err(e),
             },
             other => other,
         }
+    }
+
+    /// This process may not use the library: scripts for [`SCRIPTS_FOR`].
+    async fn as_script_for_a_while<T: FromRedisValue, C: ConnectionLike>(
+        &self,
+        conn: &mut C,
+    ) -> RedisResult<T> {
+        SCRIPTS_UNTIL.store(now_ms() + SCRIPTS_FOR.as_millis() as u64, Ordering::Relaxed);
+        self.as_script(conn).await
     }
 
     async fn as_script<T: FromRedisValue, C: ConnectionLike>(
@@ -271,7 +292,7 @@ mod tests {
             .code
             .starts_with(&format!("#!lua name=gpuq_{}\n", lib.suffix)));
         for (name, _) in FILES {
-            let registered = format!("redis.register_function('{name}_{}'", lib.suffix);
+            let registered = format!("function_name = '{name}_{}'", lib.suffix);
             assert!(lib.code.contains(&registered), "{name}");
         }
         assert!(!lib.code.contains("_@'"));

@@ -344,3 +344,37 @@ async fn the_work_ahead_of_a_job_is_its_costs_not_its_count() {
         "the tie with cheap's first job"
     );
 }
+
+#[tokio::test]
+async fn the_virtual_time_stays_where_the_lane_served_when_its_waiting_jobs_are_cancelled() {
+    let q = queue().await;
+    let (ids, _) = flood(&q, "a", 6, 1_000, 1).await;
+    claim_one_by_one(&q, 3).await;
+    for id in &ids[3..] {
+        assert_eq!(q.cancel(*id).await.unwrap(), CancelOutcome::Removed);
+    }
+    let vtime = || async {
+        let v: Option<String> = redis::cmd("HGET")
+            .arg(q.keys().vtime())
+            .arg("normal")
+            .query_async(&mut conn().await)
+            .await
+            .unwrap();
+        v
+    };
+    assert_eq!(
+        vtime().await.as_deref(),
+        Some("2000"),
+        "the tag served last"
+    );
+    // A newcomer starts there, not at 0 ahead of every tag a busy lane ever gave out.
+    let (_, out) = flood(&q, "b", 2, 1_000, 1).await;
+    assert!(
+        matches!(out, EnqueueOutcome::Enqueued { position: 1, .. }),
+        "{out:?}"
+    );
+    claim_one_by_one(&q, 1).await;
+    assert_eq!(vtime().await.as_deref(), Some("2000"));
+    claim_one_by_one(&q, 1).await;
+    assert_eq!(vtime().await.as_deref(), Some("3000"));
+}
