@@ -49,9 +49,11 @@ pub async fn run(state: web::Data<AppState>, stop: CancellationToken) {
     }
 }
 
-/// Sets the queue's per-tenant concurrency caps from the configuration and recounts them
-/// (`Queue::set_caps`): at start-up, and every reconcile period so that the counts heal
-/// within one (after a Redis restart, say) and a cap removed from the configuration goes.
+/// Sets the queue's per-tenant concurrency caps from the configuration (the default) and
+/// the database (tenants' own) and recounts them (`Queue::set_caps`): at start-up, when an
+/// admin sets one, and every reconcile period, so that the counts heal within one (after a
+/// Redis restart, say) and a cap removed goes. Nothing changes while the database cannot
+/// be read (the caps in Redis stay as they were).
 pub async fn sync_caps(state: &AppState, queue: &Queue) -> anyhow::Result<()> {
     let caps = Caps {
         default: state
@@ -59,7 +61,7 @@ pub async fn sync_caps(state: &AppState, queue: &Queue) -> anyhow::Result<()> {
             .enqueue
             .max_in_flight_per_tenant
             .map(|m| m.get()),
-        tenants: Default::default(),
+        tenants: crate::tenants::caps(&state.db).await?,
     };
     let parked = queue.set_caps(&caps).await?;
     if parked > 0 {

@@ -1,8 +1,10 @@
-//! Tenants' fair-share weights: stored in PostgreSQL (`tenant_weights`), read by every
-//! enqueue through a cache refreshed every [`REFRESH`], so that setting a weight costs
-//! enqueues nothing. A tenant without a row has weight 1.
+//! Tenants' fair-share weights and concurrency caps: stored in PostgreSQL
+//! (`tenant_weights`). Weights are read by every enqueue through a cache refreshed every
+//! [`REFRESH`], so that setting a weight costs enqueues nothing; caps live in Redis, copied
+//! there by [`crate::maintenance::sync_caps`]. A tenant without a row has weight 1 and the
+//! configured default cap.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -18,15 +20,26 @@ pub const REFRESH: Duration = Duration::from_secs(10);
 /// The largest weight: a thousand to one is already more than a fair share.
 pub const MAX_WEIGHT: u32 = 1000;
 
-/// One tenant's weight, as the admin API shows it.
+/// One tenant's settings, as the admin API shows them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Weighted {
     /// The tenant.
     pub tenant: String,
     /// Its weight, 1 to [`MAX_WEIGHT`].
     pub weight: u32,
+    /// Its own concurrency cap (None: the configured default).
+    pub max_in_flight: Option<u32>,
     /// When it was last set.
     pub updated_at: DateTime<Utc>,
+}
+
+/// A change to a tenant's settings: each field `None` leaves that setting as it is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Change {
+    /// A new weight.
+    pub weight: Option<u32>,
+    /// A new cap (`Some(None)`: back to the configured default).
+    pub max_in_flight: Option<Option<u32>>,
 }
 
 /// The weights, cached.
@@ -73,15 +86,27 @@ impl TenantWeights {
         (at.elapsed() < REFRESH).then(|| map.get(tenant.as_str()).copied().unwrap_or(1))
     }
 
-    /// Sets `tenant`'s weight and drops this process's cache.
-    pub async fn set(&self, db: &PgPool, tenant: &Tenant, weight: u32) -> sqlx::Result<Weighted> {
-        let row: (String, i32, DateTime<Utc>) = sqlx::query_as(
-            "INSERT INTO tenant_weights (tenant, weight) VALUES ($1, $2)
-             ON CONFLICT (tenant) DO UPDATE SET weight = EXCLUDED.weight, updated_at = now()
-             RETURNING tenant, weight, updated_at",
+    /// Changes `tenant`'s settings and drops this process's cache.
+    pub async fn set(
+        &self,
+        db: &PgPool,
+        tenant: &Tenant,
+        change: Change,
+    ) -> sqlx::Result<Weighted> {
+        let cap = change.max_in_flight.flatten().map(|c| c as i32);
+        let row: Row = sqlx::query_as(
+            "INSERT INTO tenant_weights (tenant, weight, max_in_flight)
+             VALUES ($1, coalesce($2, 1), $4)
+             ON CONFLICT (tenant) DO UPDATE SET
+                 weight = coalesce($2, tenant_weights.weight),
+                 max_in_flight = CASE WHEN $3 THEN $4 ELSE tenant_weights.max_in_flight END,
+                 updated_at = now()
+             RETURNING tenant, weight, max_in_flight, updated_at",
         )
         .bind(tenant.as_str())
-        .bind(weight as i32)
+        .bind(change.weight.map(|w| w as i32))
+        .bind(change.max_in_flight.is_some())
+        .bind(cap)
         .fetch_one(db)
         .await?;
         if let Ok(mut cache) = self.cache.lock() {
@@ -91,19 +116,36 @@ impl TenantWeights {
     }
 }
 
-/// Every tenant with a weight set, by name.
+type Row = (String, i32, Option<i32>, DateTime<Utc>);
+
+/// Every tenant with settings, by name.
 pub async fn list(db: &PgPool) -> sqlx::Result<Vec<Weighted>> {
-    let rows: Vec<(String, i32, DateTime<Utc>)> =
-        sqlx::query_as("SELECT tenant, weight, updated_at FROM tenant_weights ORDER BY tenant")
-            .fetch_all(db)
-            .await?;
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT tenant, weight, max_in_flight, updated_at FROM tenant_weights ORDER BY tenant",
+    )
+    .fetch_all(db)
+    .await?;
     Ok(rows.into_iter().map(weighted).collect())
 }
 
-fn weighted((tenant, weight, updated_at): (String, i32, DateTime<Utc>)) -> Weighted {
+/// The tenants with a concurrency cap of their own.
+pub async fn caps(db: &PgPool) -> sqlx::Result<BTreeMap<Tenant, u32>> {
+    let rows: Vec<(String, i32)> = sqlx::query_as(
+        "SELECT tenant, max_in_flight FROM tenant_weights WHERE max_in_flight IS NOT NULL",
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(t, cap)| Some((t.parse().ok()?, u32::try_from(cap).ok()?)))
+        .collect())
+}
+
+fn weighted((tenant, weight, max_in_flight, updated_at): Row) -> Weighted {
     Weighted {
         tenant,
         weight: weight.clamp(1, MAX_WEIGHT as i32) as u32,
+        max_in_flight: max_in_flight.and_then(|c| u32::try_from(c).ok()),
         updated_at,
     }
 }

@@ -60,7 +60,7 @@ async fn weights_out_of_range_bad_tenant_names_and_non_admins_are_refused_and_no
         r#"{"weight": "3"}"#,
         r#"{"weight": 2.5}"#,
         r#"{"weight": 3, "share": 1}"#,
-        r#"{}"#,
+        r#"{"weight": null}"#,
         r#"[3]"#,
     ] {
         let res = put_weight(&app, ADMIN_TOKEN, "acme", body).await;
@@ -211,4 +211,70 @@ async fn a_tenant_of_weight_three_gets_three_jobs_for_each_of_a_weight_one_tenan
         (8..=10).contains(&heavy_jobs),
         "3:1 of 12 is 9: {heavy_jobs}"
     );
+}
+
+#[tokio::test]
+async fn an_admin_caps_a_tenants_jobs_in_flight_and_lifting_the_cap_frees_them_at_once() {
+    let app = spawn_app().await;
+    let user = Uuid::new_v4();
+    let res = put_weight(
+        &app,
+        ADMIN_TOKEN,
+        &user.to_string(),
+        r#"{"maxInFlight": 1}"#,
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(
+        (
+            body["tenant"]["maxInFlight"].as_u64(),
+            body["tenant"]["weight"].as_u64()
+        ),
+        (Some(1), Some(1)),
+        "{body}"
+    );
+    let token = token_for(user);
+    for _ in 0..3 {
+        let res = app
+            .post_job(&token, &job_body("sdxl_image_fast", "x"))
+            .await;
+        assert_eq!(res.status(), 202);
+    }
+    let q = app.queue("sdxl_queue").await;
+    let gpu = ConsumerName::unique("gpu");
+    assert_eq!(q.claim(&gpu, 3).await.unwrap().len(), 1, "capped at one");
+    assert!(q.claim(&gpu, 3).await.unwrap().is_empty());
+
+    // Setting the weight keeps the cap; clearing the cap frees the tenant's jobs at once.
+    let res = put_weight(&app, ADMIN_TOKEN, &user.to_string(), r#"{"weight": 2}"#).await;
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["tenant"]["maxInFlight"], 1, "{body}");
+    let res = put_weight(
+        &app,
+        ADMIN_TOKEN,
+        &user.to_string(),
+        r#"{"maxInFlight": null}"#,
+    )
+    .await;
+    let body: Value = res.json().await.unwrap();
+    assert!(body["tenant"]["maxInFlight"].is_null(), "{body}");
+    assert_eq!(body["tenant"]["weight"], 2);
+    assert_eq!(q.claim(&gpu, 3).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_cap_out_of_range_is_refused_and_nothing_is_stored() {
+    let app = spawn_app().await;
+    for body in [
+        r#"{"maxInFlight": 0}"#,
+        r#"{"maxInFlight": 100001}"#,
+        r#"{"maxInFlight": "2"}"#,
+        r#"{"maxInFlight": 1.5}"#,
+        r#"{"weight": 2, "maxInFlight": -1}"#,
+    ] {
+        let res = put_weight(&app, ADMIN_TOKEN, "acme", body).await;
+        assert_error(res, 400, "invalid_max_in_flight").await;
+    }
+    assert!(weights(&app).await.is_empty());
 }

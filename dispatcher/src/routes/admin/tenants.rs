@@ -1,8 +1,8 @@
-//! Tenants' fair-share weights: list them, set one.
+//! Tenants' fair-share weights and concurrency caps: list them, set a tenant's.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
@@ -13,7 +13,9 @@ use gpuq_service::ErrorBody;
 use crate::auth::Admin;
 use crate::routes::responses::{AdminOnly, Internal, Unavailable};
 use crate::state::AppState;
-use crate::tenants::{self, Weighted, MAX_WEIGHT};
+use gpuq_queue::MAX_CAP;
+
+use crate::tenants::{self, Change, Weighted, MAX_WEIGHT};
 use crate::validation::as_whole;
 use crate::ApiError;
 
@@ -35,17 +37,26 @@ pub struct TenantWeight {
     /// Its weight: it gets this many times the GPU time of a tenant of weight 1 while both
     /// have jobs waiting.
     pub weight: u32,
+    /// Its own concurrency cap: at most this many of its jobs in flight at once in a queue;
+    /// null: the configured default (`enqueue.max_in_flight_per_tenant`, possibly none).
+    pub max_in_flight: Option<u32>,
     /// When it was set.
     pub updated_at: DateTime<Utc>,
 }
 
-/// `PUT /admin/tenants/{tenant}` body.
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+/// `PUT /admin/tenants/{tenant}` body: a setting left out is kept as it is (`{}` changes
+/// nothing and answers the tenant's settings). The schema only: `change_of` reads the
+/// body, telling a null cap from an absent one.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[expect(dead_code, reason = "the OpenAPI schema of what change_of reads")]
 pub struct SetWeight {
     /// 1 to 1000.
-    #[schema(minimum = 1, maximum = 1000)]
-    pub weight: u32,
+    #[schema(minimum = 1, maximum = 1000, nullable = false)]
+    pub weight: Option<u32>,
+    /// 1 to 100000; null: back to the configured default.
+    #[schema(minimum = 1, maximum = 100000, nullable)]
+    pub max_in_flight: Option<u32>,
 }
 
 /// `PUT /admin/tenants/{tenant}` answer.
@@ -62,25 +73,62 @@ impl From<Weighted> for TenantWeight {
         Self {
             tenant: w.tenant,
             weight: w.weight,
+            max_in_flight: w.max_in_flight,
             updated_at: w.updated_at,
         }
     }
 }
 
-/// A `SetWeight` body: an object with `weight` alone, a whole number (`3.0` too: JSON
-/// Schema's integers include it, serde's `u32` does not) from 1 to [`MAX_WEIGHT`].
-fn weight_of(body: &Value) -> Result<SetWeight, String> {
-    let fields = body.as_object().ok_or("not an object")?;
-    if let Some(other) = fields.keys().find(|k| *k != "weight") {
-        return Err(format!("unknown field {other:?}"));
+/// A `SetWeight` body as a change: `weight` and `maxInFlight` whole numbers (`3.0` too: JSON
+/// Schema's integers include it, serde's `u32` does not) in range, `maxInFlight` null to
+/// clear; anything else is a 400 naming the field.
+fn change_of(body: &Value) -> Result<Change, ApiError> {
+    let bad = |code: &'static str, why: String| {
+        ApiError::BadRequest {
+        code,
+        message: format!(
+            "body must be {{\"weight\": 1 to {MAX_WEIGHT}, \"maxInFlight\": 1 to {MAX_CAP} or null}}, \
+             either or both: {why}"
+        ),
     }
-    fields
-        .get("weight")
-        .and_then(as_whole)
-        .and_then(|w| u32::try_from(w).ok())
-        .filter(|w| (1..=MAX_WEIGHT).contains(w))
-        .map(|weight| SetWeight { weight })
-        .ok_or_else(|| "weight must be a whole number from 1 to 1000".into())
+    };
+    let fields = body
+        .as_object()
+        .ok_or_else(|| bad("invalid_weight", "not an object".into()))?;
+    if let Some(other) = fields
+        .keys()
+        .find(|k| *k != "weight" && *k != "maxInFlight")
+    {
+        return Err(bad("invalid_weight", format!("unknown field {other:?}")));
+    }
+    let whole_in = |v: &Value, max: u32| {
+        as_whole(v)
+            .and_then(|n| u32::try_from(n).ok())
+            .filter(|n| (1..=max).contains(n))
+    };
+    let weight = match fields.get("weight") {
+        None => None,
+        Some(v) => Some(whole_in(v, MAX_WEIGHT).ok_or_else(|| {
+            bad(
+                "invalid_weight",
+                "weight must be a whole number from 1 to 1000".into(),
+            )
+        })?),
+    };
+    let max_in_flight = match fields.get("maxInFlight") {
+        None => None,
+        Some(Value::Null) => Some(None),
+        Some(v) => Some(Some(whole_in(v, MAX_CAP).ok_or_else(|| {
+            bad(
+                "invalid_max_in_flight",
+                format!("maxInFlight must be a whole number from 1 to {MAX_CAP}, or null"),
+            )
+        })?)),
+    };
+    Ok(Change {
+        weight,
+        max_in_flight,
+    })
 }
 
 /// `GET /admin/tenants`: the weights set.
@@ -98,14 +146,15 @@ pub async fn list(_: Admin, state: web::Data<AppState>) -> Result<HttpResponse, 
     }))
 }
 
-/// `PUT /admin/tenants/{tenant}`: sets a tenant's weight. It applies to the tenant's jobs
-/// enqueued from then on (at once on this replica, within 10 s on the others).
+/// `PUT /admin/tenants/{tenant}`: sets a tenant's weight, its concurrency cap, or both. A
+/// weight applies to the tenant's jobs enqueued from then on (at once on this replica,
+/// within 10 s on the others); a cap to its next claims, on every replica at once.
 #[utoipa::path(put, path = "/admin/tenants/{tenant}",
     params(("tenant" = String, Path, description = "user id or tenant claim value",
         pattern = "^[A-Za-z0-9._:@-]{1,128}$")),
     request_body = SetWeight, security(("bearer" = [])),
     responses((status = 200, description = "set", body = SetWeightAnswer),
-        (status = 400, description = "bad tenant name (`invalid_tenant`) or weight (`invalid_weight`)", body = ErrorBody),
+        (status = 400, description = "bad tenant name (`invalid_tenant`), weight or body (`invalid_weight`) or cap (`invalid_max_in_flight`)", body = ErrorBody),
         (status = 408, description = "the body did not arrive in time", body = ErrorBody),
         (status = 413, description = "body too large", body = ErrorBody),
         (status = 415, description = "not application/json", body = ErrorBody),
@@ -123,12 +172,16 @@ pub async fn set(
     })?;
     let app = &state.settings.application;
     let body = json_body(&req, payload, 1024, app.body_timeout()).await?;
-    let bad_weight = |why: String| ApiError::BadRequest {
-        code: "invalid_weight",
-        message: format!("body must be {{\"weight\": 1 to {MAX_WEIGHT}}}: {why}"),
-    };
-    let SetWeight { weight } = weight_of(&body).map_err(bad_weight)?;
-    let stored = state.weights.set(&state.db, &tenant, weight).await?;
+    let change = change_of(&body)?;
+    let stored = state.weights.set(&state.db, &tenant, change).await?;
+    if change.max_in_flight.is_some() {
+        for queue in state.queues.values() {
+            // The reconcile period copies the caps again should this fail.
+            if let Err(e) = crate::maintenance::sync_caps(&state, queue).await {
+                tracing::warn!(queue = %queue.name(), error = ?e, "concurrency caps not synced");
+            }
+        }
+    }
     Ok(HttpResponse::Ok().json(SetWeightAnswer {
         success: true,
         tenant: stored.into(),
