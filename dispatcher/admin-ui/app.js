@@ -196,7 +196,7 @@
   function clearData() {
     state.history.clear();
     state.queueNames = [];
-    for (const id of ['queues-body', 'workers-body', 'failures-body', 'dead-lists', 'charts', 'job-result']) {
+    for (const id of ['queues-body', 'workers-body', 'tenants-body', 'failures-body', 'dead-lists', 'charts', 'job-result']) {
       $(id).replaceChildren();
     }
     $('job-search-input').value = '';
@@ -315,12 +315,14 @@
     const now = Date.now();
     renderQueues(queues.queues || [], now);
     const names = state.queueNames;
-    const [workers, failures, ...dead] = await Promise.all([
+    const [workers, failures, tenants, ...dead] = await Promise.all([
       api('GET', 'admin/workers'),
       api('GET', 'admin/failures'),
+      api('GET', 'admin/tenants'),
       ...names.map((q) => api('GET', `admin/queues/${encodeURIComponent(q)}/dead`)),
     ]);
     renderWorkers(workers.workers || []);
+    renderTenants(tenants.tenants || []);
     renderFailures(failures.jobs || []);
     renderDead(names.map((q, i) => ({ queue: q, jobs: dead[i].jobs || [] })));
   }
@@ -507,6 +509,29 @@
       text: id,
       onclick: () => searchJob(id),
     });
+  }
+
+  // Tenants with a weight or cap of their own (PUT /admin/tenants/{tenant}); any other has
+  // weight 1 and the configured default cap.
+  function renderTenants(tenants) {
+    sync(
+      $('tenants-body'),
+      tenants,
+      (t) => t.tenant,
+      (t) =>
+        el(
+          'tr',
+          { 'data-testid': `tenant-${t.tenant}` },
+          el('td', { class: 'mono', text: t.tenant }),
+          el('td', { class: 'num' }),
+          el('td', { class: 'num' }),
+        ),
+      (row, t) => {
+        setText(row.children[1], String(t.weight));
+        setText(row.children[2], t.maxInFlight == null ? 'default' : String(t.maxInFlight));
+      },
+      emptyRow(3, 'every tenant has weight 1 and the default cap'),
+    );
   }
 
   function renderWorkers(workers) {

@@ -14,6 +14,7 @@ const USER_TOKEN = need('DASH_USER_TOKEN');
 const QUEUED = need('DASH_QUEUED_JOB');
 const HELD = need('DASH_HELD_JOB');
 const CONSUMER = need('DASH_CONSUMER');
+const TENANT = need('DASH_TENANT');
 const DEAD_REQUEUE = need('DASH_DEAD_REQUEUE');
 const DEAD_DISCARD = need('DASH_DEAD_DISCARD');
 const ERROR_REQUEUE = need('DASH_ERROR_REQUEUE');
@@ -247,6 +248,13 @@ try {
     const t = (await held.textContent()).replace(/\s+/g, ' ').trim();
     assert(/held \d/.test(t) && /lease/.test(t), t);
     return t;
+  });
+  await check(`tenants: ${TENANT} with weight 3, at most 2 in flight`, async () => {
+    const row = tid(`tenant-${TENANT}`);
+    await row.waitFor();
+    const cells = (await row.locator('td').allTextContents()).map((c) => c.trim());
+    assert(cells.join('|') === `${TENANT}|3|2`, cells.join('|'));
+    return cells.join(' ');
   });
   await check('recent failures list both dead jobs with their errors, markup shown as text', async () => {
     const row = tid(`failure-${DEAD_REQUEUE}`);

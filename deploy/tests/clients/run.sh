@@ -278,6 +278,13 @@ check "one job waits in ${K}wait:normal ($waiting)" test "$waiting" = 1
 # --- The browser ----------------------------------------------------------------------------
 mkdir -p "$ARTIFACTS"
 rm -f "$ARTIFACTS/dashboard.png" "$ARTIFACTS/dashboard-dead-letters.png"
+# A tenant with settings of its own, for the dashboard's tenants table.
+TENANT=dash-tenant-$(rnd 4)
+code=$(curl -sS -o /dev/null -w '%{http_code}' -X PUT "$API/admin/tenants/$TENANT" \
+  -H "Authorization: Bearer $GPUQ_ADMIN_TOKEN" -H 'Content-Type: application/json' \
+  -d '{"weight": 3, "maxInFlight": 2}')
+check "PUT /admin/tenants/$TENANT sets a weight and a cap ($code)" test "$code" = 200
+export DASH_TENANT=$TENANT
 export DASH_API=$API DASH_ADMIN_TOKEN=$GPUQ_ADMIN_TOKEN DASH_USER_TOKEN=$USER_TOKEN \
   DASH_QUEUED_JOB=$QUEUED DASH_HELD_JOB=$HELD DASH_CONSUMER=$CONSUMER \
   DASH_DEAD_REQUEUE=$DEAD_REQUEUE DASH_DEAD_DISCARD=$DEAD_DISCARD \
