@@ -55,17 +55,22 @@ pub async fn run(state: web::Data<AppState>, stop: CancellationToken) {
 /// Redis restart, say) and a cap removed goes. Nothing changes while the database cannot
 /// be read (the caps in Redis stay as they were).
 pub async fn sync_caps(state: &AppState, queue: &Queue) -> anyhow::Result<()> {
+    let (version, tenants) = crate::tenants::caps(&state.db).await?;
     let caps = Caps {
+        version,
         default: state
             .settings
             .enqueue
             .max_in_flight_per_tenant
             .map(|m| m.get()),
-        tenants: crate::tenants::caps(&state.db).await?,
+        tenants,
     };
-    let parked = queue.set_caps(&caps).await?;
-    if parked > 0 {
-        tracing::debug!(queue = %queue.name(), parked, "tenants waiting at their concurrency cap");
+    match queue.set_caps(&caps).await? {
+        Some(parked) if parked > 0 => {
+            tracing::debug!(queue = %queue.name(), parked, "tenants waiting at their concurrency cap");
+        }
+        // Another replica set caps it read later: they stand.
+        _ => {}
     }
     Ok(())
 }

@@ -128,17 +128,28 @@ pub async fn list(db: &PgPool) -> sqlx::Result<Vec<Weighted>> {
     Ok(rows.into_iter().map(weighted).collect())
 }
 
-/// The tenants with a concurrency cap of their own.
-pub async fn caps(db: &PgPool) -> sqlx::Result<BTreeMap<Tenant, u32>> {
+/// The tenants with a concurrency cap of their own, and the version of that list: when the
+/// table last changed, ms since the epoch (`Caps::version`, so that a sync that read it
+/// before an admin's change cannot undo the change in Redis).
+pub async fn caps(db: &PgPool) -> sqlx::Result<(u64, BTreeMap<Tenant, u32>)> {
+    let mut tx = db.begin().await?;
+    let version: i64 = sqlx::query_scalar(
+        "SELECT coalesce((extract(epoch FROM max(updated_at)) * 1000)::bigint, 0) \
+         FROM tenant_weights",
+    )
+    .fetch_one(&mut *tx)
+    .await?;
     let rows: Vec<(String, i32)> = sqlx::query_as(
         "SELECT tenant, max_in_flight FROM tenant_weights WHERE max_in_flight IS NOT NULL",
     )
-    .fetch_all(db)
+    .fetch_all(&mut *tx)
     .await?;
-    Ok(rows
+    tx.commit().await?;
+    let caps = rows
         .into_iter()
         .filter_map(|(t, cap)| Some((t.parse().ok()?, u32::try_from(cap).ok()?)))
-        .collect())
+        .collect();
+    Ok((u64::try_from(version).unwrap_or(0), caps))
 }
 
 fn weighted((tenant, weight, max_in_flight, updated_at): Row) -> Weighted {

@@ -5,18 +5,31 @@
 --
 -- KEYS[1..5] wait:high, wait:normal, tenants:high, tenants:normal, vtime (prelude.lua)
 -- KEYS[6] signal   KEYS[7] leases   KEYS[8] meta
--- ARGV[1] default cap for every tenant (0 = none)
--- ARGV[2..] pairs of tenant, its own cap (1 to 100000)
+-- ARGV[1] version of these caps (whole ms; 0 = none): caps older than the ones set last
+--         change nothing, so a sync that read the database before an admin's change cannot
+--         undo it when it lands after
+-- ARGV[2] default cap for every tenant (0 = none)
+-- ARGV[3..] pairs of tenant, its own cap (1 to 100000)
 -- Caps are off (claims count nothing) when the default is 0 and no tenant has a cap.
--- Returns the number of tenants parked now.
+-- A job of a capped tenant already in flight counts from now on (its meta flag becomes 'c',
+-- so its end gives the slot back), whether or not its claim counted it.
+-- Returns the number of tenants parked now, or -1 when the caps were older (unchanged).
 
 local share = KEYS[5]
-local default = tonumber(ARGV[1])
+local version = tonumber(ARGV[1])
+if not version or version < 0 then
+  return redis.error_reply('ERR gpuq: the caps version must be a number of at least 0')
+end
+if version < (tonumber(redis.call('HGET', share, 'caps_version')) or 0) then
+  return -1
+end
+redis.call('HSET', share, 'caps_version', ARGV[1])
+local default = tonumber(ARGV[2])
 if not default or default < 0 or default > 100000 or default ~= math.floor(default) then
   return redis.error_reply('ERR gpuq: the default cap must be a whole number from 0 to 100000')
 end
 local caps = {}
-for i = 2, #ARGV, 2 do
+for i = 3, #ARGV, 2 do
   local tenant, cap = ARGV[i], tonumber(ARGV[i + 1])
   if not string.match(tenant, '^[%w._:@-]+$') or #tenant > 128 or not cap or cap < 1
       or cap > 100000 or cap ~= math.floor(cap) then
@@ -47,16 +60,23 @@ if on then
     redis.call('HSET', share, 'cap:' .. tenant, cap)
     touched[tenant] = true
   end
-  -- The counts, from the jobs in flight whose claim counted them.
+  -- The counts, from the jobs in flight: every job of a tenant with a cap counts, and
+  -- is flagged so that its end gives the slot back.
   local ids = redis.call('ZRANGE', KEYS[7], 0, -1)
   for i = 1, #ids, 500 do
     local metas = redis.call('HMGET', KEYS[8], unpack(ids, i, math.min(i + 499, #ids)))
-    for _, meta in ipairs(metas) do
-      local tenant, flags =
-        string.match(meta or '', '^%d+|%a*|[^|]*|%d+|[^|]*|([^|]*)|([^|]*)$')
-      if flags == 'c' and tenant ~= '' then
-        redis.call('HINCRBY', share, 'run:' .. tenant, 1)
-        touched[tenant] = true
+    for j, meta in ipairs(metas) do
+      local head, tenant, flags =
+        string.match(meta or '', '^(%d+|%a*|[^|]*|%d+|[^|]*)|([^|]*)|?([^|]*)$')
+      if tenant and tenant ~= '' then
+        if flags ~= 'c' and (caps[tenant] or default > 0) then
+          redis.call('HSET', KEYS[8], ids[i + j - 1], head .. '|' .. tenant .. '|c')
+          flags = 'c'
+        end
+        if flags == 'c' then
+          redis.call('HINCRBY', share, 'run:' .. tenant, 1)
+          touched[tenant] = true
+        end
       end
     end
   end

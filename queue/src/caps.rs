@@ -16,6 +16,9 @@ pub const MAX_CAP: u32 = 100_000;
 /// The concurrency caps of one queue.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Caps {
+    /// Which caps these are, as a whole number that grows with every change (e.g. the
+    /// time of the last change, in ms): older caps than those set last change nothing.
+    pub version: u64,
     /// The cap of every tenant without one of its own; `None`: such tenants are uncapped.
     pub default: Option<u32>,
     /// Tenants' own caps, 1 to [`MAX_CAP`].
@@ -33,8 +36,9 @@ impl Queue {
     /// Replaces the queue's caps, recounts every tenant's counted jobs in flight and parks
     /// or releases tenants to match (`set_caps.lua`). Idempotent: maintenance runs it on
     /// every tick, so the counts heal within one tick whatever happened. Returns how many
-    /// tenants are parked at their cap now.
-    pub async fn set_caps(&self, caps: &Caps) -> Result<u32> {
+    /// tenants are parked at their cap now, or None when caps of a later version were set
+    /// already (nothing changed).
+    pub async fn set_caps(&self, caps: &Caps) -> Result<Option<u32>> {
         let all = caps.default.iter().chain(caps.tenants.values());
         if let Some(&cap) = all.into_iter().find(|&&c| c == 0 || c > MAX_CAP) {
             return Err(QueueError::InvalidCap { cap, max: MAX_CAP });
@@ -45,10 +49,12 @@ impl Queue {
             .key(k.signal())
             .key(k.leases())
             .key(k.meta())
+            .arg(caps.version)
             .arg(caps.default.unwrap_or(0));
         for (tenant, cap) in &caps.tenants {
             script.arg(tenant.as_str()).arg(*cap);
         }
-        Ok(script.invoke_async(&mut self.conn()).await?)
+        let parked: i64 = script.invoke_async(&mut self.conn()).await?;
+        Ok(u32::try_from(parked).ok())
     }
 }

@@ -16,8 +16,8 @@ fn tenant(name: &str) -> Tenant {
 
 fn cap(who: &str, n: u32) -> Caps {
     Caps {
-        default: None,
         tenants: [(tenant(who), n)].into(),
+        ..Caps::default()
     }
 }
 
@@ -46,7 +46,7 @@ async fn claim_id(q: &Queue) -> Option<JobId> {
 #[tokio::test]
 async fn a_tenant_at_its_cap_gets_no_more_jobs_until_one_of_its_jobs_is_acked() {
     let q = queue().await;
-    assert_eq!(q.set_caps(&cap("capped", 2)).await.unwrap(), 0);
+    assert_eq!(q.set_caps(&cap("capped", 2)).await.unwrap(), Some(0));
     let capped = enqueue_for(&q, "capped", 4).await;
     let other = enqueue_for(&q, "other", 4).await;
 
@@ -176,7 +176,11 @@ async fn setting_caps_recounts_and_lifting_a_cap_brings_a_parked_tenant_back() {
     let ids = enqueue_for(&q, "capped", 3).await;
     assert_eq!(claim_id(&q).await, Some(ids[0]));
     assert_eq!(claim_id(&q).await, None);
-    assert_eq!(q.set_caps(&cap("capped", 1)).await.unwrap(), 1, "parked");
+    assert_eq!(
+        q.set_caps(&cap("capped", 1)).await.unwrap(),
+        Some(1),
+        "parked"
+    );
 
     // A count gone wrong (say, a lost write) is recounted from the jobs in flight.
     let mut conn = conn().await;
@@ -196,7 +200,7 @@ async fn setting_caps_recounts_and_lifting_a_cap_brings_a_parked_tenant_back() {
     );
     assert_eq!(claim_id(&q).await, None);
 
-    assert_eq!(q.set_caps(&Caps::default()).await.unwrap(), 0);
+    assert_eq!(q.set_caps(&Caps::default()).await.unwrap(), Some(0));
     assert_eq!(claim_id(&q).await, Some(ids[2]), "no cap: back at once");
     let fields: Vec<String> = redis::cmd("HKEYS")
         .arg(&share)
@@ -204,7 +208,9 @@ async fn setting_caps_recounts_and_lifting_a_cap_brings_a_parked_tenant_back() {
         .await
         .unwrap();
     assert!(
-        fields.iter().all(|f| f == "normal" || f == "high"),
+        fields
+            .iter()
+            .all(|f| ["normal", "high", "caps_version"].contains(&f.as_str())),
         "caps off leaves no cap state: {fields:?}"
     );
 }
@@ -215,6 +221,7 @@ async fn a_default_cap_applies_to_every_tenant_without_its_own() {
     let caps = Caps {
         default: Some(1),
         tenants: [(tenant("big"), 2)].into(),
+        ..Caps::default()
     };
     q.set_caps(&caps).await.unwrap();
     let small = enqueue_for(&q, "small", 2).await;
@@ -238,4 +245,43 @@ async fn a_cap_out_of_range_is_refused_and_changes_nothing() {
     let ids = enqueue_for(&q, "capped", 2).await;
     assert_eq!(claim_id(&q).await, Some(ids[0]));
     assert_eq!(claim_id(&q).await, None, "the cap of 1 still holds");
+}
+
+#[tokio::test]
+async fn a_cap_set_while_jobs_run_counts_the_jobs_already_in_flight() {
+    let q = queue().await;
+    let ids = enqueue_for(&q, "busy", 3).await;
+    assert_eq!(claim_id(&q).await, Some(ids[0]));
+    assert_eq!(claim_id(&q).await, Some(ids[1]));
+    // Two of its jobs run, claimed while no cap counted them: a cap of 2 is reached.
+    assert_eq!(
+        q.set_caps(&cap("busy", 2)).await.unwrap(),
+        Some(1),
+        "parked"
+    );
+    assert_eq!(claim_id(&q).await, None);
+    q.ack(ids[0], None).await.unwrap();
+    assert_eq!(
+        claim_id(&q).await,
+        Some(ids[2]),
+        "the ack gave its slot back"
+    );
+}
+
+#[tokio::test]
+async fn caps_older_than_the_ones_set_last_change_nothing() {
+    let q = queue().await;
+    let newer = Caps {
+        version: 20,
+        ..cap("late", 1)
+    };
+    assert_eq!(q.set_caps(&newer).await.unwrap(), Some(0));
+    let stale = Caps {
+        version: 10,
+        ..Caps::default()
+    };
+    assert_eq!(q.set_caps(&stale).await.unwrap(), None, "refused");
+    let ids = enqueue_for(&q, "late", 2).await;
+    assert_eq!(claim_id(&q).await, Some(ids[0]));
+    assert_eq!(claim_id(&q).await, None, "the newer cap of 1 holds");
 }

@@ -44,9 +44,9 @@ pub struct TenantWeight {
     pub updated_at: DateTime<Utc>,
 }
 
-/// `PUT /admin/tenants/{tenant}` body: a setting left out is kept as it is (`{}` changes
-/// nothing and answers the tenant's settings). The schema only: `change_of` reads the
-/// body, telling a null cap from an absent one.
+/// `PUT /admin/tenants/{tenant}` body: a setting left out is kept as it is (`{}` keeps both,
+/// and lists the tenant with them). The schema only: `change_of` reads the body, telling a
+/// null cap from an absent one.
 #[derive(ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[expect(dead_code, reason = "the OpenAPI schema of what change_of reads")]
