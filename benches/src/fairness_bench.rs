@@ -135,6 +135,17 @@ pub(crate) fn sdxl_workers(
     Ok(workers)
 }
 
+/// Stops the workers of [`sdxl_workers`] and waits for them.
+pub(crate) async fn stop_workers(
+    stop: &CancellationToken,
+    workers: Vec<tokio::task::JoinHandle<Result<(), WorkerError>>>,
+) {
+    stop.cancel();
+    for w in workers {
+        let _ = w.await;
+    }
+}
+
 /// Runs the scenario.
 pub async fn run(redis_url: &str, a: FairnessArgs) -> anyhow::Result<Vec<Figure>> {
     let ns = format!("bench-{}", Uuid::new_v4().simple());
@@ -230,10 +241,7 @@ pub async fn run(redis_url: &str, a: FairnessArgs) -> anyhow::Result<Vec<Figure>
     };
     let d_share = gpu(d_user) / (gpu(c_user) + gpu(d_user)).max(f64::EPSILON);
 
-    stop.cancel();
-    for w in workers {
-        let _ = w.await;
-    }
+    stop_workers(&stop, workers).await;
     drop(cb);
     drop(d);
     drop_namespace(redis_url, &ns).await?;

@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use gpuq_schemas::JobType;
 
-use crate::fairness_bench::{sdxl_workers, Stack};
+use crate::fairness_bench::{sdxl_workers, stop_workers, Stack};
 use crate::figures::Figure;
 use crate::http_bench::{start_dispatcher, SECRET};
 use crate::services::{drop_namespace, mint_token};
@@ -113,10 +113,7 @@ pub(crate) async fn run(
     errors.sort_by(f64::total_cmp);
     let median = errors.get(errors.len() / 2).copied().unwrap_or(f64::NAN);
 
-    stop.cancel();
-    for w in workers {
-        let _ = w.await;
-    }
+    stop_workers(&stop, workers).await;
     drop(cb);
     drop(d);
     drop_namespace(redis_url, &ns).await?;

@@ -36,10 +36,8 @@ pub async fn run(state: web::Data<AppState>, stop: CancellationToken) {
                 }
             }
             _ = reconcile.tick() => {
+                sync_caps(&state).await;
                 for queue in state.queues.values() {
-                    if let Err(e) = sync_caps(&state, queue).await {
-                        tracing::warn!(queue = %queue.name(), error = ?e, "concurrency caps not synced");
-                    }
                     if let Err(e) = crate::reconcile::reconcile_once(&state, queue, grace).await {
                         tracing::warn!(queue = %queue.name(), error = ?e, "reconcile step failed");
                     }
@@ -54,8 +52,15 @@ pub async fn run(state: web::Data<AppState>, stop: CancellationToken) {
 /// admin sets one, and every reconcile period, so that the counts heal within one (after a
 /// Redis restart, say) and a cap removed goes. Nothing changes while the database cannot
 /// be read (the caps in Redis stay as they were).
-pub async fn sync_caps(state: &AppState, queue: &Queue) -> anyhow::Result<()> {
-    let (version, tenants) = crate::tenants::caps(&state.db).await?;
+/// Read once, set on every queue. Failures are logged: the next period tries again.
+pub async fn sync_caps(state: &AppState) {
+    let (version, tenants) = match crate::tenants::caps(&state.db).await {
+        Ok(read) => read,
+        Err(e) => {
+            tracing::warn!(error = ?e, "concurrency caps not read; Redis keeps the last ones");
+            return;
+        }
+    };
     let caps = Caps {
         version,
         default: state
@@ -65,14 +70,18 @@ pub async fn sync_caps(state: &AppState, queue: &Queue) -> anyhow::Result<()> {
             .map(|m| m.get()),
         tenants,
     };
-    match queue.set_caps(&caps).await? {
-        Some(parked) if parked > 0 => {
-            tracing::debug!(queue = %queue.name(), parked, "tenants waiting at their concurrency cap");
+    for queue in state.queues.values() {
+        match queue.set_caps(&caps).await {
+            Ok(Some(parked)) if parked > 0 => {
+                tracing::debug!(queue = %queue.name(), parked, "tenants waiting at their concurrency cap");
+            }
+            // None: another replica set caps it read later; they stand.
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(queue = %queue.name(), error = ?e, "concurrency caps not synced");
+            }
         }
-        // Another replica set caps it read later: they stand.
-        _ => {}
     }
-    Ok(())
 }
 
 /// One pass over one queue: promote due retries, reap expired leases, and bring the

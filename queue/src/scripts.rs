@@ -296,6 +296,29 @@ mod tests {
             assert!(lib.code.contains(&registered), "{name}");
         }
         assert!(!lib.code.contains("_@'"));
+        let s = &SCRIPTS;
+        let functions = [
+            &s.enqueue,
+            &s.claim,
+            &s.extend_lease,
+            &s.ack,
+            &s.fail,
+            &s.release,
+            &s.cancel,
+            &s.reap,
+            &s.promote,
+            &s.requeue_dead,
+            &s.discard_dead,
+            &s.stats,
+            &s.read_claim,
+            &s.expire_unstarted,
+            &s.position,
+            &s.set_caps,
+        ];
+        for f in functions {
+            // `as_script` finds each function's file by its name.
+            assert!(FILES.iter().any(|(name, _)| *name == f.name), "{}", f.name);
+        }
         assert_eq!(lib.suffix.len(), 16);
     }
 }

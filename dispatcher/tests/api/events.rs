@@ -230,17 +230,10 @@ async fn a_finished_job_whose_stream_is_gone_sends_its_terminal_event_once_then_
 async fn a_waiting_job_s_stream_tells_its_position_when_it_moves_by_a_step_worth_telling() {
     let app = spawn_app().await;
     let token = token_for(Uuid::new_v4());
-    let mut ids = Vec::new();
+    let mut last = String::new();
     for _ in 0..8 {
-        let body: Value = app
-            .post_job(&token, &job_body("sdxl_image_fast", "x"))
-            .await
-            .json()
-            .await
-            .unwrap();
-        ids.push(body["job"]["id"].as_str().unwrap().to_owned());
+        last = app.enqueued(&token, "sdxl_image_fast").await.to_string();
     }
-    let last = ids[7].clone();
     let resp = open(&app, &token, &last, None).await;
     let positions = |frames: &[Frame]| -> Vec<u64> {
         frames

@@ -175,12 +175,8 @@ pub async fn set(
     let change = change_of(&body)?;
     let stored = state.weights.set(&state.db, &tenant, change).await?;
     if change.max_in_flight.is_some() {
-        for queue in state.queues.values() {
-            // The reconcile period copies the caps again should this fail.
-            if let Err(e) = crate::maintenance::sync_caps(&state, queue).await {
-                tracing::warn!(queue = %queue.name(), error = ?e, "concurrency caps not synced");
-            }
-        }
+        // The reconcile period copies the caps again should this fail.
+        crate::maintenance::sync_caps(&state).await;
     }
     Ok(HttpResponse::Ok().json(SetWeightAnswer {
         success: true,
