@@ -1,5 +1,6 @@
 //! Prometheus metrics of the callback service, rendered by `GET /metrics`: callback
-//! outcomes, finished jobs by type, and the wait-time and run-time histograms.
+//! outcomes, finished jobs by type, GPU-seconds of attempts by type and outcome, and the
+//! wait-time and run-time histograms.
 
 use std::sync::Mutex;
 
@@ -27,11 +28,21 @@ pub struct FinishedLabels {
     pub status: String,
 }
 
+/// Labels of an attempt's GPU time.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AttemptLabels {
+    /// The job type.
+    pub job_type: String,
+    /// How the attempt ended: `completed`, `failed`, `retried` or `cancelled`.
+    pub outcome: String,
+}
+
 /// All callback-service metrics.
 pub struct Metrics {
     registry: Mutex<Registry>,
     callbacks: Family<OutcomeLabels, Counter>,
     finished: Family<FinishedLabels, Counter>,
+    gpu_seconds: Family<AttemptLabels, Counter<f64>>,
     wait: Histogram,
     run: Histogram,
 }
@@ -42,6 +53,7 @@ impl Default for Metrics {
             registry: Mutex::new(Registry::with_prefix("gpuq")),
             callbacks: Family::default(),
             finished: Family::default(),
+            gpu_seconds: Family::default(),
             // 0.1 s .. ~ 55 min: SDXL images take seconds, WAN videos minutes.
             wait: Histogram::new(exponential_buckets(0.1, 2.0, 16)),
             run: Histogram::new(exponential_buckets(0.1, 2.0, 16)),
@@ -56,6 +68,11 @@ impl Default for Metrics {
                 "jobs_finished",
                 "Jobs that reached a terminal status, by type",
                 m.finished.clone(),
+            );
+            r.register(
+                "gpu_seconds",
+                "GPU time of the attempts workers reported ended, by type and outcome",
+                m.gpu_seconds.clone(),
             );
             r.register(
                 "job_wait_seconds",
@@ -90,6 +107,15 @@ impl Metrics {
         }
         if let Some(w) = r.wait_seconds {
             self.wait.observe(w);
+        }
+        if let Some((secs, outcome)) = r.attempt {
+            let labels = AttemptLabels {
+                job_type: r.job_type.to_string(),
+                outcome: outcome.into(),
+            };
+            self.gpu_seconds
+                .get_or_create(&labels)
+                .inc_by(secs.max(0.0));
         }
         if r.status.is_terminal() {
             let labels = FinishedLabels {

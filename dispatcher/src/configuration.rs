@@ -1,6 +1,6 @@
 //! [`Settings`]: the dispatcher's configuration — the shared sections of
 //! [`gpuq_service::configuration`] (`application`, `database`, `redis`, `queue`) plus its
-//! own (`auth`, `limits`, `enqueue`), loaded by the one layered loader: defaults →
+//! own (`auth`, `limits`, `enqueue`, `credits`), loaded by the one layered loader: defaults →
 //! `configuration/base.yaml` (or `$GPUQ_CONFIG`) → `$GPUQ_ENVIRONMENT.yaml` →
 //! `GPUQ__SECTION__FIELD` → the flat names (`DATABASE_URL`, `GPUQ_JWT_SECRET`, ...).
 
@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 use gpuq_schemas::JobType;
 
+use crate::credits::CreditSettings;
 use crate::validation::MAX_START_WITHIN_SECS;
 
 /// Everything the dispatcher reads at start-up. Secrets are [`SecretString`]s, so they never
@@ -35,6 +36,9 @@ pub struct Settings {
     pub limits: LimitSettings,
     /// Enqueue rules.
     pub enqueue: EnqueueSettings,
+    /// Prices, and whether they are held and charged (ADR 0014).
+    #[serde(default)]
+    pub credits: CreditSettings,
 }
 
 /// How callers are authenticated.

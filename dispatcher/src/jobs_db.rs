@@ -104,6 +104,22 @@ pub struct NewJob {
     pub idempotency_key: Option<String>,
     /// SHA-256 (hex) of the request body the key was used with.
     pub request_hash: Option<String>,
+    /// The tenant whose account pays for it.
+    pub tenant: String,
+    /// Credits to hold at enqueue; None while credits are off.
+    pub price: Option<i64>,
+    /// A metered price's rate, credits per GPU-second.
+    pub per_gpu_second: Option<f64>,
+}
+
+/// What [`record_batch`] checks besides each row: the active-job limit, and the grant a
+/// tenant's new account starts with.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordRules {
+    /// Jobs one user may have queued or processing at once.
+    pub max_active: i64,
+    /// Credits a new account starts with.
+    pub starting_grant: i64,
 }
 
 impl JobRecord {
@@ -148,15 +164,18 @@ pub enum Recorded {
     },
     /// Another request holds the idempotency key; nothing was written.
     KeyTaken,
+    /// The tenant's available credits do not cover the price; nothing was written.
+    InsufficientCredits(gpuq_service::CreditShortfall),
 }
 
 /// Records queued jobs in one round trip and one transaction (`gpuq_record_jobs`, see its
 /// migration): for each, under its user's advisory lock, checks the active-job limit,
-/// inserts the row and claims its idempotency key. Answers in the order of `jobs`.
+/// inserts the row, claims its idempotency key and holds its price. Answers in the order
+/// of `jobs`.
 pub async fn record_batch(
     db: &PgPool,
     jobs: &[&NewJob],
-    max_active: i64,
+    rules: RecordRules,
 ) -> sqlx::Result<Vec<Recorded>> {
     #[derive(Serialize)]
     struct Row<'a> {
@@ -169,18 +188,42 @@ pub async fn record_batch(
         .enumerate()
         .map(|(ord, &job)| Row { ord, job })
         .collect();
-    let answers: Vec<(Uuid, String, i64)> =
-        sqlx::query_as("SELECT recorded_id, outcome, active_jobs FROM gpuq_record_jobs($1, $2)")
-            .bind(sqlx::types::Json(&rows))
-            .bind(max_active)
-            .fetch_all(db)
-            .await?;
+    /// One answer of `gpuq_record_jobs`; the account's figures only with
+    /// `insufficient_credits`.
+    #[derive(sqlx::FromRow)]
+    struct Answer {
+        recorded_id: Uuid,
+        outcome: String,
+        active_jobs: i64,
+        balance: Option<i64>,
+        held: Option<i64>,
+    }
+    let answers: Vec<Answer> = sqlx::query_as(
+        "SELECT recorded_id, outcome, active_jobs, balance, held \
+         FROM gpuq_record_jobs($1, $2, $3)",
+    )
+    .bind(sqlx::types::Json(&rows))
+    .bind(rules.max_active)
+    .bind(rules.starting_grant)
+    .fetch_all(db)
+    .await?;
+    let prices: HashMap<Uuid, i64> = jobs.iter().filter_map(|j| Some((j.id, j.price?))).collect();
     let mut by_id = HashMap::with_capacity(answers.len());
-    for (id, outcome, active) in answers {
-        let recorded = match outcome.as_str() {
+    for a in answers {
+        let (id, active) = (a.recorded_id, a.active_jobs);
+        let recorded = match a.outcome.as_str() {
             "inserted" => Recorded::Inserted,
             "too_many_active" => Recorded::TooManyActive { active },
             "key_taken" => Recorded::KeyTaken,
+            "insufficient_credits" => {
+                let (balance, held) = (a.balance.unwrap_or(0), a.held.unwrap_or(0));
+                Recorded::InsufficientCredits(gpuq_service::CreditShortfall {
+                    balance,
+                    held,
+                    available: balance - held,
+                    price: prices.get(&id).copied().unwrap_or(0),
+                })
+            }
             other => {
                 return Err(sqlx::Error::Protocol(format!(
                     "gpuq_record_jobs answered {other:?}"

@@ -10,6 +10,8 @@
 //! - [`validation`]: enqueue rules and image-to-image defaults.
 //! - [`routes`]: one file per resource; `/admin/` serves the embedded dashboard (`admin-ui/`).
 //! - [`jobs_db`]: the `jobs` table.
+//! - [`credits`]: job prices, tenant accounts and their ledger (held at enqueue, settled
+//!   or released by the transition that ends a job).
 //! - [`limits`]: the per-user token bucket.
 //! - [`maintenance`]: reaper, promoter and reconciler loops.
 //! - [`reconcile`]: bring Redis back in line with PostgreSQL.
@@ -26,6 +28,7 @@
 
 pub mod auth;
 pub mod configuration;
+pub mod credits;
 pub mod dev_token;
 pub mod event_hub;
 mod events;

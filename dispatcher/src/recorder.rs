@@ -17,7 +17,7 @@ use std::sync::Arc;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use crate::jobs_db::{self, NewJob, Recorded};
+use crate::jobs_db::{self, NewJob, RecordRules, Recorded};
 use crate::ApiError;
 
 /// Batches being written at once (each holds one pooled connection). Measured with
@@ -41,9 +41,9 @@ pub struct Recorder {
 
 impl Recorder {
     /// Starts the writer on the current tokio runtime.
-    pub fn spawn(db: PgPool, max_active: i64) -> Self {
+    pub fn spawn(db: PgPool, rules: RecordRules) -> Self {
         let (queue, pending) = mpsc::channel(MAX_BATCH * IN_FLIGHT * 4);
-        tokio::spawn(write_batches(db, max_active, pending));
+        tokio::spawn(write_batches(db, rules, pending));
         Self { queue }
     }
 
@@ -62,7 +62,7 @@ impl Recorder {
     }
 }
 
-async fn write_batches(db: PgPool, max_active: i64, mut pending: mpsc::Receiver<Pending>) {
+async fn write_batches(db: PgPool, rules: RecordRules, mut pending: mpsc::Receiver<Pending>) {
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     loop {
         // Wait for a free slot first: while every slot is busy, requests pile up in the
@@ -82,17 +82,17 @@ async fn write_batches(db: PgPool, max_active: i64, mut pending: mpsc::Receiver<
         }
         let db = db.clone();
         tokio::spawn(async move {
-            write(&db, max_active, batch).await;
+            write(&db, rules, batch).await;
             drop(slot);
         });
     }
 }
 
 /// Writes one batch and answers its requests.
-async fn write(db: &PgPool, max_active: i64, batch: Vec<Pending>) {
+async fn write(db: &PgPool, rules: RecordRules, batch: Vec<Pending>) {
     let (jobs, answers): (Vec<NewJob>, Vec<_>) =
         batch.into_iter().map(|p| (p.job, p.answer)).unzip();
-    let results = write_batch(db, max_active, &jobs).await;
+    let results = write_batch(db, rules, &jobs).await;
     for (answer, result) in answers.into_iter().zip(results) {
         let _ = answer.send(result);
     }
@@ -103,17 +103,17 @@ async fn write(db: &PgPool, max_active: i64, batch: Vec<Pending>) {
 /// bad row fails only its own request.
 pub async fn write_batch(
     db: &PgPool,
-    max_active: i64,
+    rules: RecordRules,
     jobs: &[NewJob],
 ) -> Vec<Result<Recorded, Arc<sqlx::Error>>> {
     let refs: Vec<&NewJob> = jobs.iter().collect();
-    match jobs_db::record_batch(db, &refs, max_active).await {
+    match jobs_db::record_batch(db, &refs, rules).await {
         Ok(answers) => answers.into_iter().map(Ok).collect(),
         Err(sqlx::Error::Database(e)) if jobs.len() > 1 => {
             tracing::warn!(error = %e, jobs = jobs.len(), "batch refused; recording its jobs one by one");
             let mut answers = Vec::with_capacity(jobs.len());
             for job in jobs {
-                let answer = jobs_db::record_batch(db, &[job], max_active)
+                let answer = jobs_db::record_batch(db, &[job], rules)
                     .await
                     .map(|mut a| a.remove(0))
                     .map_err(Arc::new);

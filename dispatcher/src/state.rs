@@ -62,7 +62,13 @@ impl AppState {
         auth: Authenticator,
         settings: Settings,
     ) -> Self {
-        let recorder = Recorder::spawn(db.clone(), settings.limits.max_active_jobs_per_user);
+        let recorder = Recorder::spawn(
+            db.clone(),
+            crate::jobs_db::RecordRules {
+                max_active: settings.limits.max_active_jobs_per_user,
+                starting_grant: settings.credits.starting_grant.into(),
+            },
+        );
         let stop = tokio_util::sync::CancellationToken::new();
         let events = crate::event_hub::EventHub::start(
             secrecy::ExposeSecret::expose_secret(&settings.redis.url).to_owned(),

@@ -30,7 +30,9 @@ pub mod storable;
 mod tenant;
 mod user_id;
 
-pub use callback::{CallbackPayload, CallbackShape, CallbackStatus, OutputAsset, ParsedCallback};
+pub use callback::{
+    CallbackPayload, CallbackShape, CallbackStatus, OutputAsset, ParsedCallback, MAX_GPU_NAME,
+};
 pub use catalog::{JobKind, JobType, JobTypeSpec, UnknownJobType};
 pub use envelope::{GenerationConfig, JobEnvelope};
 pub use event::{JobEvent, JobEventKind};

@@ -26,6 +26,22 @@ pub struct ErrorDetail {
     pub code: String,
     /// Human-readable reason; never internals.
     pub message: String,
+    /// With `insufficient_credits` (402): the account and the price.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credits: Option<CreditShortfall>,
+}
+
+/// Why a job was refused for its price: its tenant's account as it stood, and the price.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+pub struct CreditShortfall {
+    /// Credits in the account.
+    pub balance: i64,
+    /// What the account's unfinished jobs hold.
+    pub held: i64,
+    /// Balance minus held: what a new job may hold.
+    pub available: i64,
+    /// The job's price (for a metered type, the most it may cost).
+    pub price: i64,
 }
 
 /// An error answer.
@@ -89,6 +105,10 @@ pub enum ApiError {
         /// Human-readable reason.
         message: String,
     },
+    /// 402, code `insufficient_credits`: the tenant's available credits do not cover the
+    /// job's price.
+    #[error("the job costs {} credits and {} are available (balance {}, held by unfinished jobs {})", .0.price, .0.available, .0.balance, .0.held)]
+    InsufficientCredits(CreditShortfall),
     /// 503: Redis or PostgreSQL is unavailable; the message says which, never why.
     #[error("{0}")]
     Unavailable(String),
@@ -123,6 +143,7 @@ impl ApiError {
             | Self::Forbidden { code, .. }
             | Self::TooManyRequests { code, .. }
             | Self::Refused { code, .. } => code,
+            Self::InsufficientCredits(_) => "insufficient_credits",
             Self::Unauthorized(_) => "unauthorized",
             Self::NotFound(_) => "not_found",
             Self::MethodNotAllowed(_) => "method_not_allowed",
@@ -197,6 +218,7 @@ impl ResponseError for ApiError {
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Refused { status, .. } => *status,
+            Self::InsufficientCredits(_) => StatusCode::PAYMENT_REQUIRED,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -228,6 +250,10 @@ impl ResponseError for ApiError {
             error: ErrorDetail {
                 code: self.code().to_owned(),
                 message,
+                credits: match self {
+                    Self::InsufficientCredits(shortfall) => Some(*shortfall),
+                    _ => None,
+                },
             },
         })
     }

@@ -54,7 +54,7 @@ pub use configuration::{
 #[cfg(feature = "http")]
 pub use database::{connection_pool, MIGRATOR};
 #[cfg(feature = "http")]
-pub use error::{ApiError, ErrorBody, ErrorDetail};
+pub use error::{ApiError, CreditShortfall, ErrorBody, ErrorDetail};
 #[cfg(feature = "http")]
 pub use health::Readiness;
 #[cfg(feature = "http")]

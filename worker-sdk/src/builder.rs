@@ -35,6 +35,7 @@ pub struct WorkerBuilder {
     callback_retry: CallbackRetry,
     redis_backoff: RedisBackoff,
     worker_name: Option<String>,
+    gpu_name: Option<String>,
     storage: Option<Arc<dyn Storage>>,
     handler: Option<Arc<dyn ErasedHandler>>,
 }
@@ -57,6 +58,7 @@ impl Default for WorkerBuilder {
             callback_retry: CallbackRetry::default(),
             redis_backoff: RedisBackoff::default(),
             worker_name: None,
+            gpu_name: None,
             storage: None,
             handler: None,
         }
@@ -167,6 +169,13 @@ impl WorkerBuilder {
         self
     }
 
+    /// The GPU this worker runs on (e.g. `NVIDIA L40S`; 1 to 128 characters), reported with
+    /// each attempt's start and end so metering records which GPU did the work.
+    pub fn gpu_name(mut self, name: impl Into<String>) -> Self {
+        self.gpu_name = Some(name.into());
+        self
+    }
+
     /// Where [`crate::JobContext::upload`] writes.
     pub fn storage(mut self, storage: impl Storage) -> Self {
         self.storage = Some(Arc::new(storage));
@@ -209,6 +218,14 @@ impl WorkerBuilder {
                 self.heartbeat_every, self.queue_config.lease
             )));
         }
+        if self.gpu_name.as_ref().is_some_and(|g| {
+            g.is_empty() || g.contains('\0') || g.chars().count() > gpuq_schemas::MAX_GPU_NAME
+        }) {
+            return Err(WorkerError::Invalid(format!(
+                "gpu_name must be 1 to {} characters",
+                gpuq_schemas::MAX_GPU_NAME
+            )));
+        }
         if self.claim_wait.is_zero() {
             return Err(WorkerError::Invalid("claim_wait must be positive".into()));
         }
@@ -235,6 +252,7 @@ impl WorkerBuilder {
                 gate: crate::gate::Gate::new(),
                 storage: self.storage,
                 consumer,
+                gpu_name: self.gpu_name,
                 progress_every: self.progress_every,
                 cancel_grace: self.cancel_grace,
                 redis_backoff: self.redis_backoff,

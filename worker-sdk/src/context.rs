@@ -118,6 +118,7 @@ impl JobContext {
                 fraction,
                 message: Some(message.into()),
             }),
+            gpu: None,
         };
         let reporter = inner.reporter.clone();
         inner.runtime.spawn(async move {

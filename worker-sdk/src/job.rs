@@ -29,6 +29,7 @@ pub(crate) struct Shared {
     pub gate: crate::gate::Gate,
     pub storage: Option<Arc<dyn Storage>>,
     pub consumer: ConsumerName,
+    pub gpu_name: Option<String>,
     pub progress_every: Duration,
     pub cancel_grace: Duration,
     pub redis_backoff: RedisBackoff,
@@ -296,6 +297,7 @@ impl JobRun {
             error: None,
             enhanced_prompt: None,
             progress: None,
+            gpu: self.shared.gpu_name.clone(),
         }
     }
 

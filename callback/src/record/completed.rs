@@ -1,4 +1,5 @@
-//! `completed`: the outputs become `images` or `videos` rows and the job finishes, in one
+//! `completed`: the outputs become `images` or `videos` rows, the attempt's metering row
+//! ends (and the job's credit hold settles, by trigger) and the job finishes, in one
 //! transaction and one round trip (`gpuq_complete_job`, which locks the row); then the job
 //! leaves Redis and the change is published.
 
@@ -38,26 +39,29 @@ impl Recorder {
         let claimed_at = holding
             .since_ms
             .and_then(|ms| chrono::DateTime::from_timestamp_millis(i64::try_from(ms).ok()?));
-        let locked =
-            sqlx::query_as("SELECT * FROM gpuq_complete_job($1, $2, $3, $4, $5, $6, $7, $8, $9)")
-                .bind(job.id.as_uuid())
-                .bind(job::sources(JobStatus::Completed))
-                .bind(kind)
-                .bind(sqlx::types::Json(&rows))
-                .bind(&cb.enhanced_prompt)
-                .bind(&holding.consumer)
-                .bind(attempt)
-                .bind(claimed_at)
-                .bind(cb.generation_seconds)
-                .fetch_optional(&self.pool)
-                .await
-                // A storage path recorded for another job: 409, nothing written.
-                .map_err(
-                    |e| match e.as_database_error().map(|d| d.is_unique_violation()) {
-                        Some(true) => RecordError::StoragePathInUse,
-                        _ => RecordError::Database(e),
-                    },
-                )?;
+        let locked = sqlx::query_as(
+            "SELECT * FROM gpuq_complete_job($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(job.id.as_uuid())
+        .bind(job::sources(JobStatus::Completed))
+        .bind(kind)
+        .bind(sqlx::types::Json(&rows))
+        .bind(&cb.enhanced_prompt)
+        .bind(&holding.consumer)
+        .bind(attempt)
+        .bind(claimed_at)
+        .bind(cb.generation_seconds)
+        .bind(&cb.gpu)
+        .fetch_optional(&self.pool)
+        .await
+        // A storage path recorded for another job: 409, nothing written.
+        .map_err(
+            |e| match e.as_database_error().map(|d| d.is_unique_violation()) {
+                Some(true) => RecordError::StoragePathInUse,
+                _ => RecordError::Database(e),
+            },
+        )?;
+        let gpu_seconds = locked.as_ref().and_then(|l: &job::Locked| l.gpu_seconds);
         let (job, applied) = job::Locked::into_job(locked)?;
         if !applied {
             return Ok(self.already_finished(&job).await);
@@ -66,7 +70,7 @@ impl Recorder {
         self.ack(job.id, &job.queue).await;
         self.publish(JobEvent::status(job.id, JobStatus::Completed, None))
             .await;
-        Ok(Recorded::changed(&job, JobStatus::Completed))
+        Ok(Recorded::changed(&job, JobStatus::Completed).metered(gpu_seconds, "completed"))
     }
 
     /// The answer for a job that finished before this report.

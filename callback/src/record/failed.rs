@@ -1,6 +1,7 @@
 //! `failed`: Redis decides between a retry (backoff, attempts left) and the dead-letter
-//! set, for the report's claim only; the row follows that decision in the same
-//! transaction that holds its lock.
+//! set, for the report's claim only; the attempt's metering row and the job's row follow
+//! that decision in the same transaction that holds its lock (a job that ends releases its
+//! credit hold there, by trigger).
 
 use gpuq_queue::{FailOutcome, Failure};
 use gpuq_schemas::{CallbackShape, JobEvent, JobStatus, ParsedCallback};
@@ -40,16 +41,19 @@ impl Recorder {
         let queue = self.queue(&job.queue)?;
         // Canonical reports name their claim; legacy ones fail whoever holds the job now.
         let claim = match cb.shape {
-            CallbackShape::Canonical => named_fence(&cb).map(|(w, f)| (w.to_owned(), f)),
+            CallbackShape::Canonical => named_fence(&cb).map(|(w, f)| (w.to_owned(), f, None)),
             CallbackShape::Legacy => self
                 .current_claim(&queue, &cb)
                 .await?
-                .map(|h| (h.consumer, h.fence)),
+                .map(|h| (h.consumer, h.fence, h.since_ms)),
         };
-        let (consumer, fence) = match claim {
+        let (consumer, fence, since_ms) = match claim {
             Ok(claim) => claim,
             Err(stale) => return Ok(ignored(&job, stale)),
         };
+        // A worker that never reported `processing` started its attempt at its claim.
+        let claimed_at = since_ms
+            .and_then(|ms| chrono::DateTime::from_timestamp_millis(i64::try_from(ms).ok()?));
         let failure = Failure {
             retryable: error.retryable,
             message: error.message.clone(),
@@ -70,6 +74,27 @@ impl Recorder {
             FailOutcome::NotInFlight => return Ok(ignored(&job, Stale::NotInFlight)),
             FailOutcome::HeldByOther => return Ok(ignored(&job, Stale::NotCurrentClaim)),
         };
+        let outcome = match decision {
+            Decision::Requeue { .. } => "retried",
+            Decision::Finish {
+                status: JobStatus::Cancelled,
+                ..
+            } => "cancelled",
+            Decision::Finish { .. } => "failed",
+        };
+        // Before the row changes: what the change then closes by trigger is only what no
+        // report ended (`lost`).
+        let gpu_seconds: Option<f64> = sqlx::query_scalar(
+            "SELECT gpuq_finish_attempt(j, $2, $3, $4, $5, $6) FROM jobs j WHERE id = $1",
+        )
+        .bind(job.id.as_uuid())
+        .bind(as_i32(fence.attempt.max(1)))
+        .bind(outcome)
+        .bind(&consumer)
+        .bind(&cb.gpu)
+        .bind(claimed_at)
+        .fetch_one(&mut *tx)
+        .await?;
         let status = match decision {
             Decision::Requeue { attempt } => {
                 sqlx::query(
@@ -103,7 +128,7 @@ impl Recorder {
         let message = (status != JobStatus::Cancelled).then(|| error.message.clone());
         self.publish(JobEvent::status(job.id, status, message))
             .await;
-        Ok(Recorded::changed(&job, status))
+        Ok(Recorded::changed(&job, status).metered(gpu_seconds, outcome))
     }
 }
 

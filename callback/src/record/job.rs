@@ -101,6 +101,9 @@ pub(crate) struct Locked {
     #[sqlx(flatten)]
     row: JobRow,
     applied: bool,
+    /// The attempt's GPU-seconds, when the transition ended it (`gpuq_complete_job`).
+    #[sqlx(default)]
+    pub gpu_seconds: Option<f64>,
 }
 
 impl Locked {

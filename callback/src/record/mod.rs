@@ -50,6 +50,9 @@ pub struct Recorded {
     pub wait_seconds: Option<f64>,
     /// Seconds from first start to this terminal report.
     pub run_seconds: Option<f64>,
+    /// The attempt this report ended: its GPU-seconds and outcome (`completed`, `failed`,
+    /// `retried`, `cancelled`).
+    pub attempt: Option<(f64, &'static str)>,
 }
 
 impl Recorded {
@@ -70,6 +73,16 @@ impl Recorded {
             } else {
                 None
             },
+            attempt: None,
+        }
+    }
+
+    /// The same answer, with the GPU-seconds of the attempt it ended (None: a replayed
+    /// report ended nothing).
+    pub(crate) fn metered(self, gpu_seconds: Option<f64>, outcome: &'static str) -> Self {
+        Self {
+            attempt: gpu_seconds.map(|s| (s, outcome)),
+            ..self
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Integration tests of gpuq-callback against the real PostgreSQL and Redis.
 
 mod bounds;
+mod credits;
 mod failures;
 mod fences;
 mod helpers;

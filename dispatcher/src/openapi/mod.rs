@@ -52,12 +52,17 @@ impl Modify for BearerAuth {
         routes::admin::workers::failures,
         routes::admin::tenants::list,
         routes::admin::tenants::set,
+        routes::admin::credits::get,
+        routes::admin::credits::change,
+        routes::admin::credits::usage,
+        routes::credits::credits,
+        routes::credits::usage,
         routes::metrics::metrics,
         gpuq_service::health::healthz,
         gpuq_service::health::readyz,
     ),
     components(schemas(routes::enqueue::EnqueueAnswer, JobRecord, ErrorBody, ErrorDetail,
-        routes::events::PositionEvent,
+        gpuq_service::CreditShortfall, routes::events::PositionEvent,
         gpuq_service::health::Health, gpuq_service::health::Ready)),
     modifiers(&BearerAuth)
 )]

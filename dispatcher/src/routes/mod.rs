@@ -2,6 +2,7 @@
 
 pub(crate) mod admin;
 mod admin_ui;
+pub(crate) mod credits;
 pub(crate) mod enqueue;
 pub(crate) mod events;
 pub(crate) mod jobs;
@@ -25,6 +26,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             resource("/v1/jobs/{id}/stream-token", "POST")
                 .route(web::post().to(events::stream_token)),
         )
+        .service(resource("/v1/credits", "GET").route(web::get().to(credits::credits)))
+        .service(resource("/v1/usage", "GET").route(web::get().to(credits::usage)))
         .service(resource("/v1/job-types", "GET").route(web::get().to(metrics::job_types)))
         .service(resource("/admin/queues", "GET").route(web::get().to(admin::queues::queues)))
         .service(
@@ -45,6 +48,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(
             resource("/admin/tenants/{tenant}", "PUT").route(web::put().to(admin::tenants::set)),
         )
+        .service(
+            resource("/admin/tenants/{tenant}/credits", "GET, POST")
+                .route(web::get().to(admin::credits::get))
+                .route(web::post().to(admin::credits::change)),
+        )
+        .service(resource("/admin/usage", "GET").route(web::get().to(admin::credits::usage)))
         .service(resource("/metrics", "GET").route(web::get().to(metrics::metrics)))
         .configure(admin_ui::configure);
 }

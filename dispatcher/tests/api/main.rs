@@ -3,6 +3,7 @@
 mod admin;
 mod auth;
 mod browsers;
+mod credits;
 mod deadlines;
 mod enqueue;
 mod eta;

@@ -6,7 +6,7 @@ use chrono::{SubsecRound, Utc};
 use serde_json::json;
 use uuid::Uuid;
 
-use gpuq_dispatcher::jobs_db::{self, NewJob, Recorded};
+use gpuq_dispatcher::jobs_db::{self, NewJob, RecordRules, Recorded};
 use gpuq_dispatcher::recorder::write_batch;
 
 use crate::helpers::*;
@@ -29,6 +29,16 @@ fn job(user: Uuid, key: Option<&str>) -> NewJob {
         envelope: json!({}),
         idempotency_key: key.map(str::to_owned),
         request_hash: None,
+        tenant: user.to_string(),
+        price: None,
+        per_gpu_second: None,
+    }
+}
+
+fn limit(max_active: i64) -> RecordRules {
+    RecordRules {
+        max_active,
+        starting_grant: 0,
     }
 }
 
@@ -54,7 +64,9 @@ async fn a_batch_applies_the_active_limit_job_by_job_and_answers_in_input_order(
         job(b, None),
     ];
     let refs: Vec<&NewJob> = jobs.iter().collect();
-    let answers = jobs_db::record_batch(&app.db, &refs, 2).await.unwrap();
+    let answers = jobs_db::record_batch(&app.db, &refs, limit(2))
+        .await
+        .unwrap();
     assert_eq!(
         answers,
         [
@@ -68,7 +80,9 @@ async fn a_batch_applies_the_active_limit_job_by_job_and_answers_in_input_order(
     assert_eq!((rows_of(&app, a).await, rows_of(&app, b).await), (2, 2));
     // The limit counts what earlier batches committed too.
     let again = job(a, None);
-    let answers = jobs_db::record_batch(&app.db, &[&again], 2).await.unwrap();
+    let answers = jobs_db::record_batch(&app.db, &[&again], limit(2))
+        .await
+        .unwrap();
     assert_eq!(answers, [Recorded::TooManyActive { active: 2 }]);
 }
 
@@ -78,7 +92,7 @@ async fn one_idempotency_key_twice_in_a_batch_records_one_job() {
     let user = Uuid::new_v4();
     let (first, second) = (job(user, Some("k")), job(user, Some("k")));
     let other_user = job(Uuid::new_v4(), Some("k"));
-    let answers = jobs_db::record_batch(&app.db, &[&first, &second, &other_user], 20)
+    let answers = jobs_db::record_batch(&app.db, &[&first, &second, &other_user], limit(20))
         .await
         .unwrap();
     assert_eq!(
@@ -101,7 +115,7 @@ async fn a_refused_batch_writes_nothing() {
     let good = job(Uuid::new_v4(), None);
     let mut bad = job(Uuid::new_v4(), None);
     bad.max_attempts = 0; // violates the CHECK on max_attempts
-    let err = jobs_db::record_batch(&app.db, &[&good, &bad], 20)
+    let err = jobs_db::record_batch(&app.db, &[&good, &bad], limit(20))
         .await
         .unwrap_err();
     assert!(err.as_database_error().is_some(), "{err}");
@@ -114,7 +128,7 @@ async fn a_refused_batch_is_retried_job_by_job_so_only_the_bad_job_fails() {
     let (first, last) = (job(Uuid::new_v4(), None), job(Uuid::new_v4(), None));
     let mut bad = job(Uuid::new_v4(), None);
     bad.max_attempts = 0; // violates the CHECK on max_attempts
-    let answers = write_batch(&app.db, 20, &[first.clone(), bad, last.clone()]).await;
+    let answers = write_batch(&app.db, limit(20), &[first.clone(), bad, last.clone()]).await;
     assert!(matches!(answers[0], Ok(Recorded::Inserted)), "{answers:?}");
     assert!(
         answers[1]

@@ -235,6 +235,7 @@ impl From<LegacyCamelCallback> for ParsedCallback {
             enhanced_prompt: p.enhanced_prompt,
             progress: None,
             generation_seconds: None,
+            gpu: None,
         }
     }
 }
@@ -311,6 +312,7 @@ impl From<LegacySnakeCallback> for ParsedCallback {
             progress: None,
             generation_seconds: number(&meta, &["generation_time"])
                 .filter(|t| t.is_finite() && *t >= 0.0),
+            gpu: None,
         }
     }
 }

@@ -116,7 +116,15 @@ pub struct CallbackPayload {
     /// Progress, with `status: progress`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<Progress>,
+    /// The GPU the attempt runs on (e.g. `NVIDIA A100-SXM4-80GB`), with `processing` and
+    /// the report that ends the attempt: metering records it with the attempt's GPU-seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128))]
+    pub gpu: Option<String>,
 }
+
+/// The longest GPU name a report may carry, in characters.
+pub const MAX_GPU_NAME: usize = 128;
 
 /// A callback in any accepted shape, normalized. A legacy failure is retryable when its
 /// `error_type` or message shows a transient cause (out of memory, a timeout, a connection
@@ -146,6 +154,8 @@ pub struct ParsedCallback {
     pub progress: Option<Progress>,
     /// GPU time of the generation the worker reported, seconds (legacy `generation_time`).
     pub generation_seconds: Option<f64>,
+    /// The GPU the attempt ran on (canonical shape).
+    pub gpu: Option<String>,
 }
 
 /// The shape a callback came in.
@@ -219,6 +229,15 @@ impl ParsedCallback {
             Some(Shape::Canonical) => {
                 let p: CallbackPayload =
                     serde_json::from_value(value).map_err(invalid("canonical"))?;
+                if p.gpu
+                    .as_ref()
+                    .is_some_and(|g| g.is_empty() || g.chars().count() > MAX_GPU_NAME)
+                {
+                    return Err(CallbackParseError::Invalid {
+                        shape: "canonical",
+                        reason: format!("gpu must be 1 to {MAX_GPU_NAME} characters"),
+                    });
+                }
                 Ok(p.into())
             }
             Some(Shape::LegacyCamel) => {
@@ -257,6 +276,7 @@ impl From<CallbackPayload> for ParsedCallback {
             enhanced_prompt: p.enhanced_prompt,
             progress: p.progress,
             generation_seconds: None,
+            gpu: p.gpu,
         }
     }
 }

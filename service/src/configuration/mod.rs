@@ -43,7 +43,7 @@ pub enum FlatKind {
 
 /// The flat environment variables every gpuq process reads: name, settings key, kind.
 /// They are a public interface (deploy files and the README use them): never drop one.
-pub const FLAT_NAMES: [(&str, &str, FlatKind); 32] = [
+pub const FLAT_NAMES: [(&str, &str, FlatKind); 35] = [
     ("DATABASE_URL", "database.url", FlatKind::Value),
     ("REDIS_URL", "redis.url", FlatKind::Value),
     ("GPUQ_LISTEN", "application", FlatKind::Listen),
@@ -84,6 +84,12 @@ pub const FLAT_NAMES: [(&str, &str, FlatKind); 32] = [
         "enqueue.max_in_flight_per_tenant",
         FlatKind::Value,
     ),
+    ("GPUQ_CREDITS", "credits.enabled", FlatKind::Value),
+    (
+        "GPUQ_STARTING_CREDITS",
+        "credits.starting_grant",
+        FlatKind::Value,
+    ),
     ("GPUQ_STORAGE_HOST", "storage.host", FlatKind::Value),
     ("GPUQ_STORAGE_BUCKETS", "storage.buckets", FlatKind::List),
     // Workers (the demo worker; a worker built on the SDK may read them the same way).
@@ -106,6 +112,7 @@ pub const FLAT_NAMES: [(&str, &str, FlatKind); 32] = [
         "worker.demo_time_scale",
         FlatKind::Value,
     ),
+    ("GPUQ_GPU_NAME", "worker.gpu_name", FlatKind::Value),
     ("GPUQ_STORAGE_DIR", "storage.dir", FlatKind::Value),
     ("GPUQ_S3_ENDPOINT", "storage.s3.endpoint", FlatKind::Value),
     ("GPUQ_S3_REGION", "storage.s3.region", FlatKind::Value),

@@ -50,6 +50,8 @@ pub struct DemoConfig {
     /// `GPUQ_CALLBACK_RETRIES` (default 20, about eight minutes): retries of a report
     /// before the worker gives up and hands the job back.
     pub callback_retries: usize,
+    /// The GPU name reported with each attempt (`GPUQ_GPU_NAME`).
+    pub gpu_name: String,
 }
 
 /// A missing or malformed setting; the message names the variable.
@@ -101,6 +103,7 @@ struct RawWorker {
     callback_retries: usize,
     shutdown_deadline_secs: f64,
     demo_time_scale: f64,
+    gpu_name: String,
 }
 
 #[derive(Default, Deserialize)]
@@ -153,6 +156,7 @@ impl DemoConfig {
             })
             .and_then(|b| b.set_default("worker.shutdown_deadline_secs", 30.0))
             .and_then(|b| b.set_default("worker.demo_time_scale", 0.02))
+            .and_then(|b| b.set_default("worker.gpu_name", "demo (simulated, no GPU)"))
             .map_err(ConfigurationError::from)?;
         let raw: Raw = configuration::load(defaults, env)?;
         let s3 = raw.storage.s3;
@@ -204,6 +208,7 @@ impl DemoConfig {
             )?,
             lease: seconds(worker.lease_secs, 0.3, "GPUQ_LEASE_SECS")?,
             callback_retries: worker.callback_retries,
+            gpu_name: worker.gpu_name,
         })
     }
 
@@ -224,6 +229,7 @@ impl DemoConfig {
             })
             .heartbeat_every(self.lease / 3)
             .worker_name("demo")
+            .gpu_name(self.gpu_name)
             .handler(DemoHandler {
                 time_scale: self.time_scale,
             });

@@ -105,6 +105,7 @@ pub async fn dead_jobs(
 /// `POST /admin/jobs/{id}/requeue`: a dead job starts afresh (attempts reset).
 #[utoipa::path(post, path = "/admin/jobs/{id}/requeue", params(("id" = uuid::Uuid, Path, description = "job id")), security(("bearer" = [])),
     responses((status = 200, description = "requeued", body = RequeueAnswer), (status = 404, description = "no such job", body = ErrorBody),
+        (status = 402, description = "credits are on and the job's tenant cannot cover its price again (insufficient_credits); nothing changed", body = ErrorBody),
         (status = 409, description = "not in the dead-letter set", body = ErrorBody), AdminOnly, Unavailable, Internal))]
 pub async fn requeue(
     _: Admin,
@@ -120,6 +121,10 @@ pub async fn requeue(
     }
     let mut tx = state.db.begin().await?;
     jobs_db::reopen(&mut *tx, id.as_uuid()).await?;
+    // Its hold was released when it died: a fresh start costs its price again.
+    crate::credits::hold_again(&mut tx, id.as_uuid(), &state.settings.credits)
+        .await?
+        .map_err(ApiError::InsufficientCredits)?;
     if !state.queue(&job.queue)?.requeue_dead(id).await? {
         // Rolled back on drop: the row keeps its state.
         return Err(ApiError::Conflict(

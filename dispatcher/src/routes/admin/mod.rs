@@ -1,6 +1,8 @@
 //! Admin endpoints (`/admin/*`, admin token or `service_role` only): queue depth, the
-//! dead-letter set, live workers, recent failures, tenants' fair-share weights.
+//! dead-letter set, live workers, recent failures, tenants' fair-share weights and
+//! credits, usage.
 
+pub(crate) mod credits;
 pub(crate) mod dead;
 pub(crate) mod queues;
 pub(crate) mod tenants;

@@ -34,6 +34,7 @@ const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
     responses(
         (status = 202, description = "queued", body = EnqueueAnswer),
         (status = 400, description = "invalid input; the code names the rule", body = ErrorBody),
+        (status = 402, description = "credits are on and the tenant's available credits do not cover the price (insufficient_credits, with the account and the price); nothing was written", body = ErrorBody),
         (status = 403, description = "reference image under another user's id, or a token with no user", body = ErrorBody),
         (status = 408, description = "the body did not arrive in time", body = ErrorBody),
         (status = 409, description = "a request with the same Idempotency-Key is still in progress", body = ErrorBody),
@@ -86,7 +87,7 @@ pub async fn enqueue(
     let envelope = envelope(id, user, &tenant, &job, start_within);
     // Before the row exists: from its commit on, the reconciler may restore the job itself.
     let plan = Plan::of(&state, &envelope, &tenant, start_within).await?;
-    let Some(row) = record(&state, &envelope, &job, idem.as_ref()).await? else {
+    let Some(row) = record(&state, &envelope, &tenant, &job, idem.as_ref()).await? else {
         // Another request with the same key won the race; answer as it did.
         let in_progress =
             || ApiError::Conflict("a request with this Idempotency-Key is in progress".into());
@@ -158,7 +159,8 @@ fn reject_metric(state: &AppState, reason: &str) {
         .inc();
 }
 
-fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+/// The request's `Idempotency-Key`, if it sent one; 400 for a malformed one.
+pub(crate) fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     let Some(value) = req.headers().get(IDEMPOTENCY_HEADER) else {
         return Ok(None);
     };
@@ -280,9 +282,14 @@ fn envelope(
 async fn record(
     state: &AppState,
     env: &JobEnvelope,
+    tenant: &Tenant,
     job: &ValidatedJob,
     idem: Option<&Idempotency>,
 ) -> Result<Option<JobRecord>, ApiError> {
+    let price = state
+        .settings
+        .credits
+        .price(env.job_type, env.config.num_images);
     let row = NewJob {
         id: env.job_id.as_uuid(),
         user_id: env.user_id.as_uuid(),
@@ -300,12 +307,19 @@ async fn record(
         envelope: to_value(env)?,
         idempotency_key: idem.map(|i| i.key.clone()),
         request_hash: idem.map(|i| i.request_hash.clone()),
+        tenant: tenant.to_string(),
+        price: price.map(|p| p.amount),
+        per_gpu_second: price.and_then(|p| p.per_gpu_second),
     };
     let max = state.settings.limits.max_active_jobs_per_user;
     let record = JobRecord::queued(&row);
     match state.recorder.record(row).await? {
         Recorded::Inserted => Ok(Some(record)),
         Recorded::KeyTaken => Ok(None),
+        Recorded::InsufficientCredits(shortfall) => {
+            reject_metric(state, "insufficient_credits");
+            Err(ApiError::InsufficientCredits(shortfall))
+        }
         Recorded::TooManyActive { active } => {
             reject_metric(state, "too_many_active_jobs");
             Err(ApiError::TooManyRequests {
