@@ -10,6 +10,7 @@
 
 mod contract;
 mod faults;
+mod ledger;
 mod postgres;
 
 use std::collections::HashMap;
@@ -190,6 +191,10 @@ impl Stack {
             .env("GPUQ__QUEUE__BACKOFF_MAX_MS", "2000")
             .env("GPUQ__QUEUE__RECONCILE_INTERVAL_MS", "1000")
             .env("GPUQ__QUEUE__RECONCILE_GRACE_MS", "3000")
+            // Credits on, with more than any user spends: every job is held, and the
+            // ledger is checked after the run.
+            .env("GPUQ_CREDITS", "true")
+            .env("GPUQ_STARTING_CREDITS", "1000000")
             .spawn()
             .map_err(|e| anyhow::anyhow!("cannot start gpuq-dispatcher: {e} (build it first)"))?;
         wait_ready(&format!("{}/readyz", self.base())).await?;
@@ -380,6 +385,7 @@ pub async fn run(a: ChaosArgs) -> anyhow::Result<Vec<Figure>> {
     }
     let verdict = verify(&db, &accepted, &stack.starts, &stack.handbacks).await?;
     let (disagree, stuck) = contract::truth(&stack, &db, &accepted).await?;
+    let ledger = ledger::violations(&db, &accepted).await?;
     let forged = *stack.forgeries.lock().unwrap();
 
     for (_, w) in &mut stack.workers {
@@ -408,11 +414,12 @@ pub async fn run(a: ChaosArgs) -> anyhow::Result<Vec<Figure>> {
     }
     eprintln!("chaos: {verdict}");
     eprintln!(
-        "chaos: PostgreSQL/Redis disagreements {}, jobs stuck non-terminal {}, forged reports applied {} of {}",
+        "chaos: PostgreSQL/Redis disagreements {}, jobs stuck non-terminal {}, forged reports applied {} of {}, ledger violations {}",
         disagree.len(),
         stuck.len(),
         forged.applied,
-        forged.sent
+        forged.sent,
+        ledger.len()
     );
     let params = json!({
         "jobs": a.jobs, "rate": a.rate, "workers": a.workers_per_queue * 2,
@@ -454,6 +461,11 @@ pub async fn run(a: ChaosArgs) -> anyhow::Result<Vec<Figure>> {
             "jobs",
         ),
         figure("jobs stuck non-terminal".into(), stuck.len() as f64, "jobs"),
+        figure(
+            "ledger violations".into(),
+            ledger.len() as f64,
+            "violations",
+        ),
         figure("forged reports sent".into(), forged.sent as f64, "reports"),
         figure(
             "forged reports applied".into(),
@@ -475,14 +487,16 @@ pub async fn run(a: ChaosArgs) -> anyhow::Result<Vec<Figure>> {
         ));
     }
     let missing_kind = Fault::ALL.iter().any(|f| !injected.contains_key(f));
-    let truthful = disagree.is_empty() && stuck.is_empty() && forged.applied == 0;
+    let truthful =
+        disagree.is_empty() && stuck.is_empty() && forged.applied == 0 && ledger.is_empty();
     if !verdict.passed() || !truthful || unrecovered > 0 || missing_kind || !refused.is_empty() {
         crate::figures::print(&figures);
         anyhow::bail!(
-            "chaos failed: {verdict}; disagreements {:?}, stuck {:?}, forged reports applied {}; {unrecovered} faults never recovered; every kind injected: {}; refused enqueues: {refused:?}",
+            "chaos failed: {verdict}; disagreements {:?}, stuck {:?}, forged reports applied {}, ledger violations {:?}; {unrecovered} faults never recovered; every kind injected: {}; refused enqueues: {refused:?}",
             disagree.first(),
             stuck.first(),
             forged.applied,
+            ledger.first(),
             !missing_kind
         );
     }

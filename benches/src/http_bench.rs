@@ -28,6 +28,10 @@ pub struct HttpArgs {
     /// The dispatcher binary.
     #[arg(long, default_value = "target/release/gpuq-dispatcher")]
     dispatcher: String,
+    /// Credits on: every enqueue holds its price from its user's account (ADR 0014). Run
+    /// with and without, alternating, to see what the hold costs.
+    #[arg(long)]
+    credits: bool,
 }
 
 pub(crate) const SECRET: &str = "bench-secret-0123456789abcdef0123456789";
@@ -95,7 +99,16 @@ pub fn tokens(n: usize) -> Vec<String> {
 /// Runs the scenario.
 pub async fn run(redis_url: &str, a: HttpArgs) -> anyhow::Result<Vec<Figure>> {
     let ns = format!("bench-{}", uuid::Uuid::new_v4().simple());
-    let d = start_dispatcher(&a.dispatcher, redis_url, &ns, &[]).await?;
+    // Each user's starting grant covers every job it sends.
+    let credits: &[(&str, &str)] = if a.credits {
+        &[
+            ("GPUQ_CREDITS", "true"),
+            ("GPUQ_STARTING_CREDITS", "1000000000"),
+        ]
+    } else {
+        &[]
+    };
+    let d = start_dispatcher(&a.dispatcher, redis_url, &ns, credits).await?;
     let tokens = Arc::new(tokens(a.users));
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
@@ -125,7 +138,8 @@ pub async fn run(redis_url: &str, a: HttpArgs) -> anyhow::Result<Vec<Figure>> {
             }
         }
         let secs = start.elapsed().as_secs_f64();
-        let params = json!({"requests": a.requests, "concurrency": c, "errors": errors});
+        let params = json!({"requests": a.requests, "concurrency": c, "errors": errors,
+                            "credits": a.credits});
         let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
         figures.push(Figure {
             scenario: "http-enqueue",

@@ -55,7 +55,9 @@ start() { # name, command...
   log "started $name (pid $!, log .gpuq/logs/$name.log)"
 }
 
-GPUQ_LISTEN=127.0.0.1:$DISPATCHER_PORT GPUQ_MIGRATE=false start dispatcher "$BIN/gpuq-dispatcher"
+# Credits on (ADR 0014): each job's price is held at enqueue and charged when it completes.
+GPUQ_CREDITS=true GPUQ_LISTEN=127.0.0.1:$DISPATCHER_PORT GPUQ_MIGRATE=false \
+  start dispatcher "$BIN/gpuq-dispatcher"
 GPUQ_LISTEN=127.0.0.1:$CALLBACK_PORT GPUQ_MIGRATE=false start callback "$BIN/gpuq-callback"
 for queue in sdxl_queue wan_queue; do
   GPUQ_QUEUE=$queue GPUQ_CONCURRENCY=2 GPUQ_STORAGE_DIR="$STATE/storage" \
@@ -76,6 +78,14 @@ wait_ready "http://127.0.0.1:$CALLBACK_PORT/readyz"
 USER_ID=$(cat /proc/sys/kernel/random/uuid)
 TOKEN=$("$BIN/gpuq-dispatcher" mint-token "$USER_ID" 3600)
 API="http://127.0.0.1:$DISPATCHER_PORT"
+balance() { # the user's balance, held and available credits
+  curl -fsS "$API/v1/credits" -H "Authorization: Bearer $TOKEN" | grep -o '"account":{[^}]*}'
+}
+log "granting the user 100 credits (admin API, once per Idempotency-Key)"
+curl -fsS -X POST "$API/admin/tenants/$USER_ID/credits" -H "Authorization: Bearer $GPUQ_ADMIN_TOKEN" \
+  -H "Idempotency-Key: up-$USER_ID" -H 'Content-Type: application/json' \
+  -d '{"kind":"grant","amount":100,"reason":"up.sh"}' >/dev/null
+log "credits before: $(balance)"
 log "submitting one job of each type as user $USER_ID"
 ids=()
 for type in sdxl_image_fast sdxl_image_high image_fast image_high video_fast video_high \
@@ -106,6 +116,7 @@ for id in "${ids[@]}"; do
 done
 
 echo
+log "credits after:  $(balance)   (the ten jobs cost 35: the catalog's credits per image or video)"
 log "output files under .gpuq/storage:"
 find "$STATE/storage" -type f -path "*$USER_ID*" -printf '  %P  (%s bytes)\n' | sort
 echo

@@ -196,10 +196,11 @@
   function clearData() {
     state.history.clear();
     state.queueNames = [];
-    for (const id of ['queues-body', 'workers-body', 'tenants-body', 'failures-body', 'dead-lists', 'charts', 'job-result']) {
+    for (const id of ['queues-body', 'workers-body', 'tenants-body', 'failures-body', 'dead-lists', 'charts', 'job-result', 'credits-result']) {
       $(id).replaceChildren();
     }
     $('job-search-input').value = '';
+    $('credits-input').value = '';
     delete $('job-result').dataset.jobId;
     $('flash').hidden = true;
   }
@@ -777,6 +778,59 @@
   }
 
   // ---------------------------------------------------------------------------------------
+  // Credits: a tenant's account and ledger (GET /admin/tenants/{tenant}/credits)
+
+  let creditsSeq = 0;
+  async function showCredits(tenant) {
+    tenant = String(tenant || '').trim();
+    if (!tenant) return;
+    const out = $('credits-result');
+    const seq = ++creditsSeq;
+    out.replaceChildren(el('p', { class: 'muted', text: 'looking up…' }));
+    try {
+      const body = await api('GET', `admin/tenants/${encodeURIComponent(tenant)}/credits`);
+      if (seq === creditsSeq) out.replaceChildren(...renderCredits(body));
+    } catch (e) {
+      if (e instanceof AuthError) {
+        signOut(e.message);
+        return;
+      }
+      if (seq !== creditsSeq) return;
+      out.replaceChildren(el('p', { class: 'error', 'data-testid': 'credits-error', text: `Lookup failed: ${e.message}` }));
+    }
+  }
+
+  function renderCredits(body) {
+    const a = body.account;
+    const summary = el('p', {
+      'data-testid': 'credits-account',
+      text: `${body.tenant}: balance ${a.balance}, held ${a.held}, available ${a.available}`,
+    });
+    const rows = (body.ledger || []).map((e) =>
+      el(
+        'tr',
+        { 'data-testid': `ledger-${e.id}` },
+        el('td', { text: new Date(e.createdAt).toLocaleString() }),
+        el('td', { text: e.kind }),
+        el('td', {}, e.jobId ? jobLink(e.jobId) : el('span', { text: '' })),
+        el('td', { class: 'num', text: String(e.balanceDelta) }),
+        el('td', { class: 'num', text: String(e.heldDelta) }),
+        el('td', { text: e.reason || '' }),
+      ),
+    );
+    if (rows.length === 0) rows.push(emptyRow(6, 'no ledger entries')());
+    const head = el(
+      'tr',
+      {},
+      ...['when', 'kind', 'job', 'balance Δ', 'held Δ', 'reason'].map((h) =>
+        el('th', { scope: 'col', class: h.endsWith('Δ') ? 'num' : '', text: h }),
+      ),
+    );
+    const table = el('table', { 'data-testid': 'ledger-table' }, el('thead', {}, head), el('tbody', {}, ...rows));
+    return [summary, el('div', { class: 'table-wrap' }, table)];
+  }
+
+  // ---------------------------------------------------------------------------------------
   // Wiring
 
   function init() {
@@ -798,6 +852,10 @@
     $('job-search-form').addEventListener('submit', (e) => {
       e.preventDefault();
       searchJob($('job-search-input').value);
+    });
+    $('credits-form').addEventListener('submit', (e) => {
+      e.preventDefault();
+      showCredits($('credits-input').value);
     });
     window.addEventListener('resize', drawCharts);
     // Time moves on between polls too (e.g. while paused): keep the x axis honest.

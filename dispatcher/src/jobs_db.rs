@@ -311,14 +311,32 @@ pub async fn mark_requeued(db: &PgPool, id: Uuid) -> sqlx::Result<()> {
     Ok(())
 }
 
-/// Gives a failed job a fresh start (admin requeue of a dead job).
-pub async fn reopen<'e>(db: impl PgExecutor<'e>, id: Uuid) -> sqlx::Result<()> {
-    sqlx::query(
+/// Gives a failed job a fresh start (admin requeue of a dead job): a new life, whose
+/// attempts count from 1 again. False if the job is not `failed` (yet).
+pub async fn reopen<'e>(db: impl PgExecutor<'e>, id: Uuid) -> sqlx::Result<bool> {
+    let done = sqlx::query(
         "UPDATE jobs SET status = 'queued', attempts = 0, error_message = NULL, completed_at = NULL, \
-         worker_id = NULL, started_at = NULL, updated_at = now() WHERE id = $1",
+         worker_id = NULL, started_at = NULL, life = life + 1, updated_at = now() \
+         WHERE id = $1 AND status = 'failed'",
     )
     .bind(id)
     .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Locks the credit accounts of `jobs`' tenants, in tenant order, inside the caller's
+/// transaction: one that ends several jobs takes their accounts (through the
+/// `jobs_close_hold` trigger) in the same order as every other transaction does, so they
+/// never wait for each other in a cycle (migration `…0007_credits.sql`).
+pub async fn lock_accounts(tx: &mut Transaction<'_, Postgres>, jobs: &[Uuid]) -> sqlx::Result<()> {
+    sqlx::query(
+        "SELECT 1 FROM credit_accounts WHERE tenant IN \
+         (SELECT gpuq_job_tenant(j) FROM jobs j WHERE j.id = ANY($1)) \
+         ORDER BY tenant FOR UPDATE",
+    )
+    .bind(jobs)
+    .execute(&mut **tx)
     .await?;
     Ok(())
 }

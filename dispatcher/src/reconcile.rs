@@ -178,6 +178,7 @@ async fn restore(
     .await?
     .into_iter()
     .collect();
+    jobs_db::lock_accounts(&mut tx, &ids).await?;
     let mut failed: Vec<(Uuid, &str)> = Vec::new();
     let mut expired: Vec<Uuid> = Vec::new();
     let now = chrono::Utc::now();
@@ -299,6 +300,7 @@ async fn remove_finished(
         .await?
         .into_iter()
         .collect();
+    jobs_db::lock_accounts(&mut tx, &uuids).await?;
     let dead = queue.dead_reasons(&ids).await?;
     let leased = queue.leased(&ids).await?;
     let mut failed = Vec::new();

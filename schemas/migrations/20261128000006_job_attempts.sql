@@ -8,8 +8,13 @@
 -- job was queued again); cancelled; lost (the worker never reported its end: its lease
 -- ran out or the job ended another way; finished_at is when gpuq noticed, an upper bound).
 
+-- A job's life: 1, and one more each time an admin requeues it from the dead set, which
+-- starts its attempts again from 1.
+ALTER TABLE jobs ADD COLUMN life integer NOT NULL DEFAULT 1 CHECK (life >= 1);
+
 CREATE TABLE job_attempts (
     job_id      uuid NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    life        integer NOT NULL CHECK (life >= 1),
     attempt     integer NOT NULL CHECK (attempt >= 1),
     user_id     uuid NOT NULL,
     tenant      text NOT NULL,
@@ -21,7 +26,7 @@ CREATE TABLE job_attempts (
     outcome     text CHECK (outcome IN ('completed', 'failed', 'retried', 'cancelled', 'lost')),
     gpu_seconds double precision GENERATED ALWAYS AS
         (EXTRACT(EPOCH FROM (finished_at - started_at))::double precision) STORED,
-    PRIMARY KEY (job_id, attempt),
+    PRIMARY KEY (job_id, life, attempt),
     CHECK ((finished_at IS NULL) = (outcome IS NULL)),
     CHECK (finished_at >= started_at)
 );
@@ -34,8 +39,8 @@ CREATE FUNCTION gpuq_job_tenant(j jobs) RETURNS text
 LANGUAGE sql STABLE
 AS $$ SELECT COALESCE(j.envelope ->> 'tenant', j.user_id::text) $$;
 
--- Opens attempt p_attempt of job j (a replayed report keeps the first start). Attempts
--- before it that never reported their end were lost.
+-- Opens attempt p_attempt of job j's life (a replayed report keeps the first start).
+-- Attempts before it that never reported their end were lost.
 CREATE FUNCTION gpuq_open_attempt(
     j jobs, p_attempt integer, p_worker text, p_gpu text, p_started timestamptz)
 RETURNS void
@@ -43,20 +48,22 @@ LANGUAGE plpgsql VOLATILE
 AS $$
 BEGIN
     UPDATE job_attempts SET finished_at = GREATEST(now(), started_at), outcome = 'lost'
-        WHERE job_id = j.id AND attempt < p_attempt AND finished_at IS NULL;
-    INSERT INTO job_attempts (job_id, attempt, user_id, tenant, job_type, worker_id,
+        WHERE job_id = j.id AND (life, attempt) < (j.life, p_attempt) AND finished_at IS NULL;
+    INSERT INTO job_attempts (job_id, life, attempt, user_id, tenant, job_type, worker_id,
                               gpu_name, started_at)
-        VALUES (j.id, p_attempt, j.user_id, gpuq_job_tenant(j), j.job_type, p_worker,
+        VALUES (j.id, j.life, p_attempt, j.user_id, gpuq_job_tenant(j), j.job_type, p_worker,
                 p_gpu, LEAST(COALESCE(p_started, now()), now()))
-        ON CONFLICT (job_id, attempt) DO UPDATE
+        ON CONFLICT (job_id, life, attempt) DO UPDATE
             SET gpu_name = COALESCE(job_attempts.gpu_name, EXCLUDED.gpu_name)
             WHERE job_attempts.finished_at IS NULL;
 END;
 $$;
 
 -- Ends attempt p_attempt of job j with p_outcome (opening it first if its worker never
--- reported `processing`: it started at p_started, its claim, or now). Returns the
--- attempt's GPU-seconds, or NULL if it had already ended (a replayed report).
+-- reported `processing`: it started at p_started, its claim, or now). An attempt taken
+-- for lost (its lease ran out, the job was requeued) whose worker reports its end after
+-- all ends as reported. Returns the attempt's GPU-seconds, or NULL if it had already
+-- ended (a replayed report).
 CREATE FUNCTION gpuq_finish_attempt(
     j jobs, p_attempt integer, p_outcome text, p_worker text, p_gpu text,
     p_started timestamptz)
@@ -68,7 +75,8 @@ DECLARE
 BEGIN
     PERFORM gpuq_open_attempt(j, p_attempt, p_worker, p_gpu, p_started);
     UPDATE job_attempts SET finished_at = GREATEST(now(), started_at), outcome = p_outcome
-        WHERE job_id = j.id AND attempt = p_attempt AND finished_at IS NULL
+        WHERE job_id = j.id AND life = j.life AND attempt = p_attempt
+          AND (finished_at IS NULL OR outcome = 'lost')
         RETURNING gpu_seconds INTO secs;
     RETURN secs;
 END;
@@ -125,8 +133,12 @@ BEGIN
             END,
             updated_at = now()
         WHERE jobs.id = p_id;
-        PERFORM gpuq_open_attempt(j, COALESCE(p_attempt, j.attempts + 1), p_worker, p_gpu,
-                                  NULL);
+        -- Without a reported attempt: the next one if the job was waiting, else the one
+        -- that runs (a repeated report must not open another).
+        PERFORM gpuq_open_attempt(
+            j, COALESCE(p_attempt, CASE WHEN j.status = 'queued' THEN j.attempts + 1
+                                        ELSE GREATEST(j.attempts, 1) END),
+            p_worker, p_gpu, NULL);
     END IF;
     RETURN QUERY SELECT j.id, j.user_id, j.job_type, j.queue, j.status, j.worker_id,
                         j.created_at, j.started_at, ok;

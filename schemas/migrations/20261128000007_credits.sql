@@ -208,8 +208,12 @@ CREATE TRIGGER jobs_release_hold_on_delete
 -- p_starting_grant. A job whose tenant is short is not written: outcome
 -- 'insufficient_credits' with the account's balance and held amount.
 --
--- Rows are taken in (tenant, user) order: the account's row lock and the user's advisory
--- lock are then taken in one order by every batch.
+-- Lock order, the same in every transaction that touches accounts, so none waits for
+-- another in a cycle: job rows first (a transition locks its one job, the reconciler its
+-- page), then accounts in tenant order (all of a transaction's at once where it has
+-- several), then users' advisory locks in user order. This function takes no job row.
+-- A tenant's account is created, with its starting grant, by its first priced request,
+-- whatever then becomes of that request.
 CREATE FUNCTION gpuq_record_jobs(p_rows jsonb, p_max_active bigint, p_starting_grant bigint)
 RETURNS TABLE (recorded_id uuid, outcome text, active_jobs bigint, balance bigint,
                held bigint)
@@ -220,6 +224,13 @@ DECLARE
     claimed integer;
     ok boolean;
 BEGIN
+    PERFORM gpuq_credit_account(t.tenant, p_starting_grant)
+        FROM (SELECT DISTINCT x.tenant FROM jsonb_to_recordset(p_rows) AS x(tenant text, price bigint)
+              WHERE x.price > 0 ORDER BY x.tenant) t;
+    PERFORM 1 FROM credit_accounts a
+        WHERE a.tenant IN (SELECT x.tenant FROM jsonb_to_recordset(p_rows) AS x(tenant text, price bigint)
+                           WHERE x.price > 0)
+        ORDER BY a.tenant FOR UPDATE;
     FOR r IN
         SELECT * FROM jsonb_to_recordset(p_rows) AS x(
             ord integer, id uuid, user_id uuid, job_type text, queue text, prompt text,
@@ -227,7 +238,7 @@ BEGIN
             credits integer, max_attempts integer, created_at timestamptz, envelope jsonb,
             idempotency_key text, request_hash text, tenant text, price bigint,
             per_gpu_second double precision)
-        ORDER BY x.tenant, x.user_id, x.ord
+        ORDER BY x.user_id, x.ord
     LOOP
         recorded_id := r.id;
         balance := NULL;
@@ -268,7 +279,7 @@ BEGIN
                 FROM gpuq_hold_credits(r.id, r.tenant, r.price, r.per_gpu_second,
                                        p_starting_grant) h;
             IF NOT ok THEN
-                DELETE FROM idempotency_keys k WHERE k.job_id = r.id;
+                -- Its idempotency key goes with it (ON DELETE CASCADE).
                 DELETE FROM jobs j WHERE j.id = r.id;
                 outcome := 'insufficient_credits';
                 RETURN NEXT;
@@ -284,7 +295,8 @@ $$;
 -- Every way the ledger and the state it explains could disagree; empty when all is well.
 --   balance: an account's balance or held amount is not the sum of its entries;
 --   hold:    a job's open hold (credit_holds) is not what its entries leave open;
---   finished_with_hold: a finished (or deleted) job still holds credits.
+--   finished_with_hold: a finished (or deleted) job still holds credits;
+--   completed_unsettled: a completed job that was held was never charged.
 CREATE VIEW credit_violations AS
 SELECT 'balance' AS kind, a.tenant, NULL::uuid AS job_id,
        format('balance %s held %s; ledger %s and %s', a.balance, a.held,
@@ -305,4 +317,10 @@ UNION ALL
 SELECT 'finished_with_hold', h.tenant, h.job_id,
        format('job is %s', COALESCE(j.status, 'deleted'))
 FROM credit_holds h LEFT JOIN jobs j ON j.id = h.job_id
-WHERE j.id IS NULL OR j.status IN ('completed', 'failed', 'cancelled');
+WHERE j.id IS NULL OR j.status IN ('completed', 'failed', 'cancelled')
+UNION ALL
+SELECT 'completed_unsettled', l.tenant, l.job_id, 'completed, held, never settled'
+FROM credit_ledger l JOIN jobs j ON j.id = l.job_id
+WHERE l.kind = 'hold' AND j.status = 'completed'
+  AND NOT EXISTS (SELECT 1 FROM credit_ledger s WHERE s.job_id = l.job_id AND s.kind = 'settle')
+GROUP BY l.tenant, l.job_id;

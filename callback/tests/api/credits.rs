@@ -232,6 +232,35 @@ async fn an_attempt_the_fleet_lost_costs_the_user_nothing() {
 }
 
 #[tokio::test]
+async fn an_attempt_taken_for_lost_that_completes_after_all_is_charged_as_measured() {
+    let app = spawn_app().await;
+    let job = app.job(JobType::VideoFast).await;
+    hold(&app, &job, 100, Some(10.0)).await;
+    let started = app
+        .as_holder(&json!({"jobId": job.id, "status": "processing"}))
+        .await;
+    assert!(app.post_exact(&started).await.status().is_success());
+    // The reaper's view reaches PostgreSQL (processing → queued: the attempt is `lost`)
+    // while the worker, still holding its claim, finishes.
+    sqlx::query("UPDATE jobs SET status = 'queued' WHERE id = $1")
+        .bind(job.id.as_uuid())
+        .execute(&app.db)
+        .await
+        .unwrap();
+    assert!(app
+        .post_callback(&completed(&job))
+        .await
+        .status()
+        .is_success());
+    let rows = attempts(&app, job.id).await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].1, "completed");
+    let charge = (rows[0].3 * 10.0).ceil() as i64;
+    assert!(charge < 100, "measured, not the whole hold: {charge}");
+    assert_eq!(account(&app, &job).await, (GRANT - charge, 0));
+}
+
+#[tokio::test]
 async fn a_replayed_processing_report_keeps_the_attempts_first_start() {
     let app = spawn_app().await;
     let job = app.job(JobType::ImageFast).await;

@@ -256,6 +256,28 @@ try {
     assert(cells.join('|') === `${TENANT}|3|2`, cells.join('|'));
     return cells.join(' ');
   });
+  await check(`credits: a grant to ${TENANT} shows in its ledger, reason as text`, async () => {
+    const res = await fetch(`${API}/admin/tenants/${TENANT}/credits`, {
+      method: 'POST',
+      headers: {
+        Authorization: `Bearer ${ADMIN_TOKEN}`,
+        'Content-Type': 'application/json',
+        'Idempotency-Key': `dash-${TENANT}`,
+      },
+      body: JSON.stringify({ kind: 'grant', amount: 7, reason: '<b id="credit-probe">welcome</b>' }),
+    });
+    assert(res.status === 200, `grant answered ${res.status}`);
+    await tid('credits-input').fill(TENANT);
+    await tid('credits-button').click();
+    await eventually(async () => {
+      const t = await text('credits-account');
+      assert(t === `${TENANT}: balance 7, held 0, available 7`, t);
+    });
+    const row = (await tid('ledger-table').locator('tbody tr').first().locator('td').allTextContents()).map((c) => c.trim());
+    assert(row[1] === 'grant' && row[3] === '7' && row[5] === '<b id="credit-probe">welcome</b>', row.join('|'));
+    assert((await page.locator('#credit-probe').count()) === 0, 'the reason markup became an element');
+    return row.slice(1).join(' ');
+  });
   await check('recent failures list both dead jobs with their errors, markup shown as text', async () => {
     const row = tid(`failure-${DEAD_REQUEUE}`);
     await row.waitFor();

@@ -220,6 +220,103 @@ async fn a_dead_job_releases_its_hold_and_an_admin_requeue_holds_it_again() {
 }
 
 #[tokio::test]
+async fn a_requeued_job_meters_its_new_life_apart_from_its_first() {
+    let app = with_credits(10).await;
+    let user = Uuid::new_v4();
+    let id = app.enqueued(&token_for(user), "sdxl_image_high").await;
+    let attempt = |outcome: &'static str| {
+        sqlx::query_scalar::<_, Option<f64>>(
+            "SELECT gpuq_finish_attempt(j, 1, $2, 'w', 'L4', NULL) FROM jobs j WHERE id = $1",
+        )
+        .bind(id.as_uuid())
+        .bind(outcome)
+        .fetch_one(&app.db)
+    };
+    assert!(attempt("failed").await.unwrap().is_some());
+    sqlx::query("UPDATE jobs SET status = 'failed', completed_at = now() WHERE id = $1")
+        .bind(id.as_uuid())
+        .execute(&app.db)
+        .await
+        .unwrap();
+    // Dead in Redis too, as the worker's failure left it.
+    let q = app.queue("sdxl_queue").await;
+    let w = ConsumerName::unique("w");
+    q.claim(&w, 1).await.unwrap();
+    let failure = Failure {
+        retryable: false,
+        message: "bad".into(),
+    };
+    q.fail(id, Some(&w), &failure).await.unwrap();
+    assert_eq!(requeue(&app, &id.to_string()).await.status().as_u16(), 200);
+
+    // The new life's first attempt is attempt 1 again, recorded beside the old one.
+    assert!(attempt("completed").await.unwrap().is_some());
+    let lives: Vec<(i32, i32, String)> = sqlx::query_as(
+        "SELECT life, attempt, outcome FROM job_attempts WHERE job_id = $1 ORDER BY life",
+    )
+    .bind(id.as_uuid())
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(
+        lives,
+        [(1, 1, "failed".to_owned()), (2, 1, "completed".to_owned())]
+    );
+}
+
+#[tokio::test]
+async fn a_requeue_of_a_job_not_failed_in_postgresql_yet_is_a_409_and_holds_nothing() {
+    let app = with_credits(10).await;
+    let user = Uuid::new_v4();
+    let id = app.enqueued(&token_for(user), "sdxl_image_high").await;
+    let q = app.queue("sdxl_queue").await;
+    let w = ConsumerName::unique("w");
+    q.claim(&w, 1).await.unwrap();
+    let failure = Failure {
+        retryable: false,
+        message: "bad".into(),
+    };
+    q.fail(id, Some(&w), &failure).await.unwrap();
+    assert_error(requeue(&app, &id.to_string()).await, 409, "conflict").await;
+    assert_eq!(entries(&app, &id.to_string()).await, ["hold"]);
+    assert_eq!(account(&app, &user).await, (10, 2));
+}
+
+#[tokio::test]
+async fn bursts_by_many_users_of_one_tenant_all_succeed_without_deadlock() {
+    let app = spawn_app_with(|s| {
+        s.credits.enabled = true;
+        s.credits.starting_grant = 1000;
+        s.auth.tenant_claim = Some("org_id".into());
+    })
+    .await;
+    let tokens: Vec<String> = (0..8)
+        .map(|i| {
+            let org = if i % 2 == 0 { "org-a" } else { "org-b" };
+            token_with(
+                json!({"sub": Uuid::new_v4().to_string(), "aud": "authenticated",
+                              "exp": now() + 600, "org_id": org}),
+            )
+        })
+        .collect();
+    let body = job_body("sdxl_image_fast", "shared");
+    let posts = (0..64).map(|i| app.post_job(&tokens[i % tokens.len()], &body));
+    let statuses: Vec<u16> = futures_util::future::join_all(posts)
+        .await
+        .iter()
+        .map(|r| r.status().as_u16())
+        .collect();
+    assert!(statuses.iter().all(|s| *s == 202), "{statuses:?}");
+    let held: Vec<(String, i64)> =
+        sqlx::query_as("SELECT tenant, held FROM credit_accounts ORDER BY tenant")
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(held, [("org-a".into(), 32), ("org-b".into(), 32)]);
+    assert!(violations(&app).await.is_empty());
+}
+
+#[tokio::test]
 async fn a_requeue_the_tenant_cannot_cover_is_refused_with_402_and_changes_nothing() {
     let app = with_credits(3).await;
     let user = Uuid::new_v4();

@@ -120,7 +120,12 @@ pub async fn requeue(
         )));
     }
     let mut tx = state.db.begin().await?;
-    jobs_db::reopen(&mut *tx, id.as_uuid()).await?;
+    if !jobs_db::reopen(&mut *tx, id.as_uuid()).await? {
+        // Dead in Redis, not yet failed in PostgreSQL: the reconciler gets there first.
+        return Err(ApiError::Conflict(
+            "job is not failed yet; try again in a moment".into(),
+        ));
+    }
     // Its hold was released when it died: a fresh start costs its price again.
     crate::credits::hold_again(&mut tx, id.as_uuid(), &state.settings.credits)
         .await?
