@@ -5,15 +5,20 @@
 --
 -- Invariants, each enforced by a constraint, not by care:
 --   * no overdraft: an account's holds are covered by its balance (credit_accounts_covered);
---   * one open hold per job (credit_holds' key), one close per hold and one settlement per
---     job (the unique indexes on credit_ledger);
+--   * one hold per job and round, one close per hold and one settlement per job (the unique
+--     indexes on credit_ledger); a job's open hold is its latest hold with no close;
 --   * the ledger is never rewritten (credit_ledger_append_only);
 --   * balance = sum(balance_delta) and held = sum(held_delta) of the tenant's entries:
 --     every change of an account writes its entry in the same statement's function; the
 --     view credit_violations lists any account or hold where this does not hold.
 
+-- A tenant name, checked where a value is written to a column of this type (a domain's
+-- check, unlike a table's, is not re-run when another column of the row changes: accounts
+-- are updated by every batch of enqueues, and the pattern costs more than the update).
+CREATE DOMAIN gpuq_tenant AS text CHECK (VALUE ~ '^[A-Za-z0-9._:@-]{1,128}$');
+
 CREATE TABLE credit_accounts (
-    tenant     text PRIMARY KEY CHECK (tenant ~ '^[A-Za-z0-9._:@-]{1,128}$'),
+    tenant     gpuq_tenant PRIMARY KEY,
     balance    bigint NOT NULL DEFAULT 0,
     held       bigint NOT NULL DEFAULT 0 CHECK (held >= 0),
     created_at timestamptz NOT NULL DEFAULT now(),
@@ -28,18 +33,27 @@ CREATE TABLE credit_accounts (
 --   settle      -charge, -hold  the job completed: its charge (≤ its hold) is taken
 --   release     0, -hold      the job ended otherwise: its hold returns
 CREATE TABLE credit_ledger (
-    id              bigserial PRIMARY KEY,
-    tenant          text NOT NULL REFERENCES credit_accounts (tenant),
+    id              bigserial,
+    -- No foreign key: every entry is written by a function that has just locked or created
+    -- the account, and a per-row key check costs each hold as much as its index entries
+    -- (credit_violations reports an entry without an account).
+    tenant          text NOT NULL,
     kind            text NOT NULL
                     CHECK (kind IN ('grant', 'adjustment', 'hold', 'settle', 'release')),
     job_id          uuid,
     round           integer CHECK (round >= 1),
     balance_delta   bigint NOT NULL,
     held_delta      bigint NOT NULL,
+    -- A hold's metered rate (NULL: a fixed price, settled at the whole hold).
+    per_gpu_second  double precision CHECK (per_gpu_second > 0),
+    -- A metered settlement's measured GPU-seconds.
     gpu_seconds     double precision CHECK (gpu_seconds >= 0),
     reason          text CHECK (length(reason) <= 500),
     idempotency_key text CHECK (length(idempotency_key) BETWEEN 1 AND 255),
     created_at      timestamptz NOT NULL DEFAULT now(),
+    -- A tenant's entries, newest first, straight from the key: one index fewer to write
+    -- with every hold.
+    PRIMARY KEY (tenant, id),
     CONSTRAINT credit_ledger_shape CHECK (CASE kind
         WHEN 'grant' THEN balance_delta > 0 AND held_delta = 0 AND job_id IS NULL
         WHEN 'adjustment' THEN balance_delta <> 0 AND held_delta = 0 AND job_id IS NULL
@@ -50,7 +64,8 @@ CREATE TABLE credit_ledger (
                            AND job_id IS NOT NULL AND round IS NOT NULL
         WHEN 'release' THEN balance_delta = 0 AND held_delta < 0 AND job_id IS NOT NULL
                             AND round IS NOT NULL
-    END)
+    END),
+    CHECK (per_gpu_second IS NULL OR kind = 'hold')
 );
 CREATE UNIQUE INDEX credit_ledger_one_hold ON credit_ledger (job_id, round)
     WHERE kind = 'hold';
@@ -60,7 +75,6 @@ CREATE UNIQUE INDEX credit_ledger_one_settle ON credit_ledger (job_id)
     WHERE kind = 'settle';
 CREATE UNIQUE INDEX credit_ledger_key ON credit_ledger (tenant, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
-CREATE INDEX credit_ledger_tenant_idx ON credit_ledger (tenant, id DESC);
 
 CREATE FUNCTION gpuq_ledger_append_only() RETURNS trigger
 LANGUAGE plpgsql
@@ -75,18 +89,17 @@ CREATE TRIGGER credit_ledger_append_only
     BEFORE UPDATE OR DELETE ON credit_ledger
     FOR EACH ROW EXECUTE FUNCTION gpuq_ledger_append_only();
 
--- A job's open hold: the amount set aside and how it settles (per_gpu_second NULL: a
--- fixed price, the whole hold; else the measured GPU-seconds × the rate, at most the
--- hold). No foreign key to jobs: the hold must outlive a deleted job long enough for the
--- delete's trigger to release it.
-CREATE TABLE credit_holds (
-    job_id         uuid PRIMARY KEY,
-    tenant         text NOT NULL REFERENCES credit_accounts (tenant),
-    round          integer NOT NULL CHECK (round >= 1),
-    amount         bigint NOT NULL CHECK (amount > 0),
-    per_gpu_second double precision CHECK (per_gpu_second > 0),
-    created_at     timestamptz NOT NULL DEFAULT now()
-);
+-- A job's open hold: its latest hold, if no settlement or release closed it.
+CREATE FUNCTION gpuq_open_hold(p_job uuid) RETURNS credit_ledger
+LANGUAGE sql STABLE
+AS $$
+    SELECT h.* FROM credit_ledger h
+    WHERE h.job_id = p_job AND h.kind = 'hold'
+      AND NOT EXISTS (SELECT 1 FROM credit_ledger c
+                      WHERE c.job_id = p_job AND c.round = h.round
+                        AND c.kind IN ('settle', 'release'))
+    ORDER BY h.round DESC LIMIT 1
+$$;
 
 -- The tenant's account, created on first use with p_starting_grant (an entry of its own).
 CREATE FUNCTION gpuq_credit_account(p_tenant text, p_starting_grant bigint)
@@ -120,6 +133,9 @@ DECLARE
     r integer;
 BEGIN
     PERFORM gpuq_credit_account(p_tenant, p_starting_grant);
+    IF (gpuq_open_hold(p_job)).job_id IS NOT NULL THEN
+        RAISE EXCEPTION 'job % already holds credits', p_job USING ERRCODE = 'unique_violation';
+    END IF;
     UPDATE credit_accounts SET held = held + p_amount, updated_at = now()
         WHERE tenant = p_tenant AND balance - held >= p_amount
         RETURNING * INTO a;
@@ -130,10 +146,9 @@ BEGIN
     END IF;
     SELECT COALESCE(max(l.round), 0) + 1 INTO r
         FROM credit_ledger l WHERE l.job_id = p_job AND l.kind = 'hold';
-    INSERT INTO credit_holds (job_id, tenant, round, amount, per_gpu_second)
-        VALUES (p_job, p_tenant, r, p_amount, p_per_gpu_second);
-    INSERT INTO credit_ledger (tenant, kind, job_id, round, balance_delta, held_delta)
-        VALUES (p_tenant, 'hold', p_job, r, 0, p_amount);
+    INSERT INTO credit_ledger (tenant, kind, job_id, round, balance_delta, held_delta,
+                               per_gpu_second)
+        VALUES (p_tenant, 'hold', p_job, r, 0, p_amount, p_per_gpu_second);
     RETURN QUERY SELECT true, a.balance, a.held;
 END;
 $$;
@@ -146,33 +161,34 @@ RETURNS void
 LANGUAGE plpgsql VOLATILE
 AS $$
 DECLARE
-    h credit_holds%ROWTYPE;
+    h credit_ledger%ROWTYPE;
     secs double precision;
     charge bigint := 0;
 BEGIN
-    DELETE FROM credit_holds WHERE job_id = p_job RETURNING * INTO h;
-    IF NOT FOUND THEN
+    h := gpuq_open_hold(p_job);
+    IF h.job_id IS NULL THEN
         RETURN;
     END IF;
     IF p_completed THEN
-        charge := h.amount;
+        charge := h.held_delta;
         IF h.per_gpu_second IS NOT NULL THEN
             SELECT a.gpu_seconds INTO secs FROM job_attempts a
                 WHERE a.job_id = p_job AND a.outcome = 'completed'
-                ORDER BY a.attempt DESC LIMIT 1;
-            -- No measured attempt (none can be missing: completion records one): the hold.
+                ORDER BY a.life DESC, a.attempt DESC LIMIT 1;
+            -- No measured attempt (completion records one, so only a report from before
+            -- metering existed): the hold.
             IF secs IS NOT NULL THEN
-                charge := LEAST(h.amount, ceil(secs * h.per_gpu_second)::bigint);
+                charge := LEAST(h.held_delta, ceil(secs * h.per_gpu_second)::bigint);
             END IF;
         END IF;
     END IF;
     UPDATE credit_accounts
-        SET balance = balance - charge, held = held - h.amount, updated_at = now()
+        SET balance = balance - charge, held = held - h.held_delta, updated_at = now()
         WHERE tenant = h.tenant;
     INSERT INTO credit_ledger (tenant, kind, job_id, round, balance_delta, held_delta,
                                gpu_seconds, reason)
         VALUES (h.tenant, CASE WHEN p_completed THEN 'settle' ELSE 'release' END, p_job,
-                h.round, -charge, -h.amount, secs, p_reason);
+                h.round, -charge, -h.held_delta, secs, p_reason);
 END;
 $$;
 
@@ -206,7 +222,12 @@ CREATE TRIGGER jobs_release_hold_on_delete
 -- gpuq_record_jobs as in 20261127000001, also holding each job's price (row field `price`;
 -- absent or null: no hold, credits not enforced) from its `tenant`'s account, created with
 -- p_starting_grant. A job whose tenant is short is not written: outcome
--- 'insufficient_credits' with the account's balance and held amount.
+-- 'insufficient_credits' with the account's balance and what it held at that point.
+--
+-- The batch's holds are decided row by row, in the order of the loop, against the
+-- accounts as locked at the start, and written at the end in three statements (one
+-- account update per tenant, the open holds, the ledger entries): per row, a hold costs a
+-- lookup, not a function call and a row update.
 --
 -- Lock order, the same in every transaction that touches accounts, so none waits for
 -- another in a cycle: job rows first (a transition locks its one job, the reconciler its
@@ -222,15 +243,39 @@ AS $$
 DECLARE
     r record;
     claimed integer;
-    ok boolean;
+    -- The batch's priced tenants, in order, with their accounts as locked: balance, and
+    -- what is left to hold as the batch holds.
+    names text[];
+    balances bigint[];
+    available bigint[];
+    i integer;
+    wanted integer;
+    h_ids uuid[] := '{}';
+    h_tenants text[] := '{}';
+    h_prices bigint[] := '{}';
+    h_rates double precision[] := '{}';
 BEGIN
-    PERFORM gpuq_credit_account(t.tenant, p_starting_grant)
-        FROM (SELECT DISTINCT x.tenant FROM jsonb_to_recordset(p_rows) AS x(tenant text, price bigint)
-              WHERE x.price > 0 ORDER BY x.tenant) t;
-    PERFORM 1 FROM credit_accounts a
-        WHERE a.tenant IN (SELECT x.tenant FROM jsonb_to_recordset(p_rows) AS x(tenant text, price bigint)
-                           WHERE x.price > 0)
-        ORDER BY a.tenant FOR UPDATE;
+    SELECT array_agg(DISTINCT x.tenant ORDER BY x.tenant) INTO names
+        FROM jsonb_to_recordset(p_rows) AS x(tenant text, price bigint) WHERE x.price > 0;
+    wanted := cardinality(names);
+    IF names IS NOT NULL THEN
+        FOR pass IN 1..2 LOOP
+            SELECT array_agg(a.tenant ORDER BY a.tenant), array_agg(a.balance ORDER BY a.tenant),
+                   array_agg(a.balance - a.held ORDER BY a.tenant)
+                INTO names, balances, available
+                FROM (SELECT ca.tenant, ca.balance, ca.held FROM credit_accounts ca
+                      WHERE ca.tenant = ANY (names) ORDER BY ca.tenant FOR UPDATE) a;
+            EXIT WHEN cardinality(names) = wanted;
+            -- A tenant's first priced request: its account, with the starting grant.
+            PERFORM gpuq_credit_account(t.tenant, p_starting_grant)
+                FROM (SELECT DISTINCT x.tenant
+                      FROM jsonb_to_recordset(p_rows) AS x(tenant text, price bigint)
+                      WHERE x.price > 0 ORDER BY x.tenant) t;
+            SELECT array_agg(DISTINCT x.tenant ORDER BY x.tenant) INTO names
+                FROM jsonb_to_recordset(p_rows) AS x(tenant text, price bigint)
+                WHERE x.price > 0;
+        END LOOP;
+    END IF;
     FOR r IN
         SELECT * FROM jsonb_to_recordset(p_rows) AS x(
             ord integer, id uuid, user_id uuid, job_type text, queue text, prompt text,
@@ -275,29 +320,54 @@ BEGIN
             END IF;
         END IF;
         IF r.price > 0 THEN
-            SELECT h.held_ok, h.balance, h.held INTO ok, balance, held
-                FROM gpuq_hold_credits(r.id, r.tenant, r.price, r.per_gpu_second,
-                                       p_starting_grant) h;
-            IF NOT ok THEN
+            i := array_position(names, r.tenant);
+            IF i IS NULL THEN
+                RAISE EXCEPTION 'no credit account locked for tenant %', r.tenant;
+            END IF;
+            IF available[i] < r.price THEN
                 -- Its idempotency key goes with it (ON DELETE CASCADE).
                 DELETE FROM jobs j WHERE j.id = r.id;
                 outcome := 'insufficient_credits';
+                balance := balances[i];
+                held := balances[i] - available[i];
                 RETURN NEXT;
                 CONTINUE;
             END IF;
+            available[i] := available[i] - r.price;
+            h_ids := h_ids || r.id;
+            h_tenants := h_tenants || r.tenant;
+            h_prices := h_prices || r.price;
+            h_rates := h_rates || r.per_gpu_second;
         END IF;
         outcome := 'inserted';
         RETURN NEXT;
     END LOOP;
+    IF cardinality(h_ids) > 0 THEN
+        UPDATE credit_accounts a SET held = a.held + s.total, updated_at = now()
+            FROM (SELECT u.t, sum(u.p) AS total FROM unnest(h_tenants, h_prices) AS u(t, p)
+                  GROUP BY u.t) s
+            WHERE a.tenant = s.t;
+        -- A job recorded here is new: this is its first hold.
+        INSERT INTO credit_ledger (tenant, kind, job_id, round, balance_delta, held_delta,
+                                   per_gpu_second)
+            SELECT u.t, 'hold', u.id, 1, 0, u.p, u.rate
+            FROM unnest(h_ids, h_tenants, h_prices, h_rates) AS u(id, t, p, rate);
+    END IF;
 END;
 $$;
 
 -- Every way the ledger and the state it explains could disagree; empty when all is well.
 --   balance: an account's balance or held amount is not the sum of its entries;
---   hold:    a job's open hold (credit_holds) is not what its entries leave open;
+--   no_account: entries of a tenant that has no account;
+--   hold: a job's entries leave more open than its latest hold, or less than nothing;
 --   finished_with_hold: a finished (or deleted) job still holds credits;
 --   completed_unsettled: a completed job that was held was never charged.
 CREATE VIEW credit_violations AS
+WITH per_job AS (
+    SELECT job_id, min(tenant) AS tenant, sum(held_delta) AS open,
+           max(held_delta) FILTER (WHERE kind = 'hold') AS largest_hold,
+           bool_or(kind = 'settle') AS settled
+    FROM credit_ledger WHERE job_id IS NOT NULL GROUP BY job_id)
 SELECT 'balance' AS kind, a.tenant, NULL::uuid AS job_id,
        format('balance %s held %s; ledger %s and %s', a.balance, a.held,
               COALESCE(l.b, 0), COALESCE(l.h, 0)) AS detail
@@ -306,21 +376,19 @@ LEFT JOIN (SELECT tenant, sum(balance_delta) AS b, sum(held_delta) AS h
            FROM credit_ledger GROUP BY tenant) l USING (tenant)
 WHERE a.balance <> COALESCE(l.b, 0) OR a.held <> COALESCE(l.h, 0)
 UNION ALL
-SELECT 'hold', COALESCE(h.tenant, l.tenant), COALESCE(h.job_id, l.job_id),
-       format('open hold %s; ledger leaves %s open', COALESCE(h.amount, 0),
-              COALESCE(l.open, 0))
-FROM credit_holds h
-FULL JOIN (SELECT job_id, min(tenant) AS tenant, sum(held_delta) AS open
-           FROM credit_ledger WHERE job_id IS NOT NULL GROUP BY job_id) l USING (job_id)
-WHERE COALESCE(h.amount, 0) <> COALESCE(l.open, 0)
+SELECT 'no_account', l.tenant, NULL::uuid, format('%s entries', count(*))
+FROM credit_ledger l
+WHERE NOT EXISTS (SELECT 1 FROM credit_accounts a WHERE a.tenant = l.tenant)
+GROUP BY l.tenant
 UNION ALL
-SELECT 'finished_with_hold', h.tenant, h.job_id,
-       format('job is %s', COALESCE(j.status, 'deleted'))
-FROM credit_holds h LEFT JOIN jobs j ON j.id = h.job_id
-WHERE j.id IS NULL OR j.status IN ('completed', 'failed', 'cancelled')
+SELECT 'hold', p.tenant, p.job_id, format('entries leave %s open', p.open)
+FROM per_job p WHERE p.open < 0 OR p.open > COALESCE(p.largest_hold, 0)
 UNION ALL
-SELECT 'completed_unsettled', l.tenant, l.job_id, 'completed, held, never settled'
-FROM credit_ledger l JOIN jobs j ON j.id = l.job_id
-WHERE l.kind = 'hold' AND j.status = 'completed'
-  AND NOT EXISTS (SELECT 1 FROM credit_ledger s WHERE s.job_id = l.job_id AND s.kind = 'settle')
-GROUP BY l.tenant, l.job_id;
+SELECT 'finished_with_hold', p.tenant, p.job_id,
+       format('job is %s and holds %s', COALESCE(j.status, 'deleted'), p.open)
+FROM per_job p LEFT JOIN jobs j ON j.id = p.job_id
+WHERE p.open > 0 AND (j.id IS NULL OR j.status IN ('completed', 'failed', 'cancelled'))
+UNION ALL
+SELECT 'completed_unsettled', p.tenant, p.job_id, 'completed, held, never settled'
+FROM per_job p JOIN jobs j ON j.id = p.job_id
+WHERE j.status = 'completed' AND p.largest_hold IS NOT NULL AND NOT p.settled;
