@@ -37,6 +37,7 @@ pub async fn run(state: web::Data<AppState>, stop: CancellationToken) {
             }
             _ = reconcile.tick() => {
                 sync_caps(&state).await;
+                check_credits(&state, reconcile.period() * 2).await;
                 for queue in state.queues.values() {
                     if let Err(e) = crate::reconcile::reconcile_once(&state, queue, grace).await {
                         tracing::warn!(queue = %queue.name(), error = ?e, "reconcile step failed");
@@ -44,6 +45,23 @@ pub async fn run(state: web::Data<AppState>, stop: CancellationToken) {
                 }
             }
         }
+    }
+}
+
+/// Checks the accounts changed within `since` against their ledger (see
+/// [`crate::credits::check`]); sets `gpuq_credit_violations` and logs each difference.
+pub async fn check_credits(state: &AppState, since: Duration) {
+    match crate::credits::check::recent_violations(&state.db, since).await {
+        Ok(found) => {
+            for violation in &found {
+                tracing::error!(%violation, "credit account differs from its ledger");
+            }
+            state
+                .metrics
+                .credit_violations
+                .set(i64::try_from(found.len()).unwrap_or(i64::MAX));
+        }
+        Err(e) => tracing::warn!(error = %e, "credit check failed"),
     }
 }
 

@@ -55,6 +55,8 @@ pub struct Metrics {
     pub backlog_seconds: Family<QueueLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
     /// Jobs whose lease expired and were requeued by this replica.
     pub reaped: Counter,
+    /// Accounts whose balance differed from their ledger at the last check (must be 0).
+    pub credit_violations: Gauge,
 }
 
 impl Default for Metrics {
@@ -70,6 +72,7 @@ impl Default for Metrics {
             live_slots: Family::default(),
             backlog_seconds: Family::default(),
             reaped: Counter::default(),
+            credit_violations: Gauge::default(),
         };
         if let Ok(mut r) = m.registry.lock() {
             r.register(
@@ -111,6 +114,11 @@ impl Default for Metrics {
                 "queue_backlog_seconds",
                 "GPU time the waiting jobs need at recent run times, per queue",
                 m.backlog_seconds.clone(),
+            );
+            r.register(
+                "credit_violations",
+                "Credit accounts whose balance differed from their ledger at the last reconcile check (must be 0)",
+                m.credit_violations.clone(),
             );
             r.register(
                 "leases_reaped",

@@ -5,6 +5,7 @@
 //! release in the `jobs_close_hold` trigger of whatever transition ends the job. This
 //! module prices jobs and reads and adjusts accounts.
 
+pub mod check;
 mod ledger;
 mod pricing;
 pub mod usage;

@@ -67,7 +67,7 @@ pub async fn usage(db: &PgPool, who: Who<'_>, days: u32) -> sqlx::Result<Vec<Usa
                 COALESCE(a.attempts, 0) AS attempts, \
                 COALESCE(a.gpu_seconds, 0) AS gpu_seconds, COALESCE(c.credits, 0) AS credits \
          FROM a FULL JOIN c USING (day, tenant, job_type) \
-         ORDER BY day DESC, tenant, job_type LIMIT $4",
+         ORDER BY day DESC, tenant DESC, job_type DESC LIMIT $4",
     )
     .bind(user)
     .bind(tenant)

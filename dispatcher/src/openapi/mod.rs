@@ -75,6 +75,8 @@ pub fn document(reference_hosts: &[String]) -> Value {
     for (name, schema) in enqueue::request_schemas(reference_hosts) {
         doc["components"]["schemas"][name] = schema;
     }
+    // Which amounts a kind allows is more than one object schema says.
+    doc["components"]["schemas"]["CreditChange"] = routes::admin::credits::change_schema();
     doc["paths"]["/v1/jobs"]["post"]["requestBody"] = serde_json::json!({
         "required": true,
         "content": { "application/json": {

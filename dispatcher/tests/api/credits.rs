@@ -531,3 +531,36 @@ async fn usage_is_read_by_day_and_type_and_a_bad_query_is_a_400() {
         .unwrap();
     assert_error(resp, 400, "invalid_query").await;
 }
+
+#[tokio::test]
+async fn an_account_that_differs_from_its_ledger_is_reported_by_the_reconciler() {
+    let app = spawn_app_with(|s| {
+        s.credits.enabled = true;
+        s.credits.starting_grant = 10;
+        s.queue.reconcile_interval_ms = 200;
+    })
+    .await;
+    let user = Uuid::new_v4();
+    app.enqueued(&token_for(user), "image_fast").await;
+    let gauge = || async {
+        let text = app.admin_get("/metrics").await.text().await.unwrap();
+        text.lines()
+            .find(|l| l.starts_with("gpuq_credit_violations "))
+            .map(str::to_owned)
+    };
+    // A write that bypasses the ledger: the next check sees it.
+    sqlx::query("UPDATE credit_accounts SET balance = balance + 5, updated_at = now()")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let mut seen = None;
+    for _ in 0..50 {
+        seen = gauge().await;
+        if seen.as_deref() == Some("gpuq_credit_violations 1") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen.as_deref(), Some("gpuq_credit_violations 1"));
+    assert_eq!(violations(&app).await.len(), 1, "the view agrees");
+}

@@ -49,6 +49,29 @@ pub struct CreditChange {
     pub reason: String,
 }
 
+/// The published schema of a [`CreditChange`]: a grant's amount is above 0, an
+/// adjustment's anything but 0, and a reason has no NUL (PostgreSQL cannot store it).
+pub fn change_schema() -> Value {
+    let reason = serde_json::json!({
+        "type": "string", "minLength": 1, "maxLength": 500, "pattern": "^[^\\u0000]*$",
+        "description": "why, for the ledger"});
+    let variant = |kind: &str, amount: Value| {
+        serde_json::json!({
+            "type": "object", "additionalProperties": false,
+            "required": ["kind", "amount", "reason"],
+            "properties": {"kind": {"type": "string", "enum": [kind]}, "amount": amount,
+                           "reason": reason},
+        })
+    };
+    serde_json::json!({"oneOf": [
+        variant("grant", serde_json::json!(
+            {"type": "integer", "minimum": 1, "maximum": MAX_ADJUSTMENT})),
+        variant("adjustment", serde_json::json!(
+            {"type": "integer", "minimum": -MAX_ADJUSTMENT, "maximum": MAX_ADJUSTMENT,
+             "not": {"const": 0}})),
+    ]})
+}
+
 /// `POST /admin/tenants/{tenant}/credits` answer.
 #[derive(Serialize, ToSchema)]
 pub struct CreditChangeAnswer {
