@@ -48,10 +48,11 @@ pub async fn run(state: web::Data<AppState>, stop: CancellationToken) {
     }
 }
 
-/// Checks the accounts changed within `since` against their ledger (see
-/// [`crate::credits::check`]); sets `gpuq_credit_violations` and logs each difference.
-pub async fn check_credits(state: &AppState, since: Duration) {
-    match crate::credits::check::recent_violations(&state.db, since).await {
+/// Checks the accounts changed since the last pass (the first: within `first_window`)
+/// against their ledger (see [`crate::credits::check`]); sets `gpuq_credit_violations` and
+/// logs each difference.
+pub async fn check_credits(state: &AppState, first_window: Duration) {
+    match state.ledger_check.pass(&state.db, first_window).await {
         Ok(found) => {
             for violation in &found {
                 tracing::error!(%violation, "credit account differs from its ledger");

@@ -44,6 +44,8 @@ pub struct AppState {
     pub service_times: crate::service_times::ServiceTimes,
     /// Tenants' fair-share weights, cached.
     pub weights: crate::tenants::TenantWeights,
+    /// What the reconciler's ledger check has verified so far.
+    pub ledger_check: crate::credits::check::LedgerCheck,
     /// Recent queue snapshots for ETAs, so an enqueue does not pay for a stats call.
     stats_cache: Mutex<HashMap<String, (Instant, QueueStats)>>,
     /// Where the reconciler's scan of each queue's job hash stands.
@@ -95,6 +97,7 @@ impl AppState {
             stop,
             service_times: Default::default(),
             weights: Default::default(),
+            ledger_check: Default::default(),
             stats_cache: Mutex::default(),
             reconcile_cursors: Mutex::default(),
         }

@@ -144,8 +144,8 @@ BEGIN
         RETURN QUERY SELECT false, a.balance, a.held;
         RETURN;
     END IF;
-    SELECT COALESCE(max(l.round), 0) + 1 INTO r
-        FROM credit_ledger l WHERE l.job_id = p_job AND l.kind = 'hold';
+    -- A round is the job's life (1, and one more per admin requeue): one hold per life.
+    SELECT j.life INTO r FROM jobs j WHERE j.id = p_job;
     INSERT INTO credit_ledger (tenant, kind, job_id, round, balance_delta, held_delta,
                                per_gpu_second)
         VALUES (p_tenant, 'hold', p_job, r, 0, p_amount, p_per_gpu_second);
@@ -225,9 +225,9 @@ CREATE TRIGGER jobs_release_hold_on_delete
 -- 'insufficient_credits' with the account's balance and what it held at that point.
 --
 -- The batch's holds are decided row by row, in the order of the loop, against the
--- accounts as locked at the start, and written at the end in three statements (one
--- account update per tenant, the open holds, the ledger entries): per row, a hold costs a
--- lookup, not a function call and a row update.
+-- accounts as locked at the start, and written at the end in two statements (one account
+-- update per tenant, one ledger entry per job): per row, a hold costs a lookup, not a
+-- function call and a row update.
 --
 -- Lock order, the same in every transaction that touches accounts, so none waits for
 -- another in a cycle: job rows first (a transition locks its one job, the reconciler its
@@ -249,6 +249,7 @@ DECLARE
     balances bigint[];
     available bigint[];
     i integer;
+    one_tenant text;
     wanted integer;
     h_ids uuid[] := '{}';
     h_tenants text[] := '{}';
@@ -259,22 +260,23 @@ BEGIN
         FROM jsonb_to_recordset(p_rows) AS x(tenant text, price bigint) WHERE x.price > 0;
     wanted := cardinality(names);
     IF names IS NOT NULL THEN
-        FOR pass IN 1..2 LOOP
-            SELECT array_agg(a.tenant ORDER BY a.tenant), array_agg(a.balance ORDER BY a.tenant),
-                   array_agg(a.balance - a.held ORDER BY a.tenant)
-                INTO names, balances, available
-                FROM (SELECT ca.tenant, ca.balance, ca.held FROM credit_accounts ca
-                      WHERE ca.tenant = ANY (names) ORDER BY ca.tenant FOR UPDATE) a;
-            EXIT WHEN cardinality(names) = wanted;
-            -- A tenant's first priced request: its account, with the starting grant.
-            PERFORM gpuq_credit_account(t.tenant, p_starting_grant)
-                FROM (SELECT DISTINCT x.tenant
-                      FROM jsonb_to_recordset(p_rows) AS x(tenant text, price bigint)
-                      WHERE x.price > 0 ORDER BY x.tenant) t;
-            SELECT array_agg(DISTINCT x.tenant ORDER BY x.tenant) INTO names
-                FROM jsonb_to_recordset(p_rows) AS x(tenant text, price bigint)
-                WHERE x.price > 0;
-        END LOOP;
+        IF (SELECT count(*) FROM credit_accounts ca WHERE ca.tenant = ANY (names)) < wanted THEN
+            -- Some tenant's first priced request: create (with the starting grant) and lock
+            -- the accounts one by one, in tenant order, so the order holds even while
+            -- another batch creates one of them.
+            FOREACH one_tenant IN ARRAY names LOOP
+                PERFORM gpuq_credit_account(one_tenant, p_starting_grant);
+                PERFORM 1 FROM credit_accounts ca WHERE ca.tenant = one_tenant FOR UPDATE;
+            END LOOP;
+        END IF;
+        SELECT array_agg(a.tenant ORDER BY a.tenant), array_agg(a.balance ORDER BY a.tenant),
+               array_agg(a.balance - a.held ORDER BY a.tenant)
+            INTO names, balances, available
+            FROM (SELECT ca.tenant, ca.balance, ca.held FROM credit_accounts ca
+                  WHERE ca.tenant = ANY (names) ORDER BY ca.tenant FOR UPDATE) a;
+        IF cardinality(names) IS DISTINCT FROM wanted THEN
+            RAISE EXCEPTION 'credit accounts missing for this batch';
+        END IF;
     END IF;
     FOR r IN
         SELECT * FROM jsonb_to_recordset(p_rows) AS x(
@@ -347,7 +349,7 @@ BEGIN
             FROM (SELECT u.t, sum(u.p) AS total FROM unnest(h_tenants, h_prices) AS u(t, p)
                   GROUP BY u.t) s
             WHERE a.tenant = s.t;
-        -- A job recorded here is new: this is its first hold.
+        -- A job recorded here is new: this is the hold of its first life (round 1).
         INSERT INTO credit_ledger (tenant, kind, job_id, round, balance_delta, held_delta,
                                    per_gpu_second)
             SELECT u.t, 'hold', u.id, 1, 0, u.p, u.rate
@@ -359,21 +361,27 @@ $$;
 -- Every way the ledger and the state it explains could disagree; empty when all is well.
 --   balance: an account's balance or held amount is not the sum of its entries;
 --   no_account: entries of a tenant that has no account;
---   hold: a job's entries leave more open than its latest hold, or less than nothing;
+--   round: a job's round (life) is closed without a hold, or leaves open other than
+--          nothing or its whole hold;
+--   open_rounds: a job has more than one round open;
 --   finished_with_hold: a finished (or deleted) job still holds credits;
---   completed_unsettled: a completed job that was held was never charged.
+--   completed_unsettled: a job completed in a life it held credits for, and was not charged.
 CREATE VIEW credit_violations AS
-WITH per_job AS (
-    SELECT job_id, min(tenant) AS tenant, sum(held_delta) AS open,
-           max(held_delta) FILTER (WHERE kind = 'hold') AS largest_hold,
+WITH per_round AS (
+    SELECT job_id, round, min(tenant) AS tenant,
+           sum(held_delta) FILTER (WHERE kind = 'hold') AS hold, sum(held_delta) AS open,
            bool_or(kind = 'settle') AS settled
-    FROM credit_ledger WHERE job_id IS NOT NULL GROUP BY job_id)
-SELECT 'balance' AS kind, a.tenant, NULL::uuid AS job_id,
+    FROM credit_ledger WHERE job_id IS NOT NULL GROUP BY job_id, round),
+per_job AS (
+    SELECT job_id, min(tenant) AS tenant, sum(open) AS open,
+           count(*) FILTER (WHERE open > 0) AS open_rounds
+    FROM per_round GROUP BY job_id)
+SELECT 'balance' AS kind, a.tenant::text AS tenant, NULL::uuid AS job_id,
        format('balance %s held %s; ledger %s and %s', a.balance, a.held,
               COALESCE(l.b, 0), COALESCE(l.h, 0)) AS detail
 FROM credit_accounts a
 LEFT JOIN (SELECT tenant, sum(balance_delta) AS b, sum(held_delta) AS h
-           FROM credit_ledger GROUP BY tenant) l USING (tenant)
+           FROM credit_ledger GROUP BY tenant) l ON l.tenant = a.tenant
 WHERE a.balance <> COALESCE(l.b, 0) OR a.held <> COALESCE(l.h, 0)
 UNION ALL
 SELECT 'no_account', l.tenant, NULL::uuid, format('%s entries', count(*))
@@ -381,14 +389,18 @@ FROM credit_ledger l
 WHERE NOT EXISTS (SELECT 1 FROM credit_accounts a WHERE a.tenant = l.tenant)
 GROUP BY l.tenant
 UNION ALL
-SELECT 'hold', p.tenant, p.job_id, format('entries leave %s open', p.open)
-FROM per_job p WHERE p.open < 0 OR p.open > COALESCE(p.largest_hold, 0)
+SELECT 'round', r.tenant, r.job_id,
+       format('round %s: held %s, leaves %s open', r.round, r.hold, r.open)
+FROM per_round r WHERE r.hold IS NULL OR r.open NOT IN (0, r.hold)
+UNION ALL
+SELECT 'open_rounds', p.tenant, p.job_id, format('%s rounds open', p.open_rounds)
+FROM per_job p WHERE p.open_rounds > 1
 UNION ALL
 SELECT 'finished_with_hold', p.tenant, p.job_id,
        format('job is %s and holds %s', COALESCE(j.status, 'deleted'), p.open)
 FROM per_job p LEFT JOIN jobs j ON j.id = p.job_id
 WHERE p.open > 0 AND (j.id IS NULL OR j.status IN ('completed', 'failed', 'cancelled'))
 UNION ALL
-SELECT 'completed_unsettled', p.tenant, p.job_id, 'completed, held, never settled'
-FROM per_job p JOIN jobs j ON j.id = p.job_id
-WHERE j.status = 'completed' AND p.largest_hold IS NOT NULL AND NOT p.settled;
+SELECT 'completed_unsettled', r.tenant, r.job_id, format('completed in life %s, held, never charged', r.round)
+FROM per_round r JOIN jobs j ON j.id = r.job_id AND j.life = r.round
+WHERE j.status = 'completed' AND r.hold IS NOT NULL AND NOT r.settled;

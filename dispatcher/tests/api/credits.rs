@@ -564,3 +564,57 @@ async fn an_account_that_differs_from_its_ledger_is_reported_by_the_reconciler()
     assert_eq!(seen.as_deref(), Some("gpuq_credit_violations 1"));
     assert_eq!(violations(&app).await.len(), 1, "the view agrees");
 }
+
+#[tokio::test]
+async fn the_ledger_check_reads_only_new_entries_and_keeps_reporting_a_wrong_account() {
+    use gpuq_dispatcher::credits::check::LedgerCheck;
+    let app = with_credits(0).await;
+    // An account whose history is older than a checkpoint's settling time.
+    sqlx::query(
+        "INSERT INTO credit_accounts (tenant, balance, updated_at) \
+         VALUES ('old-tenant', 40, now() - interval '2 hours')",
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO credit_ledger (tenant, kind, balance_delta, held_delta, reason, created_at) \
+         VALUES ('old-tenant', 'grant', 30, 0, 'a', now() - interval '2 hours'), \
+                ('old-tenant', 'grant', 10, 0, 'b', now() - interval '2 hours')",
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
+    let check = LedgerCheck::default();
+    let window = Duration::from_secs(3 * 3600);
+    assert!(check.pass(&app.db, window).await.unwrap().is_empty());
+
+    // New entries after the checkpoint are added to it.
+    let grant = json!({"kind": "grant", "amount": 5, "reason": "more"});
+    let resp = change_credits(&app, "old-tenant", Some("k-1"), &grant).await;
+    assert_eq!(resp.status().as_u16(), 200);
+    assert!(check.pass(&app.db, window).await.unwrap().is_empty());
+
+    // A write that bypasses the ledger is found ...
+    sqlx::query("UPDATE credit_accounts SET balance = balance + 1, updated_at = now()")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let first = check.pass(&app.db, window).await.unwrap();
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert!(first[0].contains("old-tenant"), "{first:?}");
+    // ... and still reported once the account has long stopped changing.
+    sqlx::query("UPDATE credit_accounts SET updated_at = now() - interval '2 hours'")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let again = check.pass(&app.db, window).await.unwrap();
+    assert_eq!(again, first, "still wrong, still reported");
+
+    // Put right (by an adjustment that matches the ledger), it clears.
+    sqlx::query("UPDATE credit_accounts SET balance = balance - 1")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    assert!(check.pass(&app.db, window).await.unwrap().is_empty());
+}
