@@ -225,7 +225,7 @@ CREATE TRIGGER jobs_release_hold_on_delete
 -- 'insufficient_credits' with the account's balance and what it held at that point.
 --
 -- The batch's holds are decided row by row, in the order of the loop, against the
--- accounts as locked at the start, and written at the end in two statements (one account
+-- accounts as locked at the start, and written at the end in one statement (one account
 -- update per tenant, one ledger entry per job): per row, a hold costs a lookup, not a
 -- function call and a row update.
 --
@@ -248,6 +248,10 @@ DECLARE
     names text[];
     balances bigint[];
     available bigint[];
+    before bigint[];
+    -- What was already added to each account's held amount before the loop.
+    reserved bigint[];
+    total bigint;
     i integer;
     one_tenant text;
     wanted integer;
@@ -256,10 +260,20 @@ DECLARE
     h_prices bigint[] := '{}';
     h_rates double precision[] := '{}';
 BEGIN
-    SELECT array_agg(DISTINCT x.tenant ORDER BY x.tenant) INTO names
+    SELECT array_agg(DISTINCT x.tenant ORDER BY x.tenant), sum(x.price) INTO names, total
         FROM jsonb_to_recordset(p_rows) AS x(tenant text, price bigint) WHERE x.price > 0;
     wanted := cardinality(names);
-    IF names IS NOT NULL THEN
+    IF wanted = 1 THEN
+        -- One tenant (every batch at low load): one statement locks its account, checks it
+        -- covers all the batch's jobs and takes their prices; what the loop does not use
+        -- (a job refused by a limit or a key) goes back at the end.
+        UPDATE credit_accounts ca SET held = ca.held + total, updated_at = now()
+            WHERE ca.tenant = names[1] AND ca.balance - ca.held >= total
+            RETURNING ARRAY[ca.balance], ARRAY[total], ARRAY[total]
+            INTO balances, available, reserved;
+    END IF;
+    IF names IS NOT NULL AND reserved IS NULL THEN
+        -- By key, never a scan of every account.
         IF (SELECT count(*) FROM credit_accounts ca WHERE ca.tenant = ANY (names)) < wanted THEN
             -- Some tenant's first priced request: create (with the starting grant) and lock
             -- the accounts one by one, in tenant order, so the order holds even while
@@ -277,7 +291,9 @@ BEGIN
         IF cardinality(names) IS DISTINCT FROM wanted THEN
             RAISE EXCEPTION 'credit accounts missing for this batch';
         END IF;
+        reserved := array_fill(0::bigint, ARRAY[wanted]);
     END IF;
+    before := available;
     FOR r IN
         SELECT * FROM jsonb_to_recordset(p_rows) AS x(
             ord integer, id uuid, user_id uuid, job_type text, queue text, prompt text,
@@ -344,12 +360,21 @@ BEGIN
         outcome := 'inserted';
         RETURN NEXT;
     END LOOP;
-    IF cardinality(h_ids) > 0 THEN
-        UPDATE credit_accounts a SET held = a.held + s.total, updated_at = now()
-            FROM (SELECT u.t, sum(u.p) AS total FROM unnest(h_tenants, h_prices) AS u(t, p)
-                  GROUP BY u.t) s
-            WHERE a.tenant = s.t;
-        -- A job recorded here is new: this is the hold of its first life (round 1).
+    IF names IS NOT NULL THEN
+        -- One statement: the accounts' held amounts (what each tenant's jobs took from
+        -- what was available, less what was reserved up front; found by key, so no plan
+        -- scans every account) and the jobs' hold entries. A job recorded here is new:
+        -- this is the hold of its first life (round 1).
+        WITH accounts AS (
+            UPDATE credit_accounts a
+                SET held = a.held + (before[array_position(names, a.tenant)]
+                                     - available[array_position(names, a.tenant)]
+                                     - reserved[array_position(names, a.tenant)]),
+                    updated_at = now()
+                WHERE a.tenant = ANY (names)
+                  AND before[array_position(names, a.tenant)]
+                      - available[array_position(names, a.tenant)]
+                      <> reserved[array_position(names, a.tenant)])
         INSERT INTO credit_ledger (tenant, kind, job_id, round, balance_delta, held_delta,
                                    per_gpu_second)
             SELECT u.t, 'hold', u.id, 1, 0, u.p, u.rate

@@ -146,3 +146,69 @@ async fn a_refused_batch_is_retried_job_by_job_so_only_the_bad_job_fails() {
         (1, 1)
     );
 }
+
+fn priced(user: Uuid, price: i64) -> NewJob {
+    NewJob {
+        price: Some(price),
+        ..job(user, None)
+    }
+}
+
+async fn held(app: &TestApp, user: Uuid) -> (i64, i64) {
+    sqlx::query_as("SELECT balance, held FROM credit_accounts WHERE tenant = $1")
+        .bind(user.to_string())
+        .fetch_one(&app.db)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_one_tenant_batch_gives_back_the_price_of_a_job_a_limit_refused() {
+    let app = spawn_app().await;
+    let user = Uuid::new_v4();
+    // An account already: the batch takes the one-statement path.
+    sqlx::query("SELECT gpuq_credit_account($1, 10)")
+        .bind(user.to_string())
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let rules = RecordRules {
+        max_active: 1,
+        starting_grant: 0,
+    };
+    let (a, b) = (priced(user, 2), priced(user, 2));
+    let answers = jobs_db::record_batch(&app.db, &[&a, &b], rules)
+        .await
+        .unwrap();
+    assert_eq!(
+        answers,
+        [Recorded::Inserted, Recorded::TooManyActive { active: 1 }]
+    );
+    assert_eq!(
+        held(&app, user).await,
+        (10, 2),
+        "only the recorded job holds"
+    );
+}
+
+#[tokio::test]
+async fn a_one_tenant_batch_it_cannot_cover_whole_holds_job_by_job_in_order() {
+    let app = spawn_app().await;
+    let user = Uuid::new_v4();
+    let rules = RecordRules {
+        max_active: 100,
+        starting_grant: 5,
+    };
+    let jobs = [priced(user, 2), priced(user, 2), priced(user, 2)];
+    let refs: Vec<&NewJob> = jobs.iter().collect();
+    let answers = jobs_db::record_batch(&app.db, &refs, rules).await.unwrap();
+    assert_eq!(answers[..2], [Recorded::Inserted, Recorded::Inserted]);
+    match answers[2] {
+        Recorded::InsufficientCredits(s) => {
+            assert_eq!((s.balance, s.held, s.available, s.price), (5, 4, 1, 2));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(held(&app, user).await, (5, 4));
+    assert_eq!(rows_of(&app, user).await, 2);
+}
