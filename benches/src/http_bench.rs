@@ -19,19 +19,27 @@ pub struct HttpArgs {
     /// Requests per concurrency level.
     #[arg(long, default_value_t = 20_000)]
     requests: usize,
-    /// Concurrency levels to measure.
-    #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
-    concurrency: Vec<usize>,
-    /// Distinct users the requests are spread over.
-    #[arg(long, default_value_t = 1000)]
-    users: usize,
-    /// The dispatcher binary.
-    #[arg(long, default_value = "target/release/gpuq-dispatcher")]
-    dispatcher: String,
+    #[command(flatten)]
+    load: Load,
     /// Credits on: every enqueue holds its price from its user's account (ADR 0014). Run
     /// with and without, alternating, to see what the hold costs.
     #[arg(long)]
     credits: bool,
+}
+
+/// Who sends enqueues, how many at once, and to which binary (shared by `http-enqueue` and
+/// `credits-ab`).
+#[derive(Args)]
+pub struct Load {
+    /// Concurrency levels to measure.
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+    pub concurrency: Vec<usize>,
+    /// Distinct users the requests are spread over.
+    #[arg(long, default_value_t = 1000)]
+    pub users: usize,
+    /// The dispatcher binary.
+    #[arg(long, default_value = "target/release/gpuq-dispatcher")]
+    pub dispatcher: String,
 }
 
 pub(crate) const SECRET: &str = "bench-secret-0123456789abcdef0123456789";
@@ -108,35 +116,17 @@ pub async fn run(redis_url: &str, a: HttpArgs) -> anyhow::Result<Vec<Figure>> {
     } else {
         &[]
     };
-    let d = start_dispatcher(&a.dispatcher, redis_url, &ns, credits).await?;
-    let tokens = Arc::new(tokens(a.users));
+    let d = start_dispatcher(&a.load.dispatcher, redis_url, &ns, credits).await?;
+    let tokens = Arc::new(tokens(a.load.users));
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()?;
     let url = format!("{}/v1/jobs", d.base);
     let mut figures = Vec::new();
-    for &c in &a.concurrency {
+    for &c in &a.load.concurrency {
         let mut hist = hdrhistogram::Histogram::<u64>::new(3)?;
-        let mut errors = 0usize;
         let start = Instant::now();
-        let mut results = stream::iter(0..a.requests)
-            .map(|i| {
-                let (http, url, token) = (http.clone(), url.clone(), tokens[i % tokens.len()].clone());
-                async move {
-                    let body = json!({"jobType": "sdxl_image_fast", "metadata": {"prompt": format!("bench {i}"), "seed": i}});
-                    let t = Instant::now();
-                    let ok = http.post(&url).bearer_auth(token).json(&body).send().await.map(|r| r.status().as_u16() == 202).unwrap_or(false);
-                    (ok, t.elapsed())
-                }
-            })
-            .buffer_unordered(c);
-        while let Some((ok, took)) = results.next().await {
-            if ok {
-                hist.record(took.as_micros() as u64)?;
-            } else {
-                errors += 1;
-            }
-        }
+        let errors = burst(&http, &url, &tokens, 0..a.requests, c, &mut hist).await?;
         let secs = start.elapsed().as_secs_f64();
         let params = json!({"requests": a.requests, "concurrency": c, "errors": errors,
                             "credits": a.credits});
@@ -160,4 +150,36 @@ pub async fn run(redis_url: &str, a: HttpArgs) -> anyhow::Result<Vec<Figure>> {
     }
     crate::services::drop_namespace(redis_url, &ns).await?;
     Ok(figures)
+}
+
+/// Sends requests `ids` (each an `sdxl_image_fast` job of user `id % users`) to `url`, `c`
+/// at a time, recording each accepted one's latency (µs) in `hist`; returns the refusals.
+pub async fn burst(
+    http: &reqwest::Client,
+    url: &str,
+    tokens: &Arc<Vec<String>>,
+    ids: std::ops::Range<usize>,
+    c: usize,
+    hist: &mut hdrhistogram::Histogram<u64>,
+) -> anyhow::Result<usize> {
+    let mut errors = 0usize;
+    let mut results = stream::iter(ids)
+        .map(|i| {
+            let (http, url, token) = (http.clone(), url.to_owned(), tokens[i % tokens.len()].clone());
+            async move {
+                let body = json!({"jobType": "sdxl_image_fast", "metadata": {"prompt": format!("bench {i}"), "seed": i}});
+                let t = Instant::now();
+                let ok = http.post(&url).bearer_auth(token).json(&body).send().await.map(|r| r.status().as_u16() == 202).unwrap_or(false);
+                (ok, t.elapsed())
+            }
+        })
+        .buffer_unordered(c);
+    while let Some((ok, took)) = results.next().await {
+        if ok {
+            hist.record(took.as_micros() as u64)?;
+        } else {
+            errors += 1;
+        }
+    }
+    Ok(errors)
 }

@@ -2,6 +2,7 @@
 //! JSON line per figure, then a Markdown table. See `benches/README.md`.
 
 mod chaos;
+mod credits_bench;
 mod fairness_bench;
 mod fairness_eta;
 mod figures;
@@ -30,6 +31,8 @@ enum Scenario {
     Memory(queue_bench::MemoryArgs),
     /// `POST /v1/jobs` against a release-built dispatcher process.
     HttpEnqueue(http_bench::HttpArgs),
+    /// Credits off against on: two dispatchers, alternating rounds of `POST /v1/jobs`
+    CreditsAb(credits_bench::CreditsArgs),
     /// An idle SDK worker: time from enqueue to handler start.
     Pickup(system_bench::PickupArgs),
     /// The callback service completing 3-image jobs.
@@ -60,6 +63,7 @@ async fn run(redis_url: &str, scenario: Scenario) -> anyhow::Result<Vec<figures:
         Scenario::Queue(args) => queue_bench::run_queue(redis_url, args).await?,
         Scenario::Memory(args) => queue_bench::run_memory(redis_url, args).await?,
         Scenario::HttpEnqueue(args) => http_bench::run(redis_url, args).await?,
+        Scenario::CreditsAb(args) => credits_bench::run(redis_url, args).await?,
         Scenario::Pickup(args) => system_bench::run_pickup(redis_url, args).await?,
         Scenario::Callback(args) => system_bench::run_callback(redis_url, args).await?,
         Scenario::E2e(args) => system_bench::run_e2e(redis_url, args).await?,

@@ -46,6 +46,8 @@ pub struct AppState {
     pub weights: crate::tenants::TenantWeights,
     /// What the reconciler's ledger check has verified so far.
     pub ledger_check: crate::credits::check::LedgerCheck,
+    /// Tenants known to have a credit account.
+    pub credit_accounts: crate::credits::KnownAccounts,
     /// Recent queue snapshots for ETAs, so an enqueue does not pay for a stats call.
     stats_cache: Mutex<HashMap<String, (Instant, QueueStats)>>,
     /// Where the reconciler's scan of each queue's job hash stands.
@@ -98,6 +100,7 @@ impl AppState {
             service_times: Default::default(),
             weights: Default::default(),
             ledger_check: Default::default(),
+            credit_accounts: Default::default(),
             stats_cache: Mutex::default(),
             reconcile_cursors: Mutex::default(),
         }

@@ -248,3 +248,47 @@ async fn by_key(
         }
     }))
 }
+
+/// Tenants this process knows to have an account, so that an enqueue creates a tenant's
+/// account (with its starting grant) in a statement of its own, before its first priced job
+/// reaches a batch: a batch then only locks accounts, never creates one while holding
+/// others (migration `…0007_credits.sql`). Accounts are never deleted, so the set is never
+/// wrong; it is emptied when it reaches [`KnownAccounts::MAX`] tenants.
+#[derive(Default)]
+pub struct KnownAccounts {
+    known: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+impl KnownAccounts {
+    /// The most tenants remembered.
+    pub const MAX: usize = 100_000;
+
+    /// Makes sure `tenant` has an account (created with `starting_grant` if not).
+    pub async fn ensure(
+        &self,
+        db: &PgPool,
+        tenant: &Tenant,
+        starting_grant: i64,
+    ) -> sqlx::Result<()> {
+        let known = |k: &Self| {
+            k.known
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(tenant.as_str())
+        };
+        if known(self) {
+            return Ok(());
+        }
+        sqlx::query("SELECT gpuq_credit_account($1, $2)")
+            .bind(tenant.as_str())
+            .bind(starting_grant)
+            .execute(db)
+            .await?;
+        let mut set = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        if set.len() >= Self::MAX {
+            set.clear();
+        }
+        set.insert(tenant.to_string());
+        Ok(())
+    }
+}

@@ -12,6 +12,6 @@ pub mod usage;
 
 pub use ledger::{
     account, adjust, entries, hold, hold_again, Account, Adjusted, Adjustment, Entry,
-    MAX_ADJUSTMENT, MAX_ENTRIES,
+    KnownAccounts, MAX_ADJUSTMENT, MAX_ENTRIES,
 };
 pub use pricing::{CreditSettings, Price, Rate};

@@ -212,3 +212,27 @@ async fn a_one_tenant_batch_it_cannot_cover_whole_holds_job_by_job_in_order() {
     assert_eq!(held(&app, user).await, (5, 4));
     assert_eq!(rows_of(&app, user).await, 2);
 }
+
+#[tokio::test]
+async fn a_batch_of_tenants_without_accounts_is_refused_whole_and_recorded_job_by_job() {
+    let app = spawn_app().await;
+    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    let rules = RecordRules {
+        max_active: 100,
+        starting_grant: 3,
+    };
+    let jobs = [priced(a, 1), priced(b, 1)];
+    let refs: Vec<&NewJob> = jobs.iter().collect();
+    // Creating accounts inside a batch that already holds others could close a lock cycle.
+    let refused = jobs_db::record_batch(&app.db, &refs, rules).await;
+    assert!(refused.is_err(), "{refused:?}");
+    assert_eq!(rows_of(&app, a).await + rows_of(&app, b).await, 0);
+    // The recorder then records them one by one, each creating its own account.
+    let answers = write_batch(&app.db, rules, &jobs).await;
+    assert!(
+        answers.iter().all(|r| matches!(r, Ok(Recorded::Inserted))),
+        "{answers:?}"
+    );
+    assert_eq!(held(&app, a).await, (3, 1));
+    assert_eq!(held(&app, b).await, (3, 1));
+}

@@ -286,10 +286,14 @@ async fn record(
     job: &ValidatedJob,
     idem: Option<&Idempotency>,
 ) -> Result<Option<JobRecord>, ApiError> {
-    let price = state
-        .settings
-        .credits
-        .price(env.job_type, env.config.num_images);
+    let credits = &state.settings.credits;
+    let price = credits.price(env.job_type, env.config.num_images);
+    if price.is_some() {
+        state
+            .credit_accounts
+            .ensure(&state.db, tenant, credits.starting_grant.into())
+            .await?;
+    }
     let row = NewJob {
         id: env.job_id.as_uuid(),
         user_id: env.user_id.as_uuid(),
