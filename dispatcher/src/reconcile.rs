@@ -178,7 +178,6 @@ async fn restore(
     .await?
     .into_iter()
     .collect();
-    jobs_db::lock_accounts(&mut tx, &ids).await?;
     let mut failed: Vec<(Uuid, &str)> = Vec::new();
     let mut expired: Vec<Uuid> = Vec::new();
     let now = chrono::Utc::now();
@@ -211,6 +210,16 @@ async fn restore(
                 batch.push((env, opts));
             }
         }
+    }
+    // The jobs about to end release their credit holds: their accounts first, in order,
+    // and only when some do (the common pass then holds no account while it calls Redis).
+    let ending: Vec<Uuid> = failed
+        .iter()
+        .map(|(id, _)| *id)
+        .chain(expired.iter().copied())
+        .collect();
+    if !ending.is_empty() {
+        jobs_db::lock_accounts(&mut tx, &ending).await?;
     }
     for (id, message) in &failed {
         jobs_db::finish(&mut *tx, *id, JobStatus::Failed, Some(message)).await?;
@@ -300,9 +309,25 @@ async fn remove_finished(
         .await?
         .into_iter()
         .collect();
-    jobs_db::lock_accounts(&mut tx, &uuids).await?;
     let dead = queue.dead_reasons(&ids).await?;
     let leased = queue.leased(&ids).await?;
+    // The jobs about to fail release their credit holds: their accounts first, in order,
+    // and only when some do.
+    let ending: Vec<Uuid> = ids
+        .iter()
+        .zip(&dead)
+        .filter(|(id, dead)| {
+            dead.is_some()
+                && matches!(
+                    statuses.get(&id.as_uuid()),
+                    Some(JobStatus::Queued | JobStatus::Processing)
+                )
+        })
+        .map(|(id, _)| id.as_uuid())
+        .collect();
+    if !ending.is_empty() {
+        jobs_db::lock_accounts(&mut tx, &ending).await?;
+    }
     let mut failed = Vec::new();
     for ((id, dead), leased) in ids.into_iter().zip(dead).zip(leased) {
         // A job without a row may be an enqueue still in flight, one whose row is locked is

@@ -236,3 +236,64 @@ async fn a_batch_of_tenants_without_accounts_is_refused_whole_and_recorded_job_b
     assert_eq!(held(&app, a).await, (3, 1));
     assert_eq!(held(&app, b).await, (3, 1));
 }
+
+async fn account_with(app: &TestApp, user: Uuid, credits: i64) {
+    sqlx::query("SELECT gpuq_credit_account($1, $2)")
+        .bind(user.to_string())
+        .bind(credits)
+        .execute(&app.db)
+        .await
+        .unwrap();
+}
+
+async fn no_violations(app: &TestApp) {
+    let found: Vec<String> = sqlx::query_scalar("SELECT detail FROM credit_violations")
+        .fetch_all(&app.db)
+        .await
+        .unwrap();
+    assert!(found.is_empty(), "{found:?}");
+}
+
+#[tokio::test]
+async fn a_one_tenant_batch_its_account_cannot_cover_whole_falls_back_to_job_by_job() {
+    let app = spawn_app().await;
+    let user = Uuid::new_v4();
+    account_with(&app, user, 3).await;
+    let rules = RecordRules {
+        max_active: 100,
+        starting_grant: 0,
+    };
+    let (a, b) = (priced(user, 2), priced(user, 2));
+    let answers = jobs_db::record_batch(&app.db, &[&a, &b], rules)
+        .await
+        .unwrap();
+    assert_eq!(answers[0], Recorded::Inserted);
+    assert!(matches!(answers[1], Recorded::InsufficientCredits(_)));
+    assert_eq!(held(&app, user).await, (3, 2));
+    no_violations(&app).await;
+}
+
+#[tokio::test]
+async fn a_one_tenant_batch_gives_back_the_price_of_a_job_whose_key_was_taken() {
+    let app = spawn_app().await;
+    let user = Uuid::new_v4();
+    account_with(&app, user, 10).await;
+    let rules = RecordRules {
+        max_active: 100,
+        starting_grant: 0,
+    };
+    let first = NewJob {
+        price: Some(3),
+        ..job(user, Some("same-key"))
+    };
+    let second = NewJob {
+        price: Some(3),
+        ..job(user, Some("same-key"))
+    };
+    let answers = jobs_db::record_batch(&app.db, &[&first, &second], rules)
+        .await
+        .unwrap();
+    assert_eq!(answers, [Recorded::Inserted, Recorded::KeyTaken]);
+    assert_eq!(held(&app, user).await, (10, 3));
+    no_violations(&app).await;
+}

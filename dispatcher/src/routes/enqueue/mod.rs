@@ -289,10 +289,15 @@ async fn record(
     let credits = &state.settings.credits;
     let price = credits.price(env.job_type, env.config.num_images);
     if price.is_some() {
-        state
+        // Only an optimisation of the batch (which copes without it): a failure here is
+        // not the request's.
+        if let Err(e) = state
             .credit_accounts
             .ensure(&state.db, tenant, credits.starting_grant.into())
-            .await?;
+            .await
+        {
+            tracing::warn!(error = %e, "could not create the tenant's credit account ahead");
+        }
     }
     let row = NewJob {
         id: env.job_id.as_uuid(),
