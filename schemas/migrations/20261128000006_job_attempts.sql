@@ -103,7 +103,8 @@ CREATE TRIGGER jobs_close_attempts
     WHEN (OLD.status = 'processing' AND NEW.status <> 'processing')
     EXECUTE FUNCTION gpuq_jobs_close_attempts();
 
--- gpuq_start_job as in 20261123000002, also opening the attempt with the worker's GPU.
+-- gpuq_start_job as in 20261123000002 (which it calls: one state machine), also opening the
+-- attempt with the worker's GPU.
 CREATE FUNCTION gpuq_start_job(
     p_id uuid, p_from text[], p_worker text, p_attempt integer, p_gpu text)
 RETURNS TABLE (id uuid, user_id uuid, job_type text, queue text, status text,
@@ -122,17 +123,7 @@ BEGIN
     END IF;
     ok := j.status = ANY (p_from);
     IF ok THEN
-        UPDATE jobs SET
-            status = 'processing',
-            started_at = COALESCE(started_at, now()),
-            worker_id = COALESCE(p_worker, worker_id),
-            attempts = CASE
-                WHEN p_attempt IS NOT NULL THEN GREATEST(attempts, p_attempt)
-                WHEN j.status = 'queued' THEN attempts + 1
-                ELSE attempts
-            END,
-            updated_at = now()
-        WHERE jobs.id = p_id;
+        PERFORM 1 FROM gpuq_start_job(p_id, p_from, p_worker, p_attempt);
         -- Without a reported attempt: the next one if the job was waiting, else the one
         -- that runs (a repeated report must not open another).
         PERFORM gpuq_open_attempt(

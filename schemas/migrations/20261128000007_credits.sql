@@ -439,3 +439,13 @@ UNION ALL
 SELECT 'completed_unsettled', r.tenant, r.job_id, format('completed in life %s, held, never charged', r.round)
 FROM per_round r JOIN jobs j ON j.id = r.job_id AND j.life = r.round
 WHERE j.status = 'completed' AND r.hold IS NOT NULL AND NOT r.settled;
+
+-- The two-argument form (previous release's replicas, during a rolling deploy) is now this
+-- one without prices: one loop to keep right, not two.
+CREATE OR REPLACE FUNCTION gpuq_record_jobs(p_rows jsonb, p_max_active bigint)
+RETURNS TABLE (recorded_id uuid, outcome text, active_jobs bigint)
+LANGUAGE sql VOLATILE
+AS $$
+    SELECT r.recorded_id, r.outcome, r.active_jobs
+    FROM gpuq_record_jobs(p_rows, p_max_active, 0::bigint) r;
+$$;

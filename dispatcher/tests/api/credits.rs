@@ -47,6 +47,19 @@ async fn violations(app: &TestApp) -> Vec<String> {
         .unwrap()
 }
 
+/// `GET /v1/credits` as `user`.
+async fn own_credits(app: &TestApp, user: Uuid) -> Value {
+    let resp = app
+        .http
+        .get(app.url("/v1/credits"))
+        .bearer_auth(token_for(user))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    resp.json().await.unwrap()
+}
+
 async fn change_credits(
     app: &TestApp,
     tenant: &str,
@@ -348,16 +361,7 @@ async fn credits_are_off_by_default_and_nothing_is_held() {
         .await
         .unwrap();
     assert_eq!(n, 0);
-    let answer: Value = app
-        .http
-        .get(app.url("/v1/credits"))
-        .bearer_auth(token_for(user))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let answer = own_credits(&app, user).await;
     assert_eq!(answer["enforced"], false);
     assert_eq!(
         answer["account"],
@@ -382,16 +386,7 @@ async fn an_admin_grant_applies_once_per_key_and_shows_in_the_callers_account() 
     assert_error(resp, 422, "idempotency_key_reused").await;
 
     app.enqueued(&token_for(user), "video_high").await;
-    let mine: Value = app
-        .http
-        .get(app.url("/v1/credits"))
-        .bearer_auth(token_for(user))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let mine = own_credits(&app, user).await;
     assert_eq!(mine["enforced"], true);
     assert_eq!(mine["tenant"], user.to_string());
     assert_eq!(

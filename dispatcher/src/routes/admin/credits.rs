@@ -14,6 +14,7 @@ use gpuq_service::ErrorBody;
 use crate::auth::Admin;
 use crate::credits::usage::{self, Who};
 use crate::credits::{self, Account, Adjusted, Adjustment, Entry, MAX_ADJUSTMENT, MAX_ENTRIES};
+use crate::routes::admin::tenants::tenant_named;
 use crate::routes::credits::{days_query, UsageAnswer};
 use crate::routes::enqueue::idempotency_key;
 use crate::routes::responses::{AdminOnly, Internal, Unavailable};
@@ -199,13 +200,6 @@ pub async fn usage(
         days,
         usage,
     }))
-}
-
-fn tenant_named(path: &str) -> Result<Tenant, ApiError> {
-    path.parse().map_err(|e| ApiError::BadRequest {
-        code: "invalid_tenant",
-        message: format!("{e}"),
-    })
 }
 
 /// A `CreditChange` body: a known kind, a whole amount in range (above 0 for a grant, not

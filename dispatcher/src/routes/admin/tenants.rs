@@ -166,10 +166,7 @@ pub async fn set(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let tenant: Tenant = path.parse().map_err(|e| ApiError::BadRequest {
-        code: "invalid_tenant",
-        message: format!("{e}"),
-    })?;
+    let tenant = tenant_named(&path)?;
     let app = &state.settings.application;
     let body = json_body(&req, payload, 1024, app.body_timeout()).await?;
     let change = change_of(&body)?;
@@ -182,4 +179,12 @@ pub async fn set(
         success: true,
         tenant: stored.into(),
     }))
+}
+
+/// The tenant a path names, or 400 `invalid_tenant` (every `/admin/tenants/{tenant}` route).
+pub(crate) fn tenant_named(path: &str) -> Result<Tenant, ApiError> {
+    path.parse().map_err(|e| ApiError::BadRequest {
+        code: "invalid_tenant",
+        message: format!("{e}"),
+    })
 }
