@@ -32,7 +32,7 @@ echo "== deployment manifests and Redis ACL"
 apt_install() { as_root apt-get update -q && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@"; }
 command -v curl >/dev/null 2>&1 || apt_install curl
 command -v python3 >/dev/null 2>&1 || apt_install python3
-python3 -m venv --help >/dev/null 2>&1 || apt_install python3-venv
+python3 -c 'import ensurepip' 2>/dev/null || apt_install python3-venv
 python3 -c 'import yaml' 2>/dev/null || python3 -m pip install -q pyyaml 2>/dev/null || apt_install python3-yaml
 python3 deploy/tests/check_manifests.py
 bash deploy/tests/check_redis_acl.sh
@@ -41,8 +41,10 @@ bash deploy/tests/check_redis_acl.sh
 cargo build --locked --workspace --all-targets
 echo "== schemathesis against the dispatcher's /openapi.json (every check)"
 GPUQ_BIN_DIR=target/debug bash deploy/tests/schemathesis/run.sh
-echo "== Python worker against the real services (docs/protocol.md)"
-bash examples/python-worker/run_check.sh
+echo "== the protocol worker (plain Python, no SDK) against the real services (docs/protocol.md)"
+bash deploy/tests/protocol-worker/run_check.sh
+echo "== the Python SDK: the gpuq-worker wheel (maturin, reusing the build above), pytest and the example worker against the real services"
+bash worker-sdk/python/run_tests.sh
 echo "== chaos: 300 jobs while workers, services and Redis are killed (docs/reliability.md)"
 bash deploy/tests/chaos.sh --short
 echo "== real clients: promtool, the admin dashboard and a supabase-js page in headless Chromium (screenshot: target/ci-artifacts/dashboard.png)"

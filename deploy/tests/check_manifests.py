@@ -96,7 +96,7 @@ class Facts:
 
         # The demo worker loads its settings with the same loader (and telemetry) as the
         # services; `required(value, "NAME")` marks what it cannot start without.
-        demo = read("worker-sdk/src/demo/config.rs")
+        demo = read("worker-sdk/src/demo/config.rs") + read("worker-sdk/src/settings.rs")
         demo_uses_kit = "configuration::load(" in demo
         self.env["gpuq-demo-worker"] = (
             (names | self._env_var_calls("service/src")) if demo_uses_kit else set()
@@ -107,7 +107,7 @@ class Facts:
         }
         self.nested["gpuq-demo-worker"] = nested and demo_uses_kit
 
-        py = read("examples/python-worker/worker.py")
+        py = read("deploy/tests/protocol-worker/worker.py")
         self.env["python-worker"] = set(re.findall(r'(?:environ\.get|env\.get|require)\("([A-Z][A-Z0-9_]+)"', py))
         self.required["python-worker"] = set(re.findall(r'require\("([A-Z][A-Z0-9_]+)"\)', py))
         self.nested["python-worker"] = False

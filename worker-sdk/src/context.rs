@@ -80,6 +80,12 @@ impl JobContext {
         self.inner.fence.attempt
     }
 
+    /// This delivery's fence token: the callback service applies a report only with the
+    /// fence of the job's current delivery.
+    pub fn fence(&self) -> &str {
+        &self.inner.fence.token
+    }
+
     /// Reports progress (`fraction` in 0..=1) to the callback service, which feeds the
     /// job's event stream. Best effort and non-blocking: sent from a background task, at
     /// most once per progress interval (a report of 1.0 always goes), never retried.

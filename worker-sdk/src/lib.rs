@@ -37,6 +37,9 @@
 //! - [`JobContext`]: attempt, progress, cancellation and uploads for one job.
 //! - [`Storage`], [`LocalStorage`], `S3Storage` (feature `s3`): where outputs go.
 //! - [`shutdown_on_signal`]: SIGTERM/ctrl-c to a `CancellationToken`.
+//! - `settings` (feature `settings`): a worker's settings from the services' configuration
+//!   sources (`REDIS_URL`, `GPUQ_QUEUE`, ...), shared by the demo worker and the Python
+//!   package.
 //! - `demo` (feature `demo`): the demo worker's handler and configuration (deterministic
 //!   PNG/GIF). Image encoders and the S3 client are compiled only with these features, so
 //!   a worker that links the SDK builds neither unless it asks.
@@ -54,6 +57,8 @@ mod gate;
 mod handler;
 mod job;
 mod lease;
+#[cfg(feature = "settings")]
+pub mod settings;
 mod shutdown;
 mod storage;
 mod worker;

@@ -12,7 +12,7 @@ use std::time::Duration;
 use gpuq_schemas::{JobEnvelope, JobKind};
 use serde_json::json;
 
-pub use config::{DemoConfig, DemoConfigError, StorageChoice};
+pub use config::DemoConfig;
 
 use crate::{Asset, Handler, JobContext, JobError, Output};
 

@@ -3,7 +3,7 @@
 # checks that every job it took was recorded as completed, with its image/video rows and
 # files. What it starts, it stops (trap), including its database.
 #
-#   bash examples/python-worker/run_check.sh
+#   bash deploy/tests/protocol-worker/run_check.sh
 #
 # Uses existing binaries (GPUQ_BIN_DIR, default target/debug; build them with
 #   cargo build -p gpuq-dispatcher -p gpuq-callback --bins).
@@ -18,13 +18,15 @@
 # Prints "N passed, M failed"; exits non-zero on any failure.
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
-ROOT=$(cd "$HERE/../.." && pwd)
+ROOT=$(cd "$HERE/../../.." && pwd)
 BIN=${GPUQ_BIN_DIR:-$ROOT/target/debug}
 PG_BASE_URL=${PG_BASE_URL:-postgres://postgres:postgres@127.0.0.1:5432/postgres}
 VENV=${GPUQ_PYCHECK_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/gpuq-pycheck-venv}
 
-# shellcheck source=../../deploy/tests/lib/checks.sh
+# shellcheck source=../lib/checks.sh
 source "$ROOT/deploy/tests/lib/checks.sh"
+# shellcheck source=../lib/stack.sh
+source "$ROOT/deploy/tests/lib/stack.sh"
 log() { printf '[pycheck] %s\n' "$*"; }
 
 TMP=$(mktemp -d /tmp/gpuq-pycheck.XXXXXX)
@@ -54,66 +56,8 @@ fi
 PY="$VENV/bin/python"
 ok "python worker environment: $("$PY" -c 'import redis, requests; print("redis-py", redis.__version__, "requests", requests.__version__)')"
 
-# --- PostgreSQL ---------------------------------------------------------------------------
-DB_NAME="gpuq_pycheck_$(rnd 6)"
-psql "$PG_BASE_URL" -qAtc "CREATE DATABASE $DB_NAME" >/dev/null || { DB_NAME=; die "create database on $PG_BASE_URL"; }
-export DATABASE_URL="${PG_BASE_URL%/*}/$DB_NAME"
-sql() { psql "$DATABASE_URL" -qAtc "$1"; }
-
-# --- Redis --------------------------------------------------------------------------------
-NS="pycheck-$(rnd 4)"
-if [ -n "${GPUQ_PYCHECK_REDIS_URL:-}" ]; then
-  ACL=0
-  url_for() { echo "$GPUQ_PYCHECK_REDIS_URL"; }
-  ADMIN_URL=$GPUQ_PYCHECK_REDIS_URL
-else
-  command -v redis-server >/dev/null || die "redis-server is installed (or set GPUQ_PYCHECK_REDIS_URL)"
-  ACL=1
-  export GPUQ_REDIS_NAMESPACE=$NS
-  export GPUQ_REDIS_PASSWORD_ADMIN=$(rnd) GPUQ_REDIS_PASSWORD_DISPATCHER=$(rnd) GPUQ_REDIS_PASSWORD_CALLBACK=$(rnd) \
-    GPUQ_REDIS_PASSWORD_KEDA=$(rnd) GPUQ_REDIS_PASSWORD_WORKER_SDXL_QUEUE=$(rnd) GPUQ_REDIS_PASSWORD_WORKER_WAN_QUEUE=$(rnd)
-  bash "$ROOT/deploy/redis/render-acl.sh" > "$TMP/users.acl" || die "render the Redis ACL"
-  REDIS_PORT=$(free_port)
-  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --aclfile "$TMP/users.acl" --save '' \
-    --appendonly no --dir "$TMP" --logfile "$TMP/redis.log" &
-  PIDS+=($!)
-  url_for() { # user -> redis URL
-    local var="GPUQ_REDIS_PASSWORD_$(printf '%s' "$1" | tr 'a-z' 'A-Z')"
-    [ "$1" = worker_sdxl ] && var=GPUQ_REDIS_PASSWORD_WORKER_SDXL_QUEUE
-    [ "$1" = worker_wan ] && var=GPUQ_REDIS_PASSWORD_WORKER_WAN_QUEUE
-    echo "redis://$1:${!var}@127.0.0.1:$REDIS_PORT"
-  }
-  ADMIN_URL=$(url_for admin)
-  for _ in $(seq 50); do redis-cli -u "$ADMIN_URL" --no-auth-warning ping 2>/dev/null | grep -q PONG && break; sleep 0.1; done
-  redis-cli -u "$ADMIN_URL" --no-auth-warning ping 2>/dev/null | grep -q PONG || die "redis-server starts with the rendered ACL" "$(tail -3 "$TMP/redis.log")"
-  ok "throwaway redis-server on :$REDIS_PORT with a per-user ACL (namespace $NS)"
-fi
-rcli() { redis-cli -u "$ADMIN_URL" --no-auth-warning "$@"; }
-
-# --- Services -----------------------------------------------------------------------------
-export GPUQ_REDIS_NAMESPACE=$NS
-export GPUQ_JWT_SECRET=$(rnd 32) GPUQ_ADMIN_TOKEN=$(rnd 24) GPUQ_CALLBACK_SECRET=$(rnd 32)
-DISPATCHER_PORT=$(free_port)
-CALLBACK_PORT=$(free_port)
-STORAGE="$TMP/storage"
-mkdir -p "$STORAGE" "$TMP/logs"
-
-REDIS_URL=$(url_for dispatcher) "$BIN/gpuq-dispatcher" migrate >"$TMP/logs/migrate.log" 2>&1 ||
-  die "gpuq-dispatcher migrate" "$(tail -5 "$TMP/logs/migrate.log")"
-start() { # name, command... (environment already set by the caller)
-  local name=$1; shift
-  "$@" >"$TMP/logs/$name.log" 2>&1 &
-  PIDS+=($!)
-}
-REDIS_URL=$(url_for dispatcher) GPUQ_LISTEN=127.0.0.1:$DISPATCHER_PORT GPUQ_MIGRATE=false start dispatcher "$BIN/gpuq-dispatcher" serve
-REDIS_URL=$(url_for callback) GPUQ_LISTEN=127.0.0.1:$CALLBACK_PORT GPUQ_MIGRATE=false start callback "$BIN/gpuq-callback"
-API="http://127.0.0.1:$DISPATCHER_PORT"
-CB="http://127.0.0.1:$CALLBACK_PORT"
-ready() { for _ in $(seq 150); do curl -fsS "$1" >/dev/null 2>&1 && return 0; sleep 0.2; done; return 1; }
-ready "$API/readyz" || die "dispatcher ready on $API/readyz" "$(tail -5 "$TMP/logs/dispatcher.log")"
-ok "dispatcher /readyz"
-ready "$CB/readyz" || die "callback ready on $CB/readyz" "$(tail -5 "$TMP/logs/callback.log")"
-ok "callback /readyz"
+STACK_REDIS_URL=${GPUQ_PYCHECK_REDIS_URL:-}
+stack_up pycheck
 
 for pair in "dispatcher:$DISPATCHER_PORT" "callback:$CALLBACK_PORT"; do
   check "the image health check (deploy/docker/healthcheck.sh) passes against the live ${pair%%:*}" \
