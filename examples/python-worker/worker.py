@@ -13,7 +13,7 @@ import random
 
 from PIL import Image, ImageDraw
 
-from gpuq_worker import Asset, Output, PermanentError, Worker
+from gpuq_worker import Asset, Context, Job, Output, PermanentError, Worker
 
 
 def frame(prompt: str, width: int, height: int, rng: random.Random) -> Image.Image:
@@ -27,13 +27,13 @@ def frame(prompt: str, width: int, height: int, rng: random.Random) -> Image.Ima
     return img
 
 
-def encode(frames: list, fmt: str) -> bytes:
+def encode(frames: list[Image.Image], fmt: str) -> bytes:
     buf = io.BytesIO()
     frames[0].save(buf, fmt, save_all=len(frames) > 1, append_images=frames[1:], duration=125, loop=0)
     return buf.getvalue()
 
 
-def generate(job, ctx):
+def generate(job: Job, ctx: Context) -> Output:
     cfg = job.config
     if not job.prompt and not cfg.exact_copy:
         raise PermanentError("the job has no prompt")

@@ -23,36 +23,30 @@ PROFILE=${GPUQ_WHEEL_PROFILE:-dev}
 source "$ROOT/deploy/tests/lib/checks.sh"
 # shellcheck source=../../deploy/tests/lib/stack.sh
 source "$ROOT/deploy/tests/lib/stack.sh"
-log() { printf '[python-sdk] %s\n' "$*"; }
 
-TMP=$(mktemp -d /tmp/gpuq-pysdk.XXXXXX)
-PIDS=()
-DB_NAME=
-cleanup() {
-  stop_started
-  if [ "${GPUQ_PYSDK_KEEP:-0}" = 1 ]; then echo "kept $TMP"; else rm -rf "$TMP"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-for b in gpuq-dispatcher gpuq-callback; do
-  [ -x "$BIN/$b" ] || die "binary $BIN/$b exists" "build it: cargo build -p gpuq-dispatcher -p gpuq-callback --bins"
-done
+KEEP=${GPUQ_PYSDK_KEEP:-0}
+stack_init pysdk
 command -v python3 >/dev/null || die "python3 is installed"
 
 # --- The wheel, in a fresh virtual environment ------------------------------------------------
 VENV="$TMP/venv"
 python3 -m venv "$VENV" || die "python3 -m venv works (Debian: apt-get install python3-venv)"
 PIP=("$VENV/bin/pip" install -q --disable-pip-version-check)
-"${PIP[@]}" 'maturin>=1.9,<2' 'pytest>=8,<9' 'requests>=2.31,<3' -r "$ROOT/examples/python-worker/requirements.txt" ||
-  die "pip install maturin, pytest, requests and the example's requirements"
+"${PIP[@]}" 'maturin>=1.9,<2' 'pytest>=8,<9' 'requests>=2.31,<3' 'mypy>=1.18,<2' 'twine>=6,<7' -r "$ROOT/examples/python-worker/requirements.txt" ||
+  die "pip install maturin, pytest, requests, mypy, twine and the example's requirements"
 rm -f "$ROOT"/target/wheels/gpuq_worker-*.whl
 (cd "$HERE" && "$VENV/bin/maturin" build --quiet --profile "$PROFILE" --out "$ROOT/target/wheels") >"$TMP/maturin.log" 2>&1 ||
   die "maturin builds the wheel" "$(tail -15 "$TMP/maturin.log")"
 WHEEL=$(ls "$ROOT"/target/wheels/gpuq_worker-*.whl)
 ok "built $(basename "$WHEEL")"
+check "twine check: the wheel's metadata is what PyPI accepts" "$VENV/bin/twine" check --strict "$WHEEL"
 "${PIP[@]}" "$WHEEL" || die "pip install the wheel"
 ok "pip install $(basename "$WHEEL") into a fresh virtual environment"
+# The stubs are what editors and mypy see: stubtest compares them with the module itself.
+check "mypy stubtest: the type stubs match the native module" \
+  bash -c "cd '$TMP' && '$VENV/bin/python' -m mypy.stubtest gpuq_worker >'$TMP/stubtest.log' 2>&1 || { tail -20 '$TMP/stubtest.log'; false; }"
+check "mypy --strict: the example worker type-checks against the stubs" \
+  "$VENV/bin/python" -m mypy --strict --cache-dir "$TMP/mypy-cache" "$ROOT/examples/python-worker/worker.py"
 
 # --- The stack ----------------------------------------------------------------------------------
 # Retries come back after about a second instead of five, so the retry test stays short.

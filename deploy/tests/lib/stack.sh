@@ -3,15 +3,29 @@
 # namespace of its own, and the dispatcher and the callback service from $BIN. What it starts
 # is in PIDS and DB_NAME, for stop_started.
 #
-#   stack_up NAME   (NAME: a short word naming the suite, in the database and the namespace)
+#   stack_init NAME   a scratch directory TMP, PIDS=(), and a trap that stops what was
+#                     started (KEEP=1 keeps TMP); checks the service binaries are built
+#   stack_up NAME     (NAME: a short word naming the suite, in the database and the namespace)
 #
-# Needs ROOT, BIN, PG_BASE_URL, TMP and PIDS=(). STACK_REDIS_URL=redis://... uses an existing
-# Redis instead, without the ACL.
+# Needs ROOT, BIN and PG_BASE_URL. STACK_REDIS_URL=redis://... uses an existing Redis
+# instead, without the ACL.
 # Sets: DATABASE_URL, NS, ACL (1 with the ACL), API and CB (base URLs), STORAGE (a directory);
 # functions sql, url_for USER (the Redis URL of an ACL user: dispatcher, callback, worker_sdxl,
 # worker_wan, keda, admin), rcli (redis-cli as admin) and start NAME CMD... (a background
 # process logging to $TMP/logs/NAME.log). Exports the services' secrets
 # (GPUQ_JWT_SECRET, GPUQ_ADMIN_TOKEN, GPUQ_CALLBACK_SECRET) and GPUQ_REDIS_NAMESPACE.
+stack_init() {
+  TMP=$(mktemp -d "/tmp/gpuq-$1.XXXXXX")
+  PIDS=()
+  DB_NAME=
+  trap 'stop_started; if [ "${KEEP:-0}" = 1 ]; then echo "kept $TMP"; else rm -rf "$TMP"; fi' EXIT
+  trap 'exit 130' INT TERM
+  local b
+  for b in gpuq-dispatcher gpuq-callback; do
+    [ -x "$BIN/$b" ] || die "binary $BIN/$b exists" "build it: cargo build -p gpuq-dispatcher -p gpuq-callback --bins"
+  done
+}
+
 stack_up() {
   # --- PostgreSQL ---------------------------------------------------------------------------
   DB_NAME="gpuq_${1}_$(rnd 6)"

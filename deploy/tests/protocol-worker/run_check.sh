@@ -29,19 +29,8 @@ source "$ROOT/deploy/tests/lib/checks.sh"
 source "$ROOT/deploy/tests/lib/stack.sh"
 log() { printf '[pycheck] %s\n' "$*"; }
 
-TMP=$(mktemp -d /tmp/gpuq-pycheck.XXXXXX)
-PIDS=()
-DB_NAME=
-cleanup() {
-  stop_started
-  if [ "${GPUQ_PYCHECK_KEEP:-0}" = 1 ]; then echo "kept $TMP"; else rm -rf "$TMP"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-for b in gpuq-dispatcher gpuq-callback; do
-  [ -x "$BIN/$b" ] || die "binary $BIN/$b exists" "build it: cargo build -p gpuq-dispatcher -p gpuq-callback --bins"
-done
+KEEP=${GPUQ_PYCHECK_KEEP:-0}
+stack_init pycheck
 for tool in psql curl python3; do
   command -v "$tool" >/dev/null || die "$tool is installed"
 done

@@ -1,10 +1,26 @@
 """Type stubs of the native module (``gpuq_worker`` re-exports every name)."""
 
 from collections.abc import Awaitable, Callable, Generator
-from typing import Any, Union
+from typing import Any, Union, final
 
+__all__ = [
+    "Asset",
+    "Cancellation",
+    "ConfigError",
+    "Context",
+    "Job",
+    "JobConfig",
+    "JobFailed",
+    "Output",
+    "PermanentError",
+    "RetryableError",
+    "Worker",
+    "WorkerError",
+    "__version__",
+]
 __version__: str
 
+@final
 class JobConfig:
     """A job's generation parameters."""
 
@@ -33,6 +49,7 @@ class JobConfig:
     @property
     def enhance_prompt(self) -> bool: ...
 
+@final
 class Job:
     """One job, as the dispatcher accepted it (read-only)."""
 
@@ -68,6 +85,7 @@ class Job:
     def metadata(self) -> Any:
         """The app's metadata (decoded JSON)."""
 
+@final
 class Cancellation:
     """Truthy once the job is cancelled; ``wait()`` blocks for it; ``await`` it in a coroutine."""
 
@@ -77,6 +95,7 @@ class Cancellation:
     def __await__(self) -> Generator[Any, None, None]: ...
     def _on_cancel(self, callback: Callable[[], object]) -> None: ...
 
+@final
 class Context:
     """One job's context, valid while its handler runs."""
 
@@ -100,11 +119,12 @@ class Context:
     def upload(self, index: int, ext: str, data: bytes, content_type: str) -> str:
         """Stores output ``index`` and returns the path for its ``Asset``; raises ``RetryableError`` on storage trouble."""
 
+@final
 class Asset:
     """One produced file, as uploaded."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         path: str,
         *,
         seed: int | None = None,
@@ -113,7 +133,7 @@ class Asset:
         duration_seconds: float | None = None,
         thumbnail_path: str | None = None,
         metadata: Any = None,
-    ) -> None: ...
+    ) -> Asset: ...
     @property
     def path(self) -> str: ...
     @property
@@ -127,6 +147,7 @@ class Asset:
     @property
     def thumbnail_path(self) -> str | None: ...
 
+@final
 class Output:
     """What a job produced."""
 
@@ -136,17 +157,18 @@ class Output:
     def video(asset: Asset, *, enhanced_prompt: str | None = None) -> Output: ...
     def __len__(self) -> int: ...
 
-Handler = Union[
+_Handler = Union[
     Callable[[Job, Context], Output],
     Callable[[Job, Context], Awaitable[Output]],
 ]
 
+@final
 class Worker:
     """A worker serving one queue with one handler (a function or an ``async def``)."""
 
-    def __init__(
-        self,
-        handler: Handler,
+    def __new__(
+        cls,
+        handler: _Handler,
         *,
         redis_url: str = ...,
         queue: str = ...,
@@ -164,9 +186,9 @@ class Worker:
         callback_retries: int | None = None,
         worker_name: str | None = None,
         gpu_name: str | None = None,
-    ) -> None: ...
+    ) -> Worker: ...
     @staticmethod
-    def from_env(handler: Handler, **overrides: Any) -> Worker:
+    def from_env(handler: _Handler, **overrides: Any) -> Worker:
         """Settings from ``REDIS_URL``, ``GPUQ_QUEUE``, ``GPUQ_CALLBACK_URL``, ``GPUQ_CALLBACK_SECRET``, ``GPUQ_STORAGE_DIR`` / ``GPUQ_S3_*``, ...; keywords override them."""
     @property
     def consumer(self) -> str: ...
