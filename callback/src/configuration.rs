@@ -27,6 +27,25 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// Where outputs may live.
     pub storage: StorageSettings,
+    /// What this service writes to the webhook outbox.
+    #[serde(default)]
+    pub webhooks: WebhookSettings,
+}
+
+/// `webhooks` (the dispatcher sends them; this service writes `progress` events).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct WebhookSettings {
+    /// At most one `progress` event per job and endpoint per this many ms (default 2,000).
+    pub progress_interval_ms: u64,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            progress_interval_ms: 2_000,
+        }
+    }
 }
 
 /// Callback authentication.

@@ -105,7 +105,10 @@ impl Application {
             settings.redis.namespace.clone(),
             settings.queue.queue_config(),
             StorageRules::new(host, settings.storage.buckets.clone()),
-        );
+        )
+        .with_progress_webhooks(Duration::from_millis(
+            settings.webhooks.progress_interval_ms,
+        ));
         let app = &settings.application;
         let state = web::Data::new(AppState {
             recorder,

@@ -1,6 +1,6 @@
 //! [`Settings`]: the dispatcher's configuration — the shared sections of
 //! [`gpuq_service::configuration`] (`application`, `database`, `redis`, `queue`) plus its
-//! own (`auth`, `limits`, `enqueue`, `credits`), loaded by the one layered loader: defaults →
+//! own (`auth`, `limits`, `enqueue`, `credits`, `webhooks`), loaded by the one layered loader: defaults →
 //! `configuration/base.yaml` (or `$GPUQ_CONFIG`) → `$GPUQ_ENVIRONMENT.yaml` →
 //! `GPUQ__SECTION__FIELD` → the flat names (`DATABASE_URL`, `GPUQ_JWT_SECRET`, ...).
 
@@ -17,6 +17,7 @@ use gpuq_schemas::JobType;
 
 use crate::credits::CreditSettings;
 use crate::validation::MAX_START_WITHIN_SECS;
+use crate::webhooks::WebhookSettings;
 
 /// Everything the dispatcher reads at start-up. Secrets are [`SecretString`]s, so they never
 /// show in `Debug` output or logs.
@@ -39,6 +40,9 @@ pub struct Settings {
     /// Prices, and whether they are held and charged (ADR 0014).
     #[serde(default)]
     pub credits: CreditSettings,
+    /// The webhook sender (ADR 0016).
+    #[serde(default)]
+    pub webhooks: WebhookSettings,
 }
 
 /// How callers are authenticated.

@@ -21,6 +21,8 @@
 //! - [`service_times`]: measured run times per type: the ETA of an enqueue, and what a job
 //!   costs its tenant's fair share.
 //! - [`tenants`]: tenants' fair-share weights.
+//! - [`webhooks`]: endpoints apps register, and the sender that posts the job events the
+//!   outbox (a trigger on `jobs`) holds, signed per Standard Webhooks.
 //! - [`openapi`]: the generated `/openapi.json`.
 //!
 //! Errors ([`ApiError`]), bodies, health, telemetry and the server itself come from
@@ -46,6 +48,7 @@ mod state;
 pub mod streams;
 pub mod tenants;
 pub mod validation;
+pub mod webhooks;
 
 pub use configuration::Settings;
 pub use gpuq_service::ApiError;

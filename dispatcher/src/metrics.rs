@@ -33,6 +33,29 @@ pub struct QueueLabel {
     pub queue: String,
 }
 
+/// Labels by outcome (`delivered`, `failed`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    /// What came of it.
+    pub outcome: &'static str,
+}
+
+/// What the webhook sender records: clones of the registered metrics.
+#[derive(Clone)]
+pub struct WebhookMetrics {
+    attempts: Family<OutcomeLabel, Counter>,
+    attempt_seconds: Histogram,
+}
+
+impl WebhookMetrics {
+    /// One attempt: delivered or not, and how long the POST took.
+    pub fn attempt(&self, delivered: bool, took: std::time::Duration) {
+        let outcome = if delivered { "delivered" } else { "failed" };
+        self.attempts.get_or_create(&OutcomeLabel { outcome }).inc();
+        self.attempt_seconds.observe(took.as_secs_f64());
+    }
+}
+
 /// All dispatcher metrics.
 pub struct Metrics {
     registry: Mutex<Registry>,
@@ -57,6 +80,8 @@ pub struct Metrics {
     pub reaped: Counter,
     /// Accounts whose balance differed from their ledger at the last check (must be 0).
     pub credit_violations: Gauge,
+    /// Webhook POSTs and their durations.
+    pub webhooks: WebhookMetrics,
 }
 
 impl Default for Metrics {
@@ -73,6 +98,10 @@ impl Default for Metrics {
             backlog_seconds: Family::default(),
             reaped: Counter::default(),
             credit_violations: Gauge::default(),
+            webhooks: WebhookMetrics {
+                attempts: Family::default(),
+                attempt_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
+            },
         };
         if let Ok(mut r) = m.registry.lock() {
             r.register(
@@ -119,6 +148,16 @@ impl Default for Metrics {
                 "credit_violations",
                 "Credit accounts whose balance differed from their ledger at the last reconcile check (must be 0)",
                 m.credit_violations.clone(),
+            );
+            r.register(
+                "webhook_attempts",
+                "Webhook POSTs by outcome (delivered: a 2xx; failed: anything else, retried on the schedule)",
+                m.webhooks.attempts.clone(),
+            );
+            r.register(
+                "webhook_attempt_duration_seconds",
+                "Time a webhook POST took, answered or not",
+                m.webhooks.attempt_seconds.clone(),
             );
             r.register(
                 "leases_reaped",

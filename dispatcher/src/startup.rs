@@ -15,7 +15,7 @@ use gpuq_service::{connection_pool, server, Readiness, MIGRATOR};
 use crate::auth::Authenticator;
 use crate::configuration::Settings;
 use crate::state::AppState;
-use crate::{maintenance, openapi, routes};
+use crate::{maintenance, openapi, routes, webhooks};
 
 /// A built, bound, not yet running dispatcher.
 pub struct Application {
@@ -82,10 +82,27 @@ impl Application {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let stop = CancellationToken::new();
         let loops = tokio::spawn(maintenance::run(self.state.clone(), stop.clone()));
+        let webhooks = self.state.settings.webhooks.enabled.then(|| {
+            let sender = webhooks::sender::Sender::new(
+                self.state.db.clone(),
+                self.state.settings.webhooks.clone(),
+                Some(self.state.metrics.webhooks.clone()),
+            );
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                match sender {
+                    Ok(sender) => webhooks::sender::run(sender, stop).await,
+                    Err(e) => tracing::error!(error = %e, "webhook sender not started"),
+                }
+            })
+        });
         let served = self.server.await;
         stop.cancel();
         self.state.stop.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(10), loops).await;
+        if let Some(webhooks) = webhooks {
+            let _ = tokio::time::timeout(Duration::from_secs(10), webhooks).await;
+        }
         Ok(served?)
     }
 }

@@ -32,7 +32,7 @@ command -v python3 >/dev/null || die "python3 is installed"
 VENV="$TMP/venv"
 python3 -m venv "$VENV" || die "python3 -m venv works (Debian: apt-get install python3-venv)"
 PIP=("$VENV/bin/pip" install -q --disable-pip-version-check)
-"${PIP[@]}" 'maturin>=1.9,<2' 'pytest>=8,<9' 'requests>=2.31,<3' 'mypy>=1.18,<2' 'twine>=6,<7' -r "$ROOT/examples/python-worker/requirements.txt" ||
+"${PIP[@]}" 'maturin>=1.9,<2' 'pytest>=8,<9' 'requests>=2.31,<3' 'mypy>=1.18,<2' 'twine>=6,<7' 'standardwebhooks>=1.0,<2' -r "$ROOT/examples/python-worker/requirements.txt" ||
   die "pip install maturin, pytest, requests, mypy, twine and the example's requirements"
 rm -f "$ROOT"/target/wheels/gpuq_worker-*.whl
 (cd "$HERE" && "$VENV/bin/maturin" build --quiet --profile "$PROFILE" --out "$ROOT/target/wheels") >"$TMP/maturin.log" 2>&1 ||

@@ -122,6 +122,8 @@ pub struct Recorder {
     namespace: String,
     queue_config: QueueConfig,
     storage: StorageRules,
+    /// At most one `progress` webhook per job and endpoint per this.
+    progress_webhooks_every: Duration,
 }
 
 impl Recorder {
@@ -142,7 +144,14 @@ impl Recorder {
             namespace,
             queue_config,
             storage,
+            progress_webhooks_every: Duration::from_secs(2),
         }
+    }
+
+    /// Throttles `progress` webhooks to one per job and endpoint per `every`.
+    pub fn with_progress_webhooks(mut self, every: Duration) -> Self {
+        self.progress_webhooks_every = every;
+        self
     }
 
     /// Applies `callback`.

@@ -29,11 +29,31 @@ impl Recorder {
         let message = progress
             .message
             .map(|m| m.chars().take(MAX_PROGRESS_MESSAGE_CHARS).collect());
+        self.progress_webhook(&job, fraction, message.as_deref())
+            .await;
         self.publish(JobEvent::progress(job.id, fraction, message))
             .await;
         Ok(Recorded {
             run_seconds: None,
             ..Recorded::changed(&job, job.status)
         })
+    }
+
+    /// Writes a `progress` event to the webhook outbox for the endpoints that want one
+    /// (throttled in SQL: `gpuq_webhook_progress`). Best effort, like the stream event:
+    /// progress is not state, and the next report writes the next one.
+    async fn progress_webhook(&self, job: &job::Job, fraction: f64, message: Option<&str>) {
+        // The message holds no NUL: reports with text PostgreSQL cannot store were refused.
+        let written =
+            sqlx::query("SELECT gpuq_webhook_progress($1, $2, $3, make_interval(secs => $4))")
+                .bind(job.id.as_uuid())
+                .bind(fraction)
+                .bind(message)
+                .bind(self.progress_webhooks_every.as_secs_f64())
+                .execute(&self.pool)
+                .await;
+        if let Err(e) = written {
+            tracing::warn!(job_id = %job.id, error = %e, "progress webhook not written");
+        }
     }
 }

@@ -12,3 +12,4 @@ mod races;
 mod shapes;
 mod signatures;
 mod transitions;
+mod webhooks;

@@ -55,6 +55,13 @@ impl Modify for BearerAuth {
         routes::admin::credits::get,
         routes::admin::credits::change,
         routes::admin::credits::usage,
+        routes::admin::webhooks::list,
+        routes::admin::webhooks::create,
+        routes::admin::webhooks::get,
+        routes::admin::webhooks::update,
+        routes::admin::webhooks::delete,
+        routes::admin::webhooks::deliveries,
+        routes::admin::webhooks::replay,
         routes::credits::credits,
         routes::credits::usage,
         routes::metrics::metrics,
@@ -74,6 +81,11 @@ pub fn document(reference_hosts: &[String]) -> Value {
     // The request schema is written out rather than derived (see `enqueue`).
     for (name, schema) in enqueue::request_schemas(reference_hosts) {
         doc["components"]["schemas"][name] = schema;
+    }
+    // An endpoint's events are a set (utoipa has no `uniqueItems` attribute).
+    for body in ["NewEndpointBody", "EndpointChangeBody"] {
+        doc["components"]["schemas"][body]["properties"]["events"]["uniqueItems"] =
+            Value::Bool(true);
     }
     // Which amounts a kind allows is more than one object schema says.
     doc["components"]["schemas"]["CreditChange"] = routes::admin::credits::change_schema();

@@ -54,6 +54,25 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::post().to(admin::credits::change)),
         )
         .service(resource("/admin/usage", "GET").route(web::get().to(admin::credits::usage)))
+        .service(
+            resource("/admin/webhooks", "GET, POST")
+                .route(web::get().to(admin::webhooks::list))
+                .route(web::post().to(admin::webhooks::create)),
+        )
+        .service(
+            resource("/admin/webhooks/{id}", "GET, PATCH, DELETE")
+                .route(web::get().to(admin::webhooks::get))
+                .route(web::patch().to(admin::webhooks::update))
+                .route(web::delete().to(admin::webhooks::delete)),
+        )
+        .service(
+            resource("/admin/webhooks/{id}/deliveries", "GET")
+                .route(web::get().to(admin::webhooks::deliveries)),
+        )
+        .service(
+            resource("/admin/webhooks/{id}/replay", "POST")
+                .route(web::post().to(admin::webhooks::replay)),
+        )
         .service(resource("/metrics", "GET").route(web::get().to(metrics::metrics)))
         .configure(admin_ui::configure);
 }

@@ -18,3 +18,4 @@ mod loops;
 mod reconcile;
 mod recorder;
 mod shapes;
+mod webhooks;

@@ -1,0 +1,45 @@
+//! What the callback service writes to the webhook outbox: the trigger's `started` and
+//! `completed` events with the outputs of the same transaction, and `progress` events,
+//! throttled.
+
+use gpuq_schemas::JobType;
+use serde_json::{json, Value};
+
+use crate::helpers::spawn_app_with;
+
+#[tokio::test]
+async fn a_jobs_reports_write_its_events_with_progress_throttled_and_outputs_listed() {
+    let app = spawn_app_with(|s| s.webhooks.progress_interval_ms = 60_000).await;
+    sqlx::query(
+        "INSERT INTO webhook_endpoints (url, secret, events)
+         VALUES ('http://127.0.0.1:9/hooks', 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw',
+                 ARRAY['queued', 'started', 'progress', 'completed', 'failed', 'cancelled'])",
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
+    let job = app.job(JobType::SdxlImageFast).await;
+    for body in [
+        json!({"jobId": job.id, "status": "processing"}),
+        json!({"jobId": job.id, "status": "progress", "progress": {"fraction": 0.5, "message": "halfway"}}),
+        json!({"jobId": job.id, "status": "progress", "progress": {"fraction": 0.9, "message": "throttled"}}),
+        json!({"jobId": job.id, "status": "completed", "outputs": [{"path": job.key("0.png")}, {"path": job.key("1.png")}]}),
+    ] {
+        assert_eq!(app.post_callback(&body).await.status(), 200, "{body}");
+    }
+    let rows: Vec<(String, Value)> = sqlx::query_as(
+        "SELECT event, payload FROM webhook_deliveries WHERE job_id = $1 ORDER BY created_at, event",
+    )
+    .bind(job.id.as_uuid())
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    let events: Vec<&str> = rows.iter().map(|(e, _)| e.as_str()).collect();
+    assert_eq!(events, ["queued", "started", "progress", "completed"]);
+    assert_eq!(rows[2].1["data"]["message"], "halfway");
+    assert_eq!(rows[2].1["data"]["progress"], 0.5);
+    let outputs = &rows[3].1["data"]["outputs"];
+    assert_eq!(outputs.as_array().unwrap().len(), 2, "{outputs}");
+    assert_eq!(outputs[1]["path"], job.key("1.png"));
+    assert_eq!(rows[3].1["type"], "job.completed");
+}
