@@ -32,6 +32,8 @@ impl Application {
         if settings.database.migrate {
             MIGRATOR.run(&db).await?;
         }
+        // An empty list too: it disables the configured endpoints that were removed.
+        webhooks::config::apply(&db, &settings.webhooks.endpoints).await?;
         let target = RedisTarget::open(settings.redis.url.expose_secret())?;
         let redis = gpuq_queue::connect(&target).await?;
         let mut queues = BTreeMap::new();

@@ -19,12 +19,22 @@ CREATE TABLE webhook_endpoints (
     description     text NOT NULL DEFAULT '' CHECK (length(description) <= 200),
     enabled         boolean NOT NULL DEFAULT true,
     disabled_reason text,
+    -- Registered by the dispatcher's configuration (`webhooks.endpoints`), which it
+    -- applies at start-up; one per URL.
+    from_config     boolean NOT NULL DEFAULT false,
+    -- Removed by an admin. The row stays (disabled) so that a job's transaction writing a
+    -- delivery for it at that moment never fails on the foreign key.
+    deleted_at      timestamptz,
+    CHECK (deleted_at IS NULL OR NOT enabled),
     -- The first failed attempt since the last delivered one; an endpoint failing for the
     -- configured time (a day) is disabled.
     failing_since   timestamptz,
     created_at      timestamptz NOT NULL DEFAULT now(),
     updated_at      timestamptz NOT NULL DEFAULT now()
 );
+
+CREATE UNIQUE INDEX webhook_endpoints_configured ON webhook_endpoints (url)
+    WHERE from_config AND deleted_at IS NULL;
 
 CREATE TABLE webhook_deliveries (
     -- The `webhook-id`: the same on every attempt, so a receiver drops a repeat.
@@ -36,6 +46,8 @@ CREATE TABLE webhook_deliveries (
     payload         jsonb NOT NULL,
     status          text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'delivered', 'failed')),
     attempts        integer NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+    -- Attempts since `retry_from`: the backoff's step (a replay starts it afresh).
+    round_attempts  integer NOT NULL DEFAULT 0 CHECK (round_attempts >= 0),
     -- When a sender may take it next. A sender that takes it moves this past its own
     -- timeout first, so a sender that dies mid-post leaves it to another after that.
     next_attempt_at timestamptz NOT NULL DEFAULT now(),
@@ -137,11 +149,15 @@ CREATE FUNCTION gpuq_jobs_webhooks() RETURNS trigger
 LANGUAGE plpgsql
 AS $$
 BEGIN
-    -- Nothing to do (the common case when no app registered an endpoint) costs one probe.
+    -- Nothing to do (the common case when no app registered an endpoint) costs one probe
+    -- of a small table.
     IF NOT EXISTS (SELECT 1 FROM webhook_endpoints WHERE enabled) THEN
         RETURN NULL;
     END IF;
-    IF TG_OP = 'UPDATE' AND OLD.status IS NOT DISTINCT FROM NEW.status THEN
+    -- A job its own transaction deleted again (an enqueue refused for a taken key or
+    -- short credits) never existed for anyone outside it.
+    PERFORM 1 FROM jobs WHERE id = NEW.id;
+    IF NOT FOUND THEN
         RETURN NULL;
     END IF;
     PERFORM gpuq_webhook_enqueue(
@@ -152,11 +168,31 @@ END
 $$;
 
 -- Deferred to commit: the event's body sees everything its transaction wrote (a completed
--- job's output rows), and a transaction that rolls back writes no event.
-CREATE CONSTRAINT TRIGGER jobs_webhooks
-    AFTER INSERT OR UPDATE OF status ON jobs
+-- job's output rows), and a transaction that rolls back writes no event. An update that
+-- does not change the status queues nothing (WHEN is checked when the row changes).
+CREATE CONSTRAINT TRIGGER jobs_webhooks_insert
+    AFTER INSERT ON jobs
     DEFERRABLE INITIALLY DEFERRED
     FOR EACH ROW EXECUTE FUNCTION gpuq_jobs_webhooks();
+CREATE CONSTRAINT TRIGGER jobs_webhooks_status
+    AFTER UPDATE OF status ON jobs
+    DEFERRABLE INITIALLY DEFERRED
+    FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status)
+    EXECUTE FUNCTION gpuq_jobs_webhooks();
+
+-- A job deleted after its enqueue committed (Redis refused it: the queue was full, its
+-- deadline unreachable) takes its undelivered events with it: it was never accepted.
+CREATE FUNCTION gpuq_jobs_drop_webhooks() RETURNS trigger
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    DELETE FROM webhook_deliveries WHERE job_id = OLD.id AND status = 'pending';
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER jobs_drop_webhooks
+    AFTER DELETE ON jobs
+    FOR EACH ROW EXECUTE FUNCTION gpuq_jobs_drop_webhooks();
 
 -- A `progress` event for job `p_job`, unless one was written for the same endpoint less
 -- than `p_interval` ago (or the job is no longer running). Progress is not a state change
@@ -170,8 +206,11 @@ DECLARE
     j jobs;
     written integer;
 BEGIN
+    IF NOT EXISTS (SELECT 1 FROM webhook_endpoints WHERE enabled AND 'progress' = ANY (events)) THEN
+        RETURN 0;
+    END IF;
     -- The row lock orders two reports of one job, so the check below sees the other's event.
-    SELECT * INTO j FROM jobs WHERE id = p_job AND status = 'processing' FOR UPDATE;
+    SELECT * INTO j FROM jobs WHERE id = p_job AND status = 'processing' FOR NO KEY UPDATE;
     IF NOT FOUND THEN
         RETURN 0;
     END IF;

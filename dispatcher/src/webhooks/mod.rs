@@ -4,11 +4,13 @@
 //! Standard Webhooks, retrying with backoff for a day and more.
 //!
 //! - [`WebhookSettings`]: timeouts, concurrency, the retry schedule, auto-disable.
+//! - [`config`]: endpoints from the configuration, applied at start-up.
 //! - [`input`]: admin bodies for endpoints, checked before anything is written.
 //! - [`schedule`]: when a failed delivery is tried again, and when it is given up.
 //! - [`store`]: endpoints, deliveries and the delivery log in PostgreSQL.
 //! - [`sender`]: the loop — woken by `NOTIFY`, safe with several replicas.
 
+pub mod config;
 pub mod input;
 pub mod schedule;
 pub mod sender;
@@ -51,6 +53,8 @@ pub struct WebhookSettings {
     /// An endpoint whose deliveries all failed for this long is disabled, seconds (default
     /// 86,400: a day). An admin enables it again.
     pub disable_after_secs: u64,
+    /// Endpoints from the configuration (files only), applied at start-up.
+    pub endpoints: Vec<config::ConfiguredEndpoint>,
     // `progress_interval_ms` (the same section) is the callback service's: at most one
     // `progress` event per job and endpoint per interval.
 }
@@ -67,6 +71,7 @@ impl Default for WebhookSettings {
             retry_max_ms: 3_600_000,
             retry_for_secs: 90_000,
             disable_after_secs: 86_400,
+            endpoints: Vec::new(),
         }
     }
 }

@@ -60,8 +60,13 @@ impl Sender {
     /// One round: takes what is due (up to a batch), posts it, records every outcome.
     /// Returns how many deliveries it took.
     pub async fn round(&self) -> sqlx::Result<usize> {
-        // Longer than a POST can take, so no other sender takes a delivery in flight.
-        let lease = self.settings.timeout() + Duration::from_secs(30);
+        // Longer than this round can take (its POSTs run `max_in_flight` at a time), so no
+        // other sender takes a delivery still in flight.
+        let waves = self
+            .settings
+            .batch
+            .div_ceil(self.settings.max_in_flight.max(1) as u32);
+        let lease = self.settings.timeout() * waves + Duration::from_secs(30);
         let due = store::take_due(&self.db, self.settings.batch, lease).await?;
         let taken = due.len();
         futures_util::stream::iter(due)
@@ -75,7 +80,7 @@ impl Sender {
         let recorded = if outcome.error.is_none() {
             store::delivered(&self.db, &due, &outcome).await
         } else {
-            let next = schedule::delay_after(&self.settings, due.attempts as u32 + 1);
+            let next = schedule::delay_after(&self.settings, due.round_attempts as u32 + 1);
             let age = (chrono::Utc::now() - due.retry_from)
                 .to_std()
                 .unwrap_or_default();
@@ -139,9 +144,19 @@ impl Sender {
                 format!("no answer within {} ms", self.settings.timeout_ms),
                 started,
             ),
-            Err(e) => failure(None, error_chain(&e), started),
+            Err(e) => failure(None, printable(error_chain(&e).as_bytes()), started),
         }
     }
+}
+
+/// At most [`MAX_ERROR_CHARS`] of a receiver's answer, without control characters (a NUL
+/// would not even fit in PostgreSQL's text).
+fn printable(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes)
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_ERROR_CHARS)
+        .collect()
 }
 
 /// An error and its causes on one line ("error sending request: connection refused").

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 /// A delivery a sender took: post `body` to `url`, signed with `secret`.
-#[derive(Debug, sqlx::FromRow)]
+#[derive(sqlx::FromRow)]
 pub struct Due {
     /// The delivery's id: the `webhook-id`.
     pub id: Uuid,
@@ -25,8 +25,21 @@ pub struct Due {
     pub body: String,
     /// Attempts before this one.
     pub attempts: i32,
+    /// Attempts before this one since its retry window opened.
+    pub round_attempts: i32,
     /// When its retry window opened (the event, or an admin's replay).
     pub retry_from: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for Due {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Due")
+            .field("id", &self.id)
+            .field("endpoint_id", &self.endpoint_id)
+            .field("url", &self.url)
+            .field("attempts", &self.attempts)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Takes up to `batch` due deliveries of enabled endpoints and moves their next attempt
@@ -46,7 +59,7 @@ pub async fn take_due(db: &PgPool, batch: u32, lease: Duration) -> sqlx::Result<
          FROM due, webhook_endpoints e
          WHERE d.id = due.id AND e.id = d.endpoint_id
          RETURNING d.id, d.endpoint_id, e.url, e.secret, d.payload::text AS body, d.attempts,
-                   d.retry_from",
+                   d.round_attempts, d.retry_from",
     )
     .bind(i64::from(batch))
     .bind(lease.as_secs_f64())
@@ -66,19 +79,20 @@ pub struct Outcome {
 }
 
 /// Records a delivered attempt: the delivery is done and its endpoint no longer failing.
-/// Only a pending delivery changes (an admin may have replayed or the endpoint gone).
+/// Only a pending delivery that no one else recorded an attempt of since it was taken
+/// changes, and only then is the attempt logged.
 pub async fn delivered(db: &PgPool, due: &Due, outcome: &Outcome) -> sqlx::Result<()> {
     sqlx::query(
         "WITH d AS (
              UPDATE webhook_deliveries
-             SET status = 'delivered', delivered_at = now(), attempts = $2, last_status = $3,
-                 last_error = NULL
-             WHERE id = $1 AND status = 'pending'
+             SET status = 'delivered', delivered_at = now(), attempts = $2,
+                 round_attempts = round_attempts + 1, last_status = $3, last_error = NULL
+             WHERE id = $1 AND status = 'pending' AND attempts = $2 - 1
              RETURNING endpoint_id),
          log AS (
              INSERT INTO webhook_attempts (delivery_id, attempt, status_code, latency_ms)
-             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING)
-         UPDATE webhook_endpoints SET failing_since = NULL
+             SELECT $1, $2, $3, $4 FROM d)
+         UPDATE webhook_endpoints SET failing_since = NULL, updated_at = now()
          WHERE id IN (SELECT endpoint_id FROM d) AND failing_since IS NOT NULL",
     )
     .bind(due.id)
@@ -106,12 +120,13 @@ pub async fn failed(
              SET status = CASE WHEN $5::float8 IS NULL THEN 'failed' ELSE 'pending' END,
                  next_attempt_at = CASE WHEN $5::float8 IS NULL THEN next_attempt_at
                                         ELSE now() + make_interval(secs => $5::float8) END,
-                 attempts = $2, last_status = $3, last_error = $6
-             WHERE id = $1 AND status = 'pending'
+                 attempts = $2, round_attempts = round_attempts + 1, last_status = $3,
+                 last_error = $6
+             WHERE id = $1 AND status = 'pending' AND attempts = $2 - 1
              RETURNING endpoint_id),
          log AS (
              INSERT INTO webhook_attempts (delivery_id, attempt, status_code, error, latency_ms)
-             VALUES ($1, $2, $3, $6, $4) ON CONFLICT DO NOTHING)
+             SELECT $1, $2, $3, $6, $4 FROM d)
          UPDATE webhook_endpoints e
          SET failing_since = coalesce(e.failing_since, now()),
              enabled = e.enabled AND NOT coalesce(e.failing_since < now() - make_interval(secs => $7), false),
@@ -119,7 +134,7 @@ pub async fn failed(
                  THEN 'every delivery failed since ' || to_char(e.failing_since AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
                  ELSE e.disabled_reason END,
              updated_at = now()
-         WHERE e.id IN (SELECT endpoint_id FROM d)",
+         WHERE e.id IN (SELECT endpoint_id FROM d) AND e.deleted_at IS NULL",
     )
     .bind(due.id)
     .bind(due.attempts + 1)
@@ -173,7 +188,7 @@ const ENDPOINT_COLUMNS: &str = "e.id, e.url, e.events, e.tenant::text AS tenant,
 /// Every endpoint, oldest first.
 pub async fn list(db: &PgPool) -> sqlx::Result<Vec<Endpoint>> {
     sqlx::query_as(&format!(
-        "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints e ORDER BY e.id"
+        "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints e WHERE e.deleted_at IS NULL ORDER BY e.id"
     ))
     .fetch_all(db)
     .await
@@ -182,7 +197,7 @@ pub async fn list(db: &PgPool) -> sqlx::Result<Vec<Endpoint>> {
 /// One endpoint.
 pub async fn get(db: &PgPool, id: i64) -> sqlx::Result<Option<Endpoint>> {
     sqlx::query_as(&format!(
-        "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints e WHERE e.id = $1"
+        "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints e WHERE e.id = $1 AND e.deleted_at IS NULL"
     ))
     .bind(id)
     .fetch_optional(db)
@@ -190,13 +205,23 @@ pub async fn get(db: &PgPool, id: i64) -> sqlx::Result<Option<Endpoint>> {
 }
 
 /// A new endpoint's settings, checked.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct NewEndpoint {
     pub url: String,
     pub secret: String,
     pub events: Vec<String>,
     pub tenant: Option<String>,
     pub description: String,
+}
+
+impl std::fmt::Debug for NewEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewEndpoint")
+            .field("url", &self.url)
+            .field("events", &self.events)
+            .field("tenant", &self.tenant)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Registers an endpoint; returns its id.
@@ -235,7 +260,7 @@ pub async fn update(db: &PgPool, id: i64, change: &EndpointChange) -> sqlx::Resu
              disabled_reason = CASE WHEN $5 THEN NULL ELSE disabled_reason END,
              failing_since = CASE WHEN $5 THEN NULL ELSE failing_since END,
              updated_at = now()
-         WHERE id = $1",
+         WHERE id = $1 AND deleted_at IS NULL",
     )
     .bind(id)
     .bind(&change.url)
@@ -247,12 +272,18 @@ pub async fn update(db: &PgPool, id: i64, change: &EndpointChange) -> sqlx::Resu
     Ok(done.rows_affected() == 1)
 }
 
-/// Removes an endpoint and its deliveries. False: no such endpoint.
+/// Removes an endpoint: it is disabled and hidden, its deliveries never sent. The row
+/// stays, so that a job's transaction writing a delivery for it at that very moment does
+/// not fail on the foreign key. False: no such endpoint.
 pub async fn delete(db: &PgPool, id: i64) -> sqlx::Result<bool> {
-    let done = sqlx::query("DELETE FROM webhook_endpoints WHERE id = $1")
-        .bind(id)
-        .execute(db)
-        .await?;
+    let done = sqlx::query(
+        "UPDATE webhook_endpoints
+         SET enabled = false, deleted_at = now(), disabled_reason = 'deleted', updated_at = now()
+         WHERE id = $1 AND deleted_at IS NULL",
+    )
+    .bind(id)
+    .execute(db)
+    .await?;
     Ok(done.rows_affected() == 1)
 }
 
@@ -335,7 +366,8 @@ pub async fn deliveries(
 pub async fn replay(db: &PgPool, endpoint: i64, delivery: Option<Uuid>) -> sqlx::Result<u64> {
     let done = sqlx::query(
         "UPDATE webhook_deliveries
-         SET status = 'pending', delivered_at = NULL, next_attempt_at = now(), retry_from = now()
+         SET status = 'pending', delivered_at = NULL, next_attempt_at = now(), retry_from = now(),
+             round_attempts = 0
          WHERE endpoint_id = $1
            AND CASE WHEN $2::uuid IS NULL THEN status = 'failed' ELSE id = $2 END",
     )

@@ -492,3 +492,191 @@ async fn bad_endpoint_bodies_are_refused_and_write_nothing() {
         .await;
     assert_error(resp, 400, "invalid_query").await;
 }
+
+#[tokio::test]
+async fn configured_endpoints_are_registered_updated_and_disabled_once_removed() {
+    use gpuq_dispatcher::webhooks::config::{apply_with, ConfigError, ConfiguredEndpoint};
+    // The process environment, as this test's own map (setting a real variable would race
+    // the other tests' reads).
+    fn env(name: &str) -> Option<String> {
+        (name == "GPUQ_TEST_WEBHOOK_SECRET_CFG")
+            .then(|| "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_owned())
+    }
+    async fn apply(db: &sqlx::PgPool, endpoints: &[ConfiguredEndpoint]) -> Result<(), ConfigError> {
+        apply_with(db, endpoints, env).await
+    }
+    let configured = |url: &str, events: &[&str]| ConfiguredEndpoint {
+        url: url.into(),
+        events: events.iter().map(|e| e.to_string()).collect(),
+        tenant: None,
+        secret_env: "GPUQ_TEST_WEBHOOK_SECRET_CFG".into(),
+    };
+    let app = spawn_app_with(|s| s.webhooks.enabled = false).await;
+    apply(
+        &app.db,
+        &[configured("https://app.example.com/gpuq", &["completed"])],
+    )
+    .await
+    .unwrap();
+    let listed = || async {
+        let answer: Value = app.admin_get("/admin/webhooks").await.json().await.unwrap();
+        answer["endpoints"].as_array().unwrap().clone()
+    };
+    let endpoints = listed().await;
+    assert_eq!(endpoints.len(), 1);
+    assert_eq!(endpoints[0]["events"], json!(["completed"]));
+
+    apply(
+        &app.db,
+        &[configured(
+            "https://app.example.com/gpuq",
+            &["completed", "failed"],
+        )],
+    )
+    .await
+    .unwrap();
+    let endpoints = listed().await;
+    assert_eq!(endpoints.len(), 1, "updated in place, one per URL");
+    assert_eq!(endpoints[0]["events"], json!(["completed", "failed"]));
+
+    apply(&app.db, &[]).await.unwrap();
+    let endpoints = listed().await;
+    assert_eq!(endpoints[0]["enabled"], false);
+    assert_eq!(
+        endpoints[0]["disabledReason"],
+        "removed from the configuration"
+    );
+    apply(
+        &app.db,
+        &[configured("https://app.example.com/gpuq", &["completed"])],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        listed().await[0]["enabled"],
+        true,
+        "configured again: enabled again"
+    );
+    // An admin's disabling outlives a restart.
+    let id = listed().await[0]["id"].as_i64().unwrap();
+    let resp = app
+        .admin_send(
+            reqwest::Method::PATCH,
+            &format!("/admin/webhooks/{id}"),
+            Some(json!({"enabled": false})),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    apply(
+        &app.db,
+        &[configured("https://app.example.com/gpuq", &["completed"])],
+    )
+    .await
+    .unwrap();
+    assert_eq!(listed().await[0]["enabled"], false);
+
+    let bad = apply(
+        &app.db,
+        &[configured("ftp://app.example.com/gpuq", &["completed"])],
+    )
+    .await
+    .unwrap_err();
+    assert!(bad.to_string().contains("webhooks.endpoints[0]"), "{bad}");
+    let mut unset = configured("https://other.example.com/gpuq", &["completed"]);
+    unset.secret_env = "GPUQ_TEST_WEBHOOK_SECRET_UNSET".into();
+    let bad = apply(&app.db, &[unset]).await.unwrap_err();
+    assert!(
+        bad.to_string()
+            .contains("GPUQ_TEST_WEBHOOK_SECRET_UNSET is not set"),
+        "{bad}"
+    );
+    assert_eq!(
+        listed().await.len(),
+        1,
+        "a refused configuration writes nothing"
+    );
+}
+
+#[tokio::test]
+async fn a_job_refused_after_its_row_was_written_sends_no_event() {
+    // Refused inside the recording transaction (credits), and after it (the queue is full:
+    // the row is deleted again).
+    let app = spawn_app_with(|s| {
+        s.webhooks.enabled = false;
+        s.queue.max_depth = 1;
+    })
+    .await;
+    let receiver = Receiver::start([]).await;
+    app.endpoint(json!({"url": receiver.url, "events": ["queued"]}))
+        .await;
+    let token = token_for(Uuid::new_v4());
+    app.enqueued(&token, "sdxl_image_fast").await;
+    let refused = app
+        .post_job(
+            &token,
+            &crate::helpers::job_body("sdxl_image_fast", "a second"),
+        )
+        .await;
+    assert_error(refused, 429, "queue_full").await;
+    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_deliveries")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(events, 1, "only the accepted job's");
+
+    let poor = spawn_app_with(|s| {
+        s.webhooks.enabled = false;
+        s.credits.enabled = true;
+        s.credits.starting_grant = 0;
+    })
+    .await;
+    poor.endpoint(json!({"url": receiver.url, "events": ["queued"]}))
+        .await;
+    let refused = poor
+        .post_job(
+            &token,
+            &crate::helpers::job_body("sdxl_image_fast", "unpaid"),
+        )
+        .await;
+    assert_eq!(refused.status(), 402);
+    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_deliveries")
+        .fetch_one(&poor.db)
+        .await
+        .unwrap();
+    assert_eq!(events, 0);
+}
+
+#[tokio::test]
+async fn a_deleted_endpoint_is_gone_and_gets_nothing_more() {
+    let app = app().await;
+    let receiver = Receiver::start([]).await;
+    let (id, _) = app
+        .endpoint(json!({"url": receiver.url, "events": ["queued"]}))
+        .await;
+    let deleted = app
+        .admin_send(
+            reqwest::Method::DELETE,
+            &format!("/admin/webhooks/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(deleted.status(), 200);
+    assert_error(
+        app.admin_get(&format!("/admin/webhooks/{id}")).await,
+        404,
+        "not_found",
+    )
+    .await;
+    let again = app
+        .admin_send(
+            reqwest::Method::DELETE,
+            &format!("/admin/webhooks/{id}"),
+            None,
+        )
+        .await;
+    assert_error(again, 404, "not_found").await;
+    app.enqueued(&token_for(Uuid::new_v4()), "sdxl_image_fast")
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(receiver.seen().is_empty());
+}

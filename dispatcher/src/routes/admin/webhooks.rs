@@ -256,6 +256,7 @@ pub async fn get(
     responses((status = 200, description = "changed", body = EndpointAnswer),
         (status = 400, description = "a field is invalid (`invalid_webhook`)", body = ErrorBody),
         (status = 404, description = "no such endpoint", body = ErrorBody),
+        (status = 409, description = "another endpoint from the configuration has this URL (`conflict`)", body = ErrorBody),
         (status = 408, description = "the body did not arrive in time", body = ErrorBody),
         (status = 413, description = "body too large", body = ErrorBody),
         (status = 415, description = "not application/json", body = ErrorBody),
@@ -276,8 +277,16 @@ pub async fn update(
     )
     .await?;
     let change = input::endpoint_change(&body)?;
-    if !store::update(&state.db, id, &change).await? {
-        return Err(not_found());
+    match store::update(&state.db, id, &change).await {
+        Ok(true) => {}
+        Ok(false) => return Err(not_found()),
+        // Two endpoints from the configuration cannot share a URL.
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            return Err(ApiError::Conflict(
+                "another endpoint from the configuration has this URL".into(),
+            ))
+        }
+        Err(e) => return Err(e.into()),
     }
     if change.enabled == Some(true) {
         crate::webhooks::sender::wake(&state.db).await;
