@@ -7,9 +7,13 @@ process (asyncio, keep-alive, answers 200 at once), enqueues ``--jobs`` jobs ove
 ``--clients`` concurrent clients, and reports, per event, the time from the state change
 (the event's ``timestamp``: its transaction's start) to its arrival at the receiver
 (p50/p90/p99/max), and the sender's throughput (events delivered per second from the first
-arrival to the last). Needs PostgreSQL and Redis as the README starts them.
+arrival to the last). With ``--backlog`` the jobs are enqueued while the sender is off (a
+dispatcher with ``webhooks.enabled: false``), then a dispatcher with the sender starts and
+drains the outbox: the sender's own throughput. Needs PostgreSQL and Redis as the README
+starts them.
 
     python3 benches/webhooks.py --jobs 3000 --clients 32 --bin-dir target/release
+    python3 benches/webhooks.py --jobs 10000 --backlog --bin-dir target/release
 """
 
 from __future__ import annotations
@@ -92,6 +96,7 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=3000)
     ap.add_argument("--clients", type=int, default=32)
     ap.add_argument("--bin-dir", default="target/release")
+    ap.add_argument("--backlog", action="store_true", help="enqueue with the sender off, then time the drain")
     a = ap.parse_args()
 
     db = f"gpuq_bench_webhooks_{uuid.uuid4().hex[:8]}"
@@ -106,15 +111,20 @@ def main() -> None:
         "GPUQ__QUEUE__MAX_DEPTH": "1000000", "RUST_LOG": "warn",
     }
     binary = os.path.join(a.bin_dir, "gpuq-dispatcher")
-    proc = subprocess.Popen([binary, "serve"], env=env)
     api = f"http://127.0.0.1:{port}"
-    try:
+
+    def serve(sender: bool) -> subprocess.Popen:
+        p = subprocess.Popen([binary, "serve"], env={**env, "GPUQ__WEBHOOKS__ENABLED": str(sender).lower()})
         for _ in range(100):
             try:
                 urllib.request.urlopen(f"{api}/readyz", timeout=1)
                 break
             except OSError:
                 time.sleep(0.1)
+        return p
+
+    proc = serve(sender=not a.backlog)
+    try:
         receiver = Receiver()
         request(f"{api}/admin/webhooks", ADMIN, {"url": f"http://127.0.0.1:{receiver.port}/hook", "events": ["queued"]})
         users = [str(uuid.uuid4()) for _ in range(50)]
@@ -124,6 +134,12 @@ def main() -> None:
         with ThreadPoolExecutor(a.clients) as pool:
             list(pool.map(lambda i: request(f"{api}/v1/jobs", tokens[i % len(tokens)], body), range(a.jobs)))
         enqueued = time.time() - started
+        drain_started = None
+        if a.backlog:
+            proc.terminate()
+            proc.wait()
+            drain_started = time.time()
+            proc = serve(sender=True)
         deadline = time.time() + 120
         while len(receiver.arrivals) < a.jobs and time.time() < deadline:
             time.sleep(0.05)
@@ -138,6 +154,10 @@ def main() -> None:
             "latency_ms_mean": round(statistics.fmean(latencies), 1),
             "delivered_per_s": round(len(got) / max(last - first, 1e-9), 1),
         }
+        if drain_started is not None:
+            # Latency is meaningless for a backlog (the events waited on purpose).
+            figures = {k: v for k, v in figures.items() if not k.startswith("latency")}
+            figures["drain_seconds_incl_start"] = round(last - drain_started, 2)
         print(json.dumps(figures))
     finally:
         proc.terminate()
