@@ -22,6 +22,8 @@ pub struct Application {
     port: u16,
     server: Server,
     state: web::Data<AppState>,
+    /// The configuration's webhook endpoints, checked, when they still have to be written.
+    endpoints: Option<Vec<webhooks::store::NewEndpoint>>,
 }
 
 impl Application {
@@ -32,8 +34,19 @@ impl Application {
         if settings.database.migrate {
             MIGRATOR.run(&db).await?;
         }
-        // An empty list too: it disables the configured endpoints that were removed.
-        webhooks::config::apply(&db, &settings.webhooks.endpoints).await?;
+        // Checked now (a bad entry stops the start) and written now, or, while PostgreSQL
+        // does not answer (the dispatcher starts anyway, not ready), by a task that retries.
+        let endpoints = webhooks::config::check(&settings.webhooks.endpoints, |name| {
+            std::env::var(name).ok()
+        })?;
+        let endpoints = match webhooks::config::write(&db, &endpoints).await {
+            Ok(()) => None,
+            Err(webhooks::config::ConfigError::Database(e)) => {
+                tracing::warn!(error = %e, "webhook endpoints from the configuration not written yet; retrying");
+                Some(endpoints)
+            }
+            Err(e) => return Err(e.into()),
+        };
         let target = RedisTarget::open(settings.redis.url.expose_secret())?;
         let redis = gpuq_queue::connect(&target).await?;
         let mut queues = BTreeMap::new();
@@ -70,6 +83,7 @@ impl Application {
             port,
             server,
             state,
+            endpoints,
         })
     }
 
@@ -84,6 +98,13 @@ impl Application {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let stop = CancellationToken::new();
         let loops = tokio::spawn(maintenance::run(self.state.clone(), stop.clone()));
+        if let Some(endpoints) = self.endpoints {
+            tokio::spawn(write_endpoints(
+                self.state.db.clone(),
+                endpoints,
+                stop.clone(),
+            ));
+        }
         let webhooks = self.state.settings.webhooks.enabled.then(|| {
             let sender = webhooks::sender::Sender::new(
                 self.state.db.clone(),
@@ -106,5 +127,26 @@ impl Application {
             let _ = tokio::time::timeout(Duration::from_secs(10), webhooks).await;
         }
         Ok(served?)
+    }
+}
+
+/// Writes the configuration's webhook endpoints (an empty list too: it disables the ones
+/// removed from it), retrying while PostgreSQL does not answer.
+async fn write_endpoints(
+    db: sqlx::PgPool,
+    endpoints: Vec<webhooks::store::NewEndpoint>,
+    stop: CancellationToken,
+) {
+    loop {
+        match webhooks::config::write(&db, &endpoints).await {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "webhook endpoints from the configuration not written yet; retrying")
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
     }
 }

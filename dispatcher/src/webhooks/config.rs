@@ -9,6 +9,7 @@ use serde_json::json;
 use sqlx::PgPool;
 
 use super::input;
+use super::store::NewEndpoint;
 
 /// One configured endpoint.
 #[derive(Debug, Clone, Deserialize)]
@@ -43,16 +44,24 @@ pub enum ConfigError {
 /// Registers or updates every configured endpoint and disables the configured ones that
 /// are gone, reading each secret from the process environment.
 pub async fn apply(db: &PgPool, endpoints: &[ConfiguredEndpoint]) -> Result<(), ConfigError> {
-    apply_with(db, endpoints, |name| std::env::var(name).ok()).await
+    write(db, &check(endpoints, |name| std::env::var(name).ok())?).await
 }
 
-/// [`apply`], with `secret_of` looking a secret's variable up (tests pass their own). Every
-/// entry is checked with the admin API's rules before anything is written.
+/// [`apply`], with `secret_of` looking a secret's variable up (tests pass their own).
 pub async fn apply_with(
     db: &PgPool,
     endpoints: &[ConfiguredEndpoint],
     secret_of: impl Fn(&str) -> Option<String>,
 ) -> Result<(), ConfigError> {
+    write(db, &check(endpoints, secret_of)?).await
+}
+
+/// Every entry checked with the admin API's rules, its secret read: a configuration that
+/// names an unusable endpoint stops the dispatcher at start-up, before anything is written.
+pub fn check(
+    endpoints: &[ConfiguredEndpoint],
+    secret_of: impl Fn(&str) -> Option<String>,
+) -> Result<Vec<NewEndpoint>, ConfigError> {
     let mut checked = Vec::with_capacity(endpoints.len());
     for (index, e) in endpoints.iter().enumerate() {
         let invalid = |message: String| ConfigError::Invalid {
@@ -72,8 +81,13 @@ pub async fn apply_with(
         });
         checked.push(input::new_endpoint(&body).map_err(|err| invalid(err.to_string()))?);
     }
+    Ok(checked)
+}
+
+/// Writes checked endpoints (see [`check`]): one transaction.
+pub async fn write(db: &PgPool, checked: &[NewEndpoint]) -> Result<(), ConfigError> {
     let mut tx = db.begin().await?;
-    for e in &checked {
+    for e in checked {
         sqlx::query(
             "INSERT INTO webhook_endpoints (url, secret, events, tenant, description, from_config)
              VALUES ($1, $2, $3, $4, $5, true)
