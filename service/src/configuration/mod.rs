@@ -199,6 +199,13 @@ impl Environment {
         }
     }
 
+    /// The same environment with `name` set to `value` (a caller's own override, as a
+    /// Python worker's keywords are).
+    pub fn with(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.vars.insert(name.into(), value.into());
+        self
+    }
+
     /// A variable's value; an empty (or blank) one counts as unset.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.vars

@@ -138,8 +138,8 @@ impl Cancellation {
         self.token.is_cancelled()
     }
 
-    /// Blocks (without the GIL) until the job is cancelled or `timeout` seconds pass;
-    /// returns whether it was cancelled.
+    /// Blocks (without the GIL) until the job is cancelled, its handler returned, or
+    /// `timeout` seconds pass; returns whether it was cancelled.
     #[pyo3(signature = (timeout=None))]
     fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
         let limit = match timeout {
@@ -151,13 +151,19 @@ impl Cancellation {
                 )))
             }
         };
-        let (token, runtime) = (self.token.clone(), self.runtime.clone());
+        let (token, done, runtime) = (self.token.clone(), self.done.clone(), self.runtime.clone());
         Ok(py.detach(move || {
             runtime.block_on(async {
+                let either = async {
+                    tokio::select! {
+                        _ = token.cancelled() => {}
+                        _ = done.cancelled() => {}
+                    }
+                };
                 match limit {
-                    None => token.cancelled().await,
+                    None => either.await,
                     Some(limit) => {
-                        let _ = tokio::time::timeout(limit, token.cancelled()).await;
+                        let _ = tokio::time::timeout(limit, either).await;
                     }
                 }
             });
@@ -165,20 +171,28 @@ impl Cancellation {
         }))
     }
 
-    /// Calls `callback()` (with the GIL, from a worker thread) when the job is cancelled,
-    /// unless its handler returned first. Used by `await`.
+    /// Calls `callback()` when the job is cancelled, unless its handler returned first.
+    /// Used by `await`. The call takes the GIL on a blocking thread, never on one of the
+    /// runtime's workers (those must not wait for a handler holding it).
     fn _on_cancel(&self, callback: Py<PyAny>) {
         let (token, done) = (self.token.clone(), self.done.clone());
         self.runtime.spawn(async move {
             tokio::select! {
+                // A cancellation and the end of the wait often come together: the
+                // cancellation wins.
+                biased;
                 _ = token.cancelled() => {}
                 _ = done.cancelled() => return,
             }
-            Python::attach(|py| {
-                if let Err(e) = callback.call0(py) {
-                    tracing::debug!(error = %e, "cancellation callback failed");
-                }
-            });
+            let _ = tokio::task::spawn_blocking(move || {
+                // None: the interpreter is shutting down; nobody awaits any more.
+                Python::try_attach(|py| {
+                    if let Err(e) = callback.call0(py) {
+                        tracing::debug!(error = %e, "cancellation callback failed");
+                    }
+                })
+            })
+            .await;
         });
     }
 

@@ -53,7 +53,8 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 }
 
 /// What the queue does with a handler's exception. `PermanentError` dead-letters; anything
-/// else is retried: an unexpected exception is most often passing on a GPU (CUDA out of
+/// else is retried, a `SystemExit` or `KeyboardInterrupt` raised in a handler too (the
+/// worker goes on; stop it with SIGTERM or `stop()`): an unexpected exception is most often passing on a GPU (CUDA out of
 /// memory is a `RuntimeError` in torch), and the type's attempt limit bounds the cost of
 /// one that is not. The traceback goes to stderr, where Python puts it.
 pub(crate) fn job_error(py: Python<'_>, err: PyErr) -> JobError {
@@ -70,7 +71,8 @@ pub(crate) fn job_error(py: Python<'_>, err: PyErr) -> JobError {
             .get_type(py)
             .name()
             .map_or_else(|_| "Exception".to_owned(), |n| n.to_string());
-        err.print(py);
+        // `display`, not `print`: printing a SystemExit would exit the process mid-job.
+        err.display(py);
         JobError::retryable(format!("{kind}: {message}"))
     }
 }

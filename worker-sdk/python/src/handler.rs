@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use gpuq_worker_sdk::{CancellationToken, Handler, JobContext, JobEnvelope, JobError};
 use pyo3::prelude::*;
+use tokio::sync::Semaphore;
 
 use crate::context::Context;
 use crate::errors::job_error;
@@ -18,6 +19,21 @@ use crate::output::Output;
 pub(crate) struct PyHandler {
     pub func: Arc<Py<PyAny>>,
     pub cancel_grace: Duration,
+    /// A permit per call in Python. The SDK stops waiting for a handler that outlives its
+    /// cancel grace, and frees its slot for the next job; the Python call cannot be stopped
+    /// from outside, so the next job's call waits for this permit instead of running beside
+    /// it on the same GPU.
+    pub slots: Arc<Semaphore>,
+}
+
+impl PyHandler {
+    /// Upper bound of `concurrency`, so `run` can wait for every permit at once.
+    pub const MAX_SLOTS: usize = 4096;
+
+    /// The permits for a worker of `concurrency` slots.
+    pub fn slots(concurrency: usize) -> Arc<Semaphore> {
+        Arc::new(Semaphore::new(concurrency.clamp(1, Self::MAX_SLOTS)))
+    }
 }
 
 impl Handler for PyHandler {
@@ -27,17 +43,25 @@ impl Handler for PyHandler {
         ctx: JobContext,
     ) -> Result<gpuq_worker_sdk::Output, JobError> {
         let func = Arc::clone(&self.func);
-        let done = CancellationToken::new();
-        // Ends `Cancellation` waits when the handler returns, or when the SDK stops waiting.
-        let _done = done.clone().drop_guard();
-        let context = Context::new(ctx, self.cancel_grace, done);
-        tokio::task::spawn_blocking(move || Python::attach(|py| call(py, &func, job, context)))
+        let permit = Arc::clone(&self.slots)
+            .acquire_owned()
             .await
-            .unwrap_or_else(|e| {
-                Err(JobError::retryable(format!(
-                    "the handler's thread ended: {e}"
-                )))
-            })
+            .map_err(|_| JobError::retryable("the worker is stopping"))?;
+        let done = CancellationToken::new();
+        let context = Context::new(ctx, self.cancel_grace, done.clone());
+        tokio::task::spawn_blocking(move || {
+            let result = Python::attach(|py| call(py, &func, job, context));
+            // Ends the waits `Cancellation` started for this job.
+            done.cancel();
+            drop(permit);
+            result
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(JobError::retryable(format!(
+                "the handler's thread ended: {e}"
+            )))
+        })
     }
 }
 

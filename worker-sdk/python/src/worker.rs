@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use gpuq_service::configuration::Environment;
 use gpuq_worker_sdk::settings::WorkerSettings;
 use gpuq_worker_sdk::{
     self as sdk, shutdown_on_signal, CallbackRetry, CancellationToken, LocalStorage, WorkerBuilder,
@@ -12,6 +13,7 @@ use gpuq_worker_sdk::{
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
+use tokio::sync::Semaphore;
 
 use crate::errors::{ConfigError, WorkerError};
 use crate::handler::PyHandler;
@@ -22,6 +24,10 @@ pub(crate) struct Worker {
     worker: Mutex<Option<sdk::Worker>>,
     stop: CancellationToken,
     consumer: String,
+    /// One permit per handler call in Python (see [`PyHandler`]), `slot_count` in all.
+    slots: Arc<Semaphore>,
+    slot_count: u32,
+    cancel_grace: Duration,
 }
 
 #[pymethods]
@@ -32,7 +38,7 @@ impl Worker {
     #[pyo3(signature = (handler, **settings))]
     fn new(handler: &Bound<'_, PyAny>, settings: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
         let options = Options::from_kwargs(settings)?;
-        Self::build(handler, sdk::Worker::builder(), options)
+        Self::build(handler, sdk::Worker::builder(), options, 1)
     }
 
     /// The settings from the environment (`REDIS_URL`, `GPUQ_QUEUE`, `GPUQ_CALLBACK_URL`,
@@ -45,12 +51,18 @@ impl Worker {
         overrides: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
         let options = Options::from_kwargs(overrides)?;
+        // A keyword stands in for its variable, so it may supply one that is unset.
+        let mut env = Environment::process();
+        for (name, value) in options.as_variables() {
+            env = env.with(name, value);
+        }
         let settings =
-            WorkerSettings::from_env().map_err(|e| ConfigError::new_err(e.to_string()))?;
+            WorkerSettings::load(&env).map_err(|e| ConfigError::new_err(e.to_string()))?;
+        let concurrency = settings.concurrency;
         let builder = settings
             .builder()
             .map_err(|e| ConfigError::new_err(e.to_string()))?;
-        Self::build(handler, builder, options)
+        Self::build(handler, builder, options, concurrency)
     }
 
     /// This process's unique consumer name (the `workerId` of its reports).
@@ -75,30 +87,70 @@ impl Worker {
                 PyRuntimeError::new_err("this worker has already run; make a new one")
             })?;
         gpuq_service::telemetry::init();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_name("gpuq-worker")
+            .build()
+            .map_err(|e| {
+                WorkerError::new_err(format!("could not start the worker's runtime: {e}"))
+            })?;
         let stop = self.stop.clone();
-        py.detach(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .thread_name("gpuq-worker")
-                .build()
-                .map_err(|e| format!("could not start the worker's runtime: {e}"))?;
-            let result = runtime.block_on(async {
-                if handle_signals {
-                    let signal = shutdown_on_signal();
-                    let stop = stop.clone();
-                    tokio::spawn(async move {
-                        signal.cancelled().await;
-                        stop.cancel();
-                    });
-                }
-                worker.run(stop).await
+        let mut task = runtime.spawn(async move {
+            if handle_signals {
+                let signal = shutdown_on_signal();
+                let stop = stop.clone();
+                tokio::spawn(async move {
+                    signal.cancelled().await;
+                    stop.cancel();
+                });
+            }
+            worker.run(stop).await
+        });
+        // The GIL is let go while the worker runs; every 100 ms this thread takes it back to
+        // run Python's own signal handlers (an embedding application's, calling `stop()`).
+        // One that raises (KeyboardInterrupt) starts the shutdown and is raised after it.
+        let mut raised: Option<PyErr> = None;
+        let result = loop {
+            let finished = py.detach(|| {
+                runtime.block_on(async {
+                    tokio::time::timeout(Duration::from_millis(100), &mut task)
+                        .await
+                        .ok()
+                })
             });
-            // A handler still in Python code after the deadline (its job was handed back) is
-            // not waited for: its result would be refused anyway.
-            runtime.shutdown_timeout(Duration::from_secs(1));
-            result.map_err(|e| e.to_string())
-        })
-        .map_err(WorkerError::new_err)
+            if let Some(joined) = finished {
+                break joined;
+            }
+            if let Err(e) = py.check_signals() {
+                self.stop.cancel();
+                raised.get_or_insert(e);
+            }
+        };
+        // A handler still in Python code (its job was handed back) gets the cancel grace to
+        // return: the runtime is not torn down under a thread that runs Python.
+        let (slots, slot_count) = (Arc::clone(&self.slots), self.slot_count);
+        let grace = self.cancel_grace + Duration::from_millis(500);
+        let idle = py.detach(|| {
+            runtime.block_on(async {
+                tokio::time::timeout(grace, slots.acquire_many(slot_count))
+                    .await
+                    .is_ok()
+            })
+        });
+        if !idle {
+            tracing::warn!("a handler is still running after the cancel grace; leaving it");
+        }
+        py.detach(|| runtime.shutdown_timeout(Duration::from_secs(1)));
+        if let Some(e) = raised {
+            return Err(e);
+        }
+        match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(WorkerError::new_err(e.to_string())),
+            Err(e) => Err(WorkerError::new_err(format!(
+                "the worker ended abnormally: {e}"
+            ))),
+        }
     }
 
     /// Starts a graceful shutdown, as SIGTERM does; callable from any thread.
@@ -112,10 +164,12 @@ impl Worker {
 }
 
 impl Worker {
+    /// `concurrency`: the worker's when `options` do not say.
     fn build(
         handler: &Bound<'_, PyAny>,
         builder: WorkerBuilder,
         options: Options,
+        concurrency: usize,
     ) -> PyResult<Self> {
         let py = handler.py();
         let func = py
@@ -124,12 +178,18 @@ impl Worker {
             .call1((handler,))?
             .unbind();
         let cancel_grace = options.cancel_grace.unwrap_or(Duration::from_secs(2));
+        let slot_count = options
+            .concurrency
+            .unwrap_or(concurrency)
+            .clamp(1, PyHandler::MAX_SLOTS);
+        let slots = PyHandler::slots(slot_count);
         let worker = options
             .apply(builder)
             .cancel_grace(cancel_grace)
             .handler(PyHandler {
                 func: Arc::new(func),
                 cancel_grace,
+                slots: Arc::clone(&slots),
             })
             .build()
             .map_err(|e| ConfigError::new_err(e.to_string()))?;
@@ -137,6 +197,9 @@ impl Worker {
             consumer: worker.consumer().to_string(),
             worker: Mutex::new(Some(worker)),
             stop: CancellationToken::new(),
+            slots,
+            slot_count: u32::try_from(slot_count).unwrap_or(u32::MAX),
+            cancel_grace,
         })
     }
 }
@@ -162,12 +225,56 @@ struct Options {
     gpu_name: Option<String>,
 }
 
+/// Every keyword setting.
+const SETTINGS: [&str; 16] = [
+    "redis_url",
+    "queue",
+    "namespace",
+    "callback_url",
+    "callback_secret",
+    "storage_dir",
+    "concurrency",
+    "lease_seconds",
+    "heartbeat_seconds",
+    "shutdown_deadline_seconds",
+    "cancel_grace_seconds",
+    "progress_interval_seconds",
+    "claim_wait_seconds",
+    "callback_retries",
+    "worker_name",
+    "gpu_name",
+];
+
 impl Options {
+    /// The keywords that stand for a required variable, as (variable, value).
+    fn as_variables(&self) -> Vec<(&'static str, String)> {
+        let mut vars = Vec::new();
+        let mut add = |name: &'static str, value: Option<String>| {
+            if let Some(v) = value {
+                vars.push((name, v));
+            }
+        };
+        add("REDIS_URL", self.redis_url.clone());
+        add("GPUQ_QUEUE", self.queue.clone());
+        add("GPUQ_CALLBACK_URL", self.callback_url.clone());
+        add("GPUQ_CALLBACK_SECRET", self.callback_secret.clone());
+        add(
+            "GPUQ_STORAGE_DIR",
+            self.storage_dir.as_ref().map(|d| d.display().to_string()),
+        );
+        vars
+    }
+
     fn from_kwargs(kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
         let mut o = Self::default();
         let Some(kwargs) = kwargs else { return Ok(o) };
         for (key, value) in kwargs.iter() {
             let key: String = key.extract()?;
+            if !SETTINGS.contains(&key.as_str()) {
+                return Err(PyTypeError::new_err(format!(
+                    "Worker got an unexpected setting {key:?}"
+                )));
+            }
             if value.is_none() {
                 continue;
             }
@@ -180,7 +287,13 @@ impl Options {
                 "callback_secret" => o.callback_secret = Some(value.extract()?),
                 "storage_dir" => o.storage_dir = Some(value.extract()?),
                 "concurrency" => o.concurrency = Some(value.extract()?),
-                "lease_seconds" => o.lease = Some(secs(&value)?),
+                "lease_seconds" => {
+                    let lease = secs(&value)?;
+                    if lease < Duration::from_millis(300) {
+                        return Err(ConfigError::new_err("lease_seconds must be at least 0.3"));
+                    }
+                    o.lease = Some(lease);
+                }
                 "heartbeat_seconds" => o.heartbeat = Some(secs(&value)?),
                 "shutdown_deadline_seconds" => o.shutdown_deadline = Some(secs(&value)?),
                 "cancel_grace_seconds" => o.cancel_grace = Some(secs(&value)?),
@@ -189,11 +302,7 @@ impl Options {
                 "callback_retries" => o.callback_retries = Some(value.extract()?),
                 "worker_name" => o.worker_name = Some(value.extract()?),
                 "gpu_name" => o.gpu_name = Some(value.extract()?),
-                other => {
-                    return Err(PyTypeError::new_err(format!(
-                        "Worker got an unexpected setting {other:?}"
-                    )))
-                }
+                _ => unreachable!("checked against SETTINGS"),
             }
         }
         Ok(o)

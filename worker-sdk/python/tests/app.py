@@ -4,7 +4,8 @@ goes to GPUQ_TEST_LOG as JSON lines. Settings come from the environment (Worker.
 Modes: ok (upload num_images PNGs), hold_gil (a pure-Python loop for `seconds`, with the
 switch interval raised so no other Python thread could run), wait_cancel (block until the
 job is cancelled), retry_once (RetryableError on attempt 1), permanent (PermanentError),
-crash (a ValueError), wrong_return (returns a dict). GPUQ_TEST_SLOW=1: every job waits for
+crash (a ValueError), wrong_return (returns a dict), exit (sys.exit on attempt 1), watcher
+(a thread blocks in ctx.cancelled.wait() without a timeout). GPUQ_TEST_SLOW=1: every job waits for
 its cancellation (a worker to be stopped mid-job). GPUQ_TEST_ASYNC=1: an `async def` handler.
 """
 
@@ -13,6 +14,7 @@ import json
 import os
 import struct
 import sys
+import threading
 import time
 import zlib
 
@@ -69,6 +71,14 @@ def handler(job, ctx):
         raise ValueError("a bug in the handler")
     elif mode == "wrong_return":
         return {"images": []}
+    elif mode == "exit" and job.attempt == 1:
+        sys.exit(3)
+    elif mode == "watcher":
+        def watch() -> None:
+            fired = ctx.cancelled.wait()
+            log("watcher_done", job, fired=fired)
+
+        threading.Thread(target=watch, daemon=True).start()
     out = outputs(job, ctx)
     log("done", job)
     return out

@@ -94,6 +94,23 @@ def test_an_unexpected_exception_is_retried_and_a_wrong_return_is_permanent(stac
     assert len(events.all(crash, "start")) >= 2, "a ValueError is retried"
 
 
+def test_sys_exit_in_a_handler_fails_the_attempt_not_the_worker(stack, workers, events):
+    worker = workers.start()
+    job_id = stack.enqueue(mode="exit")
+    job = stack.wait_for(job_id, "completed", timeout=60)
+    assert job["attempts"] == 2
+    assert worker.poll() is None, "the worker is still running"
+    assert "SystemExit" in workers.log(worker)
+
+
+def test_a_wait_for_cancellation_ends_when_the_handler_returns(stack, workers, events):
+    workers.start()
+    job_id = stack.enqueue(mode="watcher")
+    stack.wait_for(job_id, "completed")
+    ended = events.wait(job_id, "watcher_done", timeout=5)
+    assert ended["fired"] is False
+
+
 def test_sigterm_during_a_job_hands_it_back_and_another_worker_finishes_it(stack, workers, events):
     first = workers.start(GPUQ_TEST_SLOW="1", GPUQ_SHUTDOWN_DEADLINE_SECS="1")
     job_id = stack.enqueue()
@@ -152,14 +169,23 @@ def test_bad_settings_are_refused_with_the_setting_named():
         Worker(42)
 
 
-def test_from_env_names_the_missing_variable(monkeypatch):
-    monkeypatch.delenv("GPUQ_QUEUE", raising=False)
+def test_from_env_names_the_missing_variable_and_keywords_stand_in_for_variables(monkeypatch):
+    for name in ("GPUQ_QUEUE", "GPUQ_STORAGE_DIR", "GPUQ_CALLBACK_URL", "GPUQ_CALLBACK_SECRET"):
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("GPUQ_STORAGE_DIR", "/tmp")
     monkeypatch.setenv("GPUQ_CALLBACK_URL", "http://127.0.0.1:1/v1/callback")
+    monkeypatch.setenv("GPUQ_CALLBACK_SECRET", "s")
     with pytest.raises(ConfigError, match="GPUQ_QUEUE"):
         Worker.from_env(never)
     monkeypatch.setenv("GPUQ_QUEUE", "sdxl_queue")
-    assert Worker.from_env(never, concurrency=2).consumer
+    assert Worker.from_env(never, concurrency=2).consumer.startswith("sdxl-queue")
+    monkeypatch.delenv("GPUQ_QUEUE")
+    monkeypatch.delenv("GPUQ_CALLBACK_SECRET")
+    assert Worker.from_env(never, queue="wan_queue", callback_secret="s").consumer.startswith("wan-queue")
+    with pytest.raises(TypeError, match="concurency"):
+        Worker.from_env(never, concurency=None)
+    with pytest.raises(ConfigError, match="0.3"):
+        Worker.from_env(never, queue="wan_queue", callback_secret="s", lease_seconds=0.1)
 
 
 def test_outputs_are_built_from_assets():
