@@ -122,6 +122,11 @@ AS $$
     )
 $$;
 
+-- Wakes the senders (they LISTEN on this channel; a poll finds what a lost wake-up left).
+CREATE FUNCTION gpuq_webhook_wake() RETURNS void
+LANGUAGE sql
+AS $$ SELECT pg_notify('gpuq_webhooks', '') $$;
+
 -- Writes one delivery of `p_event` for job `j` to every enabled endpoint that wants it;
 -- wakes the senders when it wrote any. Returns how many it wrote.
 CREATE FUNCTION gpuq_webhook_enqueue(j jobs, p_event text)
@@ -139,7 +144,7 @@ BEGIN
       AND (e.tenant IS NULL OR e.tenant = gpuq_job_tenant(j));
     GET DIAGNOSTICS written = ROW_COUNT;
     IF written > 0 THEN
-        PERFORM pg_notify('gpuq_webhooks', '');
+        PERFORM gpuq_webhook_wake();
     END IF;
     RETURN written;
 END
@@ -181,12 +186,32 @@ CREATE CONSTRAINT TRIGGER jobs_webhooks_status
     EXECUTE FUNCTION gpuq_jobs_webhooks();
 
 -- A job deleted after its enqueue committed (Redis refused it: the queue was full, its
--- deadline unreachable) takes its undelivered events with it: it was never accepted.
+-- deadline unreachable) was never accepted. Its events no sender has taken go with it. An
+-- endpoint that may have heard of it (an event delivered, in flight or being retried) gets
+-- a final `failed` event, when it wants those, so that no receiver keeps the job queued
+-- forever.
 CREATE FUNCTION gpuq_jobs_drop_webhooks() RETURNS trigger
 LANGUAGE plpgsql
 AS $$
+DECLARE
+    body jsonb;
 BEGIN
-    DELETE FROM webhook_deliveries WHERE job_id = OLD.id AND status = 'pending';
+    DELETE FROM webhook_deliveries
+        WHERE job_id = OLD.id AND status = 'pending' AND attempts = 0
+          AND next_attempt_at <= now();
+    body := gpuq_webhook_payload(OLD, 'failed');
+    body := jsonb_set(body, '{data}', (body -> 'data') || jsonb_build_object(
+        'status', 'failed', 'errorCode', 'not_accepted',
+        'errorMessage', 'the queue refused the job after it was recorded; it does not exist'));
+    INSERT INTO webhook_deliveries (endpoint_id, job_id, event, payload)
+    SELECT e.id, OLD.id, 'failed', body
+    FROM webhook_endpoints e
+    WHERE e.enabled AND 'failed' = ANY (e.events)
+      AND EXISTS (SELECT 1 FROM webhook_deliveries d
+                  WHERE d.job_id = OLD.id AND d.endpoint_id = e.id);
+    IF FOUND THEN
+        PERFORM gpuq_webhook_wake();
+    END IF;
     RETURN NULL;
 END
 $$;
@@ -229,7 +254,7 @@ BEGIN
             AND d.created_at > now() - p_interval);
     GET DIAGNOSTICS written = ROW_COUNT;
     IF written > 0 THEN
-        PERFORM pg_notify('gpuq_webhooks', '');
+        PERFORM gpuq_webhook_wake();
     END IF;
     RETURN written;
 END

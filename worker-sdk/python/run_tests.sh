@@ -48,6 +48,13 @@ check "mypy stubtest: the type stubs match the native module" \
 check "mypy --strict: the example worker type-checks against the stubs" \
   "$VENV/bin/python" -m mypy --strict --cache-dir "$TMP/mypy-cache" "$ROOT/examples/python-worker/worker.py"
 
+# The README's Node snippet verifies deliveries with npm's standardwebhooks; the webhook
+# test runs it on real deliveries (node and npm are needed by the clients suite anyway).
+command -v node >/dev/null && command -v npm >/dev/null || die "node and npm are installed"
+npm install --prefix "$TMP/node" --no-audit --no-fund --loglevel=error standardwebhooks@1.1.1 >"$TMP/npm.log" 2>&1 ||
+  die "npm install standardwebhooks" "$(tail -5 "$TMP/npm.log")"
+export GPUQ_TEST_NODE_PATH="$TMP/node/node_modules"
+
 # --- The stack ----------------------------------------------------------------------------------
 # Retries come back after about a second instead of five, so the retry test stays short.
 export GPUQ__QUEUE__BACKOFF_BASE_MS=1000

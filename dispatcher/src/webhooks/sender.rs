@@ -20,7 +20,7 @@ use super::store::{self, Due, Outcome};
 use super::{schedule, WebhookSettings};
 use crate::metrics::WebhookMetrics;
 
-/// The `NOTIFY` channel the trigger and a replay wake senders on.
+/// The `NOTIFY` channel `gpuq_webhook_wake()` (the migration) wakes senders on.
 pub const CHANNEL: &str = "gpuq_webhooks";
 
 /// Longest part of a receiver's error kept in the delivery log.
@@ -216,11 +216,7 @@ pub async fn run(sender: Sender, stop: CancellationToken) {
 /// Wakes every sender now (a replay, an endpoint enabled); a failure only delays the
 /// deliveries to the next poll.
 pub async fn wake(db: &PgPool) {
-    if let Err(e) = sqlx::query("SELECT pg_notify($1, '')")
-        .bind(CHANNEL)
-        .execute(db)
-        .await
-    {
+    if let Err(e) = sqlx::query("SELECT gpuq_webhook_wake()").execute(db).await {
         tracing::debug!(error = %e, "webhook senders not woken; they poll");
     }
 }

@@ -262,8 +262,6 @@ async fn events_written_while_no_sender_runs_are_delivered_by_the_next_one() {
     for _ in 0..3 {
         stopped.enqueued(&token, "sdxl_image_fast").await;
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(receiver.seen().is_empty());
     assert_eq!(stopped.deliveries("pending").await, 3);
 
     let mut settings = stopped.settings.clone();
@@ -679,4 +677,37 @@ async fn a_deleted_endpoint_is_gone_and_gets_nothing_more() {
         .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(receiver.seen().is_empty());
+}
+
+#[tokio::test]
+async fn a_receiver_that_heard_of_a_job_refused_later_is_told_it_failed() {
+    // The sender may post `queued` before the enqueue, refused by Redis after its commit,
+    // deletes the row again: the receiver then gets `failed`, not silence.
+    let app = spawn_app_with(|s| s.webhooks.enabled = false).await;
+    let receiver = Receiver::start([]).await;
+    app.endpoint(json!({"url": receiver.url, "events": ["queued", "failed"]}))
+        .await;
+    let job = app
+        .enqueued(&token_for(Uuid::new_v4()), "sdxl_image_fast")
+        .await;
+    sqlx::query(
+        "UPDATE webhook_deliveries SET status = 'delivered', delivered_at = now(), attempts = 1",
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
+    gpuq_dispatcher::jobs_db::delete(&app.db, job.as_uuid())
+        .await
+        .unwrap();
+    let rows: Vec<(String, String, Value)> =
+        sqlx::query_as("SELECT event, status, payload FROM webhook_deliveries ORDER BY created_at")
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let (event, status, body) = &rows[1];
+    assert_eq!((event.as_str(), status.as_str()), ("failed", "pending"));
+    assert_eq!(body["type"], "job.failed");
+    assert_eq!(body["data"]["errorCode"], "not_accepted");
+    assert_eq!(body["data"]["id"], job.to_string());
 }

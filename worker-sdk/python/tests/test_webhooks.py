@@ -1,10 +1,11 @@
 """Webhooks as an app receives them: a real job's events, verified with the Standard
-Webhooks reference library from PyPI (the README's snippet)."""
+Webhooks reference libraries from PyPI and npm (the README's two snippets)."""
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,6 +24,30 @@ class Receiver(BaseHTTPRequestHandler):
 
     def log_message(self, *args) -> None:
         pass
+
+
+# The README's Node snippet, on the deliveries this test received.
+NODE_VERIFY = """
+const { Webhook } = require("standardwebhooks");
+const { secret, deliveries } = JSON.parse(require("fs").readFileSync(0, "utf8"));
+for (const [headers, body] of deliveries) {
+  const event = new Webhook(secret).verify(body, headers);
+  if (!event.type.startsWith("job.")) throw new Error("unexpected " + event.type);
+}
+let refused = false;
+try { new Webhook(secret).verify(deliveries[0][1].replace("job.", "job.x"), deliveries[0][0]); }
+catch (e) { refused = true; }
+if (!refused) throw new Error("a changed body verified");
+console.log("node verified " + deliveries.length);
+"""
+
+
+def verify_with_node(secret: str, got: list) -> str:
+    payload = json.dumps({"secret": secret, "deliveries": [[h, b.decode()] for h, b in got]})
+    env = {**os.environ, "NODE_PATH": os.environ["GPUQ_TEST_NODE_PATH"]}
+    out = subprocess.run(["node", "-e", NODE_VERIFY], input=payload, capture_output=True, text=True, env=env, timeout=30)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
 
 
 def test_a_jobs_events_arrive_signed_and_verify_with_the_reference_library(stack, workers):
@@ -50,6 +75,7 @@ def test_a_jobs_events_arrive_signed_and_verify_with_the_reference_library(stack
         assert set(events) == {"job.queued", "job.started", "job.completed"}, list(events)
         outputs = events["job.completed"]["data"]["outputs"]
         assert [o["path"] for o in outputs] == [f"{stack.user}/{job_id}/{i}.png" for i in range(3)]
+        assert verify_with_node(secret, Receiver.got) == "node verified 3"
         ids = [h["webhook-id"] for h, _ in Receiver.got]
         assert len(set(ids)) == len(ids) == 3
         tampered = json.loads(Receiver.got[0][1])
