@@ -124,11 +124,7 @@ fn required<T>(value: Option<T>, name: &'static str) -> Result<T, SettingsError>
     value.ok_or(SettingsError::Missing(name))
 }
 
-pub(crate) fn seconds(
-    secs: f64,
-    floor: f64,
-    name: &'static str,
-) -> Result<Duration, SettingsError> {
+fn seconds(secs: f64, floor: f64, name: &'static str) -> Result<Duration, SettingsError> {
     if secs.is_finite() && secs >= floor {
         Ok(Duration::from_secs_f64(secs))
     } else {
