@@ -279,7 +279,14 @@ async fn a_requeued_job_meters_its_new_life_apart_from_its_first() {
 
 #[tokio::test]
 async fn a_requeue_of_a_job_not_failed_in_postgresql_yet_is_a_409_and_holds_nothing() {
-    let app = with_credits(10).await;
+    // A lease the reaper cannot take back meanwhile on a loaded machine (the test leases
+    // are 400 ms): the job must stay dead in Redis and unfinished in PostgreSQL.
+    let app = spawn_app_with(|s| {
+        s.credits.enabled = true;
+        s.credits.starting_grant = 10;
+        s.queue.lease_ms = 30_000;
+    })
+    .await;
     let user = Uuid::new_v4();
     let id = app.enqueued(&token_for(user), "sdxl_image_high").await;
     let q = app.queue("sdxl_queue").await;
@@ -289,7 +296,8 @@ async fn a_requeue_of_a_job_not_failed_in_postgresql_yet_is_a_409_and_holds_noth
         retryable: false,
         message: "bad".into(),
     };
-    q.fail(id, Some(&w), &failure).await.unwrap();
+    let out = q.fail(id, Some(&w), &failure).await.unwrap();
+    assert_eq!(out, FailOutcome::Dead { attempt: 1 });
     assert_error(requeue(&app, &id.to_string()).await, 409, "conflict").await;
     assert_eq!(entries(&app, &id.to_string()).await, ["hold"]);
     assert_eq!(account(&app, &user).await, (10, 2));
