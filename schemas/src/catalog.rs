@@ -67,7 +67,7 @@ pub struct JobTypeSpec {
 macro_rules! job_types {
     ($($variant:ident => $name:literal),+ $(,)?) => {
         /// One of the ten whitelisted job types.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
         pub enum JobType {
             $(#[doc = concat!("`", $name, "`")] #[serde(rename = $name)] $variant,)+
         }

@@ -43,6 +43,8 @@
 //! - `demo` (feature `demo`): the demo worker's handler and configuration (deterministic
 //!   PNG/GIF). Image encoders and the S3 client are compiled only with these features, so
 //!   a worker that links the SDK builds neither unless it asks.
+//! - `provider` (feature `provider`): jobs run as predictions of a hosted provider
+//!   (Replicate), for overflow and fallback; the `gpuq-provider-worker` binary.
 //! - Internals: `job` (one job's life), `lease` (the lease keeper thread), `callback`
 //!   (signed reports), `connect` (reaching Redis with backoff).
 
@@ -57,6 +59,8 @@ mod gate;
 mod handler;
 mod job;
 mod lease;
+#[cfg(feature = "provider")]
+pub mod provider;
 #[cfg(feature = "settings")]
 pub mod settings;
 mod shutdown;

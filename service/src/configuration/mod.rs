@@ -43,7 +43,7 @@ pub enum FlatKind {
 
 /// The flat environment variables every gpuq process reads: name, settings key, kind.
 /// They are a public interface (deploy files and the README use them): never drop one.
-pub const FLAT_NAMES: [(&str, &str, FlatKind); 35] = [
+pub const FLAT_NAMES: [(&str, &str, FlatKind); 37] = [
     ("DATABASE_URL", "database.url", FlatKind::Value),
     ("REDIS_URL", "redis.url", FlatKind::Value),
     ("GPUQ_LISTEN", "application", FlatKind::Listen),
@@ -113,6 +113,13 @@ pub const FLAT_NAMES: [(&str, &str, FlatKind); 35] = [
         FlatKind::Value,
     ),
     ("GPUQ_GPU_NAME", "worker.gpu_name", FlatKind::Value),
+    // The provider worker (Replicate's own name for its token).
+    ("REPLICATE_API_TOKEN", "provider.token", FlatKind::Value),
+    (
+        "GPUQ_PROVIDER_BASE_URL",
+        "provider.base_url",
+        FlatKind::Value,
+    ),
     ("GPUQ_STORAGE_DIR", "storage.dir", FlatKind::Value),
     ("GPUQ_S3_ENDPOINT", "storage.s3.endpoint", FlatKind::Value),
     ("GPUQ_S3_REGION", "storage.s3.region", FlatKind::Value),

@@ -1,0 +1,30 @@
+//! `gpuq-provider-worker`: serves a queue by running its jobs as predictions of a hosted
+//! provider (Replicate) and storing the outputs like any worker. Configured like the
+//! services (files, `GPUQ__SECTION__FIELD`, flat names); see
+//! [`gpuq_worker_sdk::provider::ProviderConfig`].
+
+use gpuq_service::telemetry;
+use gpuq_worker_sdk::provider::ProviderConfig;
+use gpuq_worker_sdk::shutdown_on_signal;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    telemetry::init();
+    let worker = match ProviderConfig::from_env()
+        .map_err(|e| e.to_string())
+        .and_then(|c| c.build_worker().map_err(|e| e.to_string()))
+    {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::error!(error = %e, "invalid configuration");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match worker.run(shutdown_on_signal()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "worker failed");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
