@@ -43,6 +43,10 @@ pub struct Settings {
     /// The webhook sender (ADR 0016).
     #[serde(default)]
     pub webhooks: WebhookSettings,
+    /// Job types whose jobs may go to a hosted provider's queue, and when (ADR 0017; files
+    /// only: `overflow: {sdxl_image_fast: {queue: sdxl-replicate, when_no_worker: true}}`).
+    #[serde(default)]
+    pub overflow: HashMap<JobType, crate::overflow::OverflowRule>,
 }
 
 /// How callers are authenticated.

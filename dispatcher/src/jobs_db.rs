@@ -63,11 +63,15 @@ pub struct JobRecord {
     /// GPU time the worker reported for the generation, seconds (legacy workers'
     /// `generation_time`).
     pub generation_seconds: Option<f64>,
+    /// Why the job was sent to a hosted provider's queue instead of its type's own:
+    /// `no_live_worker`, `start_over_limit` (its predicted start at enqueue) or
+    /// `waited_too_long` (moved while waiting); null when it was not.
+    pub routed: Option<String>,
 }
 
 const COLUMNS: &str = "id, user_id, job_type, queue, status, prompt, metadata, config, project_id, video_id, \
     image_id, credits, attempts, max_attempts, error_message, error_code, enhanced_prompt, worker_id, \
-    created_at, started_at, completed_at, generation_seconds";
+    created_at, started_at, completed_at, generation_seconds, routed";
 
 /// A job to record (see [`record_batch`]); serialized as one element of the batch.
 #[derive(Debug, Clone, Serialize)]
@@ -148,6 +152,7 @@ impl JobRecord {
             started_at: None,
             completed_at: None,
             generation_seconds: None,
+            routed: None,
         }
     }
 }

@@ -15,6 +15,8 @@
 //! - [`limits`]: the per-user token bucket.
 //! - [`maintenance`]: reaper, promoter and reconciler loops.
 //! - [`reconcile`]: bring Redis back in line with PostgreSQL.
+//! - [`overflow`]: job types whose jobs go to a hosted provider's queue when their own
+//!   fleet is down or too far behind.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`event_hub`]: one Redis subscription per process wakes every open event stream.
 //! - [`streams`]: the bound on open event streams, per user and per process.
@@ -39,6 +41,7 @@ pub mod limits;
 pub mod maintenance;
 pub mod metrics;
 pub mod openapi;
+pub mod overflow;
 pub mod reconcile;
 pub mod recorder;
 pub mod routes;

@@ -43,6 +43,9 @@ pub async fn run(state: web::Data<AppState>, stop: CancellationToken) {
                         tracing::warn!(queue = %queue.name(), error = ?e, "reconcile step failed");
                     }
                 }
+                if let Err(e) = crate::overflow::revisit(&state).await {
+                    tracing::warn!(error = ?e, "overflow step failed");
+                }
             }
         }
     }

@@ -33,6 +33,17 @@ pub struct QueueLabel {
     pub queue: String,
 }
 
+/// Labels of a job sent to a hosted provider's queue.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RoutedLabels {
+    /// The job type.
+    pub job_type: String,
+    /// The provider's queue.
+    pub queue: String,
+    /// `no_live_worker`, `start_over_limit` or `waited_too_long`.
+    pub reason: String,
+}
+
 /// Labels by outcome (`delivered`, `failed`).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabel {
@@ -61,6 +72,8 @@ pub struct Metrics {
     registry: Mutex<Registry>,
     /// Jobs accepted, by type.
     pub enqueued: Family<JobTypeLabel, Counter>,
+    /// Jobs sent to a hosted provider's queue (ADR 0017).
+    pub routed: Family<RoutedLabels, Counter>,
     /// Enqueue requests refused with 429, by reason.
     pub rejected: Family<JobTypeLabel, Counter>,
     /// Time to handle an accepted enqueue, seconds.
@@ -89,6 +102,7 @@ impl Default for Metrics {
         let m = Self {
             registry: Mutex::new(Registry::with_prefix("gpuq")),
             enqueued: Family::default(),
+            routed: Family::default(),
             rejected: Family::default(),
             enqueue_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
             queue_jobs: Family::default(),
@@ -108,6 +122,11 @@ impl Default for Metrics {
                 "jobs_enqueued",
                 "Jobs accepted, by type",
                 m.enqueued.clone(),
+            );
+            r.register(
+                "jobs_routed",
+                "Jobs sent to a hosted provider's queue instead of their own, by type, queue and reason",
+                m.routed.clone(),
             );
             r.register(
                 "jobs_rejected",

@@ -62,6 +62,16 @@ impl Application {
                 queues.insert(spec.queue.to_owned(), queue);
             }
         }
+        for name in crate::overflow::queues(&settings.overflow) {
+            let queue = Queue::new(
+                target.clone(),
+                redis.clone(),
+                &settings.redis.namespace,
+                QueueName::parse(name)?,
+                settings.queue.queue_config(),
+            );
+            queues.insert(name.to_owned(), queue);
+        }
         let auth = Authenticator::new(&settings.auth);
         let listener = server::bind(&settings.application)?;
         let port = listener.local_addr()?.port();

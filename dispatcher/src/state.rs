@@ -20,7 +20,7 @@ pub struct AppState {
     pub db: PgPool,
     /// Writes enqueued jobs to `db` in batches.
     pub recorder: Recorder,
-    /// One handle per catalog queue, by name.
+    /// One handle per catalog queue and per overflow queue (ADR 0017), by name.
     pub queues: BTreeMap<String, Queue>,
     /// Shared multiplexed Redis connection (rate limits, events).
     pub redis: RedisConn,

@@ -121,6 +121,25 @@ impl Queue {
         ids("expire_unstarted", expired)
     }
 
+    /// Takes `job` out of the queue if it is waiting and was never claimed, so it can be
+    /// enqueued elsewhere (overflow to a provider's queue). False, and nothing changed, if
+    /// it was ever claimed, is in flight, delayed, dead or unknown.
+    pub async fn withdraw_unstarted(&self, job: JobId) -> Result<bool> {
+        let k = &self.keys;
+        let code: i64 = SCRIPTS
+            .withdraw_unstarted
+            .key(&k.lanes()[..])
+            .key(k.jobs())
+            .key(k.meta())
+            .key(k.deadlines())
+            .key(k.finish(Lane::High))
+            .key(k.finish(Lane::Normal))
+            .arg(job.to_string())
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(code == 1)
+    }
+
     /// Gives a dead job a fresh start (attempts reset). False if it is not dead.
     pub async fn requeue_dead(&self, job: JobId) -> Result<bool> {
         let k = &self.keys;

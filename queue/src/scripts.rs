@@ -21,7 +21,7 @@ use redis::aio::ConnectionLike;
 use redis::{FromRedisValue, RedisError, RedisResult, ToRedisArgs};
 
 /// The script files, in the order the library registers them.
-const FILES: [(&str, &str); 16] = [
+const FILES: [(&str, &str); 17] = [
     ("enqueue_job", include_str!("../lua/enqueue_job.lua")),
     ("claim_jobs", include_str!("../lua/claim_jobs.lua")),
     ("extend_lease", include_str!("../lua/extend_lease.lua")),
@@ -41,6 +41,10 @@ const FILES: [(&str, &str); 16] = [
     ),
     ("job_position", include_str!("../lua/job_position.lua")),
     ("set_caps", include_str!("../lua/set_caps.lua")),
+    (
+        "withdraw_unstarted",
+        include_str!("../lua/withdraw_unstarted.lua"),
+    ),
 ];
 
 /// The library's code and the suffix of its names (`gpuq_<suffix>`, `<script>_<suffix>`).
@@ -125,6 +129,7 @@ pub(crate) struct Scripts {
     pub expire_unstarted: Function,
     pub position: Function,
     pub set_caps: Function,
+    pub withdraw_unstarted: Function,
 }
 
 const fn function(name: &'static str) -> Function {
@@ -148,6 +153,7 @@ pub(crate) static SCRIPTS: Scripts = Scripts {
     expire_unstarted: function("expire_unstarted"),
     position: function("job_position"),
     set_caps: function("set_caps"),
+    withdraw_unstarted: function("withdraw_unstarted"),
 };
 
 impl Function {

@@ -15,6 +15,7 @@ mod jobs;
 mod legacy;
 mod limits;
 mod loops;
+mod overflow;
 mod reconcile;
 mod recorder;
 mod shapes;

@@ -73,3 +73,47 @@ async fn a_job_with_more_jobs_ahead_than_its_bound_is_refused_and_nothing_is_wri
         EnqueueOutcome::Enqueued { position: 1, .. }
     ));
 }
+
+#[tokio::test]
+async fn only_a_job_never_claimed_is_withdrawn_and_it_leaves_no_trace() {
+    let q = queue().await;
+    let with_deadline = EnqueueOptions {
+        start_within: Some(Duration::from_secs(60)),
+        ..EnqueueOptions::default()
+    };
+    let mut jobs = Vec::new();
+    for (i, tenant) in ["a", "a", "b"].into_iter().enumerate() {
+        let mut env = envelope(&q, 3);
+        env.tenant = Some(tenant.parse().unwrap());
+        let opts = if i == 0 {
+            EnqueueOptions::default()
+        } else {
+            with_deadline.clone()
+        };
+        assert!(matches!(
+            q.enqueue(&env, &opts).await.unwrap(),
+            EnqueueOutcome::Enqueued { .. }
+        ));
+        jobs.push(env.job_id);
+    }
+    let claimed = q.claim(&consumer("gpu"), 1).await.unwrap();
+    assert_eq!(claimed[0].id, jobs[0]);
+    assert!(!q.withdraw_unstarted(jobs[0]).await.unwrap(), "in flight");
+    // The second of a tenant's jobs and a tenant's only job, both waiting.
+    assert!(q.withdraw_unstarted(jobs[1]).await.unwrap());
+    assert!(q.withdraw_unstarted(jobs[2]).await.unwrap());
+    assert!(!q.withdraw_unstarted(jobs[2]).await.unwrap(), "once");
+    assert!(!q
+        .withdraw_unstarted(gpuq_schemas::JobId::new())
+        .await
+        .unwrap());
+    let s = q.stats().await.unwrap();
+    assert_eq!((s.waiting(), s.in_flight, s.tenants_normal), (0, 1, 0));
+    assert!(q.claim(&consumer("gpu"), 5).await.unwrap().is_empty());
+    q.ack(jobs[0], None).await.unwrap();
+    assert_eq!(
+        job_keys_of(&q).await,
+        Vec::<String>::new(),
+        "no deadline, list or tag left"
+    );
+}

@@ -15,6 +15,7 @@ use crate::jobs_db::{self, JobRecord, NewJob, Recorded};
 use crate::metrics::JobTypeLabel;
 use gpuq_service::ErrorBody;
 
+use crate::overflow::{self, Routed};
 use crate::routes::responses::{Internal, Unauthorized, Unavailable};
 use crate::state::AppState;
 use crate::validation::{self, ReferencePolicy, ValidatedJob};
@@ -85,8 +86,12 @@ pub async fn enqueue(
         .start_within_secs
         .or_else(|| state.settings.enqueue.start_within(job.job_type));
     let envelope = envelope(id, user, &tenant, &job, start_within);
+    let fallback = overflow::fallback_now(&state, job.job_type).await;
+    let overflow_after = overflow::rule(&state, job.job_type)
+        .and_then(|r| r.start_over_secs)
+        .filter(|_| !fallback);
     // Before the row exists: from its commit on, the reconciler may restore the job itself.
-    let plan = Plan::of(&state, &envelope, &tenant, start_within).await?;
+    let plan = Plan::of(&state, &envelope, &tenant, start_within, overflow_after).await?;
     let Some(row) = record(&state, &envelope, &tenant, &job, idem.as_ref()).await? else {
         // Another request with the same key won the race; answer as it did.
         let in_progress =
@@ -97,7 +102,8 @@ pub async fn enqueue(
             .ok_or_else(in_progress)?;
         return accepted(&state, user, answer);
     };
-    let answer = match push(&state, &envelope, row, plan).await {
+    let placed = place(&state, envelope, row, plan, &tenant, start_within, fallback).await;
+    let answer = match placed {
         Ok(answer) => answer,
         Err(e) => {
             // Nothing was queued: free the key, so a retry with it makes a job rather than
@@ -346,13 +352,13 @@ fn to_value(v: &impl serde::Serialize) -> Result<Value, ApiError> {
     serde_json::to_value(v).map_err(|e| ApiError::Internal(e.into()))
 }
 
-/// Puts the recorded job on its queue. Never leaves a `queued` row with nothing behind it:
-/// a full queue deletes the row (the job never existed: 429), a Redis failure marks it
-/// failed (503).
 /// Where a job goes and what it costs: its lane, its charge to its tenant's fair share, its
 /// start deadline, and the run times and capacity its ETA is made of.
 struct Plan {
     opts: EnqueueOptions,
+    /// The admission bound is the overflow rule's, not the start deadline's: a job refused
+    /// by it goes to the provider's queue instead of being refused.
+    overflow_binds: bool,
     /// Expected run time of a job of its queue (the jobs ahead), seconds.
     per_job_ahead: f64,
     /// Expected run time of the job itself, seconds.
@@ -370,20 +376,32 @@ impl Plan {
         env: &JobEnvelope,
         tenant: &Tenant,
         start_within: Option<u32>,
+        overflow_after: Option<u32>,
     ) -> Result<Self, ApiError> {
         let (per_job_ahead, own) = state.service_times.estimate(&state.db, env.job_type).await;
         let slots = state.live_slots(state.queue(&env.queue)?).await;
+        let deadline_ahead =
+            start_within.and_then(|s| service_times::max_ahead(s.into(), slots, per_job_ahead));
+        // No live slot: nothing may be ahead of it (an empty queue keeps it, for a fleet
+        // scaling up from zero; the reconciler moves it if it then waits too long).
+        let overflow_ahead = overflow_after
+            .map(|s| service_times::max_ahead(s.into(), slots, per_job_ahead).unwrap_or(0));
+        let overflow_binds = overflow_ahead.is_some_and(|o| deadline_ahead.is_none_or(|d| o <= d));
         let opts = EnqueueOptions {
             lane: Lane::Normal,
             cost_ms: service_times::cost_ms(env.job_type, own, env.config.num_images),
             weight: state.weights.weight(&state.db, tenant).await,
             start_within: start_within.map(|s| std::time::Duration::from_secs(s.into())),
-            max_ahead: start_within
-                .and_then(|s| service_times::max_ahead(s.into(), slots, per_job_ahead)),
+            max_ahead: if overflow_binds {
+                overflow_ahead
+            } else {
+                deadline_ahead
+            },
             ..EnqueueOptions::default()
         };
         Ok(Self {
             opts,
+            overflow_binds,
             per_job_ahead,
             own,
             slots,
@@ -397,12 +415,58 @@ impl Plan {
     }
 }
 
+/// What came of [`push`].
+enum Pushed {
+    Queued(Box<EnqueueAnswer>),
+    /// Its own fleet would start it later than its overflow rule allows; nothing written.
+    Overflow,
+}
+
+/// Puts the job on its queue, or on its provider's when its type overflows and it was sent
+/// there (no live worker) or its own queue would start it too late (ADR 0017).
+async fn place(
+    state: &AppState,
+    env: JobEnvelope,
+    record: JobRecord,
+    plan: Plan,
+    tenant: &Tenant,
+    start_within: Option<u32>,
+    fallback: bool,
+) -> Result<EnqueueAnswer, ApiError> {
+    let why = if fallback {
+        Routed::NoLiveWorker
+    } else {
+        match push(state, &env, record.clone(), plan).await? {
+            Pushed::Queued(answer) => return Ok(*answer),
+            Pushed::Overflow => Routed::StartOverLimit,
+        }
+    };
+    let internal = |m: &str| ApiError::Internal(anyhow::anyhow!("{m} for job {}", env.job_id));
+    let rule = overflow::rule(state, env.job_type).ok_or_else(|| internal("no overflow rule"))?;
+    let env = overflow::reroute(state, &env, rule, why)
+        .await?
+        .ok_or_else(|| internal("the row left the queued state before its enqueue"))?;
+    let record = JobRecord {
+        queue: env.queue.clone(),
+        routed: Some(why.as_str().into()),
+        ..record
+    };
+    let plan = Plan::of(state, &env, tenant, start_within, None).await?;
+    match push(state, &env, record, plan).await? {
+        Pushed::Queued(answer) => Ok(*answer),
+        Pushed::Overflow => Err(internal("a provider queue overflowed")),
+    }
+}
+
+/// Puts the recorded job on the queue its envelope names. Never leaves a `queued` row with
+/// nothing behind it, except to overflow: a full queue deletes the row (the job never
+/// existed: 429), a Redis failure marks it failed (503).
 async fn push(
     state: &AppState,
     env: &JobEnvelope,
     record: JobRecord,
     plan: Plan,
-) -> Result<EnqueueAnswer, ApiError> {
+) -> Result<Pushed, ApiError> {
     let queue = state.queue(&env.queue)?;
     let id = env.job_id.as_uuid();
     let outcome = match queue.enqueue(env, &plan.opts).await {
@@ -427,6 +491,9 @@ async fn push(
             waiting,
             work,
         } => (position, waiting, plan.eta(state, &work, plan.own).await),
+        EnqueueOutcome::WouldStartLate { .. } if plan.overflow_binds => {
+            return Ok(Pushed::Overflow);
+        }
         EnqueueOutcome::WouldStartLate { position, work } => {
             jobs_db::delete(&state.db, id).await?;
             reject_metric(state, "deadline_unreachable");
@@ -467,5 +534,7 @@ async fn push(
             )))
         }
     };
-    Ok(EnqueueAnswer::queued(env, record, waiting, position, eta))
+    Ok(Pushed::Queued(Box::new(EnqueueAnswer::queued(
+        env, record, waiting, position, eta,
+    ))))
 }
