@@ -1,6 +1,7 @@
 //! Prometheus metrics of the callback service, rendered by `GET /metrics`: callback
-//! outcomes, finished jobs by type, GPU-seconds of attempts by type and outcome, and the
-//! wait-time and run-time histograms.
+//! outcomes, finished jobs by type, GPU-seconds of attempts by type and outcome, the
+//! wait-time and run-time histograms, and attempts and run times by queue (how a hosted
+//! provider's queue shows its errors and latency).
 
 use std::sync::Mutex;
 
@@ -37,6 +38,22 @@ pub struct AttemptLabels {
     pub outcome: String,
 }
 
+/// Labels of an attempt's end in a queue.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueueAttemptLabels {
+    /// The queue (a GPU queue, or a hosted provider's).
+    pub queue: String,
+    /// How the attempt ended: `completed`, `failed`, `retried` or `cancelled`.
+    pub outcome: String,
+}
+
+/// Labels by queue.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueueLabels {
+    /// The queue.
+    pub queue: String,
+}
+
 /// All callback-service metrics.
 pub struct Metrics {
     registry: Mutex<Registry>,
@@ -45,6 +62,13 @@ pub struct Metrics {
     gpu_seconds: Family<AttemptLabels, Counter<f64>>,
     wait: Histogram,
     run: Histogram,
+    queue_attempts: Family<QueueAttemptLabels, Counter>,
+    queue_run: Family<QueueLabels, Histogram>,
+}
+
+/// 0.1 s .. ~ 55 min: SDXL images take seconds, WAN videos minutes.
+fn run_buckets() -> Histogram {
+    Histogram::new(exponential_buckets(0.1, 2.0, 16))
 }
 
 impl Default for Metrics {
@@ -54,9 +78,10 @@ impl Default for Metrics {
             callbacks: Family::default(),
             finished: Family::default(),
             gpu_seconds: Family::default(),
-            // 0.1 s .. ~ 55 min: SDXL images take seconds, WAN videos minutes.
-            wait: Histogram::new(exponential_buckets(0.1, 2.0, 16)),
-            run: Histogram::new(exponential_buckets(0.1, 2.0, 16)),
+            wait: run_buckets(),
+            run: run_buckets(),
+            queue_attempts: Family::default(),
+            queue_run: Family::new_with_constructor(run_buckets),
         };
         if let Ok(mut r) = m.registry.lock() {
             r.register(
@@ -84,6 +109,16 @@ impl Default for Metrics {
                 "Time from first start to the terminal report",
                 m.run.clone(),
             );
+            r.register(
+                "queue_attempts",
+                "Attempts ended, by queue and outcome (a provider's queue: its errors)",
+                m.queue_attempts.clone(),
+            );
+            r.register(
+                "queue_job_run_seconds",
+                "Time from first start to the terminal report, by queue (a provider's queue: its latency)",
+                m.queue_run.clone(),
+            );
         }
         m
     }
@@ -109,6 +144,12 @@ impl Metrics {
             self.wait.observe(w);
         }
         if let Some((secs, outcome)) = r.attempt {
+            self.queue_attempts
+                .get_or_create(&QueueAttemptLabels {
+                    queue: r.queue.clone(),
+                    outcome: outcome.into(),
+                })
+                .inc();
             let labels = AttemptLabels {
                 job_type: r.job_type.to_string(),
                 outcome: outcome.into(),
@@ -125,6 +166,11 @@ impl Metrics {
             self.finished.get_or_create(&labels).inc();
             if let Some(run) = r.run_seconds {
                 self.run.observe(run);
+                self.queue_run
+                    .get_or_create(&QueueLabels {
+                        queue: r.queue.clone(),
+                    })
+                    .observe(run);
             }
         }
     }

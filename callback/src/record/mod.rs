@@ -35,7 +35,7 @@ pub use replay::Sight;
 const REDIS_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The answer to a recorded callback.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Recorded {
     /// The job.
     pub job_id: JobId,
@@ -46,6 +46,9 @@ pub struct Recorded {
     pub ignored: Option<Stale>,
     /// The job's type, for metrics.
     pub job_type: gpuq_schemas::JobType,
+    /// The job's queue, for metrics: a provider's queue is how its latency and errors show
+    /// (ADR 0017).
+    pub queue: String,
     /// Seconds from acceptance to this first start (a `processing` that started the job).
     pub wait_seconds: Option<f64>,
     /// Seconds from first start to this terminal report.
@@ -67,6 +70,7 @@ impl Recorded {
             status,
             ignored: None,
             job_type: job.job_type,
+            queue: job.queue.clone(),
             wait_seconds: first_start.then(|| since(job.created_at)),
             run_seconds: if status.is_terminal() {
                 job.started_at.map(since)

@@ -88,6 +88,7 @@ async fn metrics_count_outcomes_finished_jobs_and_timings() {
         "gpuq_jobs_finished_total{job_type=\"sdxl_image_fast\",status=\"completed\"} 1",
         "gpuq_job_wait_seconds_count 1",
         "gpuq_job_run_seconds_count 1",
+        "gpuq_queue_job_run_seconds_count{queue=\"sdxl_queue\"} 1",
     ] {
         assert!(text.contains(needle), "{needle} missing from:\n{text}");
     }
