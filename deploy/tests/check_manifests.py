@@ -106,6 +106,15 @@ class Facts:
             if not n.startswith("GPUQ_S3_")
         }
         self.nested["gpuq-demo-worker"] = nested and demo_uses_kit
+        # The provider worker: the same loader, plus its `provider` section.
+        provider = read("worker-sdk/src/provider/config.rs") + read("worker-sdk/src/settings.rs")
+        provider_uses_kit = "configuration::load(" in provider
+        self.env["gpuq-provider-worker"] = self.env["gpuq-demo-worker"] if provider_uses_kit else set()
+        self.required["gpuq-provider-worker"] = {
+            n for n in re.findall(r'(?:required\(\s*[^"]*?|Missing\()"([A-Z][A-Z0-9_]+)"', provider, re.S)
+            if not n.startswith("GPUQ_S3_")
+        }
+        self.nested["gpuq-provider-worker"] = nested and provider_uses_kit
 
         py = read("deploy/tests/protocol-worker/worker.py")
         self.env["python-worker"] = set(re.findall(r'(?:environ\.get|env\.get|require)\("([A-Z][A-Z0-9_]+)"', py))
@@ -130,7 +139,8 @@ class Facts:
         self.callback_paths = {r for r in self.routes["gpuq-callback"] if "callback" in r}
 
         # --- binaries ------------------------------------------------------------------------
-        for crate in ("dispatcher", "callback", "worker-sdk", "worker-sdk/demo-worker"):
+        for crate in ("dispatcher", "callback", "worker-sdk", "worker-sdk/demo-worker",
+                      "worker-sdk/provider-worker"):
             toml = read(f"{crate}/Cargo.toml")
             pkg = re.search(r'^\s*name\s*=\s*"([^"]+)"', toml, re.M).group(1)
             self.bins[pkg] = set(re.findall(r'\[\[bin\]\]\s*name\s*=\s*"([^"]+)"', toml))
