@@ -114,6 +114,9 @@ pub struct NewJob {
     pub price: Option<i64>,
     /// A metered price's rate, credits per GPU-second.
     pub per_gpu_second: Option<f64>,
+    /// The job's own webhook, if its enqueue named one (`job_webhooks`).
+    #[serde(skip)]
+    pub webhook: Option<crate::webhooks::job::JobWebhook>,
 }
 
 /// What [`record_batch`] checks besides each row: the active-job limit, and the grant a
@@ -203,15 +206,38 @@ pub async fn record_batch(
         balance: Option<i64>,
         held: Option<i64>,
     }
-    let answers: Vec<Answer> = sqlx::query_as(
+    // A batch with jobs' own webhooks writes them in the same statement, so the trigger that
+    // writes the `queued` events at commit finds them; one without costs nothing more.
+    let hooks: Vec<(Uuid, &str, &[String])> = jobs
+        .iter()
+        .filter_map(|j| Some((j.id, j.webhook.as_ref()?)))
+        .map(|(id, w)| (id, w.url.as_str(), w.events.as_slice()))
+        .collect();
+    let sql = if hooks.is_empty() {
         "SELECT recorded_id, outcome, active_jobs, balance, held \
-         FROM gpuq_record_jobs($1, $2, $3)",
-    )
-    .bind(sqlx::types::Json(&rows))
-    .bind(rules.max_active)
-    .bind(rules.starting_grant)
-    .fetch_all(db)
-    .await?;
+         FROM gpuq_record_jobs($1, $2, $3)"
+    } else {
+        "WITH r AS (SELECT * FROM gpuq_record_jobs($1, $2, $3)),
+              w AS (INSERT INTO job_webhooks (job_id, url, events)
+                    SELECT h.job_id, h.url, h.events FROM jsonb_to_recordset($4)
+                        AS h(job_id uuid, url text, events text[])
+                    JOIN r ON r.recorded_id = h.job_id AND r.outcome = 'inserted')
+         SELECT recorded_id, outcome, active_jobs, balance, held FROM r"
+    };
+    let mut query = sqlx::query_as(sql)
+        .bind(sqlx::types::Json(&rows))
+        .bind(rules.max_active)
+        .bind(rules.starting_grant);
+    if !hooks.is_empty() {
+        let hooks: Vec<Value> = hooks
+            .into_iter()
+            .map(
+                |(id, url, events)| serde_json::json!({"job_id": id, "url": url, "events": events}),
+            )
+            .collect();
+        query = query.bind(sqlx::types::Json(hooks));
+    }
+    let answers: Vec<Answer> = query.fetch_all(db).await?;
     let prices: HashMap<Uuid, i64> = jobs.iter().filter_map(|j| Some((j.id, j.price?))).collect();
     let mut by_id = HashMap::with_capacity(answers.len());
     for a in answers {

@@ -29,7 +29,9 @@ pub struct Application {
 impl Application {
     /// Connects, migrates (unless disabled), binds the listener and prepares the server.
     /// Nothing is served until [`Self::run_until_stopped`].
-    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+    pub async fn build(mut settings: Settings) -> anyhow::Result<Self> {
+        settings.webhooks.job_secret =
+            webhooks::job::secret(&settings.webhooks, |name| std::env::var(name).ok())?;
         let db = connection_pool(&settings.database)?;
         if settings.database.migrate {
             MIGRATOR.run(&db).await?;

@@ -43,18 +43,43 @@ fn reference_schema(hosts: &[String]) -> Value {
     });
     let mut forms = vec![json!({ "type": "null" }), path];
     if !hosts.is_empty() {
-        let names: Vec<String> = hosts
-            .iter()
-            .map(|h| regex_escape(&h.to_ascii_lowercase()))
-            .collect();
-        forms.push(json!({
-            "type": "string",
-            "description": format!("http(s) URL on {}", hosts.join(", ")),
-            "maxLength": MAX_REFERENCE_CHARS,
-            "pattern": format!(r"^https?://(?:{})(?:[/?#][^{ws}\x00-\x1f\x7f-\x9f]*)?$", names.join("|")),
-        }));
+        forms.push(url_on(hosts, MAX_REFERENCE_CHARS));
     }
     json!({ "anyOf": forms })
+}
+
+/// An http(s) URL on one of `hosts` (not empty), at most `max` characters.
+fn url_on(hosts: &[String], max: usize) -> Value {
+    let ws = WHITE_SPACE;
+    let names: Vec<String> = hosts
+        .iter()
+        .map(|h| regex_escape(&h.to_ascii_lowercase()))
+        .collect();
+    json!({
+        "type": "string",
+        "description": format!("http(s) URL on {}", hosts.join(", ")),
+        "maxLength": max,
+        "pattern": format!(r"^https?://(?:{})(?:[/?#][^{ws}\x00-\x1f\x7f-\x9f]*)?$", names.join("|")),
+    })
+}
+
+/// A job's own webhook and its events, for an instance that takes them on `hosts`.
+fn webhook_properties(hosts: &[String]) -> Value {
+    let mut url = url_on(hosts, 2048);
+    url["description"] = json!(format!(
+        "POST the job's events here, signed per Standard Webhooks with the server's job \
+         secret; an http(s) URL on {}",
+        hosts.join(", ")
+    ));
+    json!({
+        "webhook": { "anyOf": [{ "type": "null" }, url] },
+        "webhookEvents": {
+            "type": ["array", "null"], "minItems": 1, "uniqueItems": true,
+            "items": { "enum": crate::webhooks::EVENTS },
+            "description": "the events the webhook gets (default: completed, failed, \
+                            cancelled); needs `webhook`",
+        },
+    })
 }
 
 fn regex_escape(s: &str) -> String {
@@ -151,7 +176,8 @@ fn metadata_schema(allowed_num_images: &[u32], hosts: &[String]) -> Value {
 
 /// The request schemas for an instance that accepts reference URLs on `hosts`, by
 /// component name: `EnqueueRequest` (one of the variants) and one variant per queue.
-pub fn request_schemas(hosts: &[String]) -> Vec<(String, Value)> {
+/// `webhook_hosts` empty: the instance takes no per-job webhooks (they are not in the schema).
+pub fn request_schemas(hosts: &[String], webhook_hosts: &[String]) -> Vec<(String, Value)> {
     let mut groups: Vec<(&str, &[u32], Vec<&str>)> = Vec::new();
     for spec in &CATALOG {
         match groups
@@ -213,6 +239,15 @@ pub fn request_schemas(hosts: &[String]) -> Vec<(String, Value)> {
             },
             "allOf": content_type_rules(&types),
         });
+        let mut variant = variant;
+        if !webhook_hosts.is_empty() {
+            if let (Some(props), Value::Object(hooks)) = (
+                variant["properties"].as_object_mut(),
+                webhook_properties(webhook_hosts),
+            ) {
+                props.extend(hooks);
+            }
+        }
         out.push((name, variant));
     }
     out.push(("StorableJson".into(), storable_json()));
@@ -350,7 +385,7 @@ mod tests {
     #[test]
     fn every_job_type_is_in_exactly_one_named_variant() {
         let schemas: std::collections::HashMap<String, Value> =
-            request_schemas(&[]).into_iter().collect();
+            request_schemas(&[], &[]).into_iter().collect();
         let mut seen: Vec<String> = schemas["EnqueueRequest"]["oneOf"]
             .as_array()
             .unwrap()

@@ -75,11 +75,12 @@ impl Modify for BearerAuth {
 )]
 struct ApiDoc;
 
-/// The document for an instance that accepts reference-image URLs on `reference_hosts`.
-pub fn document(reference_hosts: &[String]) -> Value {
+/// The document for an instance that accepts reference-image URLs on `reference_hosts`,
+/// and jobs' own webhooks on `webhook_hosts` (none: empty).
+pub fn document(reference_hosts: &[String], webhook_hosts: &[String]) -> Value {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or(Value::Null);
     // The request schema is written out rather than derived (see `enqueue`).
-    for (name, schema) in enqueue::request_schemas(reference_hosts) {
+    for (name, schema) in enqueue::request_schemas(reference_hosts, webhook_hosts) {
         doc["components"]["schemas"][name] = schema;
     }
     // An endpoint's events are a set (utoipa has no `uniqueItems` attribute).
@@ -99,7 +100,16 @@ pub fn document(reference_hosts: &[String]) -> Value {
 
 /// `GET /openapi.json`.
 pub async fn openapi_json(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().json(document(&state.settings.enqueue.reference_hosts))
+    let hooks = &state.settings.webhooks;
+    let webhook_hosts: &[String] = if hooks.job_secret.is_some() {
+        &hooks.job_hosts
+    } else {
+        &[]
+    };
+    HttpResponse::Ok().json(document(
+        &state.settings.enqueue.reference_hosts,
+        webhook_hosts,
+    ))
 }
 
 /// Registers `GET /openapi.json`.

@@ -23,6 +23,10 @@ use crate::ApiError;
 
 /// gpuq's own top-level key, in both shapes: the job's start deadline.
 pub const START_WITHIN: &str = "startWithinSeconds";
+
+/// gpuq's own fields of both versions, passed through as they are: the start deadline and a
+/// job's own webhook (`webhooks::job`).
+const OWN_FIELDS: [&str; 3] = [START_WITHIN, "webhook", "webhookEvents"];
 /// Top-level keys of a v1 body besides `jobType` and `metadata`.
 const V1_IDS: [&str; 3] = ["projectId", "videoId", "imageId"];
 /// v1 top-level extras, recorded in `metadata` (`originalPrompt` also becomes the prompt).
@@ -181,7 +185,7 @@ pub fn canonical(body: &Map<String, Value>) -> Result<(Map<String, Value>, Resta
         let key = key.as_str();
         if key == type_key {
             out.insert("jobType".into(), value.clone());
-        } else if key == "metadata" || key == START_WITHIN || (!v2 && V1_IDS.contains(&key)) {
+        } else if key == "metadata" || OWN_FIELDS.contains(&key) || (!v2 && V1_IDS.contains(&key)) {
             out.insert(key.into(), value.clone());
         } else if moved.contains(&key) {
             if value.is_null() {

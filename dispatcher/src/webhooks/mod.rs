@@ -6,12 +6,14 @@
 //! - [`WebhookSettings`]: timeouts, concurrency, the retry schedule, auto-disable.
 //! - [`config`]: endpoints from the configuration, applied at start-up.
 //! - [`input`]: admin bodies for endpoints, checked before anything is written.
+//! - [`job`]: a job's own webhook, named by its enqueue.
 //! - [`schedule`]: when a failed delivery is tried again, and when it is given up.
 //! - [`store`]: endpoints, deliveries and the delivery log in PostgreSQL.
 //! - [`sender`]: the loop — woken by `NOTIFY`, safe with several replicas.
 
 pub mod config;
 pub mod input;
+pub mod job;
 pub mod schedule;
 pub mod sender;
 pub mod store;
@@ -55,6 +57,14 @@ pub struct WebhookSettings {
     pub disable_after_secs: u64,
     /// Endpoints from the configuration (files only), applied at start-up.
     pub endpoints: Vec<config::ConfiguredEndpoint>,
+    /// Hosts a job's own `webhook` URL may point at (`GPUQ__WEBHOOKS__JOB_HOSTS=a,b`);
+    /// empty (the default): enqueues naming a webhook are refused.
+    pub job_hosts: Vec<String>,
+    /// The variable holding the `whsec_...` secret jobs' own webhooks are signed with.
+    pub job_secret_env: Option<String>,
+    /// That secret, read at start-up ([`job::secret`]).
+    #[serde(skip)]
+    pub job_secret: Option<secrecy::SecretString>,
     // `progress_interval_ms` (the same section) is the callback service's: at most one
     // `progress` event per job and endpoint per interval.
 }
@@ -72,6 +82,9 @@ impl Default for WebhookSettings {
             retry_for_secs: 90_000,
             disable_after_secs: 86_400,
             endpoints: Vec::new(),
+            job_hosts: Vec::new(),
+            job_secret_env: None,
+            job_secret: None,
         }
     }
 }

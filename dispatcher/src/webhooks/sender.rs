@@ -11,6 +11,7 @@
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
+use secrecy::ExposeSecret;
 use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 use standardwebhooks::Webhook;
@@ -86,7 +87,7 @@ impl Sender {
                 .unwrap_or_default();
             let retry_in = (!schedule::gives_up(&self.settings, age, next)).then_some(next);
             if retry_in.is_none() {
-                tracing::warn!(delivery = %due.id, endpoint = due.endpoint_id, attempts = due.attempts + 1, "webhook delivery given up");
+                tracing::warn!(delivery = %due.id, endpoint = ?due.endpoint_id, attempts = due.attempts + 1, "webhook delivery given up");
             }
             let disable_after = Duration::from_secs(self.settings.disable_after_secs);
             store::failed(&self.db, &due, &outcome, retry_in, disable_after).await
@@ -105,12 +106,23 @@ impl Sender {
         let started = Instant::now();
         let id = due.id.to_string();
         let timestamp = chrono::Utc::now().timestamp();
-        let signature = match Webhook::new(&due.secret)
-            .and_then(|w| w.sign(&id, timestamp, due.body.as_bytes()))
-        {
-            Ok(s) => s,
-            Err(e) => return failure(None, format!("cannot sign: {e}"), started),
+        let job_secret = self
+            .settings
+            .job_secret
+            .as_ref()
+            .map(ExposeSecret::expose_secret);
+        let Some(secret) = due.secret.as_deref().or(job_secret) else {
+            return failure(
+                None,
+                "no job secret is configured (webhooks.job_secret_env)".into(),
+                started,
+            );
         };
+        let signature =
+            match Webhook::new(secret).and_then(|w| w.sign(&id, timestamp, due.body.as_bytes())) {
+                Ok(s) => s,
+                Err(e) => return failure(None, format!("cannot sign: {e}"), started),
+            };
         let sent = self
             .client
             .post(&due.url)

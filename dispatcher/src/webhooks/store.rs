@@ -15,12 +15,12 @@ use uuid::Uuid;
 pub struct Due {
     /// The delivery's id: the `webhook-id`.
     pub id: Uuid,
-    /// Its endpoint.
-    pub endpoint_id: i64,
+    /// Its endpoint; None for a job's own webhook (signed with the job secret).
+    pub endpoint_id: Option<i64>,
     /// Where to post.
     pub url: String,
-    /// `whsec_...`.
-    pub secret: String,
+    /// The endpoint's `whsec_...`; None for a job's own webhook.
+    pub secret: Option<String>,
     /// The JSON body, exactly as signed and sent.
     pub body: String,
     /// Attempts before this one.
@@ -48,18 +48,19 @@ impl std::fmt::Debug for Due {
 pub async fn take_due(db: &PgPool, batch: u32, lease: Duration) -> sqlx::Result<Vec<Due>> {
     sqlx::query_as(
         "WITH due AS (
-             SELECT d.id FROM webhook_deliveries d
-             JOIN webhook_endpoints e ON e.id = d.endpoint_id AND e.enabled
+             SELECT d.id, e.url, e.secret FROM webhook_deliveries d
+             LEFT JOIN webhook_endpoints e ON e.id = d.endpoint_id
              WHERE d.status = 'pending' AND d.next_attempt_at <= now()
+               AND (d.endpoint_id IS NULL OR e.enabled)
              ORDER BY d.next_attempt_at
              LIMIT $1
              FOR UPDATE OF d SKIP LOCKED)
          UPDATE webhook_deliveries d
          SET next_attempt_at = now() + make_interval(secs => $2)
-         FROM due, webhook_endpoints e
-         WHERE d.id = due.id AND e.id = d.endpoint_id
-         RETURNING d.id, d.endpoint_id, e.url, e.secret, d.payload::text AS body, d.attempts,
-                   d.round_attempts, d.retry_from",
+         FROM due
+         WHERE d.id = due.id
+         RETURNING d.id, d.endpoint_id, coalesce(d.url, due.url) AS url, due.secret,
+                   d.payload::text AS body, d.attempts, d.round_attempts, d.retry_from",
     )
     .bind(i64::from(batch))
     .bind(lease.as_secs_f64())

@@ -11,6 +11,7 @@ mod events;
 mod fairness;
 mod helpers;
 mod hostile;
+mod job_webhooks;
 mod jobs;
 mod legacy;
 mod limits;

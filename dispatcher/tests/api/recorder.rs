@@ -32,6 +32,7 @@ fn job(user: Uuid, key: Option<&str>) -> NewJob {
         tenant: user.to_string(),
         price: None,
         per_gpu_second: None,
+        webhook: None,
     }
 }
 

@@ -14,7 +14,7 @@ use crate::helpers::{assert_error, spawn_app_with, token_for, TestApp, ADMIN_TOK
 
 /// What the receiver does with its next request.
 #[derive(Clone, Copy, Debug)]
-enum Reply {
+pub(crate) enum Reply {
     Status(u16),
     /// Answers only after this long (longer than the sender's timeout: a timeout).
     Hang(Duration),
@@ -22,31 +22,31 @@ enum Reply {
 
 /// One request the receiver got.
 #[derive(Clone, Debug)]
-struct Seen {
-    headers: reqwest::header::HeaderMap,
-    body: Vec<u8>,
+pub(crate) struct Seen {
+    pub(crate) headers: reqwest::header::HeaderMap,
+    pub(crate) body: Vec<u8>,
     reply: Reply,
 }
 
 impl Seen {
-    fn id(&self) -> String {
+    pub(crate) fn id(&self) -> String {
         self.headers["webhook-id"].to_str().unwrap().to_owned()
     }
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap()
     }
 }
 
 #[derive(Clone, Default)]
-struct Receiver {
-    url: String,
+pub(crate) struct Receiver {
+    pub(crate) url: String,
     seen: Arc<Mutex<Vec<Seen>>>,
     script: Arc<Mutex<VecDeque<Reply>>>,
 }
 
 impl Receiver {
     /// A receiver on a free port: answers 200 unless `script` says otherwise.
-    async fn start(script: impl IntoIterator<Item = Reply>) -> Self {
+    pub(crate) async fn start(script: impl IntoIterator<Item = Reply>) -> Self {
         let mut r = Receiver::default();
         r.script.lock().unwrap().extend(script);
         let shared = r.clone();
@@ -63,12 +63,12 @@ impl Receiver {
         r
     }
 
-    fn seen(&self) -> Vec<Seen> {
+    pub(crate) fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
 
     /// Waits until the receiver has answered 2xx to `n` requests.
-    async fn wait_for_delivered(&self, n: usize) -> Vec<Seen> {
+    pub(crate) async fn wait_for_delivered(&self, n: usize) -> Vec<Seen> {
         for _ in 0..300 {
             let ok: Vec<Seen> = self
                 .seen()

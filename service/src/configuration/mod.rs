@@ -143,7 +143,12 @@ pub const FLAT_NAMES: [(&str, &str, FlatKind); 37] = [
 
 /// Settings keys that hold lists, so a nested variable (`GPUQ__AUTH__SECRETS=a,b`) is split
 /// on commas like its flat name.
-const LIST_KEYS: [&str; 3] = ["auth.secrets", "enqueue.reference_hosts", "storage.buckets"];
+const LIST_KEYS: [&str; 4] = [
+    "auth.secrets",
+    "enqueue.reference_hosts",
+    "storage.buckets",
+    "webhooks.job_hosts",
+];
 
 /// Nested names of earlier releases and what they are now (prefix renames): the
 /// dispatcher's `http` section and flat fields, the callback's backoff under `redis`.

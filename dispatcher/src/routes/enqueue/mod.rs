@@ -19,7 +19,7 @@ use crate::overflow::{self, Routed};
 use crate::routes::responses::{Internal, Unauthorized, Unavailable};
 use crate::state::AppState;
 use crate::validation::{self, ReferencePolicy, ValidatedJob};
-use crate::{events, limits, service_times, ApiError};
+use crate::{events, limits, service_times, webhooks, ApiError};
 
 mod answer;
 
@@ -63,6 +63,10 @@ pub async fn enqueue(
         allowed_hosts: &state.settings.enqueue.reference_hosts,
     };
     let job = validation::validate(&body, &policy)?;
+    let webhook = match body.as_object() {
+        Some(b) => webhooks::job::parse(b, &state.settings.webhooks)?,
+        None => None,
+    };
     let idem = idem_key.map(|key| Idempotency::new(key, &body));
 
     if let Some(idem) = &idem {
@@ -92,7 +96,7 @@ pub async fn enqueue(
         .filter(|_| !fallback);
     // Before the row exists: from its commit on, the reconciler may restore the job itself.
     let plan = Plan::of(&state, &envelope, &tenant, start_within, overflow_after).await?;
-    let Some(row) = record(&state, &envelope, &tenant, &job, idem.as_ref()).await? else {
+    let Some(row) = record(&state, &envelope, &tenant, &job, webhook, idem.as_ref()).await? else {
         // Another request with the same key won the race; answer as it did.
         let in_progress =
             || ApiError::Conflict("a request with this Idempotency-Key is in progress".into());
@@ -290,6 +294,7 @@ async fn record(
     env: &JobEnvelope,
     tenant: &Tenant,
     job: &ValidatedJob,
+    webhook: Option<webhooks::job::JobWebhook>,
     idem: Option<&Idempotency>,
 ) -> Result<Option<JobRecord>, ApiError> {
     let credits = &state.settings.credits;
@@ -325,6 +330,7 @@ async fn record(
         tenant: tenant.to_string(),
         price: price.map(|p| p.amount),
         per_gpu_second: price.and_then(|p| p.per_gpu_second),
+        webhook,
     };
     let max = state.settings.limits.max_active_jobs_per_user;
     let record = JobRecord::queued(&row);

@@ -1,0 +1,149 @@
+-- Per-job webhooks (ADR 0016, "Per-job webhooks"): an enqueue may name a URL (its host on
+-- the configured allow-list) and the events it wants. Its deliveries go through the same
+-- outbox and sender as an endpoint's, with `endpoint_id` null and the URL on the delivery;
+-- the sender signs them with the configured job secret.
+
+CREATE TABLE job_webhooks (
+    -- No foreign key: the jobs delete trigger reads this row (a job refused after its
+    -- enqueue tells its webhook) before removing it.
+    job_id  uuid PRIMARY KEY,
+    url     text NOT NULL CHECK (url ~ '^https?://[^\s]+$' AND length(url) <= 2048),
+    events  text[] NOT NULL CHECK (
+                cardinality(events) BETWEEN 1 AND 6
+                AND events <@ ARRAY['queued', 'started', 'progress', 'completed', 'failed', 'cancelled'])
+);
+
+ALTER TABLE webhook_deliveries ALTER COLUMN endpoint_id DROP NOT NULL;
+ALTER TABLE webhook_deliveries ADD COLUMN url text;
+ALTER TABLE webhook_deliveries ADD CONSTRAINT webhook_deliveries_one_target
+    CHECK ((endpoint_id IS NULL) = (url IS NOT NULL));
+
+-- Every endpoint that wants `p_event` of job `j`, and the job's own webhook if it does.
+CREATE OR REPLACE FUNCTION gpuq_webhook_enqueue(j jobs, p_event text)
+RETURNS integer
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    written integer;
+    own integer;
+BEGIN
+    INSERT INTO webhook_deliveries (endpoint_id, job_id, event, payload)
+    SELECT e.id, j.id, p_event, gpuq_webhook_payload(j, p_event)
+    FROM webhook_endpoints e
+    WHERE e.enabled
+      AND p_event = ANY (e.events)
+      AND (e.tenant IS NULL OR e.tenant = gpuq_job_tenant(j));
+    GET DIAGNOSTICS written = ROW_COUNT;
+    INSERT INTO webhook_deliveries (url, job_id, event, payload)
+    SELECT w.url, j.id, p_event, gpuq_webhook_payload(j, p_event)
+    FROM job_webhooks w
+    WHERE w.job_id = j.id AND p_event = ANY (w.events);
+    GET DIAGNOSTICS own = ROW_COUNT;
+    IF written + own > 0 THEN
+        PERFORM gpuq_webhook_wake();
+    END IF;
+    RETURN written + own;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION gpuq_jobs_webhooks() RETURNS trigger
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    -- Nothing to do (the common case) costs a probe of a small table and one of an index.
+    IF NOT EXISTS (SELECT 1 FROM webhook_endpoints WHERE enabled)
+       AND NOT EXISTS (SELECT 1 FROM job_webhooks WHERE job_id = NEW.id) THEN
+        RETURN NULL;
+    END IF;
+    -- A job its own transaction deleted again (an enqueue refused for a taken key or
+    -- short credits) never existed for anyone outside it.
+    PERFORM 1 FROM jobs WHERE id = NEW.id;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    PERFORM gpuq_webhook_enqueue(
+        NEW,
+        CASE NEW.status WHEN 'processing' THEN 'started' ELSE NEW.status END);
+    RETURN NULL;
+END
+$$;
+
+-- As before (…0008), for the job's own webhook too; then its row goes.
+CREATE OR REPLACE FUNCTION gpuq_jobs_drop_webhooks() RETURNS trigger
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    body jsonb;
+    written integer;
+    own integer;
+BEGIN
+    DELETE FROM webhook_deliveries
+        WHERE job_id = OLD.id AND status = 'pending' AND attempts = 0
+          AND next_attempt_at <= now();
+    body := gpuq_webhook_payload(OLD, 'failed');
+    body := jsonb_set(body, '{data}', (body -> 'data') || jsonb_build_object(
+        'status', 'failed', 'errorCode', 'not_accepted',
+        'errorMessage', 'the queue refused the job after it was recorded; it does not exist'));
+    INSERT INTO webhook_deliveries (endpoint_id, job_id, event, payload)
+    SELECT e.id, OLD.id, 'failed', body
+    FROM webhook_endpoints e
+    WHERE e.enabled AND 'failed' = ANY (e.events)
+      AND EXISTS (SELECT 1 FROM webhook_deliveries d
+                  WHERE d.job_id = OLD.id AND d.endpoint_id = e.id);
+    GET DIAGNOSTICS written = ROW_COUNT;
+    INSERT INTO webhook_deliveries (url, job_id, event, payload)
+    SELECT w.url, OLD.id, 'failed', body
+    FROM job_webhooks w
+    WHERE w.job_id = OLD.id AND 'failed' = ANY (w.events)
+      AND EXISTS (SELECT 1 FROM webhook_deliveries d
+                  WHERE d.job_id = OLD.id AND d.endpoint_id IS NULL);
+    GET DIAGNOSTICS own = ROW_COUNT;
+    DELETE FROM job_webhooks WHERE job_id = OLD.id;
+    IF written + own > 0 THEN
+        PERFORM gpuq_webhook_wake();
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+-- As before (…0008), for the job's own webhook too.
+CREATE OR REPLACE FUNCTION gpuq_webhook_progress(p_job uuid, p_fraction double precision,
+                                                 p_message text, p_interval interval)
+RETURNS integer
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    j jobs;
+    written integer;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM webhook_endpoints WHERE enabled AND 'progress' = ANY (events))
+       AND NOT EXISTS (SELECT 1 FROM job_webhooks WHERE job_id = p_job AND 'progress' = ANY (events)) THEN
+        RETURN 0;
+    END IF;
+    -- The row lock orders two reports of one job, so the checks below see the other's event.
+    SELECT * INTO j FROM jobs WHERE id = p_job AND status = 'processing' FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RETURN 0;
+    END IF;
+    INSERT INTO webhook_deliveries (endpoint_id, url, job_id, event, payload)
+    SELECT t.endpoint_id, t.url, j.id, 'progress',
+           jsonb_set(body, '{data}', body -> 'data'
+                     || jsonb_strip_nulls(jsonb_build_object('progress', p_fraction, 'message', p_message)))
+    FROM gpuq_webhook_payload(j, 'progress') AS body,
+         (SELECT e.id AS endpoint_id, NULL::text AS url FROM webhook_endpoints e
+          WHERE e.enabled AND 'progress' = ANY (e.events)
+            AND (e.tenant IS NULL OR e.tenant = gpuq_job_tenant(j))
+          UNION ALL
+          SELECT NULL, w.url FROM job_webhooks w
+          WHERE w.job_id = j.id AND 'progress' = ANY (w.events)) AS t
+    WHERE NOT EXISTS (
+          SELECT 1 FROM webhook_deliveries d
+          WHERE d.job_id = j.id AND d.endpoint_id IS NOT DISTINCT FROM t.endpoint_id
+            AND d.event = 'progress' AND d.created_at > now() - p_interval);
+    GET DIAGNOSTICS written = ROW_COUNT;
+    IF written > 0 THEN
+        PERFORM gpuq_webhook_wake();
+    END IF;
+    RETURN written;
+END
+$$;
