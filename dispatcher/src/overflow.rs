@@ -7,10 +7,10 @@
 //!   admission check as a start deadline), and revisited by the reconciler for jobs that
 //!   have waited longer than this all the same.
 //!
-//! A job is moved only while it is waiting and was never claimed: the row first (its queue,
-//! its envelope's queue and `routed`), then the provider's queue. From then on the callback
-//! service, cancellation and the reconciler follow the row's queue as for any job; a crash
-//! between the two steps leaves a queued row the reconciler restores where the row says.
+//! Only while the provider's queue has a live worker. A waiting job is moved only if it was
+//! never claimed, its row locked throughout: out of its own queue, the row (its queue, its
+//! envelope's queue and `routed`), into the provider's queue, commit. From then on the
+//! callback service, cancellation and the reconciler follow the row's queue as for any job.
 
 use std::collections::HashMap;
 
@@ -101,29 +101,59 @@ pub fn rule(state: &AppState, job_type: JobType) -> Option<&OverflowRule> {
     state.settings.overflow.get(&job_type)
 }
 
-/// Whether a `job_type` job goes straight to its provider: its rule falls back when no
-/// worker serves its own queue, and none does (as of the last second's snapshot).
-pub async fn fallback_now(state: &AppState, job_type: JobType) -> bool {
-    if !rule(state, job_type).is_some_and(|r| r.when_no_worker) {
-        return false;
+/// Whether `queue` has a live worker, as of the last second's snapshot.
+async fn live(state: &AppState, queue: &str) -> bool {
+    match state.queue(queue) {
+        Ok(q) => state
+            .cached_stats(q)
+            .await
+            .is_ok_and(|s| s.live_consumers > 0),
+        Err(_) => false,
     }
-    let Ok(own) = state.queue(job_type.spec().queue) else {
-        return false;
-    };
-    state
-        .cached_stats(own)
-        .await
-        .is_ok_and(|s| s.live_consumers == 0)
 }
 
-/// Points the queued row of `env` at the provider's queue. Returns the envelope as it now
-/// is, or None when the row is no longer queued in its own queue (it ended meanwhile).
+/// The rule of a `job_type` job, while its provider's queue has a live worker: sending a
+/// job where nothing serves it would only strand it.
+pub async fn active_rule(state: &AppState, job_type: JobType) -> Option<&OverflowRule> {
+    let rule = rule(state, job_type)?;
+    live(state, &rule.queue).await.then_some(rule)
+}
+
+/// Whether a `job_type` job goes straight to its provider: its rule falls back when no
+/// worker serves its own queue, and none does while the provider's does.
+pub async fn fallback_now(state: &AppState, job_type: JobType) -> bool {
+    match active_rule(state, job_type).await {
+        Some(rule) if rule.when_no_worker => !live(state, job_type.spec().queue).await,
+        _ => false,
+    }
+}
+
+/// Points the queued row of `env` (still in its own queue, nothing of it in Redis) at the
+/// provider's queue. Returns the envelope as it now is, or None when the row is no longer
+/// queued there.
 pub async fn reroute(
     state: &AppState,
     env: &JobEnvelope,
     rule: &OverflowRule,
     why: Routed,
 ) -> Result<Option<JobEnvelope>, ApiError> {
+    let moved = point_row(&state.db, env, rule, why).await?;
+    Ok(moved.then(|| routed(env, rule)))
+}
+
+/// `env` in the provider's queue.
+fn routed(env: &JobEnvelope, rule: &OverflowRule) -> JobEnvelope {
+    let mut routed = env.clone();
+    routed.queue.clone_from(&rule.queue);
+    routed
+}
+
+async fn point_row<'e>(
+    db: impl sqlx::PgExecutor<'e>,
+    env: &JobEnvelope,
+    rule: &OverflowRule,
+    why: Routed,
+) -> sqlx::Result<bool> {
     let moved = sqlx::query(
         "UPDATE jobs SET queue = $2, routed = $3, \
          envelope = jsonb_set(envelope, '{queue}', to_jsonb($2::text)) \
@@ -133,24 +163,22 @@ pub async fn reroute(
     .bind(&rule.queue)
     .bind(why.as_str())
     .bind(&env.queue)
-    .execute(&state.db)
-    .await?
-    .rows_affected();
-    if moved == 0 {
-        return Ok(None);
-    }
+    .execute(db)
+    .await?;
+    Ok(moved.rows_affected() == 1)
+}
+
+/// Counts a job queued at its provider (`gpuq_jobs_routed_total`).
+pub fn count(state: &AppState, env: &JobEnvelope, why: Routed) {
     state
         .metrics
         .routed
         .get_or_create(&crate::metrics::RoutedLabels {
             job_type: env.job_type.to_string(),
-            queue: rule.queue.clone(),
+            queue: env.queue.clone(),
             reason: why.as_str().into(),
         })
         .inc();
-    let mut routed = env.clone();
-    routed.queue.clone_from(&rule.queue);
-    Ok(Some(routed))
 }
 
 /// The reconciler's pass: moves the jobs of each overflowing type that wait in their own
@@ -159,16 +187,21 @@ pub async fn reroute(
 pub async fn revisit(state: &AppState) -> anyhow::Result<usize> {
     let mut moved = 0;
     for (job_type, rule) in &state.settings.overflow {
+        if active_rule(state, *job_type).await.is_none() {
+            continue;
+        }
         let own = state.queue(job_type.spec().queue)?;
-        let no_worker = rule.when_no_worker && fallback_now(state, *job_type).await;
-        let (why, waited) = match (no_worker, rule.start_over_secs) {
+        let (why, waited) = match (fallback_now(state, *job_type).await, rule.start_over_secs) {
             (true, _) => (Routed::NoLiveWorker, 0),
             (false, Some(secs)) => (Routed::WaitedTooLong, secs),
             (false, None) => continue,
         };
+        // Never-started rows only (`attempts = 0`): one claimed but not yet reported cannot
+        // be withdrawn, and would be read again every pass.
         let ids: Vec<Uuid> = sqlx::query_scalar(
             "SELECT id FROM jobs WHERE queue = $1 AND job_type = $2 AND status = 'queued' \
-             AND started_at IS NULL AND created_at < now() - make_interval(secs => $3) \
+             AND started_at IS NULL AND attempts = 0 \
+             AND created_at < now() - make_interval(secs => $3) \
              ORDER BY created_at LIMIT 100",
         )
         .bind(own.name().as_str())
@@ -177,14 +210,21 @@ pub async fn revisit(state: &AppState) -> anyhow::Result<usize> {
         .fetch_all(&state.db)
         .await?;
         for id in ids {
-            moved += usize::from(move_waiting(state, own, JobId::from(id), rule, why).await?);
+            match move_waiting(state, own, JobId::from(id), rule, why).await {
+                Ok(done) => moved += usize::from(done),
+                Err(e) => {
+                    tracing::warn!(job_id = %id, error = ?e, "could not move a job to its provider")
+                }
+            }
         }
     }
     Ok(moved)
 }
 
-/// Moves one waiting job: out of its own queue (only if never claimed), then the row, then
-/// into the provider's queue.
+/// Moves one waiting job, its row locked throughout (so a cancel or the reconciler's
+/// restore waits and then sees where it is): out of its own queue (only if never claimed),
+/// the row, into the provider's queue, commit. A provider queue that refuses it gets it
+/// back in its own queue, its row untouched.
 async fn move_waiting(
     state: &AppState,
     own: &Queue,
@@ -192,13 +232,18 @@ async fn move_waiting(
     rule: &OverflowRule,
     why: Routed,
 ) -> anyhow::Result<bool> {
-    let envelope: Option<serde_json::Value> =
-        sqlx::query_scalar("SELECT envelope FROM jobs WHERE id = $1")
-            .bind(id.as_uuid())
-            .fetch_optional(&state.db)
-            .await?
-            .flatten();
-    let Some(env) = envelope.and_then(|e| serde_json::from_value::<JobEnvelope>(e).ok()) else {
+    let mut tx = state.db.begin().await?;
+    let envelope: Option<Option<serde_json::Value>> = sqlx::query_scalar(
+        "SELECT envelope FROM jobs WHERE id = $1 AND status = 'queued' AND queue = $2 FOR UPDATE",
+    )
+    .bind(id.as_uuid())
+    .bind(own.name().as_str())
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(env) = envelope
+        .flatten()
+        .and_then(|e| serde_json::from_value::<JobEnvelope>(e).ok())
+    else {
         return Ok(false);
     };
     if env.start_by.is_some_and(|by| by <= chrono::Utc::now()) {
@@ -208,23 +253,44 @@ async fn move_waiting(
     if !own.withdraw_unstarted(id).await? {
         return Ok(false);
     }
-    let Some(routed) = reroute(state, &env, rule, why).await? else {
-        return Ok(false);
-    };
-    let start_within = routed
-        .start_by
-        .and_then(|by| (by - chrono::Utc::now()).to_std().ok());
-    let opts = EnqueueOptions {
-        start_within,
-        ..EnqueueOptions::default()
-    };
-    match state.queue(&rule.queue)?.enqueue(&routed, &opts).await? {
-        EnqueueOutcome::Enqueued { .. } | EnqueueOutcome::AlreadyExists => Ok(true),
-        // The reconciler restores it where its row now says on a later pass.
-        other => {
-            tracing::warn!(job_id = %id, outcome = ?other, "overflow queue refused a moved job");
+    let opts = options_for(state, &env).await;
+    let moved = routed(&env, rule);
+    let queued: anyhow::Result<EnqueueOutcome> = async {
+        if !point_row(&mut *tx, &env, rule, why).await? {
+            anyhow::bail!("its row changed under its lock");
+        }
+        Ok(state.queue(&rule.queue)?.enqueue(&moved, &opts).await?)
+    }
+    .await;
+    match queued {
+        Ok(EnqueueOutcome::Enqueued { .. } | EnqueueOutcome::AlreadyExists) => {
+            tx.commit().await?;
+            count(state, &moved, why);
             Ok(true)
         }
+        other => {
+            drop(tx);
+            tracing::warn!(job_id = %id, outcome = ?other, "the provider's queue did not take a job; it stays");
+            own.enqueue(&env, &opts).await?;
+            Ok(false)
+        }
+    }
+}
+
+/// How a job moved between queues is enqueued: its cost and its tenant's weight as at its
+/// enqueue, and what is left of its start deadline.
+async fn options_for(state: &AppState, env: &JobEnvelope) -> EnqueueOptions {
+    let (_, own) = state.service_times.estimate(&state.db, env.job_type).await;
+    let tenant = env.tenant.clone().unwrap_or_else(|| env.user_id.into());
+    EnqueueOptions {
+        cost_ms: crate::service_times::cost_ms(env.job_type, own, env.config.num_images),
+        weight: state.weights.weight(&state.db, &tenant).await,
+        start_within: env.start_by.map(|by| {
+            (by - chrono::Utc::now())
+                .to_std()
+                .unwrap_or(std::time::Duration::from_millis(1))
+        }),
+        ..EnqueueOptions::default()
     }
 }
 

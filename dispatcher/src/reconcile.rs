@@ -170,10 +170,13 @@ async fn restore(
     let ids: Vec<Uuid> = lost.iter().map(|r| r.id).collect();
     let mut tx = state.db.begin().await?;
     let unfinished: HashSet<Uuid> = sqlx::query_scalar(
+        // Still this queue's: a job moved to a provider's queue meanwhile (ADR 0017) is
+        // that queue's to restore.
         "SELECT id FROM jobs WHERE id = ANY($1) AND status IN ('queued', 'processing') \
-         ORDER BY id FOR UPDATE",
+         AND queue = $2 ORDER BY id FOR UPDATE",
     )
     .bind(&ids)
+    .bind(queue.name().as_str())
     .fetch_all(&mut *tx)
     .await?
     .into_iter()

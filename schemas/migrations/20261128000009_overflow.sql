@@ -2,9 +2,10 @@
 -- provider's queue instead of its type's own says why; its `queue` (and its envelope's) is
 -- then the provider's, so the callback service, the reconciler and cancellation follow it
 -- there like any job.
-ALTER TABLE jobs ADD COLUMN IF NOT EXISTS routed text
-    CHECK (routed IN ('no_live_worker', 'start_over_limit', 'waited_too_long'));
-
--- The reconciler's revisit: a type's jobs still waiting in their own queue, oldest first.
-CREATE INDEX IF NOT EXISTS jobs_waiting_by_type_idx ON jobs (queue, job_type, created_at)
-    WHERE status = 'queued' AND started_at IS NULL;
+--
+-- No default (no rewrite of `jobs`), and the check NOT VALID: every existing row holds
+-- null, so there is nothing to scan for; new and changed rows are checked all the same.
+-- The reconciler's index is built concurrently by …0011.
+ALTER TABLE jobs ADD COLUMN IF NOT EXISTS routed text;
+ALTER TABLE jobs ADD CONSTRAINT jobs_routed_reason
+    CHECK (routed IN ('no_live_worker', 'start_over_limit', 'waited_too_long')) NOT VALID;

@@ -15,8 +15,9 @@ CREATE TABLE job_webhooks (
 
 ALTER TABLE webhook_deliveries ALTER COLUMN endpoint_id DROP NOT NULL;
 ALTER TABLE webhook_deliveries ADD COLUMN url text;
+-- Every row written before holds an endpoint and no URL: no need to scan them.
 ALTER TABLE webhook_deliveries ADD CONSTRAINT webhook_deliveries_one_target
-    CHECK ((endpoint_id IS NULL) = (url IS NOT NULL));
+    CHECK ((endpoint_id IS NULL) = (url IS NOT NULL)) NOT VALID;
 
 -- Every endpoint that wants `p_event` of job `j`, and the job's own webhook if it does.
 CREATE OR REPLACE FUNCTION gpuq_webhook_enqueue(j jobs, p_event text)

@@ -43,6 +43,11 @@ async fn a_job_goes_to_its_provider_while_no_worker_serves_its_queue_and_stays_o
     })
     .await;
     let token = token_for(Uuid::new_v4());
+    // Nothing serves the provider's queue either: the job waits for its own fleet.
+    let stranded = post(&app, &token, "sdxl_image_fast").await;
+    assert_eq!(where_(&stranded), ("sdxl_queue".into(), Value::Null));
+    provider_worker(&app, "sdxl-replicate").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let answer = post(&app, &token, "sdxl_image_fast").await;
     assert_eq!(answer["queue"], "sdxl-replicate", "{answer}");
     assert_eq!(answer["job"]["routed"], "no_live_worker", "{answer}");
@@ -102,29 +107,40 @@ async fn a_job_its_fleet_would_start_too_late_overflows_by_its_fair_share_positi
             .insert(JobType::VideoHigh, rule("wan-replicate", Some(200), false));
     })
     .await;
-    // One live worker with one slot: a video_high job ahead is about 145 s of waiting.
+    // One GPU worker with one slot: a video_high job ahead is about 145 s of waiting. The
+    // provider runs many at once.
     app.queue("wan_queue")
         .await
         .claim_as(&ConsumerName::unique("gpu"), 0, Some(1))
         .await
         .unwrap();
+    provider_worker(&app, "wan-replicate").await;
     let flooder = token_for(Uuid::new_v4());
-    let mut queues = Vec::new();
-    for _ in 0..3 {
-        let a = post(&app, &flooder, "video_high").await;
-        queues.push((
-            a["queue"].as_str().unwrap().to_owned(),
-            a["job"]["routed"].clone(),
-        ));
-    }
-    assert_eq!(queues[0], ("wan_queue".into(), Value::Null));
+    let first = post(&app, &flooder, "video_high").await;
     assert_eq!(
-        queues[1],
+        where_(&first),
+        ("wan_queue".into(), Value::Null),
+        "nothing ahead"
+    );
+    // One ahead (about 145 s) is within the rule's 200 s but past its own 100 s deadline:
+    // the provider can meet it, so it goes there rather than being refused.
+    let body = json!({ "jobType": "video_high", "metadata": { "prompt": "p" }, "startWithinSeconds": 100 });
+    let res = app.post_job(&flooder, &body).await;
+    assert_eq!(res.status(), 202);
+    let hurried: Value = res.json().await.unwrap();
+    assert_eq!(
+        where_(&hurried),
+        ("wan-replicate".into(), json!("start_over_limit"))
+    );
+    let second = post(&app, &flooder, "video_high").await;
+    assert_eq!(
+        where_(&second),
         ("wan_queue".into(), Value::Null),
         "one ahead: about 145 s"
     );
+    let third = post(&app, &flooder, "video_high").await;
     assert_eq!(
-        queues[2],
+        where_(&third),
         ("wan-replicate".into(), json!("start_over_limit")),
         "two ahead: past 200 s"
     );
@@ -132,7 +148,23 @@ async fn a_job_its_fleet_would_start_too_late_overflows_by_its_fair_share_positi
     let other = post(&app, &token_for(Uuid::new_v4()), "video_high").await;
     assert_eq!(other["queue"], "wan_queue", "{other}");
     assert_eq!(app.waiting("wan_queue").await, 3);
-    assert_eq!(app.waiting("wan-replicate").await, 1);
+    assert_eq!(app.waiting("wan-replicate").await, 2);
+}
+
+fn where_(answer: &Value) -> (String, Value) {
+    (
+        answer["queue"].as_str().unwrap().to_owned(),
+        answer["job"]["routed"].clone(),
+    )
+}
+
+/// A provider worker: seen by its queue, with room for a hundred jobs at once.
+async fn provider_worker(app: &TestApp, queue: &str) {
+    app.queue(queue)
+        .await
+        .claim_as(&ConsumerName::unique("replicate"), 0, Some(100))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -148,6 +180,7 @@ async fn the_reconciler_moves_a_job_waiting_past_its_bound_but_never_a_started_o
     let own = app.queue("sdxl_queue").await;
     let gpu = ConsumerName::unique("gpu");
     own.claim_as(&gpu, 0, Some(4)).await.unwrap();
+    provider_worker(&app, "sdxl-replicate").await;
     let token = token_for(Uuid::new_v4());
     let started = post(&app, &token, "sdxl_image_fast").await;
     let started_id = started["job"]["id"].as_str().unwrap().to_owned();

@@ -11,6 +11,8 @@
 //!   poll_max_ms: 5000                      # polls grow by half up to this
 //!   request_timeout_secs: 30
 //!   max_output_mb: 512                     # largest output file downloaded
+//!   max_throttled_secs: 600                # 429s an attempt waits out in all
+//!   max_prediction_secs: 3600              # then the prediction is cancelled
 //! ```
 
 use std::collections::{BTreeMap, HashMap};
@@ -43,6 +45,10 @@ pub struct ProviderConfig {
     pub request_timeout: Duration,
     /// The largest output file downloaded, bytes.
     pub max_output_bytes: u64,
+    /// How long an attempt waits out throttling (429s) in all before it gives up.
+    pub max_throttled: Duration,
+    /// How long a prediction may run before it is cancelled.
+    pub max_prediction: Duration,
 }
 
 #[derive(Deserialize)]
@@ -60,6 +66,8 @@ struct RawProvider {
     poll_max_ms: u64,
     request_timeout_secs: u64,
     max_output_mb: u64,
+    max_throttled_secs: u64,
+    max_prediction_secs: u64,
 }
 
 #[derive(Deserialize)]
@@ -92,6 +100,8 @@ impl ProviderConfig {
             .and_then(|b| b.set_default("provider.poll_max_ms", 5000))
             .and_then(|b| b.set_default("provider.request_timeout_secs", 30))
             .and_then(|b| b.set_default("provider.max_output_mb", 512))
+            .and_then(|b| b.set_default("provider.max_throttled_secs", 600))
+            .and_then(|b| b.set_default("provider.max_prediction_secs", 3600))
             .map_err(ConfigurationError::from)?;
         let raw: Raw = configuration::load(defaults, env)?;
         let p = raw.provider;
@@ -142,6 +152,8 @@ impl ProviderConfig {
             },
             request_timeout: Duration::from_secs(p.request_timeout_secs),
             max_output_bytes: p.max_output_mb.saturating_mul(1 << 20),
+            max_throttled: Duration::from_secs(p.max_throttled_secs),
+            max_prediction: Duration::from_secs(p.max_prediction_secs.max(1)),
         })
     }
 
@@ -154,6 +166,8 @@ impl ProviderConfig {
             models: self.models.clone(),
             poll: self.poll,
             max_output_bytes: self.max_output_bytes,
+            max_throttled: self.max_throttled,
+            max_prediction: self.max_prediction,
         })
     }
 

@@ -60,6 +60,12 @@ pub struct ProviderHandler {
     pub poll: PollInterval,
     /// The largest output file downloaded.
     pub max_output_bytes: u64,
+    /// How long one attempt may wait out the provider's throttling before it gives up
+    /// (retryable): a provider that never stops answering 429 must not hold a slot forever.
+    pub max_throttled: Duration,
+    /// How long a prediction may run before it is cancelled and the attempt fails
+    /// (retryable).
+    pub max_prediction: Duration,
 }
 
 impl Handler for ProviderHandler {
@@ -76,7 +82,9 @@ impl Handler for ProviderHandler {
             .await?;
         tracing::info!(job_id = %job.job_id, prediction = %created.id, model = %model.model,
             "prediction created");
+        let running = Running::new(&self.client, &created.id);
         let done = self.until_done(&ctx, created).await?;
+        running.ended();
         match done.status.as_str() {
             "succeeded" => self.store(&job, &ctx, &model.model, &done).await,
             "failed" => Err(JobError::permanent(format!(
@@ -93,17 +101,25 @@ impl Handler for ProviderHandler {
 }
 
 impl ProviderHandler {
-    /// Runs `call` until the provider does not throttle it, waiting out each `Retry-After`.
-    /// Stops (retryable) when the job is cancelled meanwhile.
+    /// Runs `call` until the provider does not throttle it, waiting out each `Retry-After`
+    /// (at most `max_throttled` in all). Stops (retryable) when the job is cancelled.
     async fn unthrottled<T, F, Fut>(&self, ctx: &JobContext, call: F) -> Result<T, JobError>
     where
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T, ProviderError>>,
     {
+        let mut throttled = Duration::ZERO;
         loop {
             match call().await {
                 Err(ProviderError::RateLimited(wait)) => {
-                    tracing::info!(job_id = %ctx.job_id(), ?wait, "throttled by the provider");
+                    throttled += wait;
+                    if throttled > self.max_throttled {
+                        return Err(JobError::retryable(format!(
+                            "throttled by the provider for over {} s",
+                            self.max_throttled.as_secs()
+                        )));
+                    }
+                    tracing::warn!(job_id = %ctx.job_id(), ?wait, "throttled by the provider");
                     tokio::select! {
                         _ = ctx.cancelled() => return Err(JobError::retryable("cancelled")),
                         _ = tokio::time::sleep(wait) => {}
@@ -114,12 +130,15 @@ impl ProviderHandler {
         }
     }
 
-    /// Polls the prediction until it ends. A cancelled job cancels it at the provider.
+    /// Polls the prediction until it ends. Returning early (a cancelled job, a prediction
+    /// past `max_prediction`, a provider that stopped answering) leaves the prediction to
+    /// the caller's [`Running`], which cancels it.
     async fn until_done(
         &self,
         ctx: &JobContext,
         mut p: Prediction,
     ) -> Result<Prediction, JobError> {
+        let started = tokio::time::Instant::now();
         let mut wait = self.poll.first;
         let mut errors = 0;
         let mut reported = String::new();
@@ -132,11 +151,15 @@ impl ProviderHandler {
                 ctx.progress(fraction, message);
                 reported.clone_from(&p.status);
             }
+            if started.elapsed() > self.max_prediction {
+                return Err(JobError::retryable(format!(
+                    "the provider's prediction {} ran past {} s",
+                    p.id,
+                    self.max_prediction.as_secs()
+                )));
+            }
             tokio::select! {
-                _ = ctx.cancelled() => {
-                    self.cancel(&p.id).await;
-                    return Err(JobError::retryable("cancelled"));
-                }
+                _ = ctx.cancelled() => return Err(JobError::retryable("cancelled")),
                 _ = tokio::time::sleep(wait) => {}
             }
             wait = (wait * 3 / 2).min(self.poll.max);
@@ -151,29 +174,12 @@ impl ProviderHandler {
                     tracing::warn!(job_id = %ctx.job_id(), prediction = %p.id, error = %e,
                         "could not poll the prediction");
                     if errors >= MAX_POLL_ERRORS {
-                        self.cancel(&p.id).await;
                         return Err(job_error(e));
                     }
                 }
             }
         }
         Ok(p)
-    }
-
-    /// Best effort: a prediction nobody waits for should not run on (and be billed).
-    async fn cancel(&self, id: &str) {
-        for _ in 0..3 {
-            match self.client.cancel(id).await {
-                Ok(_) => return,
-                Err(ProviderError::RateLimited(wait)) => {
-                    tokio::time::sleep(wait.min(Duration::from_secs(5))).await;
-                }
-                Err(e) => {
-                    tracing::warn!(prediction = %id, error = %e, "could not cancel the prediction");
-                    return;
-                }
-            }
-        }
     }
 
     /// Downloads the prediction's output files into the job's bucket.
@@ -217,6 +223,52 @@ impl ProviderHandler {
             JobKind::Image => Output::images(assets),
             JobKind::Video => Output::video(assets.remove(0)),
         })
+    }
+}
+
+/// A prediction the handler has not seen end. Dropped before [`Running::ended`] (the
+/// handler returned early, or the SDK aborted it: a shutdown past its deadline, a lost
+/// lease), it asks the provider to cancel the prediction, from a task of its own: nobody
+/// waits for its result, and it should not run on and be billed.
+struct Running {
+    client: ReplicateClient,
+    id: Option<String>,
+}
+
+impl Running {
+    fn new(client: &ReplicateClient, id: &str) -> Self {
+        Self {
+            client: client.clone(),
+            id: Some(id.to_owned()),
+        }
+    }
+
+    fn ended(mut self) {
+        self.id = None;
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let (Some(id), Ok(runtime)) = (self.id.take(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        let client = self.client.clone();
+        runtime.spawn(async move {
+            for _ in 0..3 {
+                match client.cancel(&id).await {
+                    Ok(_) => return,
+                    Err(ProviderError::RateLimited(wait)) => {
+                        tokio::time::sleep(wait.min(Duration::from_secs(5))).await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(prediction = %id, error = %e, "could not cancel the prediction");
+                        return;
+                    }
+                }
+            }
+        });
     }
 }
 

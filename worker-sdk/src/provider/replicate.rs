@@ -128,6 +128,10 @@ pub enum ProviderError {
 /// The longest `Retry-After` honoured; a longer one is cut to this and asked again.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
+/// One output file's download, body included: a video of hundreds of megabytes takes longer
+/// than an API call's timeout allows.
+const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// A Replicate API client configured by base URL and token.
 #[derive(Clone)]
 pub struct ReplicateClient {
@@ -187,14 +191,32 @@ impl ReplicateClient {
     }
 
     /// Downloads an output file, at most `limit` bytes. Returns its bytes and content type.
+    /// The URL's query (a signed URL's token) is never in an error.
     pub async fn download(
         &self,
         url: &str,
         limit: u64,
     ) -> Result<(bytes::Bytes, Option<String>), ProviderError> {
-        let mut resp = self.http.get(url).send().await.map_err(unavailable)?;
-        if !resp.status().is_success() {
-            return Err(classify(resp.status(), resp.headers(), String::new()));
+        // No token: output URLs are the provider's file hosts, signed in themselves.
+        let mut resp = self
+            .http
+            .get(url)
+            .timeout(DOWNLOAD_TIMEOUT)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        match resp.status() {
+            s if s.is_success() => {}
+            StatusCode::TOO_MANY_REQUESTS => {
+                return Err(ProviderError::RateLimited(retry_after(resp.headers())))
+            }
+            // An expired signed URL, a file host down: not the token's fault, and not the
+            // job's either.
+            s => {
+                return Err(ProviderError::Unavailable(format!(
+                    "an output file's download answered {s}"
+                )))
+            }
         }
         let content_type = resp
             .headers()
@@ -206,7 +228,7 @@ impl ReplicateClient {
             if (body.len() + chunk.len()) as u64 > limit {
                 return Err(ProviderError::Refused {
                     status: 200,
-                    body: format!("output {url} is larger than {limit} bytes"),
+                    body: format!("an output file is larger than {limit} bytes"),
                 });
             }
             body.extend_from_slice(&chunk);

@@ -200,7 +200,12 @@ async fn cancel(req: HttpRequest, id: web::Path<String>, state: web::Data<State>
     }
 }
 
-async fn file(name: web::Path<String>) -> HttpResponse {
+/// An output file. A request carrying a token is refused: the API token must never reach
+/// whatever host an output URL names.
+async fn file(req: HttpRequest, name: web::Path<String>) -> HttpResponse {
+    if req.headers().contains_key("authorization") {
+        return HttpResponse::BadRequest().body("a token was sent to the file host");
+    }
     let Some((id, rest)) = name.rsplit_once('-') else {
         return HttpResponse::NotFound().finish();
     };

@@ -47,6 +47,8 @@ fn handler(fake: &FakeReplicate, token: &str) -> ProviderHandler {
             max: Duration::from_millis(200),
         },
         max_output_bytes: 1 << 20,
+        max_throttled: Duration::from_secs(30),
+        max_prediction: Duration::from_secs(30),
     }
 }
 
@@ -67,6 +69,7 @@ async fn setup(token: &str) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let worker: Worker = builder(&redis_url(), &ns, "sdxl_queue", &receiver)
         .concurrency(2)
+        .shutdown_deadline(Duration::from_millis(300))
         .storage(LocalStorage::new(dir.path()))
         .handler(handler(&fake, token))
         .build()
@@ -262,7 +265,7 @@ async fn cancelling_the_job_cancels_its_prediction() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_refused_token_is_retryable_and_never_sent_anywhere_else() {
+async fn a_refused_token_is_retryable_and_kept_out_of_the_report() {
     let s = setup("r8_wrong").await;
     let env = s.submit(JobType::SdxlImageFast, "ok", 1).await;
     let report = s
@@ -278,4 +281,33 @@ async fn a_refused_token_is_retryable_and_never_sent_anywhere_else() {
     );
     assert!(s.fake.unauthorized() >= 1);
     s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_stopping_mid_prediction_cancels_it_at_the_provider() {
+    let s = setup(TOKEN).await;
+    let env = s.submit(JobType::SdxlImageFast, "hang", 1).await;
+    s.receiver
+        .wait_for(
+            env.job_id,
+            CallbackStatus::Processing,
+            Duration::from_secs(5),
+        )
+        .await;
+    for _ in 0..100 {
+        if s.fake.predictions() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let fake = s.fake.clone();
+    // The worker stops; the prediction runs past its 300 ms shutdown deadline.
+    s.stop().await;
+    for _ in 0..150 {
+        if fake.canceled("pred0000") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(fake.canceled("pred0000"), "the provider was told to cancel");
 }

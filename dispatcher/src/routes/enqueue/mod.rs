@@ -6,7 +6,6 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{SubsecRound, Utc};
 use serde_json::Value;
 
-use gpuq_queue::{EnqueueOptions, EnqueueOutcome, Lane, WorkAhead};
 use gpuq_schemas::{JobEnvelope, JobEvent, JobId, JobStatus, Tenant, UserId};
 use gpuq_service::body::json_body;
 
@@ -15,13 +14,14 @@ use crate::jobs_db::{self, JobRecord, NewJob, Recorded};
 use crate::metrics::JobTypeLabel;
 use gpuq_service::ErrorBody;
 
-use crate::overflow::{self, Routed};
 use crate::routes::responses::{Internal, Unauthorized, Unavailable};
 use crate::state::AppState;
 use crate::validation::{self, ReferencePolicy, ValidatedJob};
-use crate::{events, limits, service_times, webhooks, ApiError};
+use crate::{events, limits, webhooks, ApiError};
 
 mod answer;
+
+mod place;
 
 pub use answer::EnqueueAnswer;
 
@@ -89,13 +89,10 @@ pub async fn enqueue(
     let start_within = job
         .start_within_secs
         .or_else(|| state.settings.enqueue.start_within(job.job_type));
-    let envelope = envelope(id, user, &tenant, &job, start_within);
-    let fallback = overflow::fallback_now(&state, job.job_type).await;
-    let overflow_after = overflow::rule(&state, job.job_type)
-        .and_then(|r| r.start_over_secs)
-        .filter(|_| !fallback);
+    let mut envelope = envelope(id, user, &tenant, &job, start_within);
+    let route = place::Route::of(&state, &mut envelope).await;
     // Before the row exists: from its commit on, the reconciler may restore the job itself.
-    let plan = Plan::of(&state, &envelope, &tenant, start_within, overflow_after).await?;
+    let plan = place::Plan::of(&state, &envelope, &tenant, start_within, &route).await?;
     let Some(row) = record(&state, &envelope, &tenant, &job, webhook, idem.as_ref()).await? else {
         // Another request with the same key won the race; answer as it did.
         let in_progress =
@@ -106,7 +103,7 @@ pub async fn enqueue(
             .ok_or_else(in_progress)?;
         return accepted(&state, user, answer);
     };
-    let placed = place(&state, envelope, row, plan, &tenant, start_within, fallback).await;
+    let placed = place::place(&state, envelope, row, plan, route).await;
     let answer = match placed {
         Ok(answer) => answer,
         Err(e) => {
@@ -356,191 +353,4 @@ async fn record(
 
 fn to_value(v: &impl serde::Serialize) -> Result<Value, ApiError> {
     serde_json::to_value(v).map_err(|e| ApiError::Internal(e.into()))
-}
-
-/// Where a job goes and what it costs: its lane, its charge to its tenant's fair share, its
-/// start deadline, and the run times and capacity its ETA is made of.
-struct Plan {
-    opts: EnqueueOptions,
-    /// The admission bound is the overflow rule's, not the start deadline's: a job refused
-    /// by it goes to the provider's queue instead of being refused.
-    overflow_binds: bool,
-    /// Expected run time of a job of its queue (the jobs ahead), seconds.
-    per_job_ahead: f64,
-    /// Expected run time of the job itself, seconds.
-    own: f64,
-    /// Jobs the queue's live workers run at once.
-    slots: u64,
-}
-
-impl Plan {
-    /// Run times are measured per type: they give the job's cost to its tenant's fair share
-    /// and, with the live workers' slots, its ETA and how many jobs may be ahead of it for
-    /// it to start by its deadline. Every read is cached.
-    async fn of(
-        state: &AppState,
-        env: &JobEnvelope,
-        tenant: &Tenant,
-        start_within: Option<u32>,
-        overflow_after: Option<u32>,
-    ) -> Result<Self, ApiError> {
-        let (per_job_ahead, own) = state.service_times.estimate(&state.db, env.job_type).await;
-        let slots = state.live_slots(state.queue(&env.queue)?).await;
-        let deadline_ahead =
-            start_within.and_then(|s| service_times::max_ahead(s.into(), slots, per_job_ahead));
-        // No live slot: nothing may be ahead of it (an empty queue keeps it, for a fleet
-        // scaling up from zero; the reconciler moves it if it then waits too long).
-        let overflow_ahead = overflow_after
-            .map(|s| service_times::max_ahead(s.into(), slots, per_job_ahead).unwrap_or(0));
-        let overflow_binds = overflow_ahead.is_some_and(|o| deadline_ahead.is_none_or(|d| o <= d));
-        let opts = EnqueueOptions {
-            lane: Lane::Normal,
-            cost_ms: service_times::cost_ms(env.job_type, own, env.config.num_images),
-            weight: state.weights.weight(&state.db, tenant).await,
-            start_within: start_within.map(|s| std::time::Duration::from_secs(s.into())),
-            max_ahead: if overflow_binds {
-                overflow_ahead
-            } else {
-                deadline_ahead
-            },
-            ..EnqueueOptions::default()
-        };
-        Ok(Self {
-            opts,
-            overflow_binds,
-            per_job_ahead,
-            own,
-            slots,
-        })
-    }
-
-    /// Seconds until the job ends `own` seconds after it starts, from the work ahead.
-    async fn eta(&self, state: &AppState, work: &WorkAhead, own: f64) -> u64 {
-        let gpu_ms = state.weights.gpu_ms(&state.db, work).await;
-        service_times::eta_from_work(gpu_ms, work.high_jobs, self.slots, self.per_job_ahead, own)
-    }
-}
-
-/// What came of [`push`].
-enum Pushed {
-    Queued(Box<EnqueueAnswer>),
-    /// Its own fleet would start it later than its overflow rule allows; nothing written.
-    Overflow,
-}
-
-/// Puts the job on its queue, or on its provider's when its type overflows and it was sent
-/// there (no live worker) or its own queue would start it too late (ADR 0017).
-async fn place(
-    state: &AppState,
-    env: JobEnvelope,
-    record: JobRecord,
-    plan: Plan,
-    tenant: &Tenant,
-    start_within: Option<u32>,
-    fallback: bool,
-) -> Result<EnqueueAnswer, ApiError> {
-    let why = if fallback {
-        Routed::NoLiveWorker
-    } else {
-        match push(state, &env, record.clone(), plan).await? {
-            Pushed::Queued(answer) => return Ok(*answer),
-            Pushed::Overflow => Routed::StartOverLimit,
-        }
-    };
-    let internal = |m: &str| ApiError::Internal(anyhow::anyhow!("{m} for job {}", env.job_id));
-    let rule = overflow::rule(state, env.job_type).ok_or_else(|| internal("no overflow rule"))?;
-    let env = overflow::reroute(state, &env, rule, why)
-        .await?
-        .ok_or_else(|| internal("the row left the queued state before its enqueue"))?;
-    let record = JobRecord {
-        queue: env.queue.clone(),
-        routed: Some(why.as_str().into()),
-        ..record
-    };
-    let plan = Plan::of(state, &env, tenant, start_within, None).await?;
-    match push(state, &env, record, plan).await? {
-        Pushed::Queued(answer) => Ok(*answer),
-        Pushed::Overflow => Err(internal("a provider queue overflowed")),
-    }
-}
-
-/// Puts the recorded job on the queue its envelope names. Never leaves a `queued` row with
-/// nothing behind it, except to overflow: a full queue deletes the row (the job never
-/// existed: 429), a Redis failure marks it failed (503).
-async fn push(
-    state: &AppState,
-    env: &JobEnvelope,
-    record: JobRecord,
-    plan: Plan,
-) -> Result<Pushed, ApiError> {
-    let queue = state.queue(&env.queue)?;
-    let id = env.job_id.as_uuid();
-    let outcome = match queue.enqueue(env, &plan.opts).await {
-        Ok(outcome) => outcome,
-        Err(e) => {
-            tracing::error!(error = ?e, "enqueue failed; marking the job failed");
-            jobs_db::finish(
-                &state.db,
-                id,
-                JobStatus::Failed,
-                Some("queue unavailable when the job was submitted"),
-            )
-            .await?;
-            return Err(ApiError::Unavailable(
-                "queue unavailable; the job was not queued".into(),
-            ));
-        }
-    };
-    let (position, waiting, eta) = match outcome {
-        EnqueueOutcome::Enqueued {
-            position,
-            waiting,
-            work,
-        } => (position, waiting, plan.eta(state, &work, plan.own).await),
-        EnqueueOutcome::WouldStartLate { .. } if plan.overflow_binds => {
-            return Ok(Pushed::Overflow);
-        }
-        EnqueueOutcome::WouldStartLate { position, work } => {
-            jobs_db::delete(&state.db, id).await?;
-            reject_metric(state, "deadline_unreachable");
-            let wait = plan.eta(state, &work, 0.0).await;
-            let within = plan.opts.start_within.map_or(0, |d| d.as_secs());
-            return Err(ApiError::TooManyRequests {
-                code: "deadline_unreachable",
-                message: format!(
-                    "{position} jobs would start before this one: predicted wait {wait} s, \
-                     over its startWithinSeconds of {within}"
-                ),
-                retry_after: wait.saturating_sub(within).max(1),
-            });
-        }
-        EnqueueOutcome::QueueFull { waiting } => {
-            jobs_db::delete(&state.db, id).await?;
-            reject_metric(state, "queue_full");
-            return Err(ApiError::TooManyRequests {
-                code: "queue_full",
-                message: format!(
-                    "{} holds {waiting} waiting jobs, its maximum; try again later",
-                    env.queue
-                ),
-                retry_after: 30,
-            });
-        }
-        EnqueueOutcome::AlreadyExists => {
-            // The reconciler restored the committed row's job before this push (possible
-            // with a grace period of 0): it waits all the same.
-            let waiting = queue.stats().await.map(|s| s.waiting()).unwrap_or(1);
-            let ahead = waiting.saturating_sub(1);
-            let eta = service_times::eta_seconds(ahead, plan.slots, plan.per_job_ahead, plan.own);
-            (ahead, waiting, eta)
-        }
-        EnqueueOutcome::Duplicate { existing } => {
-            return Err(ApiError::Internal(anyhow::anyhow!(
-                "fresh job id reported as a duplicate of {existing}"
-            )))
-        }
-    };
-    Ok(Pushed::Queued(Box::new(EnqueueAnswer::queued(
-        env, record, waiting, position, eta,
-    ))))
 }
