@@ -738,6 +738,8 @@
       ...field('id', job.id, 'job-id'),
       ...field('type', job.jobType, 'job-type'),
       ...field('queue', job.queue, 'job-queue'),
+      // Sent to a hosted provider's queue instead of its own, and why (ADR 0017).
+      ...(job.routed ? field('routed', job.routed.replace(/_/g, ' '), 'job-routed') : []),
       ...field('attempts', `${num(job.attempts)} of ${num(job.maxAttempts)}`, 'job-attempts'),
       ...field('user', job.userId, 'job-user'),
       ...field('created', when(job.createdAt), 'job-created'),

@@ -19,31 +19,38 @@ ALTER TABLE webhook_deliveries ADD COLUMN url text;
 ALTER TABLE webhook_deliveries ADD CONSTRAINT webhook_deliveries_one_target
     CHECK ((endpoint_id IS NULL) = (url IS NOT NULL)) NOT VALID;
 
--- Every endpoint that wants `p_event` of job `j`, and the job's own webhook if it does.
+-- Where event `p_event` of job `j` goes: every enabled endpoint that wants it (and the
+-- job's tenant), and the job's own webhook if it does. One row per target: an endpoint's
+-- id, or the job's own URL.
+CREATE FUNCTION gpuq_webhook_targets(j jobs, p_event text)
+RETURNS TABLE (endpoint_id bigint, url text)
+LANGUAGE sql STABLE
+AS $$
+    SELECT e.id, NULL::text FROM webhook_endpoints e
+    WHERE e.enabled AND p_event = ANY (e.events)
+      AND (e.tenant IS NULL OR e.tenant = gpuq_job_tenant(j))
+    UNION ALL
+    SELECT NULL, w.url FROM job_webhooks w
+    WHERE w.job_id = j.id AND p_event = ANY (w.events)
+$$;
+
+-- Writes one delivery of `p_event` for job `j` to each of its targets (the body built
+-- once); wakes the senders when it wrote any. Returns how many it wrote.
 CREATE OR REPLACE FUNCTION gpuq_webhook_enqueue(j jobs, p_event text)
 RETURNS integer
 LANGUAGE plpgsql
 AS $$
 DECLARE
+    body jsonb := gpuq_webhook_payload(j, p_event);
     written integer;
-    own integer;
 BEGIN
-    INSERT INTO webhook_deliveries (endpoint_id, job_id, event, payload)
-    SELECT e.id, j.id, p_event, gpuq_webhook_payload(j, p_event)
-    FROM webhook_endpoints e
-    WHERE e.enabled
-      AND p_event = ANY (e.events)
-      AND (e.tenant IS NULL OR e.tenant = gpuq_job_tenant(j));
+    INSERT INTO webhook_deliveries (endpoint_id, url, job_id, event, payload)
+    SELECT t.endpoint_id, t.url, j.id, p_event, body FROM gpuq_webhook_targets(j, p_event) t;
     GET DIAGNOSTICS written = ROW_COUNT;
-    INSERT INTO webhook_deliveries (url, job_id, event, payload)
-    SELECT w.url, j.id, p_event, gpuq_webhook_payload(j, p_event)
-    FROM job_webhooks w
-    WHERE w.job_id = j.id AND p_event = ANY (w.events);
-    GET DIAGNOSTICS own = ROW_COUNT;
-    IF written + own > 0 THEN
+    IF written > 0 THEN
         PERFORM gpuq_webhook_wake();
     END IF;
-    RETURN written + own;
+    RETURN written;
 END
 $$;
 
@@ -69,14 +76,13 @@ BEGIN
 END
 $$;
 
--- As before (…0008), for the job's own webhook too; then its row goes.
+-- As before (…0008), for the job's own webhook too: a target that may have heard of the
+-- job (a delivery of it taken, delivered or failed) is told it failed. Then its row goes.
 CREATE OR REPLACE FUNCTION gpuq_jobs_drop_webhooks() RETURNS trigger
 LANGUAGE plpgsql
 AS $$
 DECLARE
     body jsonb;
-    written integer;
-    own integer;
 BEGIN
     DELETE FROM webhook_deliveries
         WHERE job_id = OLD.id AND status = 'pending' AND attempts = 0
@@ -85,24 +91,17 @@ BEGIN
     body := jsonb_set(body, '{data}', (body -> 'data') || jsonb_build_object(
         'status', 'failed', 'errorCode', 'not_accepted',
         'errorMessage', 'the queue refused the job after it was recorded; it does not exist'));
-    INSERT INTO webhook_deliveries (endpoint_id, job_id, event, payload)
-    SELECT e.id, OLD.id, 'failed', body
-    FROM webhook_endpoints e
-    WHERE e.enabled AND 'failed' = ANY (e.events)
-      AND EXISTS (SELECT 1 FROM webhook_deliveries d
-                  WHERE d.job_id = OLD.id AND d.endpoint_id = e.id);
-    GET DIAGNOSTICS written = ROW_COUNT;
-    INSERT INTO webhook_deliveries (url, job_id, event, payload)
-    SELECT w.url, OLD.id, 'failed', body
-    FROM job_webhooks w
-    WHERE w.job_id = OLD.id AND 'failed' = ANY (w.events)
-      AND EXISTS (SELECT 1 FROM webhook_deliveries d
-                  WHERE d.job_id = OLD.id AND d.endpoint_id IS NULL);
-    GET DIAGNOSTICS own = ROW_COUNT;
-    DELETE FROM job_webhooks WHERE job_id = OLD.id;
-    IF written + own > 0 THEN
+    INSERT INTO webhook_deliveries (endpoint_id, url, job_id, event, payload)
+    SELECT t.endpoint_id, t.url, OLD.id, 'failed', body
+    FROM gpuq_webhook_targets(OLD, 'failed') t
+    WHERE EXISTS (SELECT 1 FROM webhook_deliveries d
+                  WHERE d.job_id = OLD.id
+                    AND (d.endpoint_id = t.endpoint_id
+                         OR (t.endpoint_id IS NULL AND d.endpoint_id IS NULL)));
+    IF FOUND THEN
         PERFORM gpuq_webhook_wake();
     END IF;
+    DELETE FROM job_webhooks WHERE job_id = OLD.id;
     RETURN NULL;
 END
 $$;
@@ -126,21 +125,22 @@ BEGIN
     IF NOT FOUND THEN
         RETURN 0;
     END IF;
+    -- Each target's last progress event is found by the (job_id, endpoint_id, event,
+    -- created_at) index: `=` for an endpoint, IS NULL for the job's own.
     INSERT INTO webhook_deliveries (endpoint_id, url, job_id, event, payload)
     SELECT t.endpoint_id, t.url, j.id, 'progress',
            jsonb_set(body, '{data}', body -> 'data'
                      || jsonb_strip_nulls(jsonb_build_object('progress', p_fraction, 'message', p_message)))
     FROM gpuq_webhook_payload(j, 'progress') AS body,
-         (SELECT e.id AS endpoint_id, NULL::text AS url FROM webhook_endpoints e
-          WHERE e.enabled AND 'progress' = ANY (e.events)
-            AND (e.tenant IS NULL OR e.tenant = gpuq_job_tenant(j))
-          UNION ALL
-          SELECT NULL, w.url FROM job_webhooks w
-          WHERE w.job_id = j.id AND 'progress' = ANY (w.events)) AS t
+         gpuq_webhook_targets(j, 'progress') AS t
     WHERE NOT EXISTS (
           SELECT 1 FROM webhook_deliveries d
-          WHERE d.job_id = j.id AND d.endpoint_id IS NOT DISTINCT FROM t.endpoint_id
-            AND d.event = 'progress' AND d.created_at > now() - p_interval);
+          WHERE d.job_id = j.id AND d.endpoint_id = t.endpoint_id AND d.event = 'progress'
+            AND d.created_at > now() - p_interval)
+      AND NOT (t.endpoint_id IS NULL AND EXISTS (
+          SELECT 1 FROM webhook_deliveries d
+          WHERE d.job_id = j.id AND d.endpoint_id IS NULL AND d.event = 'progress'
+            AND d.created_at > now() - p_interval));
     GET DIAGNOSTICS written = ROW_COUNT;
     IF written > 0 THEN
         PERFORM gpuq_webhook_wake();

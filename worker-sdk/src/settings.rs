@@ -233,6 +233,28 @@ fn storage(raw: RawStorage) -> Result<StorageChoice, SettingsError> {
     })
 }
 
+/// The rest of a worker binary's `main` once telemetry is up: a worker that could not be
+/// built stops the process with code 2 (a configuration error); one that was runs until
+/// SIGTERM or ctrl-c, then exits 0, or 1 if it failed.
+pub async fn run_binary<E: std::fmt::Display>(
+    worker: Result<crate::Worker, E>,
+) -> std::process::ExitCode {
+    let worker = match worker {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::error!(error = %e, "invalid configuration");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match worker.run(crate::shutdown_on_signal()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "worker failed");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,12 @@
 //! The whole system: the real dispatcher and callback service (in this process, on random
-//! ports), two SDK demo workers, real Redis and PostgreSQL. Every job type goes in through
-//! HTTP and must come out completed with the right rows and files.
+//! ports), SDK workers, real Redis and PostgreSQL. Every job type goes in through HTTP and
+//! must come out completed with the right rows and files, through demo workers or, with no
+//! GPU worker up, through the provider worker and a local stand-in for Replicate.
+
+// The SDK suite's stand-in for Replicate; this test uses only part of it.
+#[allow(dead_code)]
+#[path = "sdk/fake_replicate.rs"]
+mod fake_replicate;
 
 use std::time::Duration;
 
@@ -17,6 +23,14 @@ use gpuq_worker_sdk::LocalStorage;
 const SECRET: &str = "e2e-callback-secret";
 
 async fn start_dispatcher(db: &str, ns: &str) -> String {
+    start_dispatcher_with(db, ns, |_| {}).await
+}
+
+async fn start_dispatcher_with(
+    db: &str,
+    ns: &str,
+    customize: impl FnOnce(&mut gpuq_dispatcher::Settings),
+) -> String {
     let mut s = gpuq_dispatcher::Settings::defaults().unwrap();
     s.application.port = 0;
     s.database.url = SecretString::from(db.to_owned());
@@ -31,6 +45,7 @@ async fn start_dispatcher(db: &str, ns: &str) -> String {
     s.queue.backoff_base_ms = 100;
     s.queue.backoff_max_ms = 1000;
     s.queue.maintenance_interval_ms = 100;
+    customize(&mut s);
     let app = gpuq_dispatcher::Application::build(s).await.unwrap();
     let url = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
@@ -146,4 +161,111 @@ async fn every_job_type_goes_through_http_workers_and_callbacks_into_rows_and_fi
         stop.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(10), handle).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_no_gpu_worker_a_job_falls_back_to_the_provider_and_its_outputs_are_recorded() {
+    use gpuq_worker_sdk::provider::{ModelRef, PollInterval, ProviderHandler, ProviderModel};
+
+    let ns = namespace();
+    let db = fresh_database().await;
+    let rule = serde_json::from_value(json!({"queue": "sdxl-replicate", "when_no_worker": true}));
+    let api = start_dispatcher_with(&db, &ns, |s| {
+        s.overflow.insert(JobType::SdxlImageHigh, rule.unwrap());
+    })
+    .await;
+    let callback_url = start_callback(&db, &ns).await;
+    let fake = fake_replicate::FakeReplicate::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let model = ProviderModel {
+        model: ModelRef::parse("stability-ai/sdxl:39ed52f2").unwrap(),
+        input: Default::default(),
+    };
+    let handler = ProviderHandler {
+        client: gpuq_worker_sdk::provider::ReplicateClient::new(
+            &fake.base_url,
+            fake_replicate::TOKEN.to_string().into(),
+            Duration::from_secs(5),
+        )
+        .unwrap(),
+        models: [(JobType::SdxlImageHigh, model)].into_iter().collect(),
+        poll: PollInterval {
+            first: Duration::from_millis(50),
+            max: Duration::from_millis(200),
+        },
+        max_output_bytes: 1 << 20,
+        max_throttled: Duration::from_secs(30),
+        max_prediction: Duration::from_secs(30),
+    };
+    let worker = gpuq_worker_sdk::Worker::builder()
+        .redis_url(redis_url())
+        .namespace(&ns)
+        .queue("sdxl-replicate")
+        .callback_url(callback_url)
+        .callback_secret(SECRET.to_string().into())
+        .storage(LocalStorage::new(dir.path()))
+        .handler(handler)
+        .build()
+        .unwrap();
+    let stop = gpuq_worker_sdk::CancellationToken::new();
+    let run = tokio::spawn({
+        let stop = stop.clone();
+        async move { worker.run(stop).await }
+    });
+    // The provider worker's first claim makes it live.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let user = uuid::Uuid::new_v4();
+    let body = json!({"jobType": "sdxl_image_high", "metadata": {"prompt": "ok", "num_images": 3}});
+    let answer: Value = reqwest::Client::new()
+        .post(format!("{api}/v1/jobs"))
+        .bearer_auth(token_for(user))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["job"]["routed"], "no_live_worker", "{answer}");
+    let id = answer["job"]["id"].as_str().unwrap().to_owned();
+    let pool = PgPool::connect(&db).await.unwrap();
+    let mut row: (String, String, Option<String>) = Default::default();
+    for _ in 0..100 {
+        row = sqlx::query_as("SELECT status, queue, routed FROM jobs WHERE id = $1::uuid")
+            .bind(&id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        if row.0 == "completed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        row,
+        (
+            "completed".into(),
+            "sdxl-replicate".into(),
+            Some("no_live_worker".into())
+        )
+    );
+    let images: Vec<(String, String, i32)> = sqlx::query_as(
+        "SELECT bucket, storage_path, image_index FROM images WHERE job_id = $1::uuid ORDER BY image_index",
+    )
+    .bind(&id)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(images.len(), 3);
+    for (bucket, key, index) in images {
+        let stored = std::fs::read(dir.path().join(&bucket).join(&key)).unwrap();
+        assert_eq!(
+            stored,
+            fake_replicate::output_png("pred0000", index as usize)
+        );
+    }
+    assert_eq!(fake.creates().len(), 1);
+    stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(10), run).await;
 }

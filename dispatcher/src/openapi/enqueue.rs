@@ -247,6 +247,15 @@ pub fn request_schemas(hosts: &[String], webhook_hosts: &[String]) -> Vec<(Strin
             ) {
                 props.extend(hooks);
             }
+            // `webhookEvents` names the events of a `webhook`: not without one.
+            if let Some(rules) = variant["allOf"].as_array_mut() {
+                rules.push(json!({
+                    "if": { "required": ["webhookEvents"],
+                            "properties": { "webhookEvents": { "type": "array" } } },
+                    "then": { "required": ["webhook"],
+                              "properties": { "webhook": { "type": "string" } } },
+                }));
+            }
         }
         out.push((name, variant));
     }

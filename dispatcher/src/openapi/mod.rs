@@ -64,6 +64,7 @@ impl Modify for BearerAuth {
         routes::admin::webhooks::replay,
         routes::credits::credits,
         routes::credits::usage,
+        routes::webhook_key::secret,
         routes::metrics::metrics,
         gpuq_service::health::healthz,
         gpuq_service::health::readyz,
@@ -101,7 +102,7 @@ pub fn document(reference_hosts: &[String], webhook_hosts: &[String]) -> Value {
 /// `GET /openapi.json`.
 pub async fn openapi_json(state: web::Data<AppState>) -> HttpResponse {
     let hooks = &state.settings.webhooks;
-    let webhook_hosts: &[String] = if hooks.job_secret.is_some() {
+    let webhook_hosts: &[String] = if crate::webhooks::job::takes_job_webhooks(hooks) {
         &hooks.job_hosts
     } else {
         &[]

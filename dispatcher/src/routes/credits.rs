@@ -115,7 +115,8 @@ pub async fn usage(
     }))
 }
 
-fn tenant_of(caller: &Caller) -> Result<Tenant, ApiError> {
+/// The tenant whose account (and whose webhook key) a caller's jobs belong to.
+pub(crate) fn tenant_of(caller: &Caller) -> Result<Tenant, ApiError> {
     let user = caller.require_user()?;
     Ok(caller.tenant.clone().unwrap_or_else(|| user.into()))
 }

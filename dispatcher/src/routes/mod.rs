@@ -8,6 +8,7 @@ pub(crate) mod events;
 pub(crate) mod jobs;
 pub(crate) mod metrics;
 pub(crate) mod responses;
+pub(crate) mod webhook_key;
 
 use actix_web::web;
 use gpuq_service::resource;
@@ -28,6 +29,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .service(resource("/v1/credits", "GET").route(web::get().to(credits::credits)))
         .service(resource("/v1/usage", "GET").route(web::get().to(credits::usage)))
+        .service(resource("/v1/webhooks/secret", "GET").route(web::get().to(webhook_key::secret)))
         .service(resource("/v1/job-types", "GET").route(web::get().to(metrics::job_types)))
         .service(resource("/admin/queues", "GET").route(web::get().to(admin::queues::queues)))
         .service(

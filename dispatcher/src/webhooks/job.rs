@@ -1,9 +1,13 @@
 //! A job's own webhook: `webhook` (a URL whose host is on `webhooks.job_hosts`) and
 //! `webhookEvents` on an enqueue. Its deliveries share the outbox and the sender with the
 //! registered endpoints' (`job_webhooks` in `…0010_job_webhooks.sql`) and are signed with
-//! the job secret (`webhooks.job_secret_env`), so one key verifies every job's events.
+//! its tenant's key ([`tenant_key`]), derived from the job secret
+//! (`webhooks.job_secret_env`): one key verifies all of a tenant's jobs' events, and no
+//! tenant's receiver can sign another's.
 
-use secrecy::SecretString;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 
 use super::{WebhookSettings, EVENTS};
@@ -42,7 +46,7 @@ pub fn parse(
         Some(Value::String(s)) => s,
         Some(_) => return Err(bad("invalid_webhook", "webhook must be a URL string")),
     };
-    if settings.job_hosts.is_empty() || settings.job_secret.is_none() {
+    if !takes_job_webhooks(settings) {
         return Err(bad(
             "invalid_webhook",
             "this server takes no per-job webhooks (webhooks.job_hosts and \
@@ -53,6 +57,31 @@ pub fn parse(
         url: checked_url(url, &settings.job_hosts)?,
         events: checked_events(events)?,
     }))
+}
+
+/// Whether this server takes jobs' own webhooks: it has hosts to send them to and a secret
+/// to sign them with.
+pub fn takes_job_webhooks(settings: &WebhookSettings) -> bool {
+    !settings.job_hosts.is_empty() && settings.job_secret.is_some()
+}
+
+/// The `whsec_` key `tenant`'s jobs' own webhooks are signed with: HMAC-SHA256 of the
+/// tenant under the job secret. Nothing per tenant is stored, and a tenant gets its key
+/// from `GET /v1/webhooks/secret`.
+pub fn tenant_key(job_secret: &SecretString, tenant: &str) -> String {
+    let raw = job_secret.expose_secret();
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(raw.trim_start_matches("whsec_"))
+        .unwrap_or_else(|_| raw.as_bytes().to_vec());
+    let mut mac =
+        <Hmac<sha2::Sha256> as Mac>::new_from_slice(&key).expect("HMAC takes a key of any length");
+    mac.update(b"gpuq job webhook key\0");
+    mac.update(tenant.as_bytes());
+    let derived = mac.finalize().into_bytes();
+    format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(derived)
+    )
 }
 
 fn checked_url(raw: &str, hosts: &[String]) -> Result<String, ApiError> {
@@ -75,11 +104,30 @@ fn checked_url(raw: &str, hosts: &[String]) -> Result<String, ApiError> {
             "webhook must be an http or https URL without credentials",
         ));
     }
+    // The text must say what the parser read: `http(s)://<host>[:<port>]` then the rest,
+    // so no other spelling of an address slips past the allow-list.
     let host = url.host_str().unwrap_or_default();
-    if !hosts.iter().any(|h| h.eq_ignore_ascii_case(host)) {
+    let authority = match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    };
+    let plain = raw
+        .strip_prefix("https://")
+        .or_else(|| raw.strip_prefix("http://"))
+        .and_then(|rest| rest.strip_prefix(authority.as_str()))
+        .is_some_and(|after| after.is_empty() || after.starts_with(['/', '?', '#']));
+    if !plain {
+        return Err(bad(
+            "invalid_webhook",
+            "webhook must be written http(s)://<host>[:<port>]/...: a lower-case host as \
+             the allow-list names it",
+        ));
+    }
+    // A port only where the allow-list names it: a host's other ports are other services.
+    if !hosts.iter().any(|h| h.eq_ignore_ascii_case(&authority)) {
         return Err(bad(
             "webhook_host_not_allowed",
-            format!("webhook host {host:?} is not on the allow-list"),
+            format!("webhook host {authority:?} is not on the allow-list"),
         ));
     }
     let url = String::from(url);
@@ -134,9 +182,14 @@ pub fn secret(
     let value = var(name)
         .filter(|v| !v.trim().is_empty())
         .ok_or_else(|| anyhow::anyhow!("webhooks.job_secret_env names {name}, which is not set"))?;
-    standardwebhooks::Webhook::new(value.trim()).map_err(|e| {
-        anyhow::anyhow!("{name} is not a Standard Webhooks secret (whsec_...): {e}")
-    })?;
+    let strong = value
+        .trim()
+        .strip_prefix("whsec_")
+        .and_then(|k| base64::engine::general_purpose::STANDARD.decode(k).ok())
+        .is_some_and(|k| k.len() >= 24);
+    if !strong {
+        anyhow::bail!("{name} must be whsec_ and the base64 of at least 24 random bytes");
+    }
     Ok(Some(SecretString::from(value.trim().to_owned())))
 }
 
@@ -159,7 +212,7 @@ mod tests {
 
     #[test]
     fn a_webhook_on_an_allowed_host_gets_the_endings_unless_it_names_events() {
-        let w = parse_json(json!({"webhook": "https://HOOKS.example.com/a?b=1"}))
+        let w = parse_json(json!({"webhook": "https://hooks.example.com/a?b=1"}))
             .unwrap()
             .unwrap();
         assert_eq!(w.url, "https://hooks.example.com/a?b=1");
@@ -177,6 +230,18 @@ mod tests {
             (json!({"webhookEvents": ["queued"]}), "needs a webhook URL"),
             (json!({"webhook": 7}), "URL string"),
             (json!({"webhook": "hooks.example.com/x"}), "not a URL"),
+            (
+                json!({"webhook": "https://hooks.example.com:6379/x"}),
+                "not on the allow-list",
+            ),
+            (
+                json!({"webhook": "https://HOOKS.example.com/x"}),
+                "lower-case host",
+            ),
+            (
+                json!({"webhook": "https://hooks.example.com./x"}),
+                "not on the allow-list",
+            ),
             (
                 json!({"webhook": "ftp://hooks.example.com/x"}),
                 "http or https",
@@ -238,8 +303,29 @@ mod tests {
             .to_string()
             .contains("HOOK_KEY"));
         assert!(secret(&named, |_| Some("not base64!".into())).is_err());
+        assert!(secret(&named, |_| Some("whsec_".into())).is_err());
+        assert!(
+            secret(&named, |_| Some("whsec_c2hvcnQ=".into())).is_err(),
+            "5 bytes"
+        );
         assert!(secret(&WebhookSettings::default(), |_| None)
             .unwrap()
             .is_none());
+    }
+}
+
+#[cfg(test)]
+mod key_tests {
+    use super::*;
+
+    #[test]
+    fn each_tenant_has_its_own_key_and_it_signs_standard_webhooks() {
+        let job = SecretString::from("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+        let a = tenant_key(&job, "acme");
+        assert_ne!(a, tenant_key(&job, "globex"));
+        assert_eq!(a, tenant_key(&job, "acme"), "derived, not random");
+        let other = SecretString::from("whsec_dGhpcyBpcyBhbm90aGVyIHNlY3JldCBrZXkh");
+        assert_ne!(a, tenant_key(&other, "acme"));
+        assert!(standardwebhooks::Webhook::new(&a).is_ok());
     }
 }

@@ -11,7 +11,6 @@
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use secrecy::ExposeSecret;
 use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 use standardwebhooks::Webhook;
@@ -68,7 +67,8 @@ impl Sender {
             .batch
             .div_ceil(self.settings.max_in_flight.max(1) as u32);
         let lease = self.settings.timeout() * waves + Duration::from_secs(30);
-        let due = store::take_due(&self.db, self.settings.batch, lease).await?;
+        let job_webhooks = self.settings.job_secret.is_some();
+        let due = store::take_due(&self.db, self.settings.batch, lease, job_webhooks).await?;
         let taken = due.len();
         futures_util::stream::iter(due)
             .for_each_concurrent(self.settings.max_in_flight.max(1), |d| self.deliver(d))
@@ -106,20 +106,20 @@ impl Sender {
         let started = Instant::now();
         let id = due.id.to_string();
         let timestamp = chrono::Utc::now().timestamp();
-        let job_secret = self
-            .settings
-            .job_secret
-            .as_ref()
-            .map(ExposeSecret::expose_secret);
-        let Some(secret) = due.secret.as_deref().or(job_secret) else {
-            return failure(
-                None,
-                "no job secret is configured (webhooks.job_secret_env)".into(),
-                started,
-            );
+        // An endpoint's own secret, or for a job's own webhook its tenant's key.
+        let secret = match (due.endpoint_id, &self.settings.job_secret) {
+            (Some(_), _) => due.secret.clone(),
+            (None, Some(job)) => Some(super::job::tenant_key(
+                job,
+                due.tenant.as_deref().unwrap_or_default(),
+            )),
+            (None, None) => None,
+        };
+        let Some(secret) = secret else {
+            return failure(None, "no secret to sign this delivery with".into(), started);
         };
         let signature =
-            match Webhook::new(secret).and_then(|w| w.sign(&id, timestamp, due.body.as_bytes())) {
+            match Webhook::new(&secret).and_then(|w| w.sign(&id, timestamp, due.body.as_bytes())) {
                 Ok(s) => s,
                 Err(e) => return failure(None, format!("cannot sign: {e}"), started),
             };
@@ -156,7 +156,12 @@ impl Sender {
                 format!("no answer within {} ms", self.settings.timeout_ms),
                 started,
             ),
-            Err(e) => failure(None, printable(error_chain(&e).as_bytes()), started),
+            // Without the URL: a job's own webhook may carry a token in its query.
+            Err(e) => failure(
+                None,
+                printable(error_chain(&e.without_url()).as_bytes()),
+                started,
+            ),
         }
     }
 }

@@ -21,6 +21,8 @@ pub struct Due {
     pub url: String,
     /// The endpoint's `whsec_...`; None for a job's own webhook.
     pub secret: Option<String>,
+    /// The job's tenant (a job's own webhook is signed with the tenant's key).
+    pub tenant: Option<String>,
     /// The JSON body, exactly as signed and sent.
     pub body: String,
     /// Attempts before this one.
@@ -36,7 +38,6 @@ impl std::fmt::Debug for Due {
         f.debug_struct("Due")
             .field("id", &self.id)
             .field("endpoint_id", &self.endpoint_id)
-            .field("url", &self.url)
             .field("attempts", &self.attempts)
             .finish_non_exhaustive()
     }
@@ -45,13 +46,20 @@ impl std::fmt::Debug for Due {
 /// Takes up to `batch` due deliveries of enabled endpoints and moves their next attempt
 /// `lease` ahead, so no other sender takes them meanwhile; a sender that dies mid-post
 /// leaves them to the next after that. `SKIP LOCKED`: replicas take disjoint batches.
-pub async fn take_due(db: &PgPool, batch: u32, lease: Duration) -> sqlx::Result<Vec<Due>> {
+/// Jobs' own webhooks only with `job_webhooks` (a sender that has the job secret): a replica
+/// without it leaves them to one that can sign them.
+pub async fn take_due(
+    db: &PgPool,
+    batch: u32,
+    lease: Duration,
+    job_webhooks: bool,
+) -> sqlx::Result<Vec<Due>> {
     sqlx::query_as(
         "WITH due AS (
              SELECT d.id, e.url, e.secret FROM webhook_deliveries d
              LEFT JOIN webhook_endpoints e ON e.id = d.endpoint_id
              WHERE d.status = 'pending' AND d.next_attempt_at <= now()
-               AND (d.endpoint_id IS NULL OR e.enabled)
+               AND (e.enabled OR (d.endpoint_id IS NULL AND $3))
              ORDER BY d.next_attempt_at
              LIMIT $1
              FOR UPDATE OF d SKIP LOCKED)
@@ -60,10 +68,12 @@ pub async fn take_due(db: &PgPool, batch: u32, lease: Duration) -> sqlx::Result<
          FROM due
          WHERE d.id = due.id
          RETURNING d.id, d.endpoint_id, coalesce(d.url, due.url) AS url, due.secret,
-                   d.payload::text AS body, d.attempts, d.round_attempts, d.retry_from",
+                   d.payload #>> '{data,tenant}' AS tenant, d.payload::text AS body,
+                   d.attempts, d.round_attempts, d.retry_from",
     )
     .bind(i64::from(batch))
     .bind(lease.as_secs_f64())
+    .bind(job_webhooks)
     .fetch_all(db)
     .await
 }

@@ -1,6 +1,6 @@
 //! A job's own webhook (`webhook`, `webhookEvents` on an enqueue): its events signed with
-//! the job secret and filtered, its host checked against the allow-list, and every bad one
-//! refused before anything is written.
+//! its tenant's key and filtered, its host (and port) checked against the allow-list, and
+//! every bad one refused before anything is written.
 
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -32,8 +32,12 @@ fn with_hook(hook: Value) -> Value {
 
 #[tokio::test]
 async fn a_jobs_own_webhook_gets_the_events_it_named_signed_with_the_job_secret() {
-    let app = app(&["127.0.0.1"]).await;
     let receiver = Receiver::start([]).await;
+    let authority = receiver
+        .url
+        .trim_start_matches("http://")
+        .trim_end_matches("/hooks");
+    let app = app(&[authority]).await;
     let token = token_for(Uuid::new_v4());
     let body =
         with_hook(json!({"webhook": receiver.url, "webhookEvents": ["queued", "cancelled"]}));
@@ -48,11 +52,37 @@ async fn a_jobs_own_webhook_gets_the_events_it_named_signed_with_the_job_secret(
     assert_eq!(app.cancel_job(&token, &id).await.status(), 200);
 
     let seen = receiver.wait_for_delivered(2).await;
-    let hook = standardwebhooks::Webhook::new(JOB_SECRET).unwrap();
+    let key = |token: String| {
+        let app = &app;
+        async move {
+            let answer: Value = app
+                .http
+                .get(app.url("/v1/webhooks/secret"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            standardwebhooks::Webhook::new(answer["secret"].as_str().unwrap()).unwrap()
+        }
+    };
+    let hook = key(token.clone()).await;
+    let other = key(token_for(Uuid::new_v4())).await;
+    let shared = standardwebhooks::Webhook::new(JOB_SECRET).unwrap();
     let mut types = Vec::new();
     for s in &seen {
         hook.verify(&s.body, &s.headers)
-            .expect("signed with the job secret");
+            .expect("signed with the tenant's key");
+        assert!(
+            shared.verify(&s.body, &s.headers).is_err(),
+            "not with the server's secret"
+        );
+        assert!(
+            other.verify(&s.body, &s.headers).is_err(),
+            "not with another tenant's key"
+        );
         assert_eq!(s.json()["data"]["id"], id.as_str());
         types.push(s.json()["type"].as_str().unwrap().to_owned());
     }
@@ -74,6 +104,10 @@ async fn a_bad_or_unwelcome_webhook_is_refused_and_nothing_is_written() {
     let app = app(&["hooks.example.com"]).await;
     let token = token_for(Uuid::new_v4());
     for (hook, code) in [
+        (
+            json!({"webhook": "https://hooks.example.com:6379/x"}),
+            "webhook_host_not_allowed",
+        ),
         (
             json!({"webhook": "https://evil.example.com/x"}),
             "webhook_host_not_allowed",
@@ -155,6 +189,14 @@ async fn a_server_without_a_job_secret_refuses_per_job_webhooks_and_leaves_them_
         .await
         .unwrap();
     assert!(!doc.to_string().contains("webhookEvents"));
+    let key = app
+        .http
+        .get(app.url("/v1/webhooks/secret"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_error(key, 404, "not_found").await;
     let on = app_doc(&["hooks.example.com"]).await;
     assert!(on.to_string().contains("webhookEvents"));
 }

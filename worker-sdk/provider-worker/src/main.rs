@@ -5,26 +5,13 @@
 
 use gpuq_service::telemetry;
 use gpuq_worker_sdk::provider::ProviderConfig;
-use gpuq_worker_sdk::shutdown_on_signal;
+use gpuq_worker_sdk::settings::run_binary;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     telemetry::init();
-    let worker = match ProviderConfig::from_env()
+    let worker = ProviderConfig::from_env()
         .map_err(|e| e.to_string())
-        .and_then(|c| c.build_worker().map_err(|e| e.to_string()))
-    {
-        Ok(w) => w,
-        Err(e) => {
-            tracing::error!(error = %e, "invalid configuration");
-            return std::process::ExitCode::from(2);
-        }
-    };
-    match worker.run(shutdown_on_signal()).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = %e, "worker failed");
-            std::process::ExitCode::FAILURE
-        }
-    }
+        .and_then(|c| c.build_worker().map_err(|e| e.to_string()));
+    run_binary(worker).await
 }

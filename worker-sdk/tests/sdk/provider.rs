@@ -98,9 +98,31 @@ impl Setup {
         env
     }
 
+    /// Waits until `env`'s job runs at the provider (its prediction created).
+    async fn running(&self, env: &JobEnvelope) {
+        self.receiver
+            .wait_for(
+                env.job_id,
+                CallbackStatus::Processing,
+                Duration::from_secs(5),
+            )
+            .await;
+        eventually(|| self.fake.predictions() == 1).await;
+    }
+
     async fn stop(self) {
         self.stop.cancel();
         self.run.await.unwrap();
+    }
+}
+
+/// Waits up to 3 s for `done`.
+async fn eventually(done: impl Fn() -> bool) {
+    for _ in 0..150 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -233,29 +255,12 @@ async fn a_prediction_running_past_the_lease_keeps_its_job() {
 async fn cancelling_the_job_cancels_its_prediction() {
     let s = setup(TOKEN).await;
     let env = s.submit(JobType::SdxlImageFast, "hang", 1).await;
-    s.receiver
-        .wait_for(
-            env.job_id,
-            CallbackStatus::Processing,
-            Duration::from_secs(5),
-        )
-        .await;
-    for _ in 0..100 {
-        if s.fake.predictions() == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    s.running(&env).await;
     assert_eq!(
         s.queue.cancel(env.job_id).await.unwrap(),
         CancelOutcome::Flagged
     );
-    for _ in 0..150 {
-        if s.fake.canceled("pred0000") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(|| s.fake.canceled("pred0000")).await;
     assert!(
         s.fake.canceled("pred0000"),
         "the provider was told to cancel"
@@ -287,27 +292,10 @@ async fn a_refused_token_is_retryable_and_kept_out_of_the_report() {
 async fn a_worker_stopping_mid_prediction_cancels_it_at_the_provider() {
     let s = setup(TOKEN).await;
     let env = s.submit(JobType::SdxlImageFast, "hang", 1).await;
-    s.receiver
-        .wait_for(
-            env.job_id,
-            CallbackStatus::Processing,
-            Duration::from_secs(5),
-        )
-        .await;
-    for _ in 0..100 {
-        if s.fake.predictions() == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    s.running(&env).await;
     let fake = s.fake.clone();
     // The worker stops; the prediction runs past its 300 ms shutdown deadline.
     s.stop().await;
-    for _ in 0..150 {
-        if fake.canceled("pred0000") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(|| fake.canceled("pred0000")).await;
     assert!(fake.canceled("pred0000"), "the provider was told to cancel");
 }
