@@ -1,7 +1,7 @@
 -- Per-job webhooks (ADR 0016, "Per-job webhooks"): an enqueue may name a URL (its host on
 -- the configured allow-list) and the events it wants. Its deliveries go through the same
 -- outbox and sender as an endpoint's, with `endpoint_id` null and the URL on the delivery;
--- the sender signs them with the configured job secret.
+-- the sender signs them with the job's tenant's key (derived from the job secret).
 
 CREATE TABLE job_webhooks (
     -- No foreign key: the jobs delete trigger reads this row (a job refused after its
@@ -34,18 +34,21 @@ AS $$
     WHERE w.job_id = j.id AND p_event = ANY (w.events)
 $$;
 
--- Writes one delivery of `p_event` for job `j` to each of its targets (the body built
--- once); wakes the senders when it wrote any. Returns how many it wrote.
+-- Writes one delivery of `p_event` for job `j` to each of its targets; wakes the senders
+-- when it wrote any. Returns how many it wrote. The body (a `completed` one reads the
+-- outputs) is built once, and only when some target wants the event.
 CREATE OR REPLACE FUNCTION gpuq_webhook_enqueue(j jobs, p_event text)
 RETURNS integer
 LANGUAGE plpgsql
 AS $$
 DECLARE
-    body jsonb := gpuq_webhook_payload(j, p_event);
     written integer;
 BEGIN
+    WITH t AS MATERIALIZED (SELECT * FROM gpuq_webhook_targets(j, p_event)),
+         b AS MATERIALIZED (SELECT gpuq_webhook_payload(j, p_event) AS body
+                            WHERE EXISTS (SELECT 1 FROM t))
     INSERT INTO webhook_deliveries (endpoint_id, url, job_id, event, payload)
-    SELECT t.endpoint_id, t.url, j.id, p_event, body FROM gpuq_webhook_targets(j, p_event) t;
+    SELECT t.endpoint_id, t.url, j.id, p_event, b.body FROM t, b;
     GET DIAGNOSTICS written = ROW_COUNT;
     IF written > 0 THEN
         PERFORM gpuq_webhook_wake();
