@@ -16,8 +16,10 @@
 -- another idle consumer picks them up.
 
 local consumer = ARGV[1]
-local now = now_ms()
-local lease_until = now + tonumber(ARGV[2])
+-- Times as text, made once: Lua would format a number again at every use (printf of a
+-- double is a good part of a claim's cost).
+local now = now_ms_text()
+local lease_until = string.format('%d', now + tonumber(ARGV[2]))
 local want = tonumber(ARGV[3])
 local token = ARGV[5] or ''
 -- The token is stored between `|` separators: only hex, as gpuq's claimers make it.
@@ -37,6 +39,9 @@ end
 local caps = redis.call('HGET', KEYS[5], 'cap')
 local out = {}
 local got = 0
+-- Whether jobs remain, for the wake-up below: the tenant served last still waits (`more`),
+-- or a lane not seen empty may hold some.
+local more, lanes_empty = false, 0
 for l = 1, 2 do
   local lane = l == 1 and 'high' or 'normal'
   local wait_key, tenants_key = KEYS[l], KEYS[l + 2]
@@ -44,10 +49,11 @@ for l = 1, 2 do
   while got < want do
     local tenant = redis.call('ZRANGE', tenants_key, 0, 0)[1]
     if not tenant then
+      lanes_empty = lanes_empty + 1
       break
     end
     local entry = redis.call('RPOP', tenant_list(tenants_key, tenant))
-    retag(tenants_key, tenant)
+    more = retag(tenants_key, tenant)
     if entry then
       taken = taken + 1
       local redelivery, tag, deliveries, id = parse_entry(entry)
@@ -92,7 +98,7 @@ for l = 1, 2 do
   end
 end
 
-if redis.call('EXISTS', KEYS[3], KEYS[4]) > 0 then
+if more or (lanes_empty < 2 and redis.call('EXISTS', KEYS[3], KEYS[4]) > 0) then
   wake(KEYS[10], 1, tonumber(ARGV[4]))
 end
 return out

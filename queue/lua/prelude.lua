@@ -18,6 +18,13 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- now_ms() as text, without formatting a number: the seconds and the first three digits
+-- of the microseconds (TIME gives both as text).
+local function now_ms_text()
+  local t = redis.call('TIME')
+  return t[1] .. string.sub('00000' .. t[2], -6, -4)
+end
+
 -- Reads meta written before fence tokens, tenants or flags existed, too (as '').
 local function read_meta(meta_key, id)
   local v = redis.call('HGET', meta_key, id)

@@ -161,7 +161,7 @@ impl Claimer {
         let secs = left.min(Duration::from_secs(5)).as_secs_f64().max(0.001);
         let signal = self.queue.keys.signal();
         let res: redis::RedisResult<Option<(String, String)>> = redis::cmd("BLPOP")
-            .arg(&signal)
+            .arg(signal)
             .arg(secs)
             .query_async(conn)
             .await;

@@ -345,7 +345,7 @@ impl TestApp {
     }
 
     /// Whether `id` is in the queue's sorted set `key` (delayed, dead, leases).
-    pub async fn in_set(&self, key: String, id: JobId) -> bool {
+    pub async fn in_set(&self, key: &str, id: JobId) -> bool {
         let mut conn = self.redis.clone();
         let score: Option<f64> = redis::cmd("ZSCORE")
             .arg(key)

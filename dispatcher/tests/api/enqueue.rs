@@ -563,7 +563,7 @@ async fn a_failed_enqueue_frees_its_idempotency_key_for_the_retry() {
         .await
         .unwrap();
     let _: () = redis::cmd("SET")
-        .arg(&wait)
+        .arg(wait)
         .arg("not a list")
         .query_async(&mut redis)
         .await
@@ -572,7 +572,7 @@ async fn a_failed_enqueue_frees_its_idempotency_key_for_the_retry() {
     assert_eq!(resp.status().as_u16(), 503);
 
     let _: () = redis::cmd("DEL")
-        .arg(&wait)
+        .arg(wait)
         .query_async(&mut redis)
         .await
         .unwrap();

@@ -186,7 +186,7 @@ async fn setting_caps_recounts_and_lifting_a_cap_brings_a_parked_tenant_back() {
     let mut conn = conn().await;
     let share = q.keys().vtime();
     let _: () = redis::cmd("HSET")
-        .arg(&share)
+        .arg(share)
         .arg("run:capped")
         .arg(7)
         .query_async(&mut conn)
@@ -203,7 +203,7 @@ async fn setting_caps_recounts_and_lifting_a_cap_brings_a_parked_tenant_back() {
     assert_eq!(q.set_caps(&Caps::default()).await.unwrap(), Some(0));
     assert_eq!(claim_id(&q).await, Some(ids[2]), "no cap: back at once");
     let fields: Vec<String> = redis::cmd("HKEYS")
-        .arg(&share)
+        .arg(share)
         .query_async(&mut conn)
         .await
         .unwrap();
