@@ -31,7 +31,8 @@ mod tenant;
 mod user_id;
 
 pub use callback::{
-    CallbackPayload, CallbackShape, CallbackStatus, OutputAsset, ParsedCallback, MAX_GPU_NAME,
+    CallbackPayload, CallbackShape, CallbackStatus, FailureCode, OutputAsset, ParsedCallback,
+    MAX_GPU_NAME,
 };
 pub use catalog::{JobKind, JobType, JobTypeSpec, UnknownJobType};
 pub use envelope::{GenerationConfig, JobEnvelope};

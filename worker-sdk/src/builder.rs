@@ -1,10 +1,11 @@
 //! [`WorkerBuilder`]: every setting of a worker, checked once by [`WorkerBuilder::build`].
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use gpuq_queue::{ConsumerName, QueueConfig, RedisTarget};
-use gpuq_schemas::QueueName;
+use gpuq_schemas::{JobType, QueueName};
 use secrecy::SecretString;
 
 use crate::callback::{CallbackRetry, Reporter};
@@ -31,6 +32,8 @@ pub struct WorkerBuilder {
     shutdown_deadline: Duration,
     claim_wait: Duration,
     cancel_grace: Duration,
+    run_limits: HashMap<JobType, Duration>,
+    exit_if_stuck: bool,
     progress_every: Duration,
     callback_retry: CallbackRetry,
     redis_backoff: RedisBackoff,
@@ -54,6 +57,8 @@ impl Default for WorkerBuilder {
             shutdown_deadline: Duration::from_secs(300),
             claim_wait: Duration::from_secs(2),
             cancel_grace: Duration::from_secs(2),
+            run_limits: HashMap::new(),
+            exit_if_stuck: false,
             progress_every: Duration::from_secs(1),
             callback_retry: CallbackRetry::default(),
             redis_backoff: RedisBackoff::default(),
@@ -131,10 +136,27 @@ impl WorkerBuilder {
         self
     }
 
-    /// After a cancel, how long the handler may take to return by itself before its
-    /// future is dropped (default 2 s).
+    /// After a cancel or a run past its limit, how long the handler may take to return by
+    /// itself before its future is dropped (default 2 s).
     pub fn cancel_grace(mut self, grace: Duration) -> Self {
         self.cancel_grace = grace;
+        self
+    }
+
+    /// How long one attempt of `job_type` may run, per image asked for, instead of the
+    /// catalog's `run_limit_seconds`. Past it the handler's context is cancelled; after
+    /// [`Self::cancel_grace`] its future is dropped, and the attempt fails, retryable, with
+    /// the code `execution_timeout`.
+    pub fn run_limit(mut self, job_type: JobType, per_image: Duration) -> Self {
+        self.run_limits.insert(job_type, per_image);
+        self
+    }
+
+    /// Exit the process (status 70) after reporting an attempt whose handler did not end
+    /// even when dropped (stuck in blocking or native code, still holding the GPU), so that
+    /// the supervisor restarts a clean worker. Default off: such a handler is only logged.
+    pub fn exit_if_stuck(mut self, exit: bool) -> Self {
+        self.exit_if_stuck = exit;
         self
     }
 
@@ -255,6 +277,8 @@ impl WorkerBuilder {
                 gpu_name: self.gpu_name,
                 progress_every: self.progress_every,
                 cancel_grace: self.cancel_grace,
+                run_limits: self.run_limits,
+                exit_if_stuck: self.exit_if_stuck,
                 redis_backoff: self.redis_backoff,
             }),
         })

@@ -2,14 +2,15 @@
 //! the lease, report the result, and only then ack (or fail, or release) in the queue, by
 //! this delivery's fence: a later claim of the same job is never touched.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use backon::Retryable;
 use gpuq_queue::{ClaimedJob, ConsumerName, Failure, Fence, Queue, QueueError};
 use gpuq_schemas::callback::CallbackError;
-use gpuq_schemas::{CallbackPayload, CallbackStatus, JobEnvelope, JobId};
+use gpuq_schemas::{CallbackPayload, CallbackStatus, FailureCode, JobEnvelope, JobId, JobType};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -32,8 +33,15 @@ pub(crate) struct Shared {
     pub gpu_name: Option<String>,
     pub progress_every: Duration,
     pub cancel_grace: Duration,
+    /// Per-image run limits that replace the catalog's.
+    pub run_limits: HashMap<JobType, Duration>,
+    pub exit_if_stuck: bool,
     pub redis_backoff: RedisBackoff,
 }
+
+/// The exit status of a worker that stops itself because a handler would not end
+/// (`EX_SOFTWARE`).
+const EXIT_STUCK: i32 = 70;
 
 /// Retries of a queue operation (ack, fail, release) before leaving the job to the reaper.
 const REDIS_OP_RETRIES: usize = 8;
@@ -115,10 +123,20 @@ impl JobRun {
         let cancel = CancellationToken::new();
         let ctx = self.context(&env, &cancel);
         let handler = Arc::clone(&self.shared.handler);
+        let limit = self.run_limit(&env);
+        let overrun = tokio::time::sleep(limit);
+        tokio::pin!(overrun);
         let mut handle = tokio::spawn(handler.call(env, ctx.clone()).in_current_span());
+        let mut timeout = None;
         let result = loop {
             tokio::select! {
                 res = &mut handle => break res,
+                _ = &mut overrun => {
+                    cancel.cancel();
+                    let (err, stuck) = self.stop_overrun(&mut handle, limit).await;
+                    timeout = Some(stuck);
+                    break Ok(Err(err));
+                }
                 refused = &mut processing, if !processing_done => {
                     processing_done = true;
                     if refused.unwrap_or(false) {
@@ -144,16 +162,69 @@ impl JobRun {
         if !processing_done && processing.await.unwrap_or(false) {
             return self.release().await;
         }
+        let code = timeout.map(|_| FailureCode::ExecutionTimeout);
         let (payload, finish) = match result {
             Ok(Ok(output)) => (self.completed(&output), Finish::Ack),
-            Ok(Err(err)) => (self.failed(&err), fail_with(&err)),
+            Ok(Err(err)) => (self.failed_with(&err, code), fail_with(&err)),
             Err(e) => {
                 tracing::error!(error = %e, "handler panicked");
                 let err = JobError::retryable(format!("handler panicked: {e}"));
                 (self.failed(&err), fail_with(&err))
             }
         };
-        self.report(payload, finish).await
+        let exit = timeout == Some(true) && self.shared.exit_if_stuck;
+        self.report(payload, finish).await;
+        if exit {
+            tracing::error!("a handler would not stop and may still hold the GPU; exiting so that a clean worker replaces this one");
+            std::process::exit(EXIT_STUCK);
+        }
+    }
+
+    /// This attempt's run limit: the worker's or the catalog's, per image asked for.
+    fn run_limit(&self, env: &JobEnvelope) -> Duration {
+        let per_image = self
+            .shared
+            .run_limits
+            .get(&env.job_type)
+            .copied()
+            .unwrap_or_else(|| {
+                Duration::from_secs(u64::from(env.job_type.spec().run_limit_seconds))
+            });
+        per_image.saturating_mul(env.config.num_images.max(1))
+    }
+
+    /// The handler ran past `limit` and its context was cancelled (the soft signal): it
+    /// gets the grace to return by itself, then its future is dropped (the hard stop). The
+    /// attempt fails either way. Also returns whether the handler was stuck: still running
+    /// a grace after it was dropped (blocking or native code ignores an abort).
+    async fn stop_overrun(
+        &self,
+        handle: &mut JoinHandle<Result<Output, JobError>>,
+        limit: Duration,
+    ) -> (JobError, bool) {
+        let grace = self.shared.cancel_grace;
+        let signalled = Instant::now();
+        let returned = tokio::time::timeout(grace, &mut *handle).await.is_ok();
+        let mut stuck = false;
+        if !returned {
+            handle.abort();
+            stuck = tokio::time::timeout(grace, &mut *handle).await.is_err();
+        }
+        let stop_ms = signalled.elapsed().as_millis() as u64;
+        tracing::warn!(
+            limit_ms = limit.as_millis() as u64,
+            stop_ms,
+            dropped = !returned,
+            stuck,
+            "execution timeout: the handler ran past its run limit"
+        );
+        let how = if returned { "returned" } else { "was dropped" };
+        let err = JobError::retryable(format!(
+            "execution_timeout: the handler ran past its {:.1} s run limit and {how} {:.1} s after it was told to stop",
+            limit.as_secs_f64(),
+            stop_ms as f64 / 1000.0
+        ));
+        (err, stuck)
     }
 
     /// The lease changed under a running handler.
@@ -164,10 +235,19 @@ impl JobRun {
             return;
         }
         tracing::info!("job cancelled; stopping the handler");
-        tokio::select! {
-            _ = &mut handle => {}
-            _ = tokio::time::sleep(self.shared.cancel_grace) => handle.abort(),
+        let signalled = Instant::now();
+        let returned = tokio::select! {
+            _ = &mut handle => true,
+            _ = tokio::time::sleep(self.shared.cancel_grace) => false,
+        };
+        if !returned {
+            handle.abort();
         }
+        tracing::info!(
+            stop_ms = signalled.elapsed().as_millis() as u64,
+            dropped = !returned,
+            "handler stopped after the cancel"
+        );
         // The dispatcher recorded the cancel; removing the job is all that is left.
         let (queue, consumer) = (&self.queue, &self.shared.consumer);
         let fence = &self.fence;
@@ -310,10 +390,15 @@ impl JobRun {
     }
 
     fn failed(&self, err: &JobError) -> CallbackPayload {
+        self.failed_with(err, None)
+    }
+
+    fn failed_with(&self, err: &JobError, code: Option<FailureCode>) -> CallbackPayload {
         CallbackPayload {
             error: Some(CallbackError {
                 message: err.message().to_owned(),
                 retryable: err.is_retryable(),
+                code,
             }),
             ..self.payload(CallbackStatus::Failed)
         }

@@ -4,7 +4,7 @@
 //! credit hold there, by trigger).
 
 use gpuq_queue::{FailOutcome, Failure};
-use gpuq_schemas::{CallbackShape, JobEvent, JobStatus, ParsedCallback};
+use gpuq_schemas::{CallbackShape, FailureCode, JobEvent, JobStatus, ParsedCallback};
 
 use super::claim::named_fence;
 use super::{ignored, job, redis_error, RecordError, Recorded, Recorder, Stale, REDIS_TIMEOUT};
@@ -32,6 +32,7 @@ impl Recorder {
             .unwrap_or_else(|| gpuq_schemas::callback::CallbackError {
                 message: "worker reported failure without a message".into(),
                 retryable: false,
+                code: None,
             });
         let mut tx = self.pool.begin().await?;
         let job = job::lock(&mut tx, cb.job_id).await?;
@@ -95,23 +96,32 @@ impl Recorder {
         .bind(claimed_at)
         .fetch_one(&mut *tx)
         .await?;
+        // A cancel wins over whatever the worker said about its attempt.
+        let code = match decision {
+            Decision::Finish {
+                status: JobStatus::Cancelled,
+                ..
+            } => None,
+            _ => error.code.map(FailureCode::as_str),
+        };
         let status = match decision {
             Decision::Requeue { attempt } => {
                 sqlx::query(
-                    "UPDATE jobs SET status = 'queued', error_message = $2, \
+                    "UPDATE jobs SET status = 'queued', error_message = $2, error_code = $4, \
                      attempts = GREATEST(attempts, $3), updated_at = now() WHERE id = $1",
                 )
                 .bind(job.id.as_uuid())
                 .bind(&error.message)
                 .bind(as_i32(attempt))
+                .bind(code)
                 .execute(&mut *tx)
                 .await?;
                 JobStatus::Queued
             }
             Decision::Finish { status, attempt } => {
                 sqlx::query(
-                    "UPDATE jobs SET status = $2, error_message = $3, completed_at = now(), \
-                     attempts = GREATEST(attempts, $4, 1), \
+                    "UPDATE jobs SET status = $2, error_message = $3, error_code = $6, \
+                     completed_at = now(), attempts = GREATEST(attempts, $4, 1), \
                      worker_id = $5, updated_at = now() WHERE id = $1",
                 )
                 .bind(job.id.as_uuid())
@@ -119,6 +129,7 @@ impl Recorder {
                 .bind(&error.message)
                 .bind(as_i32(attempt.unwrap_or(0)))
                 .bind(&consumer)
+                .bind(code)
                 .execute(&mut *tx)
                 .await?;
                 status
@@ -126,8 +137,9 @@ impl Recorder {
         };
         tx.commit().await?;
         let message = (status != JobStatus::Cancelled).then(|| error.message.clone());
-        self.publish(JobEvent::status(job.id, status, message))
-            .await;
+        let mut event = JobEvent::status(job.id, status, message);
+        event.code = code.map(str::to_owned);
+        self.publish(event).await;
         Ok(Recorded::changed(&job, status).metered(gpu_seconds, outcome))
     }
 }

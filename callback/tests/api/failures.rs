@@ -39,6 +39,52 @@ async fn a_retryable_failure_with_attempts_left_is_delayed_in_redis_and_queued_a
 }
 
 #[tokio::test]
+async fn an_execution_timeout_keeps_its_code_in_the_row_and_the_event_and_an_unknown_code_is_refused(
+) {
+    let app = spawn_app().await;
+    let job = app.job_with(JobType::SdxlImageFast, 2, true).await;
+    let mut body = retryable(&job, "execution_timeout: past its 60.0 s run limit");
+    body["error"]["code"] = json!("out_of_patience");
+    let (before, events) = (app.job_row(job.id).await, app.events(job.id).await.len());
+    let res = app.post_callback(&body).await;
+    assert_eq!(res.status(), 400, "an unknown code is a bad report");
+    let text = res.text().await.unwrap();
+    assert!(text.contains("out_of_patience"), "{text}");
+    let after = app.job_row(job.id).await;
+    assert_eq!(
+        (after.status, after.attempts),
+        (before.status, before.attempts)
+    );
+    assert_eq!(app.events(job.id).await.len(), events, "nothing written");
+    assert!(app.in_redis(job.job_type, job.id).await);
+
+    body["error"]["code"] = json!("execution_timeout");
+    assert_eq!(
+        json(app.post_callback(&body).await).await["status"],
+        "queued"
+    );
+    let row = app.job_row(job.id).await;
+    assert_eq!(row.error_code.as_deref(), Some("execution_timeout"));
+    app.redeliver(&job, &job.consumer).await;
+    // The next attempt's failure says why it failed; a plain one has no code.
+    app.post_callback(&retryable(&job, "oom")).await;
+    let row = app.job_row(job.id).await;
+    assert_eq!((row.status.as_str(), row.error_code), ("failed", None));
+
+    let job = app.job_with(JobType::SdxlImageFast, 1, true).await;
+    let mut body = retryable(&job, "execution_timeout: past its limit");
+    body["error"]["code"] = json!("execution_timeout");
+    assert_eq!(
+        json(app.post_callback(&body).await).await["status"],
+        "failed"
+    );
+    let row = app.job_row(job.id).await;
+    assert_eq!(row.error_code.as_deref(), Some("execution_timeout"));
+    let last = app.events(job.id).await.pop().unwrap();
+    assert_eq!(last.code.as_deref(), Some("execution_timeout"));
+}
+
+#[tokio::test]
 async fn a_failure_on_the_last_attempt_dead_letters_the_job_and_marks_it_failed() {
     let app = spawn_app().await;
     let job = app.job_with(JobType::SdxlImageFast, 2, true).await;

@@ -58,6 +58,7 @@ pub struct JobRecord {
     pub status: String,
     pub attempts: i32,
     pub error_message: Option<String>,
+    pub error_code: Option<String>,
     pub enhanced_prompt: Option<String>,
     pub worker_id: Option<String>,
     pub started_at: Option<chrono::DateTime<chrono::Utc>>,
@@ -304,8 +305,8 @@ impl TestApp {
 
     pub async fn job_row(&self, id: JobId) -> JobRecord {
         sqlx::query_as(
-            "SELECT status, attempts, error_message, enhanced_prompt, worker_id, started_at, \
-             completed_at FROM jobs WHERE id = $1",
+            "SELECT status, attempts, error_message, error_code, enhanced_prompt, worker_id, \
+             started_at, completed_at FROM jobs WHERE id = $1",
         )
         .bind(id.as_uuid())
         .fetch_one(&self.db)

@@ -212,6 +212,7 @@ fn legacy_error(
     Some(CallbackError {
         retryable: transient(error_type, &message),
         message,
+        code: None,
     })
 }
 

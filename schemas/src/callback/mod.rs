@@ -73,6 +73,27 @@ pub struct CallbackError {
     /// invalid prompt).
     #[serde(default)]
     pub retryable: bool,
+    /// Why, for machines, when the SDK itself ended the attempt; stored in
+    /// `jobs.error_code`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<FailureCode>,
+}
+
+/// A machine-readable reason for a failed attempt that the worker SDK decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureCode {
+    /// The handler ran past its type's run limit and was stopped.
+    ExecutionTimeout,
+}
+
+impl FailureCode {
+    /// The wire name, as stored in `jobs.error_code`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ExecutionTimeout => "execution_timeout",
+        }
+    }
 }
 
 /// A progress report.
@@ -325,7 +346,8 @@ mod tests {
             p.error.unwrap(),
             CallbackError {
                 message: "CUDA out of memory".into(),
-                retryable: true
+                retryable: true,
+                code: None,
             }
         );
         let p = parse(

@@ -8,4 +8,5 @@ mod helpers;
 mod leases;
 mod misconfig;
 mod provider;
+mod run_limits;
 mod storage;
