@@ -12,6 +12,8 @@
 --         so queue_stats.lua can count the live capacity (ETAs divide by it)
 -- Returns a flat array {id, attempt, envelope, id, attempt, envelope, ...}; empty if none.
 -- A tenant at its concurrency cap is parked and not served (prelude.lua, "caps").
+-- A quarantined consumer (prelude.lua, "Quarantine") is refused with an error reply
+-- `gpuq: quarantined: <reason>`, after it is recorded as alive; it leases nothing.
 -- Also records the consumer as alive, and leaves a wake-up token when jobs remain so that
 -- another idle consumer picks them up.
 
@@ -27,6 +29,12 @@ if #token > 64 or not string.match(token, '^%x*$') then
   return redis.error_reply('ERR gpuq: the fence token must be at most 64 hex digits')
 end
 redis.call('ZADD', KEYS[9], now, consumer)
+-- Concurrency caps are off unless the share-state hash has its `cap` field (prelude.lua);
+-- the same read tells whether this consumer is quarantined.
+local policy = redis.call('HMGET', KEYS[5], 'cap', QUARANTINE .. consumer)
+if policy[2] then
+  return redis.error_reply('ERR gpuq: quarantined: ' .. policy[2])
+end
 if ARGV[6] then
   local slots = tonumber(ARGV[6])
   if not slots or slots < 1 or slots > 100000 or slots ~= math.floor(slots) then
@@ -35,8 +43,7 @@ if ARGV[6] then
   redis.call('HSET', KEYS[11], consumer, slots)
 end
 
--- Concurrency caps are off unless the share-state hash has its `cap` field (prelude.lua).
-local caps = redis.call('HGET', KEYS[5], 'cap')
+local caps = policy[1]
 local out = {}
 local got = 0
 -- Whether jobs remain, for the wake-up below: the tenant served last still waits (`more`),

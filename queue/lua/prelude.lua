@@ -232,6 +232,12 @@ local function uncount(flags, share_key, tenants_high, tenants_normal, tenant, s
   end
 end
 
+-- Quarantine (ADR 0019). The share-state hash (KEYS[5]) also holds `quarantine:<consumer>`
+-- -> the reason, for each consumer the callback service quarantined after its failures;
+-- claim_jobs.lua refuses such a consumer in the read that fetches the caps. Its jobs in
+-- flight are left alone: they end as they would.
+local QUARANTINE = 'quarantine:'
+
 -- The set a tenant with waiting jobs belongs in: the lane's tenants set, or parked.
 local function home_of(tenants_key, tenant)
   if at_cap(KEYS[5], tenant) then

@@ -76,7 +76,10 @@ impl Queue {
             // claim_jobs.lua refuses a figure out of range; a worker must still claim.
             script.arg(slots.clamp(1, 100_000));
         }
-        let reply: Vec<(String, u32, String)> = script.invoke_async(&mut self.conn()).await?;
+        let reply: Vec<(String, u32, String)> = script
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(|e| crate::quarantine::refused(&e).unwrap_or(e.into()))?;
         parse_claims(reply, &token)
     }
 

@@ -47,6 +47,10 @@ pub enum QueueError {
     /// An envelope could not be encoded or decoded.
     #[error("envelope JSON")]
     Json(#[from] serde_json::Error),
+    /// This consumer is quarantined and may not claim until an admin releases it
+    /// ([`crate::Queue::quarantine`]); the text is the reason.
+    #[error("this consumer is quarantined: {0}")]
+    Quarantined(String),
     /// A script answered something the protocol does not allow (a bug, or a foreign writer).
     #[error("unexpected reply from {script}: {detail}")]
     Protocol {

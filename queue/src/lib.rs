@@ -21,6 +21,8 @@
 //!   [`Queue::scan_ids`]
 //!   (reconciliation).
 //! - [`Caps`] and [`Queue::set_caps`]: per-tenant concurrency caps.
+//! - [`Queue::quarantine`], [`Queue::release_quarantine`], [`Queue::quarantined`]:
+//!   consumers that may not claim (ADR 0019).
 //! - [`publish_event`], [`read_events`]: per-job event streams for SSE.
 //! - [`Fence`] and [`Queue::holding`]: which delivery a report is about (stale reports
 //!   change nothing).
@@ -43,6 +45,7 @@ mod lane;
 mod lease;
 mod maintenance;
 mod presence;
+mod quarantine;
 mod queue;
 mod scripts;
 mod stats;

@@ -8,4 +8,5 @@ mod events;
 mod fairness;
 mod helpers;
 mod library;
+mod quarantine;
 mod transitions;
