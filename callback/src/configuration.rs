@@ -30,6 +30,9 @@ pub struct Settings {
     /// What this service writes to the webhook outbox.
     #[serde(default)]
     pub webhooks: WebhookSettings,
+    /// When a failure makes a job poison or quarantines its worker (ADR 0019).
+    #[serde(default)]
+    pub health: crate::record::HealthSettings,
 }
 
 /// `webhooks` (the dispatcher sends them; this service writes `progress` events).

@@ -30,6 +30,6 @@ pub mod storage_path;
 
 pub use auth::Verifier;
 pub use configuration::Settings;
-pub use record::{Recorded, Recorder, Stale};
+pub use record::{HealthSettings, Recorded, Recorder, Stale, POISON_JOB};
 pub use startup::{AppState, Application, StartupError};
 pub use storage_path::{normalize, PathRejection, StoragePath, StorageRules};

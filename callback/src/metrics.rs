@@ -64,6 +64,8 @@ pub struct Metrics {
     run: Histogram,
     queue_attempts: Family<QueueAttemptLabels, Counter>,
     queue_run: Family<QueueLabels, Histogram>,
+    poison: Family<QueueLabels, Counter>,
+    quarantined: Family<QueueLabels, Counter>,
 }
 
 /// 0.1 s .. ~ 55 min: SDXL images take seconds, WAN videos minutes.
@@ -82,6 +84,8 @@ impl Default for Metrics {
             run: run_buckets(),
             queue_attempts: Family::default(),
             queue_run: Family::new_with_constructor(run_buckets),
+            poison: Family::default(),
+            quarantined: Family::default(),
         };
         if let Ok(mut r) = m.registry.lock() {
             r.register(
@@ -119,6 +123,16 @@ impl Default for Metrics {
                 "Time from first start to the terminal report, by queue (a provider's queue: its latency)",
                 m.queue_run.clone(),
             );
+            r.register(
+                "poison_jobs",
+                "Jobs dead-lettered as poison: they failed on several different healthy workers",
+                m.poison.clone(),
+            );
+            r.register(
+                "workers_quarantined",
+                "Workers quarantined after their recent attempts failed across different jobs",
+                m.quarantined.clone(),
+            );
         }
         m
     }
@@ -139,6 +153,15 @@ impl Metrics {
             .inc();
         if r.ignored.is_some() {
             return;
+        }
+        let queue = || QueueLabels {
+            queue: r.queue.clone(),
+        };
+        if r.poison {
+            self.poison.get_or_create(&queue()).inc();
+        }
+        if r.quarantined {
+            self.quarantined.get_or_create(&queue()).inc();
         }
         if let Some(w) = r.wait_seconds {
             self.wait.observe(w);

@@ -108,7 +108,8 @@ impl Application {
         )
         .with_progress_webhooks(Duration::from_millis(
             settings.webhooks.progress_interval_ms,
-        ));
+        ))
+        .with_health(settings.health);
         let app = &settings.application;
         let state = web::Data::new(AppState {
             recorder,

@@ -72,5 +72,7 @@ impl Queue {
 pub(crate) fn refused(e: &redis::RedisError) -> Option<QueueError> {
     let text = e.to_string();
     let at = text.find(REFUSED)?;
-    Some(QueueError::Quarantined(text[at + REFUSED.len()..].to_owned()))
+    Some(QueueError::Quarantined(
+        text[at + REFUSED.len()..].to_owned(),
+    ))
 }

@@ -3,11 +3,13 @@
 //! that decision in the same transaction that holds its lock (a job that ends releases its
 //! credit hold there, by trigger).
 
-use gpuq_queue::{FailOutcome, Failure};
+use gpuq_queue::{ConsumerName, FailOutcome, Failure};
 use gpuq_schemas::{CallbackShape, FailureCode, JobEvent, JobStatus, ParsedCallback};
 
 use super::claim::named_fence;
-use super::{ignored, job, redis_error, RecordError, Recorded, Recorder, Stale, REDIS_TIMEOUT};
+use super::{
+    health, ignored, job, redis_error, RecordError, Recorded, Recorder, Stale, REDIS_TIMEOUT,
+};
 
 /// What the row becomes.
 enum Decision {
@@ -26,7 +28,7 @@ impl Recorder {
     /// lock) and decides atomically, refusing a claim that is not current; if it cannot
     /// answer, the callback fails with 503 and nothing changes, so the worker retries it.
     pub(super) async fn failed(&self, cb: ParsedCallback) -> Result<Recorded, RecordError> {
-        let error = cb
+        let mut error = cb
             .error
             .clone()
             .unwrap_or_else(|| gpuq_schemas::callback::CallbackError {
@@ -52,6 +54,24 @@ impl Recorder {
             Ok(claim) => claim,
             Err(stale) => return Ok(ignored(&job, stale)),
         };
+        // What the worker said, before a poison verdict turns it permanent: what the worker
+        // is judged on.
+        let reported_retryable = error.retryable;
+        let mut poison = false;
+        if error.retryable && self.health.poison_after > 0 {
+            let workers = health::failed_on(&mut tx, job.id, &consumer).await?;
+            if workers >= self.health.poison_after {
+                poison = true;
+                error = gpuq_schemas::callback::CallbackError {
+                    message: format!(
+                        "poison_job: failed on {workers} different workers; the last said: {}",
+                        error.message
+                    ),
+                    retryable: false,
+                    code: None,
+                };
+            }
+        }
         // A worker that never reported `processing` started its attempt at its claim.
         let claimed_at = since_ms
             .and_then(|ms| chrono::DateTime::from_timestamp_millis(i64::try_from(ms).ok()?));
@@ -96,12 +116,14 @@ impl Recorder {
         .bind(claimed_at)
         .fetch_one(&mut *tx)
         .await?;
+        health::mark_attempt(&mut tx, job.id, fence.attempt.max(1), reported_retryable).await?;
         // A cancel wins over whatever the worker said about its attempt.
         let code = match decision {
             Decision::Finish {
                 status: JobStatus::Cancelled,
                 ..
             } => None,
+            _ if poison => Some(POISON_JOB),
             _ => error.code.map(FailureCode::as_str),
         };
         let status = match decision {
@@ -135,14 +157,49 @@ impl Recorder {
                 status
             }
         };
+        let sick = if reported_retryable && status != JobStatus::Cancelled {
+            health::judge_worker(&mut tx, &self.health, &job.queue, &consumer).await?
+        } else {
+            None
+        };
         tx.commit().await?;
+        if let Some(reason) = &sick {
+            self.enforce_quarantine(&queue, &consumer, reason).await;
+        }
         let message = (status != JobStatus::Cancelled).then(|| error.message.clone());
         let mut event = JobEvent::status(job.id, status, message);
         event.code = code.map(str::to_owned);
         self.publish(event).await;
-        Ok(Recorded::changed(&job, status).metered(gpu_seconds, outcome))
+        Ok(Recorded {
+            poison,
+            quarantined: sick.is_some(),
+            ..Recorded::changed(&job, status).metered(gpu_seconds, outcome)
+        })
+    }
+
+    /// Stops a consumer just quarantined from claiming. If Redis does not answer, the
+    /// dispatcher's reconciler applies the recorded quarantine within its period.
+    async fn enforce_quarantine(&self, queue: &gpuq_queue::Queue, consumer: &str, reason: &str) {
+        tracing::error!(
+            consumer,
+            reason,
+            "WORKER QUARANTINED: its recent attempts failed across different jobs"
+        );
+        let Ok(name) = ConsumerName::parse(consumer) else {
+            return;
+        };
+        let set = tokio::time::timeout(REDIS_TIMEOUT, queue.quarantine(&name, reason)).await;
+        if !matches!(set, Ok(Ok(()))) {
+            tracing::warn!(
+                consumer,
+                "quarantine not applied in Redis yet; the reconciler will"
+            );
+        }
     }
 }
+
+/// `jobs.error_code` of a job dead-lettered as poison.
+pub const POISON_JOB: &str = "poison_job";
 
 fn as_i32(n: u32) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)

@@ -14,6 +14,7 @@
 mod claim;
 mod completed;
 mod failed;
+mod health;
 mod job;
 mod outputs;
 mod processing;
@@ -28,6 +29,8 @@ use sqlx::PgPool;
 
 use crate::storage_path::StorageRules;
 pub use claim::Stale;
+pub use failed::POISON_JOB;
+pub use health::HealthSettings;
 pub use outputs::OutputError;
 pub use replay::Sight;
 
@@ -56,6 +59,10 @@ pub struct Recorded {
     /// The attempt this report ended: its GPU-seconds and outcome (`completed`, `failed`,
     /// `retried`, `cancelled`).
     pub attempt: Option<(f64, &'static str)>,
+    /// The failure made the job poison (dead-lettered at once, ADR 0019).
+    pub poison: bool,
+    /// The failure quarantined its worker.
+    pub quarantined: bool,
 }
 
 impl Recorded {
@@ -78,6 +85,8 @@ impl Recorded {
                 None
             },
             attempt: None,
+            poison: false,
+            quarantined: false,
         }
     }
 
@@ -128,6 +137,8 @@ pub struct Recorder {
     storage: StorageRules,
     /// At most one `progress` webhook per job and endpoint per this.
     progress_webhooks_every: Duration,
+    /// When a failure makes a job poison or its worker sick.
+    health: HealthSettings,
 }
 
 impl Recorder {
@@ -149,7 +160,14 @@ impl Recorder {
             queue_config,
             storage,
             progress_webhooks_every: Duration::from_secs(2),
+            health: HealthSettings::default(),
         }
+    }
+
+    /// Judges jobs and workers by `health` (ADR 0019).
+    pub fn with_health(mut self, health: HealthSettings) -> Self {
+        self.health = health;
+        self
     }
 
     /// Throttles `progress` webhooks to one per job and endpoint per `every`.

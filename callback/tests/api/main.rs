@@ -4,6 +4,7 @@ mod bounds;
 mod credits;
 mod failures;
 mod fences;
+mod health;
 mod helpers;
 mod hostile;
 mod legacy;

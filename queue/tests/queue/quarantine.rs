@@ -24,12 +24,18 @@ async fn a_quarantined_consumer_leases_nothing_until_it_is_released_while_others
         other => panic!("expected a refusal, got {other:?}"),
     }
     let live: Vec<_> = q.live_consumers().await.unwrap();
-    assert!(live.iter().any(|c| c.name == sick.as_str()), "still seen alive");
+    assert!(
+        live.iter().any(|c| c.name == sick.as_str()),
+        "still seen alive"
+    );
     assert_eq!(q.stats().await.unwrap().waiting(), 3, "nothing leased");
     assert_eq!(q.claim(&healthy, 1).await.unwrap().len(), 1);
     assert_eq!(
         q.quarantined().await.unwrap(),
-        vec![(sick.to_string(), "5 failed attempts on 3 jobs in a row".to_owned())]
+        vec![(
+            sick.to_string(),
+            "5 failed attempts on 3 jobs in a row".to_owned()
+        )]
     );
 
     assert!(q.release_quarantine(&sick).await.unwrap());

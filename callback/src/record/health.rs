@@ -1,0 +1,136 @@
+//! Worker health (ADR 0019), decided when a failure is recorded, in its transaction:
+//! - a **poison job** failed retryably on `poison_after` different healthy workers: it is
+//!   dead-lettered at once (`poison_job`) instead of spending its retries on more GPUs;
+//! - a **sick worker**'s last `quarantine_after` attempts since its last release all
+//!   failed retryably, across at least `quarantine_min_jobs` jobs: it is quarantined (a
+//!   `worker_quarantine` row, then the queue refuses its claims).
+//!
+//! A retryable failure (out of memory, a CUDA error, a run past its limit) is evidence
+//! against the GPU; a permanent one (an invalid prompt) is the input's, and counts for
+//! neither.
+
+use serde::Deserialize;
+use sqlx::{Postgres, Transaction};
+
+use gpuq_schemas::JobId;
+
+/// `health` settings of the callback service.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(default)]
+pub struct HealthSettings {
+    /// Failed attempts in a row that quarantine a worker (0: never).
+    pub quarantine_after: u32,
+    /// Different jobs those failures must span (one bad job is not a sick GPU).
+    pub quarantine_min_jobs: u32,
+    /// Different healthy workers a job may fail on, retryably, before it is dead-lettered
+    /// as poison (0: never).
+    pub poison_after: u32,
+}
+
+impl Default for HealthSettings {
+    fn default() -> Self {
+        Self {
+            quarantine_after: 5,
+            quarantine_min_jobs: 3,
+            poison_after: 3,
+        }
+    }
+}
+
+/// The healthy workers (not quarantined) whose attempts on this life of the job failed
+/// retryably, counting `consumer`, whose failure is being recorded.
+pub(super) async fn failed_on(
+    tx: &mut Transaction<'_, Postgres>,
+    job: JobId,
+    consumer: &str,
+) -> Result<u32, sqlx::Error> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT count(DISTINCT w) FROM ( \
+             SELECT a.worker_id AS w FROM job_attempts a JOIN jobs j ON j.id = a.job_id \
+             WHERE a.job_id = $1 AND a.life = j.life AND a.retryable AND a.worker_id IS NOT NULL \
+             UNION SELECT $2) t \
+         WHERE NOT EXISTS (SELECT 1 FROM worker_quarantine q \
+                           WHERE q.consumer = t.w AND q.released_at IS NULL)",
+    )
+    .bind(job.as_uuid())
+    .bind(consumer)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(u32::try_from(n).unwrap_or(u32::MAX))
+}
+
+/// Marks the attempt's failure as retryable or not: what the worker and the job are judged
+/// on.
+pub(super) async fn mark_attempt(
+    tx: &mut Transaction<'_, Postgres>,
+    job: JobId,
+    attempt: u32,
+    retryable: bool,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE job_attempts a SET retryable = $3 FROM jobs j \
+         WHERE j.id = $1 AND a.job_id = j.id AND a.life = j.life AND a.attempt = $2",
+    )
+    .bind(job.as_uuid())
+    .bind(i32::try_from(attempt).unwrap_or(i32::MAX))
+    .bind(retryable)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Quarantines `consumer` of `queue` if its recent attempts say it is sick; returns the
+/// reason when this call quarantined it (None: healthy, or already quarantined).
+pub(super) async fn judge_worker(
+    tx: &mut Transaction<'_, Postgres>,
+    settings: &HealthSettings,
+    queue: &str,
+    consumer: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    if settings.quarantine_after == 0 {
+        return Ok(None);
+    }
+    // Its last N judged attempts since its last release (permanent failures, cancels and
+    // lost leases judge nothing), with the evidence should they all have failed.
+    let (failed, jobs, evidence): (i64, i64, serde_json::Value) = sqlx::query_as(
+        "WITH since AS ( \
+             SELECT COALESCE(max(released_at), '-infinity') AS t FROM worker_quarantine \
+             WHERE consumer = $1), \
+         recent AS ( \
+             SELECT a.job_id, a.attempt, a.job_type, a.finished_at, a.outcome \
+             FROM job_attempts a, since \
+             WHERE a.worker_id = $1 AND a.finished_at IS NOT NULL AND a.finished_at > since.t \
+               AND a.outcome IN ('completed', 'retried', 'failed') \
+               AND a.retryable IS DISTINCT FROM false \
+             ORDER BY a.finished_at DESC LIMIT $2) \
+         SELECT count(*) FILTER (WHERE r.outcome <> 'completed'), count(DISTINCT r.job_id), \
+                COALESCE(json_agg(json_build_object('jobId', r.job_id, 'attempt', r.attempt, \
+                    'jobType', r.job_type, 'finishedAt', r.finished_at, \
+                    'error', j.error_message) ORDER BY r.finished_at DESC), '[]'::json)::jsonb \
+         FROM recent r JOIN jobs j ON j.id = r.job_id",
+    )
+    .bind(consumer)
+    .bind(i64::from(settings.quarantine_after))
+    .fetch_one(&mut **tx)
+    .await?;
+    let sick = failed >= i64::from(settings.quarantine_after)
+        && jobs >= i64::from(settings.quarantine_min_jobs.max(1));
+    if !sick {
+        return Ok(None);
+    }
+    let reason = format!(
+        "its last {failed} attempts failed, on {jobs} different jobs; an admin releases it \
+         (POST /admin/workers/release)"
+    );
+    sqlx::query_scalar(
+        "INSERT INTO worker_quarantine (queue, consumer, reason, evidence) \
+         VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (consumer) WHERE released_at IS NULL DO NOTHING RETURNING reason",
+    )
+    .bind(queue)
+    .bind(consumer)
+    .bind(&reason)
+    .bind(evidence)
+    .fetch_optional(&mut **tx)
+    .await
+}
