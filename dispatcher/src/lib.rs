@@ -42,6 +42,7 @@ pub mod maintenance;
 pub mod metrics;
 pub mod openapi;
 pub mod overflow;
+pub mod quarantine;
 pub mod reconcile;
 pub mod recorder;
 pub mod routes;

@@ -42,6 +42,9 @@ pub async fn run(state: web::Data<AppState>, stop: CancellationToken) {
                     if let Err(e) = crate::reconcile::reconcile_once(&state, queue, grace).await {
                         tracing::warn!(queue = %queue.name(), error = ?e, "reconcile step failed");
                     }
+                    if let Err(e) = crate::quarantine::agree(&state.db, queue).await {
+                        tracing::warn!(queue = %queue.name(), error = ?e, "quarantine step failed");
+                    }
                 }
                 if let Err(e) = crate::overflow::revisit(&state).await {
                     tracing::warn!(error = ?e, "overflow step failed");

@@ -49,6 +49,7 @@ impl Modify for BearerAuth {
         routes::admin::dead::requeue,
         routes::admin::dead::discard,
         routes::admin::workers::workers,
+        routes::admin::workers::release,
         routes::admin::workers::failures,
         routes::admin::tenants::list,
         routes::admin::tenants::set,

@@ -45,6 +45,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::post().to(admin::dead::discard)),
         )
         .service(resource("/admin/workers", "GET").route(web::get().to(admin::workers::workers)))
+        .service(
+            resource("/admin/workers/{consumer}/release", "POST")
+                .route(web::post().to(admin::workers::release)),
+        )
         .service(resource("/admin/failures", "GET").route(web::get().to(admin::workers::failures)))
         .service(resource("/admin/tenants", "GET").route(web::get().to(admin::tenants::list)))
         .service(

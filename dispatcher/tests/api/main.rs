@@ -17,6 +17,7 @@ mod legacy;
 mod limits;
 mod loops;
 mod overflow;
+mod quarantine;
 mod reconcile;
 mod recorder;
 mod shapes;

@@ -1,4 +1,5 @@
-//! What the fleet is doing: live workers with the jobs they hold, and recent failures.
+//! What the fleet is doing: live workers with the jobs they hold, quarantined workers
+//! (and their release), and recent failures.
 
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
@@ -6,7 +7,11 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use gpuq_queue::ConsumerName;
+use gpuq_service::ErrorBody;
+
 use crate::auth::Admin;
+use crate::quarantine::Quarantine;
 use crate::routes::responses::{AdminOnly, Internal, Unavailable};
 use crate::state::AppState;
 use crate::ApiError;
@@ -18,6 +23,19 @@ pub struct WorkersAnswer {
     pub success: bool,
     /// Live workers, per queue.
     pub workers: Vec<Worker>,
+    /// Workers that may not claim until released, live or not, newest first (ADR 0019).
+    pub quarantined: Vec<Quarantine>,
+}
+
+/// `POST /admin/workers/{consumer}/release`.
+#[derive(Serialize, ToSchema)]
+pub struct ReleaseAnswer {
+    /// Always true.
+    pub success: bool,
+    /// The worker released.
+    pub consumer: String,
+    /// The queue it may claim from again.
+    pub queue: String,
 }
 
 /// A live consumer and the jobs it holds.
@@ -30,6 +48,8 @@ pub struct Worker {
     pub consumer: String,
     /// Since its last heartbeat.
     pub last_seen_ms_ago: u64,
+    /// Why it may not claim, when it is quarantined (the evidence is in `quarantined`).
+    pub quarantined: Option<String>,
     /// What it holds.
     pub jobs: Vec<HeldJob>,
 }
@@ -87,6 +107,7 @@ fn now_ms() -> u64 {
     responses((status = 200, description = "workers and their jobs", body = WorkersAnswer), AdminOnly, Unavailable, Internal))]
 pub async fn workers(_: Admin, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let now = now_ms();
+    let quarantined = crate::quarantine::active(&state.db).await?;
     let mut workers = Vec::new();
     for queue in state.queues.values() {
         let held = queue.in_flight(1000).await?;
@@ -101,8 +122,10 @@ pub async fn workers(_: Admin, state: web::Data<AppState>) -> Result<HttpRespons
                     lease_expires_in_ms: j.lease_until_ms.saturating_sub(now),
                 })
                 .collect();
+            let sick = quarantined.iter().find(|q| q.consumer == c.name);
             workers.push(Worker {
                 queue: queue.name().to_string(),
+                quarantined: sick.map(|q| q.reason.clone()),
                 consumer: c.name,
                 last_seen_ms_ago: now.saturating_sub(c.last_seen_ms),
                 jobs,
@@ -112,6 +135,39 @@ pub async fn workers(_: Admin, state: web::Data<AppState>) -> Result<HttpRespons
     Ok(HttpResponse::Ok().json(WorkersAnswer {
         success: true,
         workers,
+        quarantined,
+    }))
+}
+
+/// `POST /admin/workers/{consumer}/release`: a quarantined worker may claim again. Its
+/// failures so far no longer count against it.
+#[utoipa::path(post, path = "/admin/workers/{consumer}/release",
+    params(("consumer" = String, Path, description = "the worker's consumer name", pattern = "^[A-Za-z0-9._:-]{1,128}$")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "released", body = ReleaseAnswer),
+        (status = 400, description = "not a consumer name (invalid_consumer)", body = ErrorBody),
+        (status = 404, description = "not quarantined", body = ErrorBody), AdminOnly, Unavailable, Internal))]
+pub async fn release(
+    admin: Admin,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let consumer = ConsumerName::parse(&path).map_err(|e| ApiError::BadRequest {
+        code: "invalid_consumer",
+        message: e.to_string(),
+    })?;
+    let by = admin
+        .0
+        .user
+        .map_or_else(|| "admin token".to_owned(), |u| u.to_string());
+    let queue = crate::quarantine::release(&state.db, &state.queues, &consumer, &by)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("this worker is not quarantined".into()))?;
+    tracing::info!(%consumer, queue, by, "worker released from quarantine");
+    Ok(HttpResponse::Ok().json(ReleaseAnswer {
+        success: true,
+        consumer: consumer.to_string(),
+        queue,
     }))
 }
 
