@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use gpuq_queue::{ClaimedJob, Claimer, ConsumerName, Queue};
+use gpuq_queue::{ClaimedJob, Claimer, ConsumerName, Queue, QueueError};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -20,6 +20,9 @@ use crate::{WorkerBuilder, WorkerError};
 
 /// Retries of the start-up probe while the callback service does not answer.
 const STARTUP_PROBE_RETRIES: usize = 3;
+/// How many claim waits a quarantined worker lets pass before it asks again whether it was
+/// released (10 s with the default wait).
+const QUARANTINE_RECHECK: u32 = 5;
 
 /// A configured worker; see [`Worker::builder`].
 pub struct Worker {
@@ -181,6 +184,19 @@ impl Worker {
                     for job in claimed {
                         self.start(job, queue, leases, jobs, shutdown, hard_stop)
                             .await;
+                    }
+                }
+                Err(QueueError::Quarantined(reason)) => {
+                    // Not an outage: an admin must look at this GPU (ADR 0019). Keep asking,
+                    // slowly, so the release takes effect without a restart; the claim
+                    // itself keeps this worker visible as alive.
+                    let recheck = self.claim_wait * QUARANTINE_RECHECK;
+                    tracing::error!(
+                        reason, retry_in_ms = recheck.as_millis() as u64,
+                        "THIS WORKER IS QUARANTINED: it gets no jobs until an admin releases it (POST /admin/workers/{{consumer}}/release)"
+                    );
+                    if sleep_or_stop(recheck, shutdown).await {
+                        return;
                     }
                 }
                 Err(e) => {

@@ -234,3 +234,33 @@ async fn a_worker_started_before_redis_works_once_redis_is_up_and_again_after_a_
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quarantined_worker_runs_nothing_until_it_is_released_then_takes_the_job() {
+    let ns = namespace();
+    let q = open_queue(&redis_url(), &ns, "sdxl_queue").await;
+    let receiver = Receiver::start().await;
+    let worker = builder(&redis_url(), &ns, "sdxl_queue", &receiver)
+        .handler(quick)
+        .build()
+        .unwrap();
+    let name = worker.consumer().clone();
+    q.quarantine(&name, "its last 5 attempts failed")
+        .await
+        .unwrap();
+    let (stop, run) = spawn(worker);
+    let id = enqueue(&q, &envelope(JobType::SdxlImageFast)).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        receiver.count(id, CallbackStatus::Processing),
+        0,
+        "not claimed"
+    );
+    assert_eq!(q.stats().await.unwrap().waiting(), 1);
+    assert!(q.release_quarantine(&name).await.unwrap());
+    receiver
+        .wait_for(id, CallbackStatus::Completed, Duration::from_secs(10))
+        .await;
+    stop.cancel();
+    run.await.unwrap();
+}
