@@ -196,7 +196,7 @@
   function clearData() {
     state.history.clear();
     state.queueNames = [];
-    for (const id of ['queues-body', 'workers-body', 'tenants-body', 'failures-body', 'dead-lists', 'charts', 'job-result', 'credits-result']) {
+    for (const id of ['queues-body', 'workers-body', 'quarantined-body', 'tenants-body', 'failures-body', 'dead-lists', 'charts', 'job-result', 'credits-result']) {
       $(id).replaceChildren();
     }
     $('job-search-input').value = '';
@@ -323,6 +323,7 @@
       ...names.map((q) => api('GET', `admin/queues/${encodeURIComponent(q)}/dead`)),
     ]);
     renderWorkers(workers.workers || []);
+    renderQuarantined(workers.quarantined || []);
     renderTenants(tenants.tenants || []);
     renderFailures(failures.jobs || []);
     renderDead(names.map((q, i) => ({ queue: q, jobs: dead[i].jobs || [] })));
@@ -545,11 +546,22 @@
           'tr',
           { 'data-testid': `worker-${w.consumer}` },
           el('td', { text: w.queue }),
-          el('td', { class: 'mono', text: w.consumer }),
+          el(
+            'td',
+            {},
+            el('span', { class: 'mono', text: w.consumer }),
+            ' ',
+            el('span', { class: 'badge quarantined', 'data-testid': `quarantined-${w.consumer}`, text: 'quarantined', hidden: true }),
+          ),
           el('td', { class: 'num' }),
           el('td', {}, el('ul', { class: 'held' })),
         ),
       (row, w) => {
+        // Quarantined: it claims nothing until released; why (and the evidence) below.
+        const sick = typeof w.quarantined === 'string';
+        const badge = row.children[1].children[1];
+        badge.hidden = !sick;
+        badge.title = sick ? `quarantined: ${w.quarantined}` : '';
         setText(row.children[2], `${duration(w.lastSeenMsAgo)} ago`);
         sync(
           row.children[3].firstChild,
@@ -573,6 +585,73 @@
       },
       emptyRow(4, 'no live workers'),
     );
+  }
+
+  // Quarantined workers (ADR 0019), live or not: why, the failed attempts that decided it,
+  // and their release.
+  function renderQuarantined(list) {
+    sync(
+      $('quarantined-body'),
+      list,
+      (q) => `${q.queue}/${q.consumer}`,
+      (q) =>
+        el(
+          'tr',
+          { 'data-testid': `quarantined-row-${q.consumer}` },
+          el('td', { text: q.queue }),
+          el('td', { class: 'mono', text: q.consumer }),
+          el('td', { class: 'nowrap' }),
+          el('td', {}),
+          el('td', {}, el('ul', { class: 'held' })),
+          el(
+            'td',
+            { class: 'actions' },
+            el('button', {
+              type: 'button',
+              'data-testid': `release-${q.consumer}`,
+              text: 'Release',
+              onclick: (e) => release(q.consumer, q.queue, e.currentTarget),
+            }),
+          ),
+        ),
+      (row, q) => {
+        setText(row.children[2], when(q.since));
+        setText(row.children[3], q.reason);
+        sync(
+          row.children[4].firstChild,
+          Array.isArray(q.evidence) ? q.evidence : [],
+          (a) => `${a.jobId}/${a.attempt}`,
+          (a) =>
+            el(
+              'li',
+              { 'data-testid': `evidence-${q.consumer}-${a.jobId}-${a.attempt}` },
+              a.jobId ? jobLink(a.jobId) : el('span', { class: 'muted', text: '—' }),
+              ' ',
+              el('span', { class: 'muted' }),
+              ' ',
+              el('span', { class: 'error-text' }),
+            ),
+          (li, a) => {
+            setText(li.children[1], `attempt ${num(a.attempt)}${a.jobType ? ` · ${a.jobType}` : ''} · ${when(a.finishedAt)}`);
+            setText(li.children[2], clip(a.error, 200) || '—');
+            li.children[2].title = a.error || '';
+          },
+          () => el('li', { class: 'muted', text: 'no attempts recorded' }),
+        );
+      },
+      emptyRow(6, 'no quarantined workers'),
+    );
+  }
+
+  async function release(consumer, queue, button) {
+    const sent = await confirmedPost(
+      button,
+      `Release worker ${consumer}? It may claim from ${queue} again, and its failures so far no longer count against it.`,
+      `admin/workers/${encodeURIComponent(consumer)}/release`,
+      (body) => `Worker ${consumer} released: it may claim from ${body.queue || queue} again.`,
+      `Release of ${consumer} failed`,
+    );
+    if (sent) tick(true);
   }
 
   // ---------------------------------------------------------------------------------------
@@ -690,26 +769,42 @@
     );
   }
 
-  async function act(kind, jobId, button) {
-    const question =
-      kind === 'requeue'
-        ? `Requeue job ${jobId}? It goes back to the front of its queue with its attempts reset.`
-        : `Delete job ${jobId} from the dead-letter set for good? Its record stays "failed".`;
-    if (!window.confirm(question)) return;
+  /**
+   * Asks `question`; once confirmed, disables the buttons of `button`'s row, POSTs `path`
+   * (no body) and flashes `done(answer)` or `failure: <why>` (the buttons come back then).
+   * Returns false when nothing was sent or the token was refused (the page signed out);
+   * true when the caller should refresh.
+   */
+  async function confirmedPost(button, question, path, done, failure) {
+    if (!window.confirm(question)) return false;
     const row = button.closest('tr');
     const buttons = row ? row.querySelectorAll('button') : [button];
     for (const b of buttons) b.disabled = true;
     try {
-      await api('POST', `admin/jobs/${encodeURIComponent(jobId)}/${kind}`);
-      flash(kind === 'requeue' ? `Job ${jobId} requeued.` : `Job ${jobId} deleted from the dead-letter set.`, 'ok');
+      flash(done(await api('POST', path)), 'ok');
     } catch (e) {
       if (e instanceof AuthError) {
         signOut(e.message);
-        return;
+        return false;
       }
-      flash(`${kind === 'requeue' ? 'Requeue' : 'Delete'} of ${jobId} failed: ${e.message}`, 'error');
+      flash(`${failure}: ${e.message}`, 'error');
       for (const b of buttons) b.disabled = false;
     }
+    return true;
+  }
+
+  async function act(kind, jobId, button) {
+    const requeue = kind === 'requeue';
+    const sent = await confirmedPost(
+      button,
+      requeue
+        ? `Requeue job ${jobId}? It goes back to the front of its queue with its attempts reset.`
+        : `Delete job ${jobId} from the dead-letter set for good? Its record stays "failed".`,
+      `admin/jobs/${encodeURIComponent(jobId)}/${kind}`,
+      () => (requeue ? `Job ${jobId} requeued.` : `Job ${jobId} deleted from the dead-letter set.`),
+      `${requeue ? 'Requeue' : 'Delete'} of ${jobId} failed`,
+    );
+    if (!sent) return;
     if ($('job-result').dataset.jobId === jobId) searchJob(jobId);
     tick(true);
   }

@@ -120,7 +120,7 @@ pub(super) async fn judge_worker(
     }
     let reason = format!(
         "its last {failed} attempts failed, on {jobs} different jobs; an admin releases it \
-         (POST /admin/workers/release)"
+         (POST /admin/workers/{consumer}/release)"
     );
     sqlx::query_scalar(
         "INSERT INTO worker_quarantine (queue, consumer, reason, evidence) \

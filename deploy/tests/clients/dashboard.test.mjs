@@ -19,6 +19,8 @@ const DEAD_REQUEUE = need('DASH_DEAD_REQUEUE');
 const DEAD_DISCARD = need('DASH_DEAD_DISCARD');
 const ERROR_REQUEUE = need('DASH_ERROR_REQUEUE');
 const ERROR_DISCARD = need('DASH_ERROR_DISCARD');
+const QUARANTINE_REASON = need('DASH_QUARANTINE_REASON');
+const QUARANTINE_ERROR = need('DASH_QUARANTINE_ERROR');
 const CHROMIUM = process.env.DASH_CHROMIUM || '/usr/bin/chromium';
 const SCREENSHOT = need('DASH_SCREENSHOT');
 const Q = 'sdxl_queue';
@@ -249,6 +251,48 @@ try {
     assert(/held \d/.test(t) && /lease/.test(t), t);
     return t;
   });
+  await check(`live workers: ${CONSUMER} is marked quarantined, with the reason`, async () => {
+    const badge = tid(`quarantined-${CONSUMER}`);
+    await badge.waitFor({ state: 'visible' });
+    const title = await badge.getAttribute('title');
+    assert((await badge.textContent()).trim() === 'quarantined', await badge.textContent());
+    assert(title === `quarantined: ${QUARANTINE_REASON}`, `title: ${title}`);
+    return title;
+  });
+  await check(`quarantined workers: ${CONSUMER} with its reason and evidence, errors shown as text`, async () => {
+    const row = tid(`quarantined-row-${CONSUMER}`);
+    await row.waitFor();
+    const cells = (await row.locator('td').allTextContents()).map((c) => c.replace(/\s+/g, ' ').trim());
+    assert(cells[0] === Q && cells[1] === CONSUMER && cells[3] === QUARANTINE_REASON, cells.join(' | '));
+    const first = row.getByTestId(`evidence-${CONSUMER}-${DEAD_REQUEUE}-1`);
+    await first.waitFor();
+    assert((await first.locator(`[data-job-id="${DEAD_REQUEUE}"]`).count()) === 1, 'no link to the job');
+    const t = await first.textContent();
+    assert(t.includes('attempt 1') && t.includes(QUARANTINE_ERROR), t);
+    await row.getByTestId(`evidence-${CONSUMER}-${DEAD_DISCARD}-1`).waitFor();
+    assert((await page.locator('#quarantine-probe').count()) === 0, 'the error markup became an element');
+    return `since ${cells[2]}`;
+  });
+  await check(`Release (confirmed) lets ${CONSUMER} claim again`, async () => {
+    const asked = [];
+    page.once('dialog', (d) => {
+      asked.push(`${d.type()}: ${d.message()}`);
+      d.accept();
+    });
+    await tid(`release-${CONSUMER}`).click();
+    await tid(`quarantined-row-${CONSUMER}`).waitFor({ state: 'detached' });
+    assert(asked.length === 1 && asked[0].startsWith('confirm') && asked[0].includes(CONSUMER), asked.join(' | '));
+    const flash = await text('flash');
+    assert(/released/.test(flash), `flash: ${flash}`);
+    await tid(`quarantined-${CONSUMER}`).waitFor({ state: 'hidden' });
+    const empty = (await page.locator('#quarantined-body tr.empty').textContent()).trim();
+    assert(empty === 'no quarantined workers', empty);
+    const res = await api('GET', '/admin/workers');
+    assert(res.status === 200 && res.body.quarantined.length === 0, JSON.stringify(res.body.quarantined));
+    const live = res.body.workers.find((w) => w.consumer === CONSUMER);
+    assert(live && live.quarantined === null, JSON.stringify(live));
+    return flash;
+  });
   await check(`tenants: ${TENANT} with weight 3, at most 2 in flight`, async () => {
     const row = tid(`tenant-${TENANT}`);
     await row.waitFor();
@@ -383,7 +427,10 @@ try {
     await tid('logout').click();
     await tid('login-view').waitFor({ state: 'visible' });
     assert((await page.evaluate(() => sessionStorage.length)) === 0, 'sessionStorage not empty');
-    assert((await page.locator('#queues-body tr, #dead-lists tr, #job-result dl').count()) === 0, 'data left in the page');
+    assert(
+      (await page.locator('#queues-body tr, #workers-body tr, #quarantined-body tr, #dead-lists tr, #job-result dl').count()) === 0,
+      'data left in the page',
+    );
   });
   await check("a user's token (not an admin) is answered 403 and returns to login with the reason", async () => {
     await tid('token-input').fill(USER_TOKEN);

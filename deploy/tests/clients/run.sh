@@ -275,6 +275,20 @@ QUEUED=$(enqueue "a lighthouse at midnight (waits)")
 waiting=$(rcli LLEN "${K}wait:normal")
 check "one job waits in ${K}wait:normal ($waiting)" test "$waiting" = 1
 
+# The live worker is quarantined, as the callback service records it after its attempts
+# failed across different jobs: a worker_quarantine row (what the dashboard lists), and the
+# field of the queue's share-state hash that refuses its claims (the reconciler would write
+# it within a second anyway). Its lease renewals go on. The dashboard releases it.
+QUARANTINE_REASON='its last 2 attempts failed, on 2 different jobs'
+QUARANTINE_ERROR='CUDA error: an illegal memory access <img src=x id=quarantine-probe> was encountered'
+evidence=$(python3 -c 'import json,sys,datetime; now=datetime.datetime.now(datetime.timezone.utc).isoformat(); print(json.dumps([{"jobId": j, "attempt": 1, "jobType": "sdxl_image_fast", "finishedAt": now, "error": e} for j, e in ((sys.argv[1], sys.argv[3]), (sys.argv[2], "CUDA error: unspecified launch failure"))]))' \
+  "$DEAD_REQUEUE" "$DEAD_DISCARD" "$QUARANTINE_ERROR")
+check "psql: $CONSUMER quarantined in worker_quarantine" \
+  sql "INSERT INTO worker_quarantine (queue, consumer, reason, evidence) VALUES ('sdxl_queue', '$CONSUMER', \$q\$$QUARANTINE_REASON\$q\$, \$q\$$evidence\$q\$::jsonb)"
+rcli HSET "${K}vtime" "quarantine:$CONSUMER" "$QUARANTINE_REASON" >/dev/null
+check "Redis: and its claims are refused (${K}vtime quarantine:$CONSUMER)" \
+  test "$(rcli HEXISTS "${K}vtime" "quarantine:$CONSUMER")" = 1
+
 # --- The browser ----------------------------------------------------------------------------
 mkdir -p "$ARTIFACTS"
 rm -f "$ARTIFACTS/dashboard.png" "$ARTIFACTS/dashboard-dead-letters.png"
@@ -289,6 +303,7 @@ export DASH_API=$API DASH_ADMIN_TOKEN=$GPUQ_ADMIN_TOKEN DASH_USER_TOKEN=$USER_TO
   DASH_QUEUED_JOB=$QUEUED DASH_HELD_JOB=$HELD DASH_CONSUMER=$CONSUMER \
   DASH_DEAD_REQUEUE=$DEAD_REQUEUE DASH_DEAD_DISCARD=$DEAD_DISCARD \
   DASH_ERROR_REQUEUE=$ERROR_REQUEUE DASH_ERROR_DISCARD=$ERROR_DISCARD \
+  DASH_QUARANTINE_REASON=$QUARANTINE_REASON DASH_QUARANTINE_ERROR=$QUARANTINE_ERROR \
   DASH_CHROMIUM=$CHROMIUM DASH_SCREENSHOT="$ARTIFACTS/dashboard.png" DASH_TMP=$TMP
 log "running dashboard.test.mjs in headless chromium"
 node "$HERE/dashboard.test.mjs" 2>&1 | tee "$TMP/node.log"
@@ -302,6 +317,10 @@ check "Redis: the requeued job waits again and the deleted one is gone from the 
 check "Redis: the requeued job waits again in its tenant's list ${K}tenants:normal:<user>" \
   bash -c "redis-cli -u '$REDIS_URL_USED' --no-auth-warning --scan --pattern '${K}tenants:normal:*' |
     xargs -r -I%KEY% redis-cli -u '$REDIS_URL_USED' --no-auth-warning LRANGE %KEY% 0 -1 | grep -q '|$DEAD_REQUEUE\$'"
+row=$(sql "SELECT count(*) FILTER (WHERE released_at IS NULL) || '|' || count(released_by) FROM worker_quarantine WHERE consumer = '$CONSUMER'")
+check "psql: the released worker has no active quarantine, its release recorded ($row)" test "$row" = "0|1"
+check "Redis: and may claim again (no ${K}vtime quarantine:$CONSUMER)" \
+  test "$(rcli HEXISTS "${K}vtime" "quarantine:$CONSUMER")" = 0
 if [ -f "$ARTIFACTS/dashboard.png" ] && file "$ARTIFACTS/dashboard.png" | grep -q 'PNG image data'; then
   ok "screenshot saved: $ARTIFACTS/dashboard.png ($(file -b "$ARTIFACTS/dashboard.png" | cut -d, -f2 | tr -d ' '))"
 else
