@@ -47,14 +47,22 @@ pub async fn release(
     consumer: &ConsumerName,
     by: &str,
 ) -> Result<Option<String>, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    // The callback service's judgement of this worker takes the same lock: a verdict built
+    // on failures from before this release cannot land after it.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('gpuq-worker:' || $1, 0))")
+        .bind(consumer.as_str())
+        .execute(&mut *tx)
+        .await?;
     let queue: Option<String> = sqlx::query_scalar(
         "UPDATE worker_quarantine SET released_at = now(), released_by = $2 \
          WHERE consumer = $1 AND released_at IS NULL RETURNING queue",
     )
     .bind(consumer.as_str())
     .bind(by)
-    .fetch_optional(db)
+    .fetch_optional(&mut *tx)
     .await?;
+    tx.commit().await?;
     if let Some(q) = queue.as_deref().and_then(|name| queues.get(name)) {
         if let Err(e) = q.release_quarantine(consumer).await {
             tracing::warn!(error = %e, %consumer, "quarantine lifted in the record; Redis will follow at the next reconcile");
@@ -67,6 +75,10 @@ pub async fn release(
 /// whose Redis write was lost is applied, one released while Redis was away is lifted.
 /// Returns how many fields were added and removed.
 pub async fn agree(db: &PgPool, queue: &Queue) -> anyhow::Result<(usize, usize)> {
+    // Redis first: both writers commit before they touch Redis, so a verdict or a release
+    // that lands between the two reads is in the record we read second, and nothing is
+    // undone. Read the other way round, it could be.
+    let held = queue.quarantined().await?;
     let recorded: Vec<(String, String)> = sqlx::query_as(
         "SELECT consumer, reason FROM worker_quarantine \
          WHERE released_at IS NULL AND queue = $1",
@@ -74,7 +86,6 @@ pub async fn agree(db: &PgPool, queue: &Queue) -> anyhow::Result<(usize, usize)>
     .bind(queue.name().as_str())
     .fetch_all(db)
     .await?;
-    let held = queue.quarantined().await?;
     let (mut added, mut removed) = (0, 0);
     for (consumer, reason) in &recorded {
         if !held.iter().any(|(c, _)| c == consumer) {
@@ -92,6 +103,8 @@ pub async fn agree(db: &PgPool, queue: &Queue) -> anyhow::Result<(usize, usize)>
             }
         }
     }
+    // A release that committed after our read of the record and lifted a field we then put
+    // back is undone at the next pass.
     if added + removed > 0 {
         tracing::warn!(queue = %queue.name(), added, removed, "quarantines in Redis brought in line with the record");
     }

@@ -33,6 +33,10 @@ redis.call('ZADD', KEYS[9], now, consumer)
 -- the same read tells whether this consumer is quarantined.
 local policy = redis.call('HMGET', KEYS[5], 'cap', QUARANTINE .. consumer)
 if policy[2] then
+  -- The wake-up this consumer may have taken is passed on to a healthy one.
+  if redis.call('EXISTS', KEYS[3], KEYS[4]) > 0 then
+    wake(KEYS[10], 1, tonumber(ARGV[4]))
+  end
   return redis.error_reply('ERR gpuq: quarantined: ' .. policy[2])
 end
 if ARGV[6] then

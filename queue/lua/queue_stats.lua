@@ -12,7 +12,7 @@
 -- (its UUIDv7 id carries its enqueue time). The oldest job of a lane is the oldest next job
 -- of its first 1,000 tenants in fair order: O(tenants), not O(jobs).
 -- live_slots adds the slots each live consumer advertised when it last claimed (1 for one
--- that never said): O(live consumers).
+-- that never said), quarantined ones left out: O(live consumers).
 
 -- When a waiting job entered the lane: meta's since, else its UUIDv7 id's time.
 local function entered(id)
@@ -48,7 +48,10 @@ for _, lane in ipairs({'high', 'normal'}) do
 end
 local slots = 0
 for _, consumer in ipairs(live) do
-  slots = slots + (tonumber(redis.call('HGET', KEYS[11], consumer)) or 1)
+  -- A quarantined consumer is alive but runs nothing new: no capacity.
+  if redis.call('HEXISTS', KEYS[5], QUARANTINE .. consumer) == 0 then
+    slots = slots + (tonumber(redis.call('HGET', KEYS[11], consumer)) or 1)
+  end
 end
 out[#out + 1] = {slots,
   redis.call('ZCARD', KEYS[3]) + redis.call('ZCARD', parked_key(KEYS[3])),

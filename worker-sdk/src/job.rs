@@ -130,8 +130,13 @@ impl JobRun {
         let mut timeout = None;
         let result = loop {
             tokio::select! {
+                // A result that is in wins over the timer that fired in the same poll.
+                biased;
                 res = &mut handle => break res,
                 _ = &mut overrun => {
+                    if handle.is_finished() {
+                        break (&mut handle).await;
+                    }
                     cancel.cancel();
                     let (err, stuck) = self.stop_overrun(&mut handle, limit).await;
                     timeout = Some(stuck);

@@ -7,7 +7,7 @@
 //!
 //! A retryable failure (out of memory, a CUDA error, a run past its limit) is evidence
 //! against the GPU; a permanent one (an invalid prompt) is the input's, and counts for
-//! neither.
+//! neither, nor does a failure recorded before attempts were marked (`retryable` NULL).
 
 use serde::Deserialize;
 use sqlx::{Postgres, Transaction};
@@ -35,6 +35,19 @@ impl Default for HealthSettings {
             poison_after: 3,
         }
     }
+}
+
+/// Serializes the judgements and releases of `consumer` (released with the transaction).
+/// The dispatcher's release takes the same lock.
+pub async fn lock_worker(
+    tx: &mut Transaction<'_, Postgres>,
+    consumer: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('gpuq-worker:' || $1, 0))")
+        .bind(consumer)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 /// The healthy workers (not quarantined) whose attempts on this life of the job failed
@@ -90,6 +103,9 @@ pub(super) async fn judge_worker(
     if settings.quarantine_after == 0 {
         return Ok(None);
     }
+    // One judgement or release of a worker at a time: a release that commits while this
+    // reads the evidence from before it would otherwise be undone at once.
+    lock_worker(tx, consumer).await?;
     // Its last N judged attempts since its last release (permanent failures, cancels and
     // lost leases judge nothing), with the evidence should they all have failed.
     let (failed, jobs, evidence): (i64, i64, serde_json::Value) = sqlx::query_as(
@@ -100,9 +116,8 @@ pub(super) async fn judge_worker(
              SELECT a.job_id, a.attempt, a.job_type, a.finished_at, a.outcome \
              FROM job_attempts a, since \
              WHERE a.worker_id = $1 AND a.finished_at IS NOT NULL AND a.finished_at > since.t \
-               AND a.outcome IN ('completed', 'retried', 'failed') \
-               AND a.retryable IS DISTINCT FROM false \
-             ORDER BY a.finished_at DESC LIMIT $2) \
+               AND (a.outcome = 'completed' OR (a.outcome IN ('retried', 'failed') AND a.retryable)) \
+             ORDER BY a.finished_at DESC, a.attempt DESC, a.job_id LIMIT $2) \
          SELECT count(*) FILTER (WHERE r.outcome <> 'completed'), count(DISTINCT r.job_id), \
                 COALESCE(json_agg(json_build_object('jobId', r.job_id, 'attempt', r.attempt, \
                     'jobType', r.job_type, 'finishedAt', r.finished_at, \

@@ -120,10 +120,11 @@ async fn the_reconciler_applies_a_quarantine_redis_lost_and_lifts_one_released_w
     quarantine(&app, &q, &lost, false).await;
     q.quarantine(&released, "an old verdict").await.unwrap();
 
-    let (added, removed) = gpuq_dispatcher::quarantine::agree(&app.db, &q)
+    // The app's own reconciler may take its first pass at any moment: what counts is that,
+    // after a pass, Redis holds what the record says.
+    gpuq_dispatcher::quarantine::agree(&app.db, &q)
         .await
         .unwrap();
-    assert_eq!((added, removed), (1, 1));
     let held = q.quarantined().await.unwrap();
     assert_eq!(held.len(), 1);
     assert_eq!(held[0].0, lost.as_str());

@@ -43,3 +43,18 @@ async fn a_quarantined_consumer_leases_nothing_until_it_is_released_while_others
     assert!(q.quarantined().await.unwrap().is_empty());
     assert_eq!(q.claim(&sick, 2).await.unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn a_quarantined_consumer_is_alive_but_not_capacity() {
+    let q = queue().await;
+    let (sick, healthy) = (consumer("sick"), consumer("healthy"));
+    q.quarantine(&sick, "sick").await.unwrap();
+    assert!(q.claim_as(&sick, 1, Some(8)).await.is_err());
+    q.claim_as(&healthy, 1, Some(4)).await.unwrap();
+    let stats = q.stats().await.unwrap();
+    assert_eq!(stats.live_consumers, 2);
+    assert_eq!(stats.live_slots, 4, "only the healthy one's slots");
+    q.release_quarantine(&sick).await.unwrap();
+    q.claim_as(&sick, 1, Some(8)).await.unwrap();
+    assert_eq!(q.stats().await.unwrap().live_slots, 12);
+}
