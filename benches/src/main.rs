@@ -1,6 +1,7 @@
 //! `gpuq-bench`: runs one benchmark scenario against real local services and prints one
 //! JSON line per figure, then a Markdown table. See `benches/README.md`.
 
+mod affinity_bench;
 mod chaos;
 mod credits_bench;
 mod fairness_bench;
@@ -41,6 +42,8 @@ enum Scenario {
     E2e(system_bench::E2eArgs),
     /// The fair share on the real services: a lone job under a flood, weighted shares.
     Fairness(fairness_bench::FairnessArgs),
+    /// Model routing against plain fair order: model loads, throughput, longest wait.
+    Affinity(affinity_bench::AffinityArgs),
     /// Faults injected into the whole system: nothing lost, nothing doubled.
     Chaos(chaos::ChaosArgs),
     /// Every benchmark scenario above (not `chaos`), each with its default knobs, and one
@@ -68,6 +71,7 @@ async fn run(redis_url: &str, scenario: Scenario) -> anyhow::Result<Vec<figures:
         Scenario::Callback(args) => system_bench::run_callback(redis_url, args).await?,
         Scenario::E2e(args) => system_bench::run_e2e(redis_url, args).await?,
         Scenario::Fairness(args) => fairness_bench::run(redis_url, args).await?,
+        Scenario::Affinity(args) => affinity_bench::run(redis_url, args).await?,
         Scenario::Chaos(args) => chaos::run(args).await?,
         Scenario::All => {
             let mut all = Vec::new();

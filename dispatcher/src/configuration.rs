@@ -103,6 +103,43 @@ pub struct EnqueueSettings {
     /// waits for one of its jobs to end while other tenants use the free slots (ADR 0012).
     #[serde(default)]
     pub max_in_flight_per_tenant: Option<MaxInFlight>,
+    /// Checkpoints a job of each type may name in `metadata.model` (files only:
+    /// `enqueue: {checkpoints: {sdxl_image_fast: [sdxl-base-1.0, juggernaut-xl-v9]}}`); a type
+    /// with a list refuses any other name, and its jobs carry the name for model routing
+    /// (ADR 0020).
+    /// A variable gives one type's list comma-separated
+    /// (`GPUQ__ENQUEUE__CHECKPOINTS__SDXL_IMAGE_FAST=a,b`).
+    #[serde(default, deserialize_with = "checkpoint_lists")]
+    pub checkpoints: HashMap<JobType, Vec<String>>,
+}
+
+/// `enqueue.checkpoints`: per type a list, or one comma-separated string (a variable).
+fn checkpoint_lists<'de, D>(d: D) -> Result<HashMap<JobType, Vec<String>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Names {
+        List(Vec<String>),
+        Csv(String),
+    }
+    let raw = HashMap::<JobType, Names>::deserialize(d)?;
+    Ok(raw
+        .into_iter()
+        .map(|(job_type, names)| {
+            let names = match names {
+                Names::List(list) => list,
+                Names::Csv(csv) => csv.split(',').map(str::to_owned).collect(),
+            };
+            let names = names
+                .into_iter()
+                .map(|n| n.trim().to_owned())
+                .filter(|n| !n.is_empty())
+                .collect();
+            (job_type, names)
+        })
+        .collect())
 }
 
 impl EnqueueSettings {

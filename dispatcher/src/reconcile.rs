@@ -54,7 +54,7 @@ pub async fn reconcile_once(
 ) -> anyhow::Result<Reconciled> {
     let mut out = Reconciled::default();
     requeue_lost(state, queue, grace, &mut out).await?;
-    remove_finished(state, queue, &mut out).await?;
+    remove_finished(state, queue, grace, &mut out).await?;
     Ok(out)
 }
 
@@ -289,6 +289,7 @@ async fn restore(
 async fn remove_finished(
     state: &AppState,
     queue: &Queue,
+    grace: Duration,
     out: &mut Reconciled,
 ) -> anyhow::Result<()> {
     let cursor = state.reconcile_cursor(queue.name().as_str());
@@ -303,14 +304,20 @@ async fn remove_finished(
     // waits, or holds its row, which is then skipped. Unlocked, a requeued job could be
     // read as "failed, not dead" between its two steps and removed from Redis.
     let mut tx = state.db.begin().await?;
-    let statuses: std::collections::HashMap<Uuid, JobStatus> =
-        sqlx::query_as::<_, (Uuid, JobStatus)>(
-            "SELECT id, status FROM jobs WHERE id = ANY($1) FOR UPDATE SKIP LOCKED",
+    // Whether each row changed within the grace: a job that just died in Redis has its
+    // failure report on the way (the callback service marks the row itself), or was just
+    // written by hand; the next pass sees it.
+    let statuses: std::collections::HashMap<Uuid, (JobStatus, bool)> =
+        sqlx::query_as::<_, (Uuid, JobStatus, bool)>(
+            "SELECT id, status, updated_at > now() - make_interval(secs => $2) FROM jobs \
+             WHERE id = ANY($1) FOR UPDATE SKIP LOCKED",
         )
         .bind(&uuids)
+        .bind(grace.as_secs_f64())
         .fetch_all(&mut *tx)
         .await?
         .into_iter()
+        .map(|(id, status, recent)| (id, (status, recent)))
         .collect();
     let dead = queue.dead_reasons(&ids).await?;
     let leased = queue.leased(&ids).await?;
@@ -323,7 +330,7 @@ async fn remove_finished(
             dead.is_some()
                 && matches!(
                     statuses.get(&id.as_uuid()),
-                    Some(JobStatus::Queued | JobStatus::Processing)
+                    Some((JobStatus::Queued | JobStatus::Processing, false))
                 )
         })
         .map(|(id, _)| id.as_uuid())
@@ -336,8 +343,13 @@ async fn remove_finished(
         // A job without a row may be an enqueue still in flight, one whose row is locked is
         // being changed: leave both alone. A failed job in the dead set is where it belongs
         // (admins requeue or discard it there); an unfinished one there failed for good.
-        let status = statuses.get(&id.as_uuid()).copied();
-        if let (Some(JobStatus::Queued | JobStatus::Processing), Some(reason)) = (status, &dead) {
+        let (status, recent) = match statuses.get(&id.as_uuid()) {
+            Some((status, recent)) => (Some(*status), *recent),
+            None => (None, false),
+        };
+        if let (Some(JobStatus::Queued | JobStatus::Processing), Some(reason), false) =
+            (status, &dead, recent)
+        {
             // A worker wrote the reason; PostgreSQL cannot store U+0000.
             let reason = reason.replace('\0', "\u{fffd}");
             jobs_db::finish(&mut *tx, id.as_uuid(), JobStatus::Failed, Some(&reason)).await?;

@@ -8,8 +8,12 @@
 -- ARGV[1] consumer name   ARGV[2] lease, ms   ARGV[3] max jobs   ARGV[4] signal cap
 -- ARGV[5] fence token: a random nonce the claimer makes for this call (optional; callbacks
 --         for a claim made without one cannot pass the callback service's fence check)
--- ARGV[6] how many jobs this consumer runs at once (optional): recorded in the slots hash,
---         so queue_stats.lua can count the live capacity (ETAs divide by it)
+-- ARGV[6] how many jobs this consumer runs at once (optional, '' for none): recorded in the
+--         slots hash, so queue_stats.lua can count the live capacity (ETAs divide by it)
+-- ARGV[7..9] a route (optional; prelude.lua, "Model routing"): the worker's loaded models,
+--         comma-separated ('' for none); the models it can run, comma-separated, or '*'
+--         for any; the wait, ms, past which a job goes to any worker that can run it
+--         (0: never)
 -- Returns a flat array {id, attempt, envelope, id, attempt, envelope, ...}; empty if none.
 -- A tenant at its concurrency cap is parked and not served (prelude.lua, "caps").
 -- A quarantined consumer (prelude.lua, "Quarantine") is refused with an error reply
@@ -39,7 +43,7 @@ if policy[2] then
   end
   return redis.error_reply('ERR gpuq: quarantined: ' .. policy[2])
 end
-if ARGV[6] then
+if ARGV[6] and ARGV[6] ~= '' then
   local slots = tonumber(ARGV[6])
   if not slots or slots < 1 or slots > 100000 or slots ~= math.floor(slots) then
     return redis.error_reply('ERR gpuq: slots must be a whole number from 1 to 100000')
@@ -48,6 +52,7 @@ if ARGV[6] then
 end
 
 local caps = policy[1]
+local route = ARGV[7] and route_of(ARGV[7], ARGV[8], ARGV[9])
 local out = {}
 local got = 0
 -- Whether jobs remain, for the wake-up below: the tenant served last still waits (`more`),
@@ -58,17 +63,38 @@ for l = 1, 2 do
   local wait_key, tenants_key = KEYS[l], KEYS[l + 2]
   local taken, served = 0, nil
   while got < want do
-    local tenant = redis.call('ZRANGE', tenants_key, 0, 0)[1]
-    if not tenant then
-      lanes_empty = lanes_empty + 1
-      break
+    local tenant, entry, fair = nil, nil, true
+    if route then
+      local pick, head
+      tenant, pick, head, fair = pick_routed(tenants_key, KEYS[6], route, tonumber(now))
+      if not tenant then
+        -- Nothing here this worker can run: the jobs are left for others, and no wake-up
+        -- is passed on (two idle workers that cannot run them would wake each other).
+        lanes_empty = lanes_empty + 1
+        break
+      end
+      if head then
+        entry = redis.call('RPOP', tenant_list(tenants_key, tenant))
+        more = retag(tenants_key, tenant)
+      else
+        -- A later job of the tenant, taken ahead of its next one (its tag stays).
+        entry = pick
+        redis.call('LREM', tenant_list(tenants_key, tenant), -1, pick)
+        more = true
+      end
+    else
+      tenant = redis.call('ZRANGE', tenants_key, 0, 0)[1]
+      if not tenant then
+        lanes_empty = lanes_empty + 1
+        break
+      end
+      entry = redis.call('RPOP', tenant_list(tenants_key, tenant))
+      more = retag(tenants_key, tenant)
     end
-    local entry = redis.call('RPOP', tenant_list(tenants_key, tenant))
-    more = retag(tenants_key, tenant)
     if entry then
       taken = taken + 1
       local redelivery, tag, deliveries, id = parse_entry(entry)
-      if redelivery == '' then
+      if redelivery == '' and fair then
         served = tag
       end
       local envelope = redis.call('HGET', KEYS[6], id)

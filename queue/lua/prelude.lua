@@ -238,6 +238,78 @@ end
 -- flight are left alone: they end as they would.
 local QUARANTINE = 'quarantine:'
 
+-- Model routing (ADR 0020). A routed claim names the models its worker has loaded (`warm`),
+-- the ones it can run at all (`runnable`, or '*'), and a wait bound. Among the next jobs in
+-- fair order (the first ROUTE_TENANTS tenants, the next ROUTE_JOBS jobs of each) it takes
+-- the first runnable one that waited past the bound; else the first runnable one whose
+-- model is warm; else the first runnable one. A job's model is its envelope's `model` (the
+-- checkpoint it names), else its `model_variant`; a job with neither runs anywhere and is
+-- never warm. Its wait runs from its UUIDv7 id's time.
+local ROUTE_TENANTS, ROUTE_JOBS = 4, 4
+
+local function csv_set(text)
+  local set = {}
+  for item in string.gmatch(text or '', '[^,]+') do
+    set[item] = true
+  end
+  return set
+end
+
+-- The route of a claim from its arguments: {warm, runnable (nil: any), bound_ms}.
+local function route_of(warm, runnable, bound)
+  local r = {warm = csv_set(warm), bound = tonumber(bound) or 0}
+  if runnable ~= '*' then
+    r.runnable = csv_set(runnable)
+  end
+  return r
+end
+
+-- The enqueue time of a job, ms, from its UUIDv7 id.
+local function id_time(id)
+  return tonumber(string.sub(id, 1, 8) .. string.sub(id, 10, 13), 16) or 0
+end
+
+-- The job a routed claim takes from a lane: returns its tenant, its entry, whether it is the
+-- tenant's next job, and whether it is the job the fair share alone would serve (the first
+-- tenant's next job: only that one moves the lane's virtual time); nil when no job in the
+-- window is runnable here.
+local function pick_routed(tenants_key, jobs_key, route, now)
+  local warm_pick, first_pick
+  for t, tenant in ipairs(redis.call('ZRANGE', tenants_key, 0, ROUTE_TENANTS - 1)) do
+    local entries = redis.call('LRANGE', tenant_list(tenants_key, tenant), -ROUTE_JOBS, -1)
+    for i = #entries, 1, -1 do
+      local entry = entries[i]
+      local id = id_of(entry)
+      local model
+      local ok, env = pcall(cjson.decode, redis.call('HGET', jobs_key, id) or '')
+      if ok and type(env) == 'table' then
+        model = env['model']
+        if type(model) ~= 'string' then
+          model = env['model_variant']
+        end
+        if type(model) ~= 'string' then
+          model = nil
+        end
+      end
+      if not route.runnable or not model or route.runnable[model] then
+        local pick = {tenant, entry, i == #entries, t == 1 and i == #entries}
+        if route.bound > 0 and now - id_time(id) >= route.bound then
+          return pick[1], pick[2], pick[3], pick[4]
+        end
+        if not warm_pick and model and route.warm[model] then
+          warm_pick = pick
+        end
+        first_pick = first_pick or pick
+      end
+    end
+  end
+  local pick = warm_pick or first_pick
+  if pick then
+    return pick[1], pick[2], pick[3], pick[4]
+  end
+  return nil
+end
+
 -- The set a tenant with waiting jobs belongs in: the lane's tenants set, or parked.
 local function home_of(tenants_key, tenant)
   if at_cap(KEYS[5], tenant) then

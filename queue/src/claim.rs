@@ -41,11 +41,52 @@ impl ClaimedJob {
     }
 }
 
+/// What a worker tells a claim about its models (ADR 0020): among the next jobs in fair
+/// order it gets only ones it can run, those whose model it has loaded first, and any job
+/// that waited past `max_wait` before all others.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Route {
+    /// Models loaded now (a job's model is its envelope's `model`, else `model_variant`).
+    pub warm: Vec<String>,
+    /// The models it can run at all (what fits its VRAM); None: any.
+    pub runnable: Option<Vec<String>>,
+    /// A job that waited this long goes to any worker that can run it; zero: never.
+    pub max_wait: Duration,
+}
+
+impl Route {
+    /// Checks the model names: 1 to 128 characters, no comma or space (the claim receives
+    /// them comma-separated).
+    fn check(&self) -> Result<()> {
+        let names = self.warm.iter().chain(self.runnable.iter().flatten());
+        for name in names {
+            let ok = !name.is_empty()
+                && name.len() <= 128
+                && !name.contains(|c: char| c == ',' || c.is_whitespace() || c == '*');
+            if !ok {
+                return Err(QueueError::InvalidModel(name.chars().take(64).collect()));
+            }
+        }
+        Ok(())
+    }
+
+    /// ARGV[7..9] of claim_jobs.lua.
+    fn args(&self) -> [String; 3] {
+        [
+            self.warm.join(","),
+            self.runnable
+                .as_ref()
+                .map_or_else(|| "*".to_owned(), |r| r.join(",")),
+            self.max_wait.as_millis().to_string(),
+        ]
+    }
+}
+
 impl Queue {
     /// Leases up to `max` waiting jobs (high lane first) to `consumer`, without waiting,
     /// under a fresh fence token.
     pub async fn claim(&self, consumer: &ConsumerName, max: usize) -> Result<Vec<ClaimedJob>> {
-        self.claim_as(consumer, max, None).await
+        self.claim_routed(consumer, max, None, None).await
     }
 
     /// [`Self::claim`] by a consumer that runs `slots` jobs at once (its concurrency), which
@@ -56,6 +97,20 @@ impl Queue {
         max: usize,
         slots: Option<u32>,
     ) -> Result<Vec<ClaimedJob>> {
+        self.claim_routed(consumer, max, slots, None).await
+    }
+
+    /// [`Self::claim_as`] by a worker that routes by model ([`Route`]).
+    pub async fn claim_routed(
+        &self,
+        consumer: &ConsumerName,
+        max: usize,
+        slots: Option<u32>,
+        route: Option<&Route>,
+    ) -> Result<Vec<ClaimedJob>> {
+        if let Some(route) = route {
+            route.check()?;
+        }
         let k = &self.keys;
         let token = Fence::new_token();
         let mut script = SCRIPTS.claim.prepare_invoke();
@@ -72,9 +127,15 @@ impl Queue {
             .arg(max.max(1))
             .arg(self.config.signal_cap)
             .arg(&token);
-        if let Some(slots) = slots {
+        match slots {
             // claim_jobs.lua refuses a figure out of range; a worker must still claim.
-            script.arg(slots.clamp(1, 100_000));
+            Some(slots) => script.arg(slots.clamp(1, 100_000)),
+            None => script.arg(""),
+        };
+        if let Some(route) = route {
+            for arg in route.args() {
+                script.arg(arg);
+            }
         }
         let reply: Vec<(String, u32, String)> = script
             .invoke_async(&mut self.conn())
@@ -91,6 +152,7 @@ impl Queue {
             queue: self.clone(),
             consumer,
             slots: None,
+            route: None,
             conn: Some(conn),
         })
     }
@@ -121,6 +183,8 @@ pub struct Claimer {
     consumer: ConsumerName,
     /// Advertised with each claim ([`Queue::claim_as`]).
     slots: Option<u32>,
+    /// Sent with each claim when set ([`Queue::claim_routed`]).
+    route: Option<Route>,
     /// Dropped after an error and reopened on the next call.
     conn: Option<RedisConn>,
 }
@@ -137,13 +201,21 @@ impl Claimer {
         self
     }
 
+    /// Routes the next claims by model ([`Route`]); None: plain fair order.
+    pub fn set_route(&mut self, route: Option<Route>) {
+        self.route = route;
+    }
+
     /// Leases up to `max` jobs, waiting at most `wait` for the first one. Returns an empty
     /// list when the wait ran out. Cancel-safe: dropping the future loses no job (a job is
     /// only leased inside the claim script, whose reply is then returned at once).
     pub async fn claim(&mut self, max: usize, wait: Duration) -> Result<Vec<ClaimedJob>> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let jobs = self.queue.claim_as(&self.consumer, max, self.slots).await?;
+            let jobs = self
+                .queue
+                .claim_routed(&self.consumer, max, self.slots, self.route.as_ref())
+                .await?;
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             if !jobs.is_empty() || left.is_zero() {
                 return Ok(jobs);

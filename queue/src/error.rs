@@ -17,6 +17,10 @@ pub enum QueueError {
     /// The consumer name is not valid.
     #[error("invalid consumer name {0:?}: 1-128 bytes of A-Z a-z 0-9 . _ : -")]
     InvalidConsumer(String),
+    /// A model name of a [`crate::Route`] is empty, too long, or holds a comma, a space or
+    /// `*`.
+    #[error("invalid model name {0:?}: 1-128 characters without commas, spaces or *")]
+    InvalidModel(String),
     /// The idempotency key is empty, too long or has control characters.
     #[error("invalid idempotency key: 1-255 printable characters")]
     InvalidIdempotencyKey,

@@ -70,6 +70,11 @@ pub struct JobEnvelope {
     pub bucket: String,
     /// The model to load.
     pub model_variant: String,
+    /// The checkpoint the job names (`metadata.model`, from the type's allow-list): what it
+    /// needs loaded, and what routed claims match a worker's warm models against (ADR
+    /// 0020). Absent: the type's `model_variant`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
     /// This delivery's attempt number, starting at 1. The queue sets it at claim time; the
     /// stored copy carries 0.
     pub attempt: u32,
@@ -83,4 +88,12 @@ pub struct JobEnvelope {
     /// The app's metadata, passed through untouched (project, video and image ids included).
     #[serde(default)]
     pub metadata: serde_json::Value,
+}
+
+impl JobEnvelope {
+    /// The model the job needs loaded: the checkpoint it names, else its type's model.
+    /// Routed claims match it against a worker's warm and runnable models (ADR 0020).
+    pub fn model_key(&self) -> &str {
+        self.model.as_deref().unwrap_or(&self.model_variant)
+    }
 }

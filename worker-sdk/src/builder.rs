@@ -12,6 +12,11 @@ use crate::callback::{CallbackRetry, Reporter};
 use crate::connect::{QueueTarget, RedisBackoff};
 use crate::handler::ErasedHandler;
 use crate::job::Shared;
+use crate::models::{Routing, WarmModels};
+
+/// How long a job waits for a worker with its model loaded before any worker that can run
+/// it gets it ([`WorkerBuilder::model_wait`]).
+const DEFAULT_MODEL_WAIT: Duration = Duration::from_secs(120);
 use crate::worker::Worker;
 use crate::{Handler, Storage, WorkerError};
 
@@ -34,6 +39,7 @@ pub struct WorkerBuilder {
     cancel_grace: Duration,
     run_limits: HashMap<JobType, Duration>,
     exit_if_stuck: bool,
+    routing: Option<Routing>,
     progress_every: Duration,
     callback_retry: CallbackRetry,
     redis_backoff: RedisBackoff,
@@ -59,6 +65,7 @@ impl Default for WorkerBuilder {
             cancel_grace: Duration::from_secs(2),
             run_limits: HashMap::new(),
             exit_if_stuck: false,
+            routing: None,
             progress_every: Duration::from_secs(1),
             callback_retry: CallbackRetry::default(),
             redis_backoff: RedisBackoff::default(),
@@ -152,6 +159,35 @@ impl WorkerBuilder {
         self
     }
 
+    /// Routes claims by model (ADR 0020): this worker is only given jobs whose model is one
+    /// of `runnable` (what fits its GPU; a job's model is its `model`, else its
+    /// `model_variant`), and among the next jobs in fair order it gets those whose model
+    /// its handler said is loaded ([`crate::JobContext::loaded`]) first. A job that waited
+    /// [`Self::model_wait`] (120 s unless set) goes to any worker that can run it.
+    pub fn models<I, S>(mut self, runnable: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let runnable = runnable.into_iter().map(Into::into).collect();
+        self.routing_mut().runnable = Some(runnable);
+        self
+    }
+
+    /// Routes claims by model ([`Self::models`]), any model runnable, with `max_wait` as the
+    /// wait past which a job goes to any worker; zero: warm jobs always first.
+    pub fn model_wait(mut self, max_wait: Duration) -> Self {
+        self.routing_mut().max_wait = max_wait;
+        self
+    }
+
+    fn routing_mut(&mut self) -> &mut Routing {
+        self.routing.get_or_insert(Routing {
+            runnable: None,
+            max_wait: DEFAULT_MODEL_WAIT,
+        })
+    }
+
     /// Exit the process (status 70) after reporting an attempt whose handler did not end
     /// even when dropped (stuck in blocking or native code, still holding the GPU), so that
     /// the supervisor restarts a clean worker. Default off: such a handler is only logged.
@@ -229,6 +265,15 @@ impl WorkerBuilder {
             .callback_secret
             .ok_or(WorkerError::Missing("callback_secret"))?;
         let handler = self.handler.ok_or(WorkerError::Missing("handler"))?;
+        let runnable = self
+            .routing
+            .iter()
+            .flat_map(|r| r.runnable.iter().flatten());
+        if let Some(bad) = runnable.into_iter().find(|m| !crate::models::valid(m)) {
+            return Err(WorkerError::Invalid(format!(
+                "model name {bad:?}: 1 to 128 characters without commas, spaces or *"
+            )));
+        }
         if self.concurrency == 0 {
             return Err(WorkerError::Invalid(
                 "concurrency must be at least 1".into(),
@@ -268,6 +313,7 @@ impl WorkerBuilder {
             heartbeat_every: self.heartbeat_every,
             shutdown_deadline: self.shutdown_deadline,
             claim_wait: self.claim_wait,
+            routing: self.routing,
             shared: Arc::new(Shared {
                 handler,
                 reporter,
@@ -279,6 +325,7 @@ impl WorkerBuilder {
                 cancel_grace: self.cancel_grace,
                 run_limits: self.run_limits,
                 exit_if_stuck: self.exit_if_stuck,
+                warm: WarmModels::default(),
                 redis_backoff: self.redis_backoff,
             }),
         })

@@ -12,6 +12,7 @@ use gpuq_schemas::{CallbackPayload, CallbackStatus, JobId, UserId};
 use tokio_util::sync::CancellationToken;
 
 use crate::callback::Reporter;
+use crate::models::WarmModels;
 use crate::storage::output_key;
 use crate::{JobError, Storage, StorageError};
 
@@ -32,6 +33,7 @@ struct Inner {
     storage: Option<Arc<dyn Storage>>,
     reporter: Reporter,
     progress_every: Duration,
+    warm: WarmModels,
     last_progress: Mutex<Option<Instant>>,
     finished: AtomicBool,
     runtime: tokio::runtime::Handle,
@@ -48,6 +50,7 @@ pub(crate) struct ContextParts {
     pub storage: Option<Arc<dyn Storage>>,
     pub reporter: Reporter,
     pub progress_every: Duration,
+    pub warm: WarmModels,
 }
 
 impl JobContext {
@@ -63,11 +66,27 @@ impl JobContext {
                 storage: p.storage,
                 reporter: p.reporter,
                 progress_every: p.progress_every,
+                warm: p.warm,
                 last_progress: Mutex::new(None),
                 finished: AtomicBool::new(false),
                 runtime: tokio::runtime::Handle::current(),
             }),
         }
+    }
+
+    /// Tells the worker that `model` (a job's `model`, else its `model_variant`) is loaded
+    /// now: a worker that routes by model ([`crate::WorkerBuilder::models`]) is then given
+    /// jobs that need it first (ADR 0020). Names a claim cannot carry (empty, over 128
+    /// characters, with a comma, space or `*`) are ignored.
+    pub fn loaded(&self, model: &str) {
+        if crate::models::valid(model) {
+            self.inner.warm.loaded(model);
+        }
+    }
+
+    /// Tells the worker that `model` is no longer loaded.
+    pub fn evicted(&self, model: &str) {
+        self.inner.warm.evicted(model);
     }
 
     /// The job's id.

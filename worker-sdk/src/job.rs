@@ -21,6 +21,7 @@ use crate::context::{ContextParts, JobContext};
 use crate::error::chain;
 use crate::handler::ErasedHandler;
 use crate::lease::{LeaseHandle, LeaseState, Leases};
+use crate::models::WarmModels;
 use crate::{JobError, Output, Storage};
 
 /// What every job task needs.
@@ -37,6 +38,8 @@ pub(crate) struct Shared {
     pub run_limits: HashMap<JobType, Duration>,
     pub exit_if_stuck: bool,
     pub redis_backoff: RedisBackoff,
+    /// The models loaded, as the handlers said ([`JobContext::loaded`]).
+    pub warm: WarmModels,
 }
 
 /// The exit status of a worker that stops itself because a handler would not end
@@ -368,6 +371,7 @@ impl JobRun {
             storage: self.shared.storage.clone(),
             reporter: self.shared.reporter.clone(),
             progress_every: self.shared.progress_every,
+            warm: self.shared.warm.clone(),
         })
     }
 

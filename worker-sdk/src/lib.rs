@@ -59,6 +59,7 @@ mod gate;
 mod handler;
 mod job;
 mod lease;
+mod models;
 #[cfg(feature = "provider")]
 pub mod provider;
 #[cfg(feature = "settings")]

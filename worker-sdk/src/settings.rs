@@ -50,6 +50,21 @@ pub struct WorkerSettings {
     pub callback_retries: usize,
     /// `GPUQ_GPU_NAME`: the GPU reported with each attempt, if set.
     pub gpu_name: Option<String>,
+    /// `GPUQ_MODELS` (comma-separated; `*`: any): claims route by model (ADR 0020); unset:
+    /// plain fair order.
+    pub models: Option<Models>,
+    /// `GPUQ_MODEL_WAIT_SECS` (default 120): how long a job waits for a worker with its
+    /// model loaded before any worker that can run it gets it.
+    pub model_wait: Duration,
+}
+
+/// The models a routing worker can run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Models {
+    /// Any model; the warm ones first.
+    Any,
+    /// Only these (what fits the GPU).
+    Only(Vec<String>),
 }
 
 /// A missing or malformed setting; the message names the variable.
@@ -101,6 +116,9 @@ struct RawWorker {
     callback_retries: usize,
     shutdown_deadline_secs: f64,
     gpu_name: Option<String>,
+    #[serde(default)]
+    models: Vec<String>,
+    model_wait_secs: f64,
 }
 
 #[derive(Default, Deserialize)]
@@ -152,6 +170,7 @@ impl WorkerSettings {
                 b.set_default("worker.callback_retries", retries)
             })
             .and_then(|b| b.set_default("worker.shutdown_deadline_secs", 30.0))
+            .and_then(|b| b.set_default("worker.model_wait_secs", 120.0))
             .map_err(ConfigurationError::from)?;
         let raw: Raw = configuration::load(defaults, env)?;
         let worker = raw.worker;
@@ -184,6 +203,8 @@ impl WorkerSettings {
             lease: seconds(worker.lease_secs, 0.3, "GPUQ_LEASE_SECS")?,
             callback_retries: worker.callback_retries,
             gpu_name: worker.gpu_name.filter(|g| !g.is_empty()),
+            models: routing(worker.models),
+            model_wait: seconds(worker.model_wait_secs, 0.0, "GPUQ_MODEL_WAIT_SECS")?,
         })
     }
 
@@ -207,12 +228,34 @@ impl WorkerSettings {
         if let Some(gpu) = self.gpu_name {
             builder = builder.gpu_name(gpu);
         }
+        builder = match self.models {
+            None => builder,
+            Some(Models::Any) => builder.model_wait(self.model_wait),
+            Some(Models::Only(models)) => builder.models(models).model_wait(self.model_wait),
+        };
         Ok(match self.storage {
             StorageChoice::Local(dir) => builder.storage(LocalStorage::new(dir)),
             StorageChoice::S3(s3) => builder.storage(
                 S3Storage::new(s3).map_err(|e| WorkerError::Invalid(format!("S3 storage: {e}")))?,
             ),
         })
+    }
+}
+
+/// `GPUQ_MODELS`: unset or empty, no routing; `*`, any model (warm ones first); else the
+/// models this worker can run.
+fn routing(models: Vec<String>) -> Option<Models> {
+    let models: Vec<String> = models
+        .into_iter()
+        .map(|m| m.trim().to_owned())
+        .filter(|m| !m.is_empty())
+        .collect();
+    if models.is_empty() {
+        None
+    } else if models.iter().any(|m| m == "*") {
+        Some(Models::Any)
+    } else {
+        Some(Models::Only(models))
     }
 }
 

@@ -16,6 +16,7 @@ use crate::connect::{sleep_or_stop, QueueTarget};
 use crate::error::chain;
 use crate::job::{supervise, Shared};
 use crate::lease::{LeaseKeeper, Leases};
+use crate::models::Routing;
 use crate::{WorkerBuilder, WorkerError};
 
 /// Retries of the start-up probe while the callback service does not answer.
@@ -31,6 +32,8 @@ pub struct Worker {
     pub(crate) heartbeat_every: Duration,
     pub(crate) shutdown_deadline: Duration,
     pub(crate) claim_wait: Duration,
+    /// Claims route by model when set (ADR 0020).
+    pub(crate) routing: Option<Routing>,
     pub(crate) shared: Arc<Shared>,
 }
 
@@ -164,16 +167,19 @@ impl Worker {
             }
             // The claim is never dropped half-way (a reply lost in flight would strand a
             // leased job until its lease expires); `claim_wait` bounds it instead.
+            let route = self.routing.as_ref().map(|r| self.shared.warm.route(r));
             let res = match claimer.as_mut() {
-                Some(c) => c.claim(free, self.claim_wait).await,
+                Some(c) => {
+                    c.set_route(route);
+                    c.claim(free, self.claim_wait).await
+                }
                 None => match queue.claimer(self.shared.consumer.clone()).await {
                     // The queue counts live capacity by what consumers advertise (ETAs).
                     Ok(c) => {
                         let slots = u32::try_from(self.concurrency).unwrap_or(u32::MAX);
-                        claimer
-                            .insert(c.with_slots(slots))
-                            .claim(free, self.claim_wait)
-                            .await
+                        let c = claimer.insert(c.with_slots(slots));
+                        c.set_route(route);
+                        c.claim(free, self.claim_wait).await
                     }
                     Err(e) => Err(e),
                 },

@@ -84,7 +84,10 @@ async fn every_job_type_goes_through_http_workers_and_callbacks_into_rows_and_fi
             .callback_url(callback_url.clone())
             .callback_secret(SECRET.to_string().into())
             .storage(LocalStorage::new(dir.path()))
-            .handler(DemoHandler { time_scale: 0.0 })
+            .handler(DemoHandler {
+                time_scale: 0.0,
+                loads: None,
+            })
             .build()
             .unwrap();
         let stop = gpuq_worker_sdk::CancellationToken::new();

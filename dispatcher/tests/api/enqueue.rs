@@ -668,3 +668,52 @@ async fn an_idempotency_key_outside_its_documented_pattern_is_refused() {
     }
     assert_eq!(app.job_count().await, 0);
 }
+
+#[tokio::test]
+async fn a_checkpoint_from_the_types_allow_list_travels_in_the_envelope_and_any_other_is_a_400_naming_it(
+) {
+    let app = spawn_app_with(|s| {
+        s.enqueue.checkpoints.insert(
+            gpuq_schemas::JobType::SdxlImageFast,
+            vec!["sdxl-base-1.0".into(), "juggernaut-xl-v9".into()],
+        );
+    })
+    .await;
+    let token = token_for(uuid::Uuid::new_v4());
+    let body = |model: Value| json!({"jobType": "sdxl_image_fast", "metadata": {"prompt": "a fox", "model": model}});
+    for (model, shown) in [
+        (json!("evil-ckpt"), "\"evil-ckpt\""),
+        (json!(42), "a non-string"),
+    ] {
+        let res = app.post_job(&token, &body(model)).await;
+        let err = assert_error(res, 400, "invalid_model").await;
+        let message = err["error"]["message"].as_str().unwrap();
+        assert!(message.contains(shown), "{message}");
+        assert!(
+            message.contains("juggernaut-xl-v9"),
+            "names what is allowed: {message}"
+        );
+    }
+    assert_eq!(app.job_count().await, 0, "nothing written");
+
+    let res = app.post_job(&token, &body(json!("juggernaut-xl-v9"))).await;
+    assert_eq!(res.status(), 202);
+    // A type without a list leaves metadata.model to the app.
+    let other =
+        json!({"jobType": "sdxl_image_high", "metadata": {"prompt": "a fox", "model": "anything"}});
+    assert_eq!(app.post_job(&token, &other).await.status(), 202);
+    let q = app.queue("sdxl_queue").await;
+    let claimed = q
+        .claim(&gpuq_queue::ConsumerName::unique("gpu"), 10)
+        .await
+        .unwrap();
+    let models: Vec<Option<String>> = claimed
+        .iter()
+        .map(|c| c.envelope().unwrap().model)
+        .collect();
+    assert!(
+        models.contains(&Some("juggernaut-xl-v9".into())),
+        "{models:?}"
+    );
+    assert!(models.contains(&None), "{models:?}");
+}

@@ -9,4 +9,5 @@ mod fairness;
 mod helpers;
 mod library;
 mod quarantine;
+mod routing;
 mod transitions;

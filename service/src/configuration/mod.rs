@@ -43,7 +43,7 @@ pub enum FlatKind {
 
 /// The flat environment variables every gpuq process reads: name, settings key, kind.
 /// They are a public interface (deploy files and the README use them): never drop one.
-pub const FLAT_NAMES: [(&str, &str, FlatKind); 37] = [
+pub const FLAT_NAMES: [(&str, &str, FlatKind); 41] = [
     ("DATABASE_URL", "database.url", FlatKind::Value),
     ("REDIS_URL", "redis.url", FlatKind::Value),
     ("GPUQ_LISTEN", "application", FlatKind::Listen),
@@ -113,6 +113,24 @@ pub const FLAT_NAMES: [(&str, &str, FlatKind); 37] = [
         FlatKind::Value,
     ),
     ("GPUQ_GPU_NAME", "worker.gpu_name", FlatKind::Value),
+    // Model routing (ADR 0020): the models a worker can run ('*': any), and how long a job
+    // waits for a worker with its model loaded; the demo worker's simulated loads.
+    ("GPUQ_MODELS", "worker.models", FlatKind::List),
+    (
+        "GPUQ_MODEL_WAIT_SECS",
+        "worker.model_wait_secs",
+        FlatKind::Value,
+    ),
+    (
+        "GPUQ_DEMO_MODEL_LOAD_SECS",
+        "worker.demo_model_load_secs",
+        FlatKind::Value,
+    ),
+    (
+        "GPUQ_DEMO_RESIDENT_MODELS",
+        "worker.demo_resident_models",
+        FlatKind::Value,
+    ),
     // The provider worker (Replicate's own name for its token).
     ("REPLICATE_API_TOKEN", "provider.token", FlatKind::Value),
     (
@@ -143,8 +161,9 @@ pub const FLAT_NAMES: [(&str, &str, FlatKind); 37] = [
 
 /// Settings keys that hold lists, so a nested variable (`GPUQ__AUTH__SECRETS=a,b`) is split
 /// on commas like its flat name.
-const LIST_KEYS: [&str; 4] = [
+const LIST_KEYS: [&str; 5] = [
     "auth.secrets",
+    "worker.models",
     "enqueue.reference_hosts",
     "storage.buckets",
     "webhooks.job_hosts",

@@ -31,6 +31,7 @@ pub fn envelope(job_type: JobType) -> JobEnvelope {
         tenant: None,
         bucket: job_type.as_str().into(),
         model_variant: spec.model_variant.into(),
+        model: None,
         attempt: 0,
         max_attempts: spec.max_attempts,
         created_at: chrono::Utc::now(),

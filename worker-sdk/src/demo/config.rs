@@ -5,7 +5,7 @@
 use gpuq_service::configuration::{self, ConfigurationError, Environment};
 use serde::Deserialize;
 
-use super::DemoHandler;
+use super::{DemoHandler, SimulatedLoads};
 use crate::settings::{SettingsError, WorkerSettings};
 use crate::{Worker, WorkerError};
 
@@ -19,6 +19,11 @@ pub struct DemoConfig {
     pub worker: WorkerSettings,
     /// `GPUQ_DEMO_TIME_SCALE` (default 0.02; 0 = instant).
     pub time_scale: f64,
+    /// `GPUQ_DEMO_MODEL_LOAD_SECS` (default 0: none): a simulated model load, scaled like
+    /// the run times, whenever a job's model is not resident.
+    pub model_load: std::time::Duration,
+    /// `GPUQ_DEMO_RESIDENT_MODELS` (default 1): models resident at once.
+    pub resident_models: usize,
 }
 
 #[derive(Deserialize)]
@@ -29,6 +34,8 @@ struct Raw {
 #[derive(Deserialize)]
 struct RawDemo {
     demo_time_scale: f64,
+    demo_model_load_secs: f64,
+    demo_resident_models: usize,
 }
 
 impl DemoConfig {
@@ -44,6 +51,8 @@ impl DemoConfig {
         worker.gpu_name.get_or_insert_with(|| DEMO_GPU.into());
         let defaults = configuration::common_defaults()?
             .set_default("worker.demo_time_scale", 0.02)
+            .and_then(|b| b.set_default("worker.demo_model_load_secs", 0.0))
+            .and_then(|b| b.set_default("worker.demo_resident_models", 1))
             .map_err(ConfigurationError::from)?;
         let raw: Raw = configuration::load(defaults, env)?;
         let time_scale = raw.worker.demo_time_scale;
@@ -53,7 +62,25 @@ impl DemoConfig {
                 value: time_scale.to_string(),
             });
         }
-        Ok(Self { worker, time_scale })
+        let load = raw.worker.demo_model_load_secs;
+        if !(load.is_finite() && (0.0..=3600.0).contains(&load)) {
+            return Err(SettingsError::OutOfRange {
+                name: "GPUQ_DEMO_MODEL_LOAD_SECS",
+                value: load.to_string(),
+            });
+        }
+        if raw.worker.demo_resident_models == 0 {
+            return Err(SettingsError::OutOfRange {
+                name: "GPUQ_DEMO_RESIDENT_MODELS",
+                value: "0".into(),
+            });
+        }
+        Ok(Self {
+            worker,
+            time_scale,
+            model_load: std::time::Duration::from_secs_f64(load),
+            resident_models: raw.worker.demo_resident_models,
+        })
     }
 
     /// A worker running [`DemoHandler`] with these settings.
@@ -63,6 +90,8 @@ impl DemoConfig {
             .worker_name("demo")
             .handler(DemoHandler {
                 time_scale: self.time_scale,
+                loads: (!self.model_load.is_zero())
+                    .then(|| SimulatedLoads::new(self.model_load, self.resident_models)),
             })
             .build()
     }

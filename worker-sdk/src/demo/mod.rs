@@ -5,6 +5,7 @@
 //! [`DemoConfig`] reads the binary's environment.
 
 mod config;
+mod loads;
 pub mod render;
 
 use std::time::Duration;
@@ -13,6 +14,7 @@ use gpuq_schemas::{JobEnvelope, JobKind};
 use serde_json::json;
 
 pub use config::DemoConfig;
+pub use loads::SimulatedLoads;
 
 use crate::{Asset, Handler, JobContext, JobError, Output};
 
@@ -20,15 +22,20 @@ use crate::{Asset, Handler, JobContext, JobError, Output};
 const STEPS: u32 = 10;
 
 /// Simulates generation for every job type of the catalog.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct DemoHandler {
     /// Simulated run time = the catalog's `typical_seconds` times this (0 = instant).
     pub time_scale: f64,
+    /// Simulated model loads (None: models cost nothing to switch).
+    pub loads: Option<SimulatedLoads>,
 }
 
 impl Default for DemoHandler {
     fn default() -> Self {
-        Self { time_scale: 0.02 }
+        Self {
+            time_scale: 0.02,
+            loads: None,
+        }
     }
 }
 
@@ -40,6 +47,9 @@ pub fn enhance_prompt(prompt: &str) -> String {
 impl Handler for DemoHandler {
     async fn handle(&self, job: JobEnvelope, ctx: JobContext) -> Result<Output, JobError> {
         let spec = job.job_type.spec();
+        if let Some(loads) = &self.loads {
+            loads.ensure(job.model_key(), &ctx, self.time_scale).await?;
+        }
         let seed = job
             .config
             .seed

@@ -53,7 +53,10 @@ async fn the_demo_worker_writes_every_output_and_reports_it() {
         let w = builder(&redis_url(), &ns, queue, &receiver)
             .concurrency(4)
             .storage(LocalStorage::new(dir.path()))
-            .handler(DemoHandler { time_scale: 0.0 })
+            .handler(DemoHandler {
+                time_scale: 0.0,
+                loads: None,
+            })
             .build()
             .unwrap();
         workers.push(spawn(w));

@@ -8,5 +8,6 @@ mod helpers;
 mod leases;
 mod misconfig;
 mod provider;
+mod routing;
 mod run_limits;
 mod storage;

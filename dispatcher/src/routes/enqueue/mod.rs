@@ -62,7 +62,8 @@ pub async fn enqueue(
         user,
         allowed_hosts: &state.settings.enqueue.reference_hosts,
     };
-    let job = validation::validate(&body, &policy)?;
+    let mut job = validation::validate(&body, &policy)?;
+    job.model = validation::checkpoint(&job, &state.settings.enqueue.checkpoints)?;
     let webhook = match body.as_object() {
         Some(b) => webhooks::job::parse(b, &state.settings.webhooks)?,
         None => None,
@@ -275,6 +276,7 @@ fn envelope(
         tenant: (*tenant != Tenant::from(user)).then(|| tenant.clone()),
         bucket: job.job_type.as_str().into(),
         model_variant: spec.model_variant.into(),
+        model: job.model.clone(),
         attempt: 0,
         max_attempts: spec.max_attempts,
         created_at,

@@ -1,0 +1,50 @@
+//! Model routing through the SDK (ADR 0020): what a handler says it loaded reaches the
+//! worker's next claims, which then take the jobs of that model first.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::helpers::*;
+use gpuq_schemas::{CallbackStatus, JobEnvelope, JobId, JobType};
+use gpuq_worker_sdk::{Asset, JobContext, JobError, Output};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_runs_the_jobs_of_the_model_its_handler_loaded_before_older_ones() {
+    let ns = namespace();
+    let q = open_queue(&redis_url(), &ns, "sdxl_queue").await;
+    let receiver = Receiver::start().await;
+    let mut ids: Vec<(JobId, &str)> = Vec::new();
+    // Queued before the worker starts, oldest first: y, x, y, x.
+    for model in ["y", "x", "y", "x"] {
+        let mut env = envelope(JobType::SdxlImageFast);
+        env.model = Some(model.into());
+        ids.push((enqueue(&q, &env).await, model));
+    }
+    let ran = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&ran);
+    let worker = builder(&redis_url(), &ns, "sdxl_queue", &receiver)
+        .model_wait(Duration::from_secs(60))
+        .handler(move |job: JobEnvelope, ctx: JobContext| {
+            let seen = Arc::clone(&seen);
+            async move {
+                ctx.loaded(job.model_key());
+                seen.lock().unwrap().push(job.model_key().to_owned());
+                Ok::<_, JobError>(Output::images(vec![Asset::new(ctx.output_key(0, "png"))]))
+            }
+        })
+        .build()
+        .unwrap();
+    let (stop, run) = spawn(worker);
+    for (id, _) in &ids {
+        receiver
+            .wait_for(*id, CallbackStatus::Completed, Duration::from_secs(10))
+            .await;
+    }
+    stop.cancel();
+    run.await.unwrap();
+    assert_eq!(
+        *ran.lock().unwrap(),
+        ["y", "y", "x", "x"],
+        "one switch, not three"
+    );
+}
