@@ -148,11 +148,13 @@ class Facts:
 
         # --- key layout ----------------------------------------------------------------------
         keys = read("queue/src/keys.rs")
-        m = re.search(r'prefix:\s*format!\("([^"]+)"', keys)
+        m = re.search(r'let prefix\s*=\s*format!\("([^"]+)"', keys)
         if m:  # Rust format string -> Python (same brace escaping rules)
             self.key_prefix = m.group(1)
-        m = re.search(r'self\.key\(&format!\("(wait:\{\})"', keys)
-        self.wait_suffix = m.group(1) if m else None
+        # `waiting: lanes("wait")`, where `lanes` names each lane `{kind}:{lane}`.
+        m = re.search(r'waiting:\s*lanes\("(\w+)"\)', keys)
+        per_lane = '&format!("{kind}:{}", lane.as_str())' in keys
+        self.wait_suffix = m.group(1) + ":{}" if m and per_lane else None
         lanes = read("queue/src/lane.rs")
         self.lanes = re.findall(r'Lane::\w+\s*=>\s*"([a-z]+)"', lanes.split("fn as_str")[1].split("}")[0]) if "fn as_str" in lanes else []
 
