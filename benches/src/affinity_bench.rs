@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use gpuq_worker_sdk::demo::{DemoHandler, SimulatedLoads};
-use gpuq_worker_sdk::{Worker, WorkerError};
+use gpuq_worker_sdk::{LocalStorage, Worker, WorkerError};
 
 use crate::figures::Figure;
 use crate::http_bench::{start_dispatcher, SECRET};
@@ -41,8 +41,9 @@ pub struct AffinityArgs {
     /// Run times and loads are multiplied by this.
     #[arg(long, default_value_t = 0.05)]
     time_scale: f64,
-    /// The routed workers' wait bound, seconds (real time).
-    #[arg(long, default_value_t = 3.0)]
+    /// The routed workers' wait bound, seconds (real time). Longer than the backlog takes
+    /// to drain, or every job is past it and routing is plain fair order.
+    #[arg(long, default_value_t = 30.0)]
     wait_secs: f64,
     /// Rounds of plain, then routed.
     #[arg(long, default_value_t = 2)]
@@ -123,6 +124,7 @@ async fn one_mode(redis_url: &str, a: &AffinityArgs, routed: bool) -> anyhow::Re
     let cb = start_callback(&a.callback, &d.database, redis_url, &ns).await?;
     let db = PgPool::connect(&d.database).await?;
     let stop = CancellationToken::new();
+    let outputs = std::env::temp_dir().join(&ns);
     let mut loads = Vec::new();
     let mut workers = Vec::new();
     for _ in 0..WORKERS {
@@ -134,6 +136,7 @@ async fn one_mode(redis_url: &str, a: &AffinityArgs, routed: bool) -> anyhow::Re
             .queue("sdxl_queue")
             .callback_url(cb.1.clone())
             .callback_secret(CALLBACK_SECRET.to_string().into())
+            .storage(LocalStorage::new(&outputs))
             .handler(DemoHandler {
                 time_scale: a.time_scale,
                 loads: Some(sim),
@@ -170,6 +173,7 @@ async fn one_mode(redis_url: &str, a: &AffinityArgs, routed: bool) -> anyhow::Re
     drop(cb);
     drop(d);
     drop_namespace(redis_url, &ns).await?;
+    let _ = std::fs::remove_dir_all(&outputs);
     let total_loads: u64 = loads.iter().map(SimulatedLoads::loads).sum();
     Ok(Outcome {
         loads_per_1000: total_loads as f64 * 1000.0 / a.jobs as f64,
