@@ -125,21 +125,29 @@ where
         Csv(String),
     }
     let raw = HashMap::<JobType, Names>::deserialize(d)?;
-    Ok(raw
-        .into_iter()
+    raw.into_iter()
         .map(|(job_type, names)| {
             let names = match names {
                 Names::List(list) => list,
                 Names::Csv(csv) => csv.split(',').map(str::to_owned).collect(),
             };
-            let names = names
+            let names: Vec<String> = names
                 .into_iter()
                 .map(|n| n.trim().to_owned())
                 .filter(|n| !n.is_empty())
                 .collect();
-            (job_type, names)
+            // Workers send model names comma-separated in their claims (ADR 0020).
+            match names.iter().find(|n| {
+                n.len() > 128 || n.contains(|c: char| c == ',' || c == '*' || c.is_whitespace())
+            }) {
+                Some(bad) => Err(serde::de::Error::custom(format!(
+                    "enqueue.checkpoints.{job_type}: {bad:?} is not a model name a worker can \
+                     advertise (1 to 128 characters without commas, spaces or *)"
+                ))),
+                None => Ok((job_type, names)),
+            }
         })
-        .collect())
+        .collect()
 }
 
 impl EnqueueSettings {

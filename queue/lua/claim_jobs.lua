@@ -77,9 +77,12 @@ for l = 1, 2 do
         entry = redis.call('RPOP', tenant_list(tenants_key, tenant))
         more = retag(tenants_key, tenant)
       else
-        -- A later job of the tenant, taken ahead of its next one (its tag stays).
+        -- A later job of the tenant, taken ahead of its next one: the tenant is charged as
+        -- if served up to that job's tag (it moves back in fair order, never forward), so a
+        -- tenant whose next job no worker runs cannot take the fleet with its later ones.
         entry = pick
         redis.call('LREM', tenant_list(tenants_key, tenant), -1, pick)
+        redis.call('ZADD', tenants_key, 'GT', fmt_tag(tag_of(pick)), tenant)
         more = true
       end
     else

@@ -242,10 +242,13 @@ local QUARANTINE = 'quarantine:'
 -- the ones it can run at all (`runnable`, or '*'), and a wait bound. Among the next jobs in
 -- fair order (the first ROUTE_TENANTS tenants, the next ROUTE_JOBS jobs of each) it takes
 -- the first runnable one that waited past the bound; else the first runnable one whose
--- model is warm; else the first runnable one. A job's model is its envelope's `model` (the
--- checkpoint it names), else its `model_variant`; a job with neither runs anywhere and is
--- never warm. Its wait runs from its UUIDv7 id's time.
-local ROUTE_TENANTS, ROUTE_JOBS = 4, 4
+-- model is warm; else the first runnable tenant's next job; else a runnable later job. If
+-- the window holds nothing runnable, the next jobs of the following tenants (up to
+-- ROUTE_DEEP in all) are looked at: a few tenants whose jobs no worker can run do not stop
+-- the lane. A job's model is its envelope's `model` (the checkpoint it names), else its
+-- `model_variant`; one whose envelope does not decode runs only on a worker that runs any
+-- model, and is never warm. Its wait runs from its UUIDv7 id's time.
+local ROUTE_TENANTS, ROUTE_JOBS, ROUTE_DEEP = 4, 4, 32
 
 local function csv_set(text)
   local set = {}
@@ -255,9 +258,10 @@ local function csv_set(text)
   return set
 end
 
--- The route of a claim from its arguments: {warm, runnable (nil: any), bound_ms}.
+-- The route of a claim from its arguments: {warm, runnable (nil: any), bound_ms, models: the
+-- models of the jobs looked at so far in this call, by id}.
 local function route_of(warm, runnable, bound)
-  local r = {warm = csv_set(warm), bound = tonumber(bound) or 0}
+  local r = {warm = csv_set(warm), bound = tonumber(bound) or 0, models = {}}
   if runnable ~= '*' then
     r.runnable = csv_set(runnable)
   end
@@ -269,43 +273,73 @@ local function id_time(id)
   return tonumber(string.sub(id, 1, 8) .. string.sub(id, 10, 13), 16) or 0
 end
 
+-- The model of job `id` (false: its envelope does not decode), decoded once per call.
+local function model_of(route, jobs_key, id)
+  local model = route.models[id]
+  if model == nil then
+    model = false
+    local ok, env = pcall(cjson.decode, redis.call('HGET', jobs_key, id) or '')
+    if ok and type(env) == 'table' then
+      for _, field in ipairs({'model', 'model_variant'}) do
+        if type(env[field]) == 'string' then
+          model = env[field]
+          break
+        end
+      end
+    end
+    route.models[id] = model
+  end
+  return model
+end
+
+local function runnable_here(route, model)
+  if not route.runnable then
+    return true
+  end
+  return model and route.runnable[model] or false
+end
+
 -- The job a routed claim takes from a lane: returns its tenant, its entry, whether it is the
 -- tenant's next job, and whether it is the job the fair share alone would serve (the first
--- tenant's next job: only that one moves the lane's virtual time); nil when no job in the
--- window is runnable here.
+-- tenant's next job: only that one moves the lane's virtual time); nil when nothing in reach
+-- is runnable here.
 local function pick_routed(tenants_key, jobs_key, route, now)
-  local warm_pick, first_pick
-  for t, tenant in ipairs(redis.call('ZRANGE', tenants_key, 0, ROUTE_TENANTS - 1)) do
+  local warm_pick, head_pick, later_pick
+  local tenants = redis.call('ZRANGE', tenants_key, 0, ROUTE_DEEP - 1)
+  for t = 1, math.min(#tenants, ROUTE_TENANTS) do
+    local tenant = tenants[t]
     local entries = redis.call('LRANGE', tenant_list(tenants_key, tenant), -ROUTE_JOBS, -1)
     for i = #entries, 1, -1 do
       local entry = entries[i]
       local id = id_of(entry)
-      local model
-      local ok, env = pcall(cjson.decode, redis.call('HGET', jobs_key, id) or '')
-      if ok and type(env) == 'table' then
-        model = env['model']
-        if type(model) ~= 'string' then
-          model = env['model_variant']
-        end
-        if type(model) ~= 'string' then
-          model = nil
-        end
-      end
-      if not route.runnable or not model or route.runnable[model] then
-        local pick = {tenant, entry, i == #entries, t == 1 and i == #entries}
+      local model = model_of(route, jobs_key, id)
+      if runnable_here(route, model) then
+        local head = i == #entries
+        local pick = {tenant, entry, head, t == 1 and head}
         if route.bound > 0 and now - id_time(id) >= route.bound then
           return pick[1], pick[2], pick[3], pick[4]
         end
         if not warm_pick and model and route.warm[model] then
           warm_pick = pick
         end
-        first_pick = first_pick or pick
+        if head then
+          head_pick = head_pick or pick
+        else
+          later_pick = later_pick or pick
+        end
       end
     end
   end
-  local pick = warm_pick or first_pick
+  local pick = warm_pick or head_pick or later_pick
   if pick then
     return pick[1], pick[2], pick[3], pick[4]
+  end
+  for t = ROUTE_TENANTS + 1, #tenants do
+    local tenant = tenants[t]
+    local entry = redis.call('LINDEX', tenant_list(tenants_key, tenant), -1)
+    if entry and runnable_here(route, model_of(route, jobs_key, id_of(entry))) then
+      return tenant, entry, true, false
+    end
   end
   return nil
 end

@@ -16,7 +16,7 @@ use crate::models::{Routing, WarmModels};
 
 /// How long a job waits for a worker with its model loaded before any worker that can run
 /// it gets it ([`WorkerBuilder::model_wait`]).
-const DEFAULT_MODEL_WAIT: Duration = Duration::from_secs(120);
+const DEFAULT_MODEL_WAIT: Duration = Duration::from_secs(300);
 use crate::worker::Worker;
 use crate::{Handler, Storage, WorkerError};
 
@@ -163,7 +163,7 @@ impl WorkerBuilder {
     /// of `runnable` (what fits its GPU; a job's model is its `model`, else its
     /// `model_variant`), and among the next jobs in fair order it gets those whose model
     /// its handler said is loaded ([`crate::JobContext::loaded`]) first. A job that waited
-    /// [`Self::model_wait`] (120 s unless set) goes to any worker that can run it.
+    /// [`Self::model_wait`] (300 s unless set) goes to any worker that can run it.
     pub fn models<I, S>(mut self, runnable: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -175,7 +175,9 @@ impl WorkerBuilder {
     }
 
     /// Routes claims by model ([`Self::models`]), any model runnable, with `max_wait` as the
-    /// wait past which a job goes to any worker; zero: warm jobs always first.
+    /// wait past which a job goes to any worker. Set it above the usual wait in the queue:
+    /// past it, routing gives way to plain fair order. Zero: warm jobs always first, and a
+    /// cold job waits for a worker with nothing warm to take (no bound).
     pub fn model_wait(mut self, max_wait: Duration) -> Self {
         self.routing_mut().max_wait = max_wait;
         self

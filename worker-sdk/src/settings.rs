@@ -53,7 +53,7 @@ pub struct WorkerSettings {
     /// `GPUQ_MODELS` (comma-separated; `*`: any): claims route by model (ADR 0020); unset:
     /// plain fair order.
     pub models: Option<Models>,
-    /// `GPUQ_MODEL_WAIT_SECS` (default 120): how long a job waits for a worker with its
+    /// `GPUQ_MODEL_WAIT_SECS` (default 300): how long a job waits for a worker with its
     /// model loaded before any worker that can run it gets it.
     pub model_wait: Duration,
 }
@@ -170,7 +170,7 @@ impl WorkerSettings {
                 b.set_default("worker.callback_retries", retries)
             })
             .and_then(|b| b.set_default("worker.shutdown_deadline_secs", 30.0))
-            .and_then(|b| b.set_default("worker.model_wait_secs", 120.0))
+            .and_then(|b| b.set_default("worker.model_wait_secs", 300.0))
             .map_err(ConfigurationError::from)?;
         let raw: Raw = configuration::load(defaults, env)?;
         let worker = raw.worker;

@@ -215,8 +215,24 @@ async fn with_no_gpu_worker_a_job_falls_back_to_the_provider_and_its_outputs_are
         let stop = stop.clone();
         async move { worker.run(stop).await }
     });
-    // The provider worker's first claim makes it live.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The provider worker's first claim makes it live (after its start-up probe, which a
+    // loaded machine may take a while over): until then nothing routes to it.
+    let consumers = gpuq_queue::Keys::new(&ns, &"sdxl-replicate".parse().unwrap())
+        .consumers()
+        .to_owned();
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    for _ in 0..200 {
+        let live: u64 = redis::cmd("ZCARD")
+            .arg(&consumers)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if live > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     let user = uuid::Uuid::new_v4();
     let body = json!({"jobType": "sdxl_image_high", "metadata": {"prompt": "ok", "num_images": 3}});

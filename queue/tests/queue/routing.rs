@@ -66,15 +66,40 @@ async fn a_worker_with_model_x_warm_gets_the_x_job_before_an_older_y_job_within_
 async fn past_the_wait_bound_the_older_job_goes_first() {
     let q = queue().await;
     let y = enqueue_model(&q, "y").await;
-    tokio::time::sleep(Duration::from_millis(120)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let x = enqueue_model(&q, "x").await;
-    let warm_x = route(&["x"], None, Duration::from_millis(100));
+    // Wide margins both ways: y's wait is read from its id (this process's clock), against
+    // Redis's TIME.
+    let warm_x = route(&["x"], None, Duration::from_millis(250));
     assert_eq!(
         claim_one(&q, &warm_x).await,
         Some(y),
         "y waited past the bound"
     );
     assert_eq!(claim_one(&q, &warm_x).await, Some(x));
+}
+
+#[tokio::test]
+async fn a_tenant_whose_next_job_nobody_here_runs_is_not_served_its_later_jobs_first() {
+    let q = queue().await;
+    let mut stuck = envelope(&q, 3);
+    stuck.model = Some("z".into());
+    let mut later = envelope(&q, 3);
+    later.model = Some("x".into());
+    later.user_id = stuck.user_id;
+    let mut other = envelope(&q, 3);
+    other.model = Some("x".into());
+    for env in [&stuck, &later, &other] {
+        q.enqueue(env, &EnqueueOptions::default()).await.unwrap();
+    }
+    let only_x = route(&[], Some(&["x"]), Duration::from_secs(60));
+    assert_eq!(
+        claim_one(&q, &only_x).await,
+        Some(other.job_id),
+        "the next tenant's next job"
+    );
+    assert_eq!(claim_one(&q, &only_x).await, Some(later.job_id));
+    assert_eq!(claim_one(&q, &only_x).await, None);
 }
 
 #[tokio::test]

@@ -14,9 +14,12 @@ async fn a_worker_runs_the_jobs_of_the_model_its_handler_loaded_before_older_one
     let q = open_queue(&redis_url(), &ns, "sdxl_queue").await;
     let receiver = Receiver::start().await;
     let mut ids: Vec<(JobId, &str)> = Vec::new();
-    // Queued before the worker starts, oldest first: y, x, y, x.
+    // Queued before the worker starts by one user (one tenant: its jobs are in this order
+    // in the fair share), oldest first: y, x, y, x.
+    let user = envelope(JobType::SdxlImageFast).user_id;
     for model in ["y", "x", "y", "x"] {
         let mut env = envelope(JobType::SdxlImageFast);
+        env.user_id = user;
         env.model = Some(model.into());
         ids.push((enqueue(&q, &env).await, model));
     }
