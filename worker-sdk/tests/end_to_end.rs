@@ -220,8 +220,9 @@ async fn with_no_gpu_worker_a_job_falls_back_to_the_provider_and_its_outputs_are
     let consumers = gpuq_queue::Keys::new(&ns, &"sdxl-replicate".parse().unwrap())
         .consumers()
         .to_owned();
-    let client = redis::Client::open(redis_url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    // The queue's own connection: the suite also runs against a Redis Cluster.
+    let target = gpuq_queue::RedisTarget::open(&redis_url()).unwrap();
+    let mut conn = gpuq_queue::connect(&target).await.unwrap();
     for _ in 0..200 {
         let live: u64 = redis::cmd("ZCARD")
             .arg(&consumers)
@@ -233,6 +234,9 @@ async fn with_no_gpu_worker_a_job_falls_back_to_the_provider_and_its_outputs_are
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // The dispatcher reads liveness through its 1 s stats cache, which its start-up pass may
+    // have filled before the worker was live.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
 
     let user = uuid::Uuid::new_v4();
     let body = json!({"jobType": "sdxl_image_high", "metadata": {"prompt": "ok", "num_images": 3}});
