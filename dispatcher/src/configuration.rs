@@ -137,9 +137,7 @@ where
                 .filter(|n| !n.is_empty())
                 .collect();
             // Workers send model names comma-separated in their claims (ADR 0020).
-            match names.iter().find(|n| {
-                n.len() > 128 || n.contains(|c: char| c == ',' || c == '*' || c.is_whitespace())
-            }) {
+            match names.iter().find(|n| !gpuq_queue::valid_model_name(n)) {
                 Some(bad) => Err(serde::de::Error::custom(format!(
                     "enqueue.checkpoints.{job_type}: {bad:?} is not a model name a worker can \
                      advertise (1 to 128 characters without commas, spaces or *)"

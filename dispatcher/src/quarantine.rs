@@ -50,10 +50,7 @@ pub async fn release(
     let mut tx = db.begin().await?;
     // The callback service's judgement of this worker takes the same lock: a verdict built
     // on failures from before this release cannot land after it.
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('gpuq-worker:' || $1, 0))")
-        .bind(consumer.as_str())
-        .execute(&mut *tx)
-        .await?;
+    gpuq_service::database::lock_worker(&mut tx, consumer.as_str()).await?;
     let queue: Option<String> = sqlx::query_scalar(
         "UPDATE worker_quarantine SET released_at = now(), released_by = $2 \
          WHERE consumer = $1 AND released_at IS NULL RETURNING queue",

@@ -54,20 +54,23 @@ pub struct Route {
     pub max_wait: Duration,
 }
 
+/// Whether `name` can be a model name of a [`Route`]: 1 to 128 bytes without commas,
+/// whitespace or `*` (a claim receives the names comma-separated, `*` meaning any). The one
+/// rule the SDK's worker settings and the dispatcher's checkpoint lists also apply.
+pub fn valid_model_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && !name.contains(|c: char| c == ',' || c.is_whitespace() || c == '*')
+}
+
 impl Route {
-    /// Checks the model names: 1 to 128 characters, no comma or space (the claim receives
-    /// them comma-separated).
+    /// Checks the model names ([`valid_model_name`]).
     fn check(&self) -> Result<()> {
         let names = self.warm.iter().chain(self.runnable.iter().flatten());
-        for name in names {
-            let ok = !name.is_empty()
-                && name.len() <= 128
-                && !name.contains(|c: char| c == ',' || c.is_whitespace() || c == '*');
-            if !ok {
-                return Err(QueueError::InvalidModel(name.chars().take(64).collect()));
-            }
+        match names.into_iter().find(|n| !valid_model_name(n)) {
+            Some(bad) => Err(QueueError::InvalidModel(bad.chars().take(64).collect())),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// ARGV[7..9] of claim_jobs.lua.

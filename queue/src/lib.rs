@@ -53,7 +53,7 @@ mod stats;
 pub use ahead::WorkAhead;
 pub use cancel::CancelOutcome;
 pub use caps::{Caps, MAX_CAP};
-pub use claim::{ClaimedJob, Claimer, Route};
+pub use claim::{valid_model_name, ClaimedJob, Claimer, Route};
 pub use config::{Backoff, QueueConfig};
 pub use connection::{connect, pubsub_client, RedisConn, RedisTarget, CLUSTER_SCHEME};
 pub use consumer::ConsumerName;

@@ -50,3 +50,14 @@ pub fn pool_options(max: u32, acquire_timeout: Duration) -> PgPoolOptions {
             })
         })
 }
+
+/// Serializes, within a transaction, the judgements and releases of one worker's quarantine
+/// (ADR 0019): the callback service's verdict and the dispatcher's release take this lock,
+/// so a verdict built on failures from before a release cannot land after it.
+pub async fn lock_worker(conn: &mut sqlx::PgConnection, consumer: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('gpuq-worker:' || $1, 0))")
+        .bind(consumer)
+        .execute(conn)
+        .await
+        .map(drop)
+}

@@ -271,7 +271,10 @@ impl WorkerBuilder {
             .routing
             .iter()
             .flat_map(|r| r.runnable.iter().flatten());
-        if let Some(bad) = runnable.into_iter().find(|m| !crate::models::valid(m)) {
+        if let Some(bad) = runnable
+            .into_iter()
+            .find(|m| !gpuq_queue::valid_model_name(m))
+        {
             return Err(WorkerError::Invalid(format!(
                 "model name {bad:?}: 1 to 128 characters without commas, spaces or *"
             )));

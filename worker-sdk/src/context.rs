@@ -79,7 +79,7 @@ impl JobContext {
     /// jobs that need it first (ADR 0020). Names a claim cannot carry (empty, over 128
     /// characters, with a comma, space or `*`) are ignored.
     pub fn loaded(&self, model: &str) {
-        if crate::models::valid(model) {
+        if gpuq_queue::valid_model_name(model) {
             self.inner.warm.loaded(model);
         }
     }

@@ -51,13 +51,6 @@ impl WarmModels {
     }
 }
 
-/// A model name the claim can carry: 1 to 128 characters, no comma, space or `*`.
-pub(crate) fn valid(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 128
-        && !name.contains(|c: char| c == ',' || c.is_whitespace() || c == '*')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

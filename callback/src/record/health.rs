@@ -37,19 +37,6 @@ impl Default for HealthSettings {
     }
 }
 
-/// Serializes the judgements and releases of `consumer` (released with the transaction).
-/// The dispatcher's release takes the same lock.
-pub async fn lock_worker(
-    tx: &mut Transaction<'_, Postgres>,
-    consumer: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('gpuq-worker:' || $1, 0))")
-        .bind(consumer)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
 /// The healthy workers (not quarantined) whose attempts on this life of the job failed
 /// retryably, counting `consumer`, whose failure is being recorded.
 pub(super) async fn failed_on(
@@ -105,7 +92,7 @@ pub(super) async fn judge_worker(
     }
     // One judgement or release of a worker at a time: a release that commits while this
     // reads the evidence from before it would otherwise be undone at once.
-    lock_worker(tx, consumer).await?;
+    gpuq_service::database::lock_worker(tx, consumer).await?;
     // Its last N judged attempts since its last release (permanent failures, cancels and
     // lost leases judge nothing), with the evidence should they all have failed.
     let (failed, jobs, evidence): (i64, i64, serde_json::Value) = sqlx::query_as(

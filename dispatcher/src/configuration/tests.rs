@@ -121,3 +121,22 @@ fn a_per_tenant_concurrency_cap_loads_from_its_flat_name_and_a_bad_one_refuses_t
         assert!(err.contains("max_in_flight_per_tenant"), "{bad}: {err}");
     }
 }
+
+#[test]
+fn checkpoint_lists_load_from_a_variable_and_a_name_no_worker_can_advertise_refuses_the_configuration(
+) {
+    let s = load_with(&[(
+        "GPUQ__ENQUEUE__CHECKPOINTS__SDXL_IMAGE_FAST",
+        "sdxl-base-1.0, juggernaut-xl-v9",
+    )]);
+    assert_eq!(
+        s.enqueue.checkpoints[&gpuq_schemas::JobType::SdxlImageFast],
+        ["sdxl-base-1.0", "juggernaut-xl-v9"]
+    );
+    let env = Environment::from_pairs([("GPUQ__ENQUEUE__CHECKPOINTS__SDXL_IMAGE_FAST", "a,b*c")]);
+    let err = Settings::load_from(&env).unwrap_err().to_string();
+    assert!(
+        err.contains("\"b*c\"") && err.contains("sdxl_image_fast"),
+        "{err}"
+    );
+}
