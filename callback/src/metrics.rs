@@ -1,7 +1,7 @@
 //! Prometheus metrics of the callback service, rendered by `GET /metrics`: callback
 //! outcomes, finished jobs by type, GPU-seconds of attempts by type and outcome, the
 //! wait-time and run-time histograms, and attempts and run times by queue (how a hosted
-//! provider's queue shows its errors and latency).
+//! provider's queue shows its errors and latency), and failed attempts by code.
 
 use std::sync::Mutex;
 
@@ -47,6 +47,15 @@ pub struct QueueAttemptLabels {
     pub outcome: String,
 }
 
+/// Labels of a failed attempt.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FailureLabels {
+    /// The queue.
+    pub queue: String,
+    /// The failure's code (`execution_timeout`, `poison_job`, ...), `none` without one.
+    pub code: &'static str,
+}
+
 /// Labels by queue.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct QueueLabels {
@@ -66,6 +75,7 @@ pub struct Metrics {
     queue_run: Family<QueueLabels, Histogram>,
     poison: Family<QueueLabels, Counter>,
     quarantined: Family<QueueLabels, Counter>,
+    failures: Family<FailureLabels, Counter>,
 }
 
 /// 0.1 s .. ~ 55 min: SDXL images take seconds, WAN videos minutes.
@@ -86,6 +96,7 @@ impl Default for Metrics {
             queue_run: Family::new_with_constructor(run_buckets),
             poison: Family::default(),
             quarantined: Family::default(),
+            failures: Family::default(),
         };
         if let Ok(mut r) = m.registry.lock() {
             r.register(
@@ -129,6 +140,11 @@ impl Default for Metrics {
                 m.poison.clone(),
             );
             r.register(
+                "attempt_failures",
+                "Attempts that failed, by queue and code (execution_timeout: stopped at its run limit)",
+                m.failures.clone(),
+            );
+            r.register(
                 "workers_quarantined",
                 "Workers quarantined after their recent attempts failed across different jobs",
                 m.quarantined.clone(),
@@ -162,6 +178,13 @@ impl Metrics {
         }
         if r.quarantined {
             self.quarantined.get_or_create(&queue()).inc();
+        }
+        if let Some(code) = r.failure_code {
+            let labels = FailureLabels {
+                queue: r.queue.clone(),
+                code,
+            };
+            self.failures.get_or_create(&labels).inc();
         }
         if let Some(w) = r.wait_seconds {
             self.wait.observe(w);

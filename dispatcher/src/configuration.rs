@@ -109,12 +109,18 @@ pub struct EnqueueSettings {
     /// (ADR 0020).
     /// A variable gives one type's list comma-separated
     /// (`GPUQ__ENQUEUE__CHECKPOINTS__SDXL_IMAGE_FAST=a,b`).
-    #[serde(default, deserialize_with = "checkpoint_lists")]
+    #[serde(default, deserialize_with = "name_lists")]
     pub checkpoints: HashMap<JobType, Vec<String>>,
+    /// LoRAs a job of each type may name in `metadata.loras` (files only:
+    /// `enqueue: {loras: {sdxl_image_fast: [detail-tweaker, film-grain]}}`, or
+    /// `GPUQ__ENQUEUE__LORAS__SDXL_IMAGE_FAST=a,b`); a type without a list refuses any.
+    #[serde(default, deserialize_with = "name_lists")]
+    pub loras: HashMap<JobType, Vec<String>>,
 }
 
-/// `enqueue.checkpoints`: per type a list, or one comma-separated string (a variable).
-fn checkpoint_lists<'de, D>(d: D) -> Result<HashMap<JobType, Vec<String>>, D::Error>
+/// `enqueue.checkpoints` and `enqueue.loras`: per type a list, or one comma-separated string
+/// (a variable).
+fn name_lists<'de, D>(d: D) -> Result<HashMap<JobType, Vec<String>>, D::Error>
 where
     D: serde::Deserializer<'de>,
 {
@@ -139,8 +145,8 @@ where
             // Workers send model names comma-separated in their claims (ADR 0020).
             match names.iter().find(|n| !gpuq_queue::valid_model_name(n)) {
                 Some(bad) => Err(serde::de::Error::custom(format!(
-                    "enqueue.checkpoints.{job_type}: {bad:?} is not a model name a worker can \
-                     advertise (1 to 128 characters without commas, spaces or *)"
+                    "{bad:?}, listed for {job_type} in enqueue.checkpoints or enqueue.loras, is \
+                     not a name a worker can advertise (1 to 128 characters without commas, spaces or *)"
                 ))),
                 None => Ok((job_type, names)),
             }

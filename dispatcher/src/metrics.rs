@@ -33,6 +33,15 @@ pub struct QueueLabel {
     pub queue: String,
 }
 
+/// Labels of routed claims (ADR 0020).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RoutedClaimLabels {
+    /// The queue.
+    pub queue: String,
+    /// `warm_hit`: the worker had the job's model loaded; `model_load`: it had to load it.
+    pub outcome: &'static str,
+}
+
 /// Labels of a job sent to a hosted provider's queue.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RoutedLabels {
@@ -89,6 +98,8 @@ pub struct Metrics {
     /// GPU time the waiting jobs need, per queue, seconds: what an autoscaler should scale
     /// on (a video waits longer than an image).
     pub backlog_seconds: Family<QueueLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// Jobs routed claims took, by whether their model was warm (the queue's own counts).
+    pub routed_claims: Family<RoutedClaimLabels, Counter>,
     /// Jobs whose lease expired and were requeued by this replica.
     pub reaped: Counter,
     /// Accounts whose balance differed from their ledger at the last check (must be 0).
@@ -110,6 +121,7 @@ impl Default for Metrics {
             oldest_wait_seconds: Family::default(),
             live_slots: Family::default(),
             backlog_seconds: Family::default(),
+            routed_claims: Family::default(),
             reaped: Counter::default(),
             credit_violations: Gauge::default(),
             webhooks: WebhookMetrics {
@@ -162,6 +174,11 @@ impl Default for Metrics {
                 "queue_backlog_seconds",
                 "GPU time the waiting jobs need at recent run times, per queue",
                 m.backlog_seconds.clone(),
+            );
+            r.register(
+                "queue_routed_claims",
+                "Jobs routed claims gave workers, by queue and whether the worker had the job's model loaded (warm_hit) or had to load it (model_load)",
+                m.routed_claims.clone(),
             );
             r.register(
                 "credit_violations",
@@ -218,6 +235,22 @@ impl Metrics {
         self.backlog_seconds
             .get_or_create(&q)
             .set(s.waiting() as f64 * seconds_per_job);
+    }
+
+    /// Mirrors a queue's counts of routed claims, which Redis keeps for every replica.
+    pub fn observe_routing(&self, queue: &str, claims: gpuq_queue::RoutedClaims) {
+        for (outcome, value) in [("warm_hit", claims.warm), ("model_load", claims.cold)] {
+            let label = RoutedClaimLabels {
+                queue: queue.to_owned(),
+                outcome,
+            };
+            // The count lives in Redis; the counter shows it as it is (a Redis that lost
+            // it starts again from 0, which Prometheus reads as a counter reset).
+            self.routed_claims
+                .get_or_create(&label)
+                .inner()
+                .store(value, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// The text exposition format.

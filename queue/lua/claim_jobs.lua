@@ -10,10 +10,11 @@
 --         for a claim made without one cannot pass the callback service's fence check)
 -- ARGV[6] how many jobs this consumer runs at once (optional, '' for none): recorded in the
 --         slots hash, so queue_stats.lua can count the live capacity (ETAs divide by it)
--- ARGV[7..9] a route (optional; prelude.lua, "Model routing"): the worker's loaded models,
---         comma-separated ('' for none); the models it can run, comma-separated, or '*'
---         for any; the wait, ms, past which a job goes to any worker that can run it
---         (0: never)
+-- ARGV[7..10] a route (optional; prelude.lua, "Model routing"): the worker's loaded models
+--         and LoRAs, comma-separated ('' for none); the models it can run, comma-separated,
+--         or '*' for any; the wait, ms, past which a job goes to any worker that can run it
+--         (0: never); its GPU memory, GiB ('' or 0: not said). Routed claims count the
+--         jobs whose model was warm and the others in the share-state hash (prelude.lua).
 -- Returns a flat array {id, attempt, envelope, id, attempt, envelope, ...}; empty if none.
 -- A tenant at its concurrency cap is parked and not served (prelude.lua, "caps").
 -- A quarantined consumer (prelude.lua, "Quarantine") is refused with an error reply
@@ -52,12 +53,14 @@ if ARGV[6] and ARGV[6] ~= '' then
 end
 
 local caps = policy[1]
-local route = ARGV[7] and route_of(ARGV[7], ARGV[8], ARGV[9])
+local route = ARGV[7] and route_of(ARGV[7], ARGV[8], ARGV[9], ARGV[10])
 local out = {}
 local got = 0
 -- Whether jobs remain, for the wake-up below: the tenant served last still waits (`more`),
 -- or a lane not seen empty may hold some.
 local more, lanes_empty = false, 0
+-- Routed claims of jobs whose model was warm here, and of the rest (each a model load).
+local warm_hits, cold = 0, 0
 for l = 1, 2 do
   local lane = l == 1 and 'high' or 'normal'
   local wait_key, tenants_key = KEYS[l], KEYS[l + 2]
@@ -117,6 +120,13 @@ for l = 1, 2 do
           end
         end
         write_meta(KEYS[7], id, attempt, lane, consumer, now, token, tenant, flags)
+        if route then
+          if warmth(route, route.needs[id]) > 0 then
+            warm_hits = warm_hits + 1
+          else
+            cold = cold + 1
+          end
+        end
         redis.call('ZADD', KEYS[8], lease_until, id)
         out[#out + 1] = id
         out[#out + 1] = attempt
@@ -136,6 +146,12 @@ for l = 1, 2 do
   if served and (not caps or tonumber(served) > vtime(lane)) then
     redis.call('HSET', KEYS[5], lane, served)
   end
+end
+if warm_hits > 0 then
+  redis.call('HINCRBY', KEYS[5], ROUTED_WARM, warm_hits)
+end
+if cold > 0 then
+  redis.call('HINCRBY', KEYS[5], ROUTED_COLD, cold)
 end
 
 if more or (lanes_empty < 2 and redis.call('EXISTS', KEYS[3], KEYS[4]) > 0) then

@@ -238,17 +238,23 @@ end
 -- flight are left alone: they end as they would.
 local QUARANTINE = 'quarantine:'
 
--- Model routing (ADR 0020). A routed claim names the models its worker has loaded (`warm`),
--- the ones it can run at all (`runnable`, or '*'), and a wait bound. Among the next jobs in
--- fair order (the first ROUTE_TENANTS tenants, the next ROUTE_JOBS jobs of each) it takes
--- the first runnable one that waited past the bound; else the first runnable one whose
--- model is warm; else the first runnable tenant's next job; else a runnable later job. If
--- the window holds nothing runnable, the next jobs of the following tenants (up to
--- ROUTE_DEEP in all) are looked at: a few tenants whose jobs no worker can run do not stop
--- the lane. A job's model is its envelope's `model` (the checkpoint it names), else its
--- `model_variant`; one whose envelope does not decode runs only on a worker that runs any
--- model, and is never warm. Its wait runs from its UUIDv7 id's time.
+-- Model routing (ADR 0020). A routed claim names what its worker has loaded (`warm`:
+-- checkpoints and LoRAs), the models it can run at all (`runnable`, or '*'), a wait bound,
+-- and its GPU memory in GiB (0: not said). A job is runnable here when its model is
+-- runnable and it needs no more memory than the worker has (its envelope's `vram_gb`).
+-- Among the next jobs in fair order (the first ROUTE_TENANTS tenants, the next ROUTE_JOBS
+-- jobs of each) the claim takes the first runnable one that waited past the bound; else the
+-- first runnable one whose model and LoRAs are all warm; else the first whose model is
+-- warm; else the first runnable tenant's next job; else a runnable later job. If the window
+-- holds nothing runnable, the next jobs of the following tenants (up to ROUTE_DEEP in all)
+-- are looked at: a few tenants whose jobs no worker can run do not stop the lane. A job's
+-- model is its envelope's `model` (the checkpoint it names), else its `model_variant`; one
+-- whose envelope does not decode runs only on a worker that runs any model and says no
+-- memory, and is never warm. Its wait runs from its UUIDv7 id's time.
 local ROUTE_TENANTS, ROUTE_JOBS, ROUTE_DEEP = 4, 4, 32
+-- Counters in the share-state hash: jobs routed claims took whose model was warm on the
+-- worker, and the others (a model load each): the warm-hit ratio admins watch.
+local ROUTED_WARM, ROUTED_COLD = 'routed_warm', 'routed_cold'
 
 local function csv_set(text)
   local set = {}
@@ -258,10 +264,11 @@ local function csv_set(text)
   return set
 end
 
--- The route of a claim from its arguments: {warm, runnable (nil: any), bound_ms, models: the
--- models of the jobs looked at so far in this call, by id}.
-local function route_of(warm, runnable, bound)
-  local r = {warm = csv_set(warm), bound = tonumber(bound) or 0, models = {}}
+-- The route of a claim from its arguments: {warm, runnable (nil: any), bound_ms, vram (0:
+-- any), needs: what the jobs looked at so far in this call need, by id}.
+local function route_of(warm, runnable, bound, vram)
+  local r = {warm = csv_set(warm), bound = tonumber(bound) or 0,
+    vram = tonumber(vram) or 0, needs = {}}
   if runnable ~= '*' then
     r.runnable = csv_set(runnable)
   end
@@ -273,30 +280,57 @@ local function id_time(id)
   return tonumber(string.sub(id, 1, 8) .. string.sub(id, 10, 13), 16) or 0
 end
 
--- The model of job `id` (false: its envelope does not decode), decoded once per call.
-local function model_of(route, jobs_key, id)
-  local model = route.models[id]
-  if model == nil then
-    model = false
+-- What job `id` needs: {model, vram, loras (names)}; false when its envelope does not
+-- decode. Decoded once per call.
+local function needs_of(route, jobs_key, id)
+  local needs = route.needs[id]
+  if needs == nil then
+    needs = false
     local ok, env = pcall(cjson.decode, redis.call('HGET', jobs_key, id) or '')
     if ok and type(env) == 'table' then
-      for _, field in ipairs({'model', 'model_variant'}) do
-        if type(env[field]) == 'string' then
-          model = env[field]
-          break
+      local model = env.model
+      if type(model) ~= 'string' then
+        model = env.model_variant
+      end
+      local loras = {}
+      if type(env.loras) == 'table' then
+        for _, lora in ipairs(env.loras) do
+          if type(lora) == 'table' and type(lora.name) == 'string' then
+            loras[#loras + 1] = lora.name
+          end
         end
       end
+      if type(model) == 'string' then
+        needs = {model = model, vram = tonumber(env.vram_gb) or 0, loras = loras}
+      end
     end
-    route.models[id] = model
+    route.needs[id] = needs
   end
-  return model
+  return needs
 end
 
-local function runnable_here(route, model)
-  if not route.runnable then
-    return true
+local function runnable_here(route, needs)
+  if not needs then
+    return not route.runnable and route.vram == 0
   end
-  return model and route.runnable[model] or false
+  if route.vram > 0 and needs.vram > route.vram then
+    return false
+  end
+  return not route.runnable or route.runnable[needs.model] or false
+end
+
+-- How warm a job is on this worker: 0 its model is not loaded, 1 its model is, 2 its model
+-- and every one of its LoRAs are.
+local function warmth(route, needs)
+  if not needs or not route.warm[needs.model] then
+    return 0
+  end
+  for _, lora in ipairs(needs.loras) do
+    if not route.warm[lora] then
+      return 1
+    end
+  end
+  return 2
 end
 
 -- The job a routed claim takes from a lane: returns its tenant, its entry, whether it is the
@@ -304,7 +338,7 @@ end
 -- tenant's next job: only that one moves the lane's virtual time); nil when nothing in reach
 -- is runnable here.
 local function pick_routed(tenants_key, jobs_key, route, now)
-  local warm_pick, head_pick, later_pick
+  local warm_pick, warm_best, head_pick, later_pick = nil, 0, nil, nil
   local tenants = redis.call('ZRANGE', tenants_key, 0, ROUTE_DEEP - 1)
   for t = 1, math.min(#tenants, ROUTE_TENANTS) do
     local tenant = tenants[t]
@@ -312,15 +346,16 @@ local function pick_routed(tenants_key, jobs_key, route, now)
     for i = #entries, 1, -1 do
       local entry = entries[i]
       local id = id_of(entry)
-      local model = model_of(route, jobs_key, id)
-      if runnable_here(route, model) then
+      local needs = needs_of(route, jobs_key, id)
+      if runnable_here(route, needs) then
         local head = i == #entries
         local pick = {tenant, entry, head, t == 1 and head}
         if route.bound > 0 and now - id_time(id) >= route.bound then
           return pick[1], pick[2], pick[3], pick[4]
         end
-        if not warm_pick and model and route.warm[model] then
-          warm_pick = pick
+        local w = warmth(route, needs)
+        if w > warm_best then
+          warm_pick, warm_best = pick, w
         end
         if head then
           head_pick = head_pick or pick
@@ -337,7 +372,7 @@ local function pick_routed(tenants_key, jobs_key, route, now)
   for t = ROUTE_TENANTS + 1, #tenants do
     local tenant = tenants[t]
     local entry = redis.call('LINDEX', tenant_list(tenants_key, tenant), -1)
-    if entry and runnable_here(route, model_of(route, jobs_key, id_of(entry))) then
+    if entry and runnable_here(route, needs_of(route, jobs_key, id_of(entry))) then
       return tenant, entry, true, false
     end
   end

@@ -46,12 +46,16 @@ impl ClaimedJob {
 /// that waited past `max_wait` before all others.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Route {
-    /// Models loaded now (a job's model is its envelope's `model`, else `model_variant`).
+    /// Checkpoints and LoRAs loaded now (a job's model is its envelope's `model`, else
+    /// `model_variant`; its LoRAs are its envelope's `loras`).
     pub warm: Vec<String>,
-    /// The models it can run at all (what fits its VRAM); None: any.
+    /// The models it can run at all; None: any.
     pub runnable: Option<Vec<String>>,
     /// A job that waited this long goes to any worker that can run it; zero: never.
     pub max_wait: Duration,
+    /// The worker's GPU memory, GiB: a job whose envelope needs more (`vram_gb`) is never
+    /// given to it. None: not said, any job fits.
+    pub vram_gb: Option<u32>,
 }
 
 /// Whether `name` can be a model name of a [`Route`]: 1 to 128 bytes without commas,
@@ -73,14 +77,15 @@ impl Route {
         }
     }
 
-    /// ARGV[7..9] of claim_jobs.lua.
-    fn args(&self) -> [String; 3] {
+    /// ARGV[7..10] of claim_jobs.lua.
+    fn args(&self) -> [String; 4] {
         [
             self.warm.join(","),
             self.runnable
                 .as_ref()
                 .map_or_else(|| "*".to_owned(), |r| r.join(",")),
             self.max_wait.as_millis().to_string(),
+            self.vram_gb.unwrap_or(0).to_string(),
         ]
     }
 }

@@ -176,6 +176,12 @@ impl Keys {
         &self.fixed.signal
     }
 
+    /// STRING: the JSON profile a worker advertises (GPU, loaded models), expiring when it
+    /// stops renewing it.
+    pub fn profile(&self, consumer: &str) -> String {
+        format!("{}profile:{consumer}", self.prefix)
+    }
+
     /// STRING idempotency key → the first job's id, expiring after the window.
     pub fn idempotency(&self, key: &str) -> String {
         format!("{}idem:{key}", self.prefix)

@@ -23,6 +23,9 @@
 //! - [`Caps`] and [`Queue::set_caps`]: per-tenant concurrency caps.
 //! - [`Queue::quarantine`], [`Queue::release_quarantine`], [`Queue::quarantined`]:
 //!   consumers that may not claim (ADR 0019).
+//! - [`Route`] and [`Queue::claim_routed`]: claims by model and GPU memory; [`WorkerProfile`],
+//!   [`Queue::advertise`], [`Queue::profiles`] and [`Queue::routed_claims`]: what workers
+//!   have loaded and how routing went (ADR 0020).
 //! - [`publish_event`], [`read_events`]: per-job event streams for SSE.
 //! - [`Fence`] and [`Queue::holding`]: which delivery a report is about (stale reports
 //!   change nothing).
@@ -49,6 +52,7 @@ mod quarantine;
 mod queue;
 mod scripts;
 mod stats;
+mod workers;
 
 pub use ahead::WorkAhead;
 pub use cancel::CancelOutcome;
@@ -71,3 +75,4 @@ pub use maintenance::{DeadJob, Reaped};
 pub use presence::{Consumer, InFlight};
 pub use queue::Queue;
 pub use stats::QueueStats;
+pub use workers::{RoutedClaims, WorkerProfile, MAX_PROFILE_BYTES};

@@ -56,6 +56,9 @@ pub struct JobTypeSpec {
     /// Longest one attempt may run, per image asked for, before the worker stops it and
     /// counts it as failed (`execution_timeout`); workers may set their own.
     pub run_limit_seconds: u32,
+    /// GiB of GPU memory one job needs (weights, activations, and the 7B prompt model when
+    /// it enhances): a routing worker that advertises less never claims it (ADR 0020).
+    pub vram_gb: u32,
     /// Deliveries before the job is dead-lettered (first run plus retries).
     pub max_attempts: u32,
     /// Whether the worker first rewrites the prompt with a 7B LLM.
@@ -126,12 +129,13 @@ const fn d(steps: u32, guidance: f64, width: u32, height: u32, frames: u32) -> D
 #[rustfmt::skip]
 const fn spec(
     job_type: JobType, queue: &'static str, model_variant: &'static str, kind: JobKind,
-    credits: u32, typical_seconds: u32, run_limit_seconds: u32, max_attempts: u32,
-    enhance_prompt: bool, defaults: Defaults, allowed_num_images: &'static [u32],
+    credits: u32, typical_seconds: u32, run_limit_seconds: u32, vram_gb: u32,
+    max_attempts: u32, enhance_prompt: bool, defaults: Defaults,
+    allowed_num_images: &'static [u32],
 ) -> JobTypeSpec {
     JobTypeSpec {
         job_type, queue, model_variant, kind, credits, typical_seconds, run_limit_seconds,
-        max_attempts, enhance_prompt, defaults, allowed_num_images,
+        vram_gb, max_attempts, enhance_prompt, defaults, allowed_num_images,
     }
 }
 
@@ -139,21 +143,22 @@ use JobKind::{Image, Video};
 use JobType::*;
 
 /// The catalog. Columns: type, queue, model, kind, credits, typical seconds, run limit
-/// seconds (ten times typical, at least a minute: a slow GPU is not a hung one), max
-/// attempts, prompt enhancement, defaults (steps, guidance, width, height, frames), allowed
+/// seconds (ten times typical, at least a minute: a slow GPU is not a hung one), VRAM GiB
+/// (SDXL at 1024² in fp16; WAN 1.3B with its text encoder, more for 83 video frames; the 7B
+/// prompt model in 8 bits adds 8), max attempts, prompt enhancement, defaults (steps, guidance, width, height, frames), allowed
 /// image counts.
 #[rustfmt::skip]
 pub static CATALOG: [JobTypeSpec; 10] = [
-    spec(SdxlImageFast,       SDXL_QUEUE, SDXL, Image, 1,   6,   60, 3, false, d(15, 6.0, 1024, 1024,  1), SDXL_IMAGES),
-    spec(SdxlImageHigh,       SDXL_QUEUE, SDXL, Image, 2,  12,  120, 3, false, d(30, 7.5, 1024, 1024,  1), SDXL_IMAGES),
-    spec(ImageFast,           WAN_QUEUE,  WAN,  Image, 1,  30,  300, 3, false, d(25, 5.0,  832,  480,  1), ONE),
-    spec(ImageHigh,           WAN_QUEUE,  WAN,  Image, 2,  90,  900, 3, false, d(50, 5.0,  832,  480,  1), ONE),
-    spec(VideoFast,           WAN_QUEUE,  WAN,  Video, 3, 150, 1500, 2, false, d(25, 5.0,  832,  480, 83), ONE),
-    spec(VideoHigh,           WAN_QUEUE,  WAN,  Video, 5, 280, 2800, 2, false, d(50, 5.0,  832,  480, 83), ONE),
-    spec(Image7bFastEnhanced, WAN_QUEUE,  WAN,  Image, 2,  45,  450, 3, true,  d(25, 5.0,  832,  480,  1), ONE),
-    spec(Image7bHighEnhanced, WAN_QUEUE,  WAN,  Image, 3, 100, 1000, 3, true,  d(50, 5.0,  832,  480,  1), ONE),
-    spec(Video7bFastEnhanced, WAN_QUEUE,  WAN,  Video, 4, 165, 1650, 2, true,  d(25, 5.0,  832,  480, 83), ONE),
-    spec(Video7bHighEnhanced, WAN_QUEUE,  WAN,  Video, 6, 300, 3000, 2, true,  d(50, 5.0,  832,  480, 83), ONE),
+    spec(SdxlImageFast,       SDXL_QUEUE, SDXL, Image, 1,   6,   60, 10, 3, false, d(15, 6.0, 1024, 1024,  1), SDXL_IMAGES),
+    spec(SdxlImageHigh,       SDXL_QUEUE, SDXL, Image, 2,  12,  120, 10, 3, false, d(30, 7.5, 1024, 1024,  1), SDXL_IMAGES),
+    spec(ImageFast,           WAN_QUEUE,  WAN,  Image, 1,  30,  300, 12, 3, false, d(25, 5.0,  832,  480,  1), ONE),
+    spec(ImageHigh,           WAN_QUEUE,  WAN,  Image, 2,  90,  900, 12, 3, false, d(50, 5.0,  832,  480,  1), ONE),
+    spec(VideoFast,           WAN_QUEUE,  WAN,  Video, 3, 150, 1500, 16, 2, false, d(25, 5.0,  832,  480, 83), ONE),
+    spec(VideoHigh,           WAN_QUEUE,  WAN,  Video, 5, 280, 2800, 16, 2, false, d(50, 5.0,  832,  480, 83), ONE),
+    spec(Image7bFastEnhanced, WAN_QUEUE,  WAN,  Image, 2,  45,  450, 20, 3, true,  d(25, 5.0,  832,  480,  1), ONE),
+    spec(Image7bHighEnhanced, WAN_QUEUE,  WAN,  Image, 3, 100, 1000, 20, 3, true,  d(50, 5.0,  832,  480,  1), ONE),
+    spec(Video7bFastEnhanced, WAN_QUEUE,  WAN,  Video, 4, 165, 1650, 24, 2, true,  d(25, 5.0,  832,  480, 83), ONE),
+    spec(Video7bHighEnhanced, WAN_QUEUE,  WAN,  Video, 6, 300, 3000, 24, 2, true,  d(50, 5.0,  832,  480, 83), ONE),
 ];
 
 impl JobType {

@@ -75,6 +75,14 @@ pub struct JobEnvelope {
     /// 0020). Absent: the type's `model_variant`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
+    /// The LoRAs to apply, in order (`metadata.loras`, from the type's allow-list). Routed
+    /// claims prefer a worker that has them loaded too (ADR 0020).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub loras: Vec<Lora>,
+    /// GiB of GPU memory the job needs (its type's, from the catalog): a routed claim of a
+    /// worker that advertises less never takes it. Absent: any worker may.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vram_gb: Option<u32>,
     /// This delivery's attempt number, starting at 1. The queue sets it at claim time; the
     /// stored copy carries 0.
     pub attempt: u32,
@@ -88,6 +96,15 @@ pub struct JobEnvelope {
     /// The app's metadata, passed through untouched (project, video and image ids included).
     #[serde(default)]
     pub metadata: serde_json::Value,
+}
+
+/// A LoRA adapter applied on top of the checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Lora {
+    /// Its name, from the type's allow-list.
+    pub name: String,
+    /// How strongly it applies, -4..=4 (1: as trained).
+    pub weight: f64,
 }
 
 impl JobEnvelope {

@@ -35,7 +35,7 @@ pub use callback::{
     MAX_GPU_NAME,
 };
 pub use catalog::{JobKind, JobType, JobTypeSpec, UnknownJobType};
-pub use envelope::{GenerationConfig, JobEnvelope};
+pub use envelope::{GenerationConfig, JobEnvelope, Lora};
 pub use event::{JobEvent, JobEventKind};
 pub use job_id::{InvalidJobId, JobId};
 pub use queue_name::{InvalidQueueName, QueueName};

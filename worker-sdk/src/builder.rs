@@ -183,10 +183,18 @@ impl WorkerBuilder {
         self
     }
 
+    /// The GPU memory, GiB, this worker's jobs may use: a job whose type needs more (the
+    /// catalog's `vram_gb`) is never claimed by it. Turns routing on ([`Self::models`]).
+    pub fn vram_gb(mut self, gib: u32) -> Self {
+        self.routing_mut().vram_gb = Some(gib);
+        self
+    }
+
     fn routing_mut(&mut self) -> &mut Routing {
         self.routing.get_or_insert(Routing {
             runnable: None,
             max_wait: DEFAULT_MODEL_WAIT,
+            vram_gb: None,
         })
     }
 
@@ -278,6 +286,13 @@ impl WorkerBuilder {
             return Err(WorkerError::Invalid(format!(
                 "model name {bad:?}: 1 to 128 characters without commas, spaces or *"
             )));
+        }
+        if self
+            .routing
+            .as_ref()
+            .is_some_and(|r| r.vram_gb.is_some_and(|v| v == 0))
+        {
+            return Err(WorkerError::Invalid("vram_gb must be at least 1".into()));
         }
         if self.concurrency == 0 {
             return Err(WorkerError::Invalid(

@@ -74,17 +74,18 @@ impl JobContext {
         }
     }
 
-    /// Tells the worker that `model` (a job's `model`, else its `model_variant`) is loaded
-    /// now: a worker that routes by model ([`crate::WorkerBuilder::models`]) is then given
-    /// jobs that need it first (ADR 0020). Names a claim cannot carry (empty, over 128
-    /// characters, with a comma, space or `*`) are ignored.
+    /// Tells the worker that `model` (a job's `model`, else its `model_variant`, or the name
+    /// of one of its `loras`) is loaded now: a worker that routes by model
+    /// ([`crate::WorkerBuilder::models`]) is then given jobs that need it first (ADR 0020),
+    /// and counts a load in the profile it advertises. Names a claim cannot carry (empty,
+    /// over 128 characters, with a comma, space or `*`) are ignored.
     pub fn loaded(&self, model: &str) {
         if gpuq_queue::valid_model_name(model) {
             self.inner.warm.loaded(model);
         }
     }
 
-    /// Tells the worker that `model` is no longer loaded.
+    /// Tells the worker that `model` (a checkpoint or a LoRA) is no longer loaded.
     pub fn evicted(&self, model: &str) {
         self.inner.warm.evicted(model);
     }

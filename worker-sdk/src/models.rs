@@ -1,14 +1,18 @@
 //! Model routing on the worker's side (ADR 0020). The handler says, through its context,
-//! which models it loaded or evicted; the worker sends them as warm with every claim, with
-//! the models it can run at all, so that the queue gives it jobs it can run, warm ones
-//! first, within a bounded wait.
+//! which checkpoints and LoRAs it loaded or evicted; the worker sends them as warm with
+//! every claim, with the models it can run and its GPU memory, so that the queue gives it
+//! jobs it can run, warm ones first, within a bounded wait. It also advertises them, with
+//! its GPU, in a profile admins see ([`advertise`]).
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use gpuq_queue::Route;
+use gpuq_queue::{ConsumerName, Queue, Route, WorkerProfile};
+use tokio_util::sync::CancellationToken;
 
-/// Most models remembered as loaded (most recent first); a GPU holds a few.
+use crate::error::chain;
+
+/// Most names remembered as loaded (most recent first); a GPU holds a few.
 const MAX_WARM: usize = 32;
 
 /// What a routing worker can run and how long a job may wait for a warm worker.
@@ -17,36 +21,96 @@ pub(crate) struct Routing {
     /// None: any model.
     pub runnable: Option<Vec<String>>,
     pub max_wait: Duration,
+    /// None: not said; any job fits.
+    pub vram_gb: Option<u32>,
 }
 
-/// The models a worker has loaded, most recently loaded first. Shared by its jobs'
-/// contexts and its claim loop.
+/// The checkpoints and LoRAs a worker has loaded, most recently loaded first, and how many
+/// loads it did. Shared by its jobs' contexts, its claim loop and its advertiser.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct WarmModels(Arc<Mutex<Vec<String>>>);
+pub(crate) struct WarmModels(Arc<Mutex<Warm>>);
+
+#[derive(Debug, Default)]
+struct Warm {
+    names: Vec<String>,
+    loads: u64,
+}
 
 impl WarmModels {
-    /// `model` is loaded now.
-    pub fn loaded(&self, model: &str) {
-        let mut warm = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        warm.retain(|m| m != model);
-        warm.insert(0, model.to_owned());
-        warm.truncate(MAX_WARM);
+    fn lock(&self) -> MutexGuard<'_, Warm> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// `model` is no longer loaded.
-    pub fn evicted(&self, model: &str) {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|m| m != model);
+    /// `name` is loaded now; a load when it was not already.
+    pub fn loaded(&self, name: &str) {
+        let mut warm = self.lock();
+        let before = warm.names.len();
+        warm.names.retain(|m| m != name);
+        if warm.names.len() == before {
+            warm.loads += 1;
+        }
+        warm.names.insert(0, name.to_owned());
+        warm.names.truncate(MAX_WARM);
+    }
+
+    /// `name` is no longer loaded.
+    pub fn evicted(&self, name: &str) {
+        self.lock().names.retain(|m| m != name);
     }
 
     /// The route of the next claim.
     pub fn route(&self, routing: &Routing) -> Route {
         Route {
-            warm: self.0.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            warm: self.lock().names.clone(),
             runnable: routing.runnable.clone(),
             max_wait: routing.max_wait,
+            vram_gb: routing.vram_gb,
+        }
+    }
+
+    /// What the worker advertises now.
+    fn profile(&self, routing: Option<&Routing>, gpu: Option<&str>, slots: u32) -> WorkerProfile {
+        let warm = self.lock();
+        WorkerProfile {
+            gpu: gpu.map(str::to_owned),
+            vram_gb: routing.and_then(|r| r.vram_gb),
+            slots,
+            loaded: warm.names.clone(),
+            runnable: routing.and_then(|r| r.runnable.clone()),
+            loads: warm.loads,
+        }
+    }
+}
+
+/// What [`advertise`] publishes, and how often.
+pub(crate) struct Advert<'a> {
+    pub consumer: &'a ConsumerName,
+    pub warm: &'a WarmModels,
+    pub routing: Option<&'a Routing>,
+    pub gpu: Option<&'a str>,
+    pub slots: u32,
+    pub every: Duration,
+}
+
+/// Publishes the worker's profile every `every` until `shutdown`, each copy living three
+/// periods: a worker that dies drops out of the fleet's view on its own. A failed write is
+/// logged and tried again at the next period; it never stops the worker.
+pub(crate) async fn advertise(queue: Queue, advert: Advert<'_>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(advert.every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let profile = advert
+            .warm
+            .profile(advert.routing, advert.gpu, advert.slots);
+        if let Err(e) = queue
+            .advertise(advert.consumer, &profile, advert.every * 3)
+            .await
+        {
+            tracing::debug!(error = %chain(&e), "could not advertise this worker's profile");
         }
     }
 }
@@ -56,7 +120,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_last_loaded_model_comes_first_and_an_evicted_one_is_gone() {
+    fn the_last_loaded_model_comes_first_an_evicted_one_is_gone_and_a_warm_one_loaded_again_is_no_new_load(
+    ) {
         let warm = WarmModels::default();
         warm.loaded("a");
         warm.loaded("b");
@@ -64,9 +129,16 @@ mod tests {
         let routing = Routing {
             runnable: None,
             max_wait: Duration::from_secs(1),
+            vram_gb: Some(24),
         };
         assert_eq!(warm.route(&routing).warm, ["a", "b"]);
         warm.evicted("a");
         assert_eq!(warm.route(&routing).warm, ["b"]);
+        let profile = warm.profile(Some(&routing), Some("L4"), 2);
+        assert_eq!(
+            (profile.loads, profile.vram_gb),
+            (2, Some(24)),
+            "a was still warm"
+        );
     }
 }

@@ -53,6 +53,9 @@ pub struct WorkerSettings {
     /// `GPUQ_MODELS` (comma-separated; `*`: any): claims route by model (ADR 0020); unset:
     /// plain fair order.
     pub models: Option<Models>,
+    /// `GPUQ_VRAM_GB` (1 to 10,000): the GPU memory jobs may use; a job whose type needs
+    /// more is never claimed (routing on, any model, when `GPUQ_MODELS` is unset).
+    pub vram_gb: Option<u32>,
     /// `GPUQ_MODEL_WAIT_SECS` (default 300): how long a job waits for a worker with its
     /// model loaded before any worker that can run it gets it.
     pub model_wait: Duration,
@@ -118,6 +121,7 @@ struct RawWorker {
     gpu_name: Option<String>,
     #[serde(default)]
     models: Vec<String>,
+    vram_gb: Option<u32>,
     model_wait_secs: f64,
 }
 
@@ -204,6 +208,15 @@ impl WorkerSettings {
             callback_retries: worker.callback_retries,
             gpu_name: worker.gpu_name.filter(|g| !g.is_empty()),
             models: routing(worker.models),
+            vram_gb: match worker.vram_gb {
+                Some(v) if !(1..=10_000).contains(&v) => {
+                    return Err(SettingsError::OutOfRange {
+                        name: "GPUQ_VRAM_GB",
+                        value: v.to_string(),
+                    })
+                }
+                v => v,
+            },
             model_wait: seconds(worker.model_wait_secs, 0.0, "GPUQ_MODEL_WAIT_SECS")?,
         })
     }
@@ -227,6 +240,9 @@ impl WorkerSettings {
             .heartbeat_every(self.lease / 3);
         if let Some(gpu) = self.gpu_name {
             builder = builder.gpu_name(gpu);
+        }
+        if let Some(vram) = self.vram_gb {
+            builder = builder.vram_gb(vram).model_wait(self.model_wait);
         }
         builder = match self.models {
             None => builder,
@@ -319,6 +335,24 @@ mod tests {
         let mut env = BASE.to_vec();
         env.push(("GPUQ_GPU_NAME", "NVIDIA L40S"));
         assert_eq!(load(&env).unwrap().gpu_name.as_deref(), Some("NVIDIA L40S"));
+    }
+
+    #[test]
+    fn a_worker_says_its_gpu_memory_in_whole_gib_and_nothing_else() {
+        assert_eq!(load(&BASE).unwrap().vram_gb, None);
+        let with = |v: &'static str| {
+            let mut env = BASE.to_vec();
+            env.push(("GPUQ_VRAM_GB", v));
+            load(&env)
+        };
+        assert_eq!(with("24").unwrap().vram_gb, Some(24));
+        for bad in ["0", "-1", "24.5", "lots", "10001"] {
+            let err = with(bad).unwrap_err().to_string();
+            assert!(
+                err.contains("GPUQ_VRAM_GB") || err.contains("vram_gb"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::connect::{sleep_or_stop, QueueTarget};
 use crate::error::chain;
 use crate::job::{supervise, Shared};
 use crate::lease::{LeaseKeeper, Leases};
-use crate::models::Routing;
+use crate::models::{advertise, Advert, Routing};
 use crate::{WorkerBuilder, WorkerError};
 
 /// Retries of the start-up probe while the callback service does not answer.
@@ -115,8 +115,21 @@ impl Worker {
         tracing::info!(consumer = %self.shared.consumer, queue = %self.target.name, "worker starting");
         if let Some(queue) = self.target.connect(&shutdown, "claimer").await {
             let mut jobs = JoinSet::new();
-            self.claim_loop(&queue, &keeper.leases(), &mut jobs, &shutdown, &hard_stop)
-                .await;
+            let advert = Advert {
+                consumer: &self.shared.consumer,
+                warm: &self.shared.warm,
+                routing: self.routing.as_ref(),
+                gpu: self.shared.gpu_name.as_deref(),
+                slots: u32::try_from(self.concurrency).unwrap_or(u32::MAX),
+                every: self.heartbeat_every,
+            };
+            // Advertised while it claims; the last copy expires three periods later.
+            let claiming = shutdown.child_token();
+            tokio::join!(advertise(queue.clone(), advert, claiming.clone()), async {
+                self.claim_loop(&queue, &keeper.leases(), &mut jobs, &shutdown, &hard_stop)
+                    .await;
+                claiming.cancel();
+            });
             tracing::info!(running = jobs.len(), deadline = ?self.shutdown_deadline, "shutting down");
             while let Some(res) = jobs.join_next().await {
                 log_join(res);

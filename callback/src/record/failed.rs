@@ -173,6 +173,7 @@ impl Recorder {
         Ok(Recorded {
             poison,
             quarantined: sick.is_some(),
+            failure_code: (status != JobStatus::Cancelled).then(|| code.unwrap_or("none")),
             ..Recorded::changed(&job, status).metered(gpu_seconds, outcome)
         })
     }

@@ -63,6 +63,9 @@ pub struct Recorded {
     pub poison: bool,
     /// The failure quarantined its worker.
     pub quarantined: bool,
+    /// A failed attempt's code (`execution_timeout`, `poison_job`, ...; `none` when the
+    /// worker gave none), for metrics.
+    pub failure_code: Option<&'static str>,
 }
 
 impl Recorded {
@@ -86,6 +89,7 @@ impl Recorded {
             },
             attempt: None,
             poison: false,
+            failure_code: None,
             quarantined: false,
         }
     }

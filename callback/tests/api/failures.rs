@@ -82,6 +82,16 @@ async fn an_execution_timeout_keeps_its_code_in_the_row_and_the_event_and_an_unk
     assert_eq!(row.error_code.as_deref(), Some("execution_timeout"));
     let last = app.events(job.id).await.pop().unwrap();
     assert_eq!(last.code.as_deref(), Some("execution_timeout"));
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    for needle in [
+        "gpuq_attempt_failures_total{queue=\"sdxl_queue\",code=\"execution_timeout\"} 2",
+        "gpuq_attempt_failures_total{queue=\"sdxl_queue\",code=\"none\"} 1",
+    ] {
+        assert!(
+            metrics.contains(needle),
+            "{needle} missing from:\n{metrics}"
+        );
+    }
 }
 
 #[tokio::test]

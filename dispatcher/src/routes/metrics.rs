@@ -44,6 +44,12 @@ pub async fn metrics(
                 tracing::warn!(queue = %queue.name(), error = ?e, "stats unavailable for metrics")
             }
         }
+        match queue.routed_claims().await {
+            Ok(claims) => state.metrics.observe_routing(queue.name().as_str(), claims),
+            Err(e) => {
+                tracing::warn!(queue = %queue.name(), error = ?e, "routing counts unavailable for metrics")
+            }
+        }
     }
     Ok(exposition::answer(&req, state.metrics.render()))
 }

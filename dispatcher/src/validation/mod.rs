@@ -7,6 +7,9 @@
 //! set is checked).
 
 mod legacy;
+mod routing;
+
+pub use routing::{checkpoint, loras};
 
 use serde_json::{Map, Value};
 
@@ -47,6 +50,8 @@ pub struct ValidatedJob {
     pub start_within_secs: Option<u32>,
     /// The checkpoint it names, from its type's allow-list ([`checkpoint`]).
     pub model: Option<String>,
+    /// The LoRAs it names, from its type's allow-list ([`loras`]).
+    pub loras: Vec<gpuq_schemas::Lora>,
 }
 
 /// The longest start deadline a job may ask for: a day.
@@ -165,38 +170,8 @@ pub fn validate(body: &Value, policy: &ReferencePolicy<'_>) -> Result<ValidatedJ
         image_id,
         start_within_secs,
         model: None,
+        loras: Vec::new(),
     })
-}
-
-/// `metadata.model` of a job whose type has a checkpoint allow-list (`enqueue.checkpoints`):
-/// a name from it, which the envelope carries as `model` for routed claims (ADR 0020), or a
-/// 400 `invalid_model` naming the value. A type without a list leaves `metadata.model` to
-/// the app (passed through untouched, routing by the type's model).
-pub fn checkpoint(
-    job: &ValidatedJob,
-    lists: &std::collections::HashMap<JobType, Vec<String>>,
-) -> Result<Option<String>, ApiError> {
-    let Some(list) = lists.get(&job.job_type) else {
-        return Ok(None);
-    };
-    match job.metadata.get("model") {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if list.iter().any(|m| m == s) => Ok(Some(s.clone())),
-        Some(v) => {
-            let given: String = match v {
-                Value::String(s) => format!("{:?}", s.chars().take(64).collect::<String>()),
-                _ => "a non-string".into(),
-            };
-            Err(bad(
-                "invalid_model",
-                format!(
-                    "metadata.model {given} is not a checkpoint of {}; allowed: {}",
-                    job.job_type,
-                    list.join(", ")
-                ),
-            ))
-        }
-    }
 }
 
 fn text(meta: &Map<String, Value>, key: &str) -> Result<Option<String>, ApiError> {

@@ -20,5 +20,6 @@ mod overflow;
 mod quarantine;
 mod reconcile;
 mod recorder;
+mod routing;
 mod shapes;
 mod webhooks;

@@ -1,11 +1,11 @@
 //! Model routing (ADR 0020): a routed claim never takes a job whose model its worker cannot
-//! run, takes a job whose model is warm before an older one within the wait bound, and an
-//! overdue job before anything.
+//! run or that needs more GPU memory than it has, takes a job whose model (then LoRAs) is
+//! warm before an older one within the wait bound, and an overdue job before anything.
 
 use std::time::Duration;
 
-use gpuq_queue::{EnqueueOptions, Queue, Route};
-use gpuq_schemas::JobId;
+use gpuq_queue::{EnqueueOptions, Queue, Route, RoutedClaims, WorkerProfile};
+use gpuq_schemas::{JobId, Lora};
 
 use crate::helpers::*;
 
@@ -22,6 +22,7 @@ fn route(warm: &[&str], runnable: Option<&[&str]>, max_wait: Duration) -> Route 
         warm: names(warm),
         runnable: runnable.map(names),
         max_wait,
+        vram_gb: None,
     }
 }
 
@@ -111,4 +112,105 @@ async fn model_names_a_claim_cannot_carry_are_refused() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("invalid model name"), "{err}");
+}
+
+#[tokio::test]
+async fn a_job_needing_more_vram_than_a_worker_has_is_never_claimed_by_it() {
+    let q = queue().await;
+    let mut video = envelope(&q, 3);
+    video.vram_gb = Some(24);
+    q.enqueue(&video, &EnqueueOptions::default()).await.unwrap();
+    let mut image = envelope(&q, 3);
+    image.vram_gb = Some(10);
+    q.enqueue(&image, &EnqueueOptions::default()).await.unwrap();
+    // Past its wait bound too: a bound makes a job go to any worker that can run it.
+    let small = Route {
+        vram_gb: Some(16),
+        ..route(&[], None, Duration::from_millis(1))
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(claim_one(&q, &small).await, Some(image.job_id));
+    assert_eq!(claim_one(&q, &small).await, None, "24 GiB do not fit in 16");
+    let big = Route {
+        vram_gb: Some(48),
+        ..route(&[], None, Duration::from_secs(60))
+    };
+    assert_eq!(claim_one(&q, &big).await, Some(video.job_id));
+}
+
+#[tokio::test]
+async fn with_its_model_warm_the_job_whose_loras_are_warm_too_goes_first() {
+    let q = queue().await;
+    let lora = |name: &str| Lora {
+        name: name.into(),
+        weight: 0.8,
+    };
+    let mut cold_lora = envelope(&q, 3);
+    cold_lora.model = Some("x".into());
+    cold_lora.loras = vec![lora("grain")];
+    let mut warm_lora = envelope(&q, 3);
+    warm_lora.model = Some("x".into());
+    warm_lora.loras = vec![lora("detail")];
+    for env in [&cold_lora, &warm_lora] {
+        q.enqueue(env, &EnqueueOptions::default()).await.unwrap();
+    }
+    let warm = route(&["x", "detail"], None, Duration::from_secs(60));
+    assert_eq!(claim_one(&q, &warm).await, Some(warm_lora.job_id));
+    assert_eq!(claim_one(&q, &warm).await, Some(cold_lora.job_id));
+}
+
+#[tokio::test]
+async fn routed_claims_count_the_jobs_whose_model_was_warm_and_the_model_loads() {
+    let q = queue().await;
+    for model in ["x", "y", "x"] {
+        enqueue_model(&q, model).await;
+    }
+    let warm_x = route(&["x"], None, Duration::from_secs(60));
+    for _ in 0..3 {
+        claim_one(&q, &warm_x).await.unwrap();
+    }
+    q.claim(&consumer("plain"), 1).await.unwrap();
+    assert_eq!(
+        q.routed_claims().await.unwrap(),
+        RoutedClaims { warm: 2, cold: 1 },
+        "plain claims are not counted"
+    );
+}
+
+#[tokio::test]
+async fn a_workers_profile_is_read_back_until_it_expires() {
+    let q = queue().await;
+    let (a, b) = (consumer("a"), consumer("b"));
+    let profile = WorkerProfile {
+        gpu: Some("NVIDIA L40S".into()),
+        vram_gb: Some(48),
+        slots: 2,
+        loaded: vec!["x".into(), "detail".into()],
+        runnable: Some(vec!["x".into(), "y".into()]),
+        loads: 7,
+    };
+    q.advertise(&a, &profile, Duration::from_millis(300))
+        .await
+        .unwrap();
+    let read = q.profiles(&[a.as_str(), b.as_str()]).await.unwrap();
+    assert_eq!(read, [Some(profile), None]);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(q.profiles(&[a.as_str()]).await.unwrap(), [None]);
+}
+
+#[tokio::test]
+async fn an_oversized_profile_keeps_the_loaded_names_that_fit() {
+    let q = queue().await;
+    let a = consumer("a");
+    let profile = WorkerProfile {
+        slots: 1,
+        loaded: (0..200).map(|i| format!("{i:0>100}")).collect(),
+        ..WorkerProfile::default()
+    };
+    q.advertise(&a, &profile, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let read = q.profiles(&[a.as_str()]).await.unwrap()[0].clone().unwrap();
+    assert!(!read.loaded.is_empty() && read.loaded.len() < 200);
+    assert_eq!(read.loaded[0], profile.loaded[0], "the most recent first");
 }

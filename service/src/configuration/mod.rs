@@ -43,7 +43,7 @@ pub enum FlatKind {
 
 /// The flat environment variables every gpuq process reads: name, settings key, kind.
 /// They are a public interface (deploy files and the README use them): never drop one.
-pub const FLAT_NAMES: [(&str, &str, FlatKind); 41] = [
+pub const FLAT_NAMES: [(&str, &str, FlatKind); 42] = [
     ("DATABASE_URL", "database.url", FlatKind::Value),
     ("REDIS_URL", "redis.url", FlatKind::Value),
     ("GPUQ_LISTEN", "application", FlatKind::Listen),
@@ -113,9 +113,11 @@ pub const FLAT_NAMES: [(&str, &str, FlatKind); 41] = [
         FlatKind::Value,
     ),
     ("GPUQ_GPU_NAME", "worker.gpu_name", FlatKind::Value),
-    // Model routing (ADR 0020): the models a worker can run ('*': any), and how long a job
-    // waits for a worker with its model loaded; the demo worker's simulated loads.
+    // Model routing (ADR 0020): the models a worker can run ('*': any), its GPU memory, and
+    // how long a job waits for a worker with its model loaded; the demo worker's simulated
+    // loads.
     ("GPUQ_MODELS", "worker.models", FlatKind::List),
+    ("GPUQ_VRAM_GB", "worker.vram_gb", FlatKind::Value),
     (
         "GPUQ_MODEL_WAIT_SECS",
         "worker.model_wait_secs",

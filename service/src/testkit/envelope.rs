@@ -32,6 +32,8 @@ pub fn envelope(job_type: JobType) -> JobEnvelope {
         bucket: job_type.as_str().into(),
         model_variant: spec.model_variant.into(),
         model: None,
+        loras: Vec::new(),
+        vram_gb: Some(spec.vram_gb),
         attempt: 0,
         max_attempts: spec.max_attempts,
         created_at: chrono::Utc::now(),

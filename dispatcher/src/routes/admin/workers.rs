@@ -52,6 +52,40 @@ pub struct Worker {
     pub quarantined: Option<String>,
     /// What it holds.
     pub jobs: Vec<HeldJob>,
+    /// What it advertises about itself (ADR 0020); absent for a worker that does not (an
+    /// older SDK, or one written against `docs/protocol.md` without it).
+    pub profile: Option<Profile>,
+}
+
+/// A worker's GPU and models, as it advertises them.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Profile {
+    /// Its GPU, e.g. `NVIDIA L40S`.
+    pub gpu: Option<String>,
+    /// The GPU memory it offers jobs, GiB.
+    pub vram_gb: Option<u32>,
+    /// Jobs it runs at once.
+    pub slots: u32,
+    /// Checkpoints and LoRAs loaded now, most recently loaded first.
+    pub loaded: Vec<String>,
+    /// The models it can run; absent: any.
+    pub runnable: Option<Vec<String>>,
+    /// Model and LoRA loads since it started.
+    pub model_loads: u64,
+}
+
+impl From<gpuq_queue::WorkerProfile> for Profile {
+    fn from(p: gpuq_queue::WorkerProfile) -> Self {
+        Self {
+            gpu: p.gpu,
+            vram_gb: p.vram_gb,
+            slots: p.slots,
+            loaded: p.loaded,
+            runnable: p.runnable,
+            model_loads: p.loads,
+        }
+    }
 }
 
 /// A job a worker holds.
@@ -111,7 +145,10 @@ pub async fn workers(_: Admin, state: web::Data<AppState>) -> Result<HttpRespons
     let mut workers = Vec::new();
     for queue in state.queues.values() {
         let held = queue.in_flight(1000).await?;
-        for c in queue.live_consumers().await? {
+        let live = queue.live_consumers().await?;
+        let names: Vec<&str> = live.iter().map(|c| c.name.as_str()).collect();
+        let profiles = queue.profiles(&names).await?;
+        for (c, profile) in live.into_iter().zip(profiles) {
             let jobs = held
                 .iter()
                 .filter(|j| j.consumer == c.name)
@@ -129,6 +166,7 @@ pub async fn workers(_: Admin, state: web::Data<AppState>) -> Result<HttpRespons
                 consumer: c.name,
                 last_seen_ms_ago: now.saturating_sub(c.last_seen_ms),
                 jobs,
+                profile: profile.map(Profile::from),
             });
         }
     }

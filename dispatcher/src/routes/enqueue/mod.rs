@@ -64,6 +64,7 @@ pub async fn enqueue(
     };
     let mut job = validation::validate(&body, &policy)?;
     job.model = validation::checkpoint(&job, &state.settings.enqueue.checkpoints)?;
+    job.loras = validation::loras(&job, &state.settings.enqueue.loras)?;
     let webhook = match body.as_object() {
         Some(b) => webhooks::job::parse(b, &state.settings.webhooks)?,
         None => None,
@@ -277,6 +278,8 @@ fn envelope(
         bucket: job.job_type.as_str().into(),
         model_variant: spec.model_variant.into(),
         model: job.model.clone(),
+        loras: job.loras.clone(),
+        vram_gb: Some(spec.vram_gb),
         attempt: 0,
         max_attempts: spec.max_attempts,
         created_at,
