@@ -20,7 +20,7 @@ hash() { # variable name -> "#<sha256>" of its value; fails when unset or empty
 }
 
 service_rules="resetchannels &$ns:events ~$ns:* -@all +@read +@write +@list +@hash +@sortedset +@set +@string +@stream +@keyspace +@connection +@scripting -@dangerous +ping +time +publish +subscribe +unsubscribe -script|flush -script|kill -function|flush -function|delete -function|restore"
-worker_cmds="+fcall +evalsha +eval +script|load +blpop +ping +time +rpop +rpush +lpush +llen +lrem +lindex +lrange +hget +hmget +hset +hdel +hexists +hincrby +zadd +zrem +zscore +zmscore +zrange +zcount +exists +sismember +srem"
+worker_cmds="+fcall +evalsha +eval +script|load +blpop +ping +time +rpop +rpush +lpush +llen +lrem +lindex +lrange +hget +hmget +hset +hdel +hexists +hincrby +zadd +zrem +zscore +zmscore +zrange +zcount +exists +sismember +srem +set"
 
 echo "user default off resetkeys resetchannels -@all"
 echo "user admin on $(hash GPUQ_REDIS_PASSWORD_ADMIN) ~* &* +@all"

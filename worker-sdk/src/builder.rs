@@ -190,6 +190,13 @@ impl WorkerBuilder {
         self
     }
 
+    /// Routes claims by model, any model runnable, with the default wait (300 s): warm jobs
+    /// first. [`Self::models`], [`Self::model_wait`] and [`Self::vram_gb`] also turn it on.
+    pub fn route_by_model(mut self) -> Self {
+        self.routing_mut();
+        self
+    }
+
     fn routing_mut(&mut self) -> &mut Routing {
         self.routing.get_or_insert(Routing {
             runnable: None,

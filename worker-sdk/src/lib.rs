@@ -73,6 +73,7 @@ pub use callback::CallbackRetry;
 pub use connect::RedisBackoff;
 pub use context::JobContext;
 pub use error::{JobError, WorkerError};
+pub use gpuq_queue::valid_model_name;
 pub use gpuq_schemas::JobEnvelope;
 pub use handler::{Asset, Handler, Output};
 pub use shutdown::shutdown_on_signal;

@@ -68,6 +68,24 @@ impl Context {
         self.cancel_grace.as_secs_f64()
     }
 
+    /// Tells the worker that `name` (a checkpoint, e.g. `job.model_key`, or a LoRA) is loaded
+    /// now: a worker that routes by model is given jobs that need it first, and counts a
+    /// load in the profile it advertises. A name a claim cannot carry raises ValueError.
+    fn loaded(&self, name: &str) -> PyResult<()> {
+        if !gpuq_worker_sdk::valid_model_name(name) {
+            return Err(PyValueError::new_err(format!(
+                "{name:?} is not a model name: 1 to 128 characters without commas, spaces or *"
+            )));
+        }
+        self.inner.loaded(name);
+        Ok(())
+    }
+
+    /// Tells the worker that `name` is no longer loaded.
+    fn evicted(&self, name: &str) {
+        self.inner.evicted(name);
+    }
+
     /// Reports progress (`fraction` in 0..1) to the job's event stream. Never blocks: sent in
     /// the background, at most once per progress interval (1.0 always goes), not retried.
     #[pyo3(signature = (fraction, message=""))]

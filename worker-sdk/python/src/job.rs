@@ -33,9 +33,18 @@ pub(crate) struct Job {
     /// The storage bucket outputs go to.
     #[pyo3(get)]
     bucket: String,
-    /// The model to load.
+    /// The type's model.
     #[pyo3(get)]
     model_variant: String,
+    /// The checkpoint the job names, from its type's allow-list; None: `model_variant`.
+    #[pyo3(get)]
+    model: Option<String>,
+    /// The LoRAs to apply, in order, as (name, weight).
+    #[pyo3(get)]
+    loras: Vec<(String, f64)>,
+    /// GiB of GPU memory the job needs, when its envelope says.
+    #[pyo3(get)]
+    vram_gb: Option<u32>,
     /// This delivery's attempt, from 1.
     #[pyo3(get)]
     attempt: u32,
@@ -51,6 +60,15 @@ pub(crate) struct Job {
 
 #[pymethods]
 impl Job {
+    /// What the job needs loaded: `model`, else `model_variant`. Say it is loaded with
+    /// `ctx.loaded(job.model_key)` (model routing, ADR 0020).
+    #[getter]
+    fn model_key(&self) -> String {
+        self.model
+            .clone()
+            .unwrap_or_else(|| self.model_variant.clone())
+    }
+
     /// The app's metadata (project, video and image ids included), decoded on each call.
     #[getter]
     fn metadata<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
@@ -78,6 +96,13 @@ impl Job {
             user_id: env.user_id.to_string(),
             tenant: env.tenant.map(|t| t.to_string()),
             bucket: env.bucket,
+            model: env.model.clone(),
+            loras: env
+                .loras
+                .iter()
+                .map(|l| (l.name.clone(), l.weight))
+                .collect(),
+            vram_gb: env.vram_gb,
             model_variant: env.model_variant,
             attempt: env.attempt,
             max_attempts: env.max_attempts,

@@ -223,10 +223,19 @@ struct Options {
     callback_retries: Option<usize>,
     worker_name: Option<String>,
     gpu_name: Option<String>,
+    models: Option<Models>,
+    model_wait: Option<Duration>,
+    vram_gb: Option<u32>,
+}
+
+/// `models=`: the names a routing worker can run, or `"*"` for any.
+enum Models {
+    Any,
+    Only(Vec<String>),
 }
 
 /// Every keyword setting.
-const SETTINGS: [&str; 16] = [
+const SETTINGS: [&str; 19] = [
     "redis_url",
     "queue",
     "namespace",
@@ -243,6 +252,9 @@ const SETTINGS: [&str; 16] = [
     "callback_retries",
     "worker_name",
     "gpu_name",
+    "models",
+    "model_wait_seconds",
+    "vram_gb",
 ];
 
 impl Options {
@@ -302,6 +314,16 @@ impl Options {
                 "callback_retries" => o.callback_retries = Some(value.extract()?),
                 "worker_name" => o.worker_name = Some(value.extract()?),
                 "gpu_name" => o.gpu_name = Some(value.extract()?),
+                "models" => o.models = Some(models(&value)?),
+                "model_wait_seconds" => o.model_wait = Some(secs(&value)?),
+                "vram_gb" => match value.extract::<u32>() {
+                    Ok(v) if (1..=10_000).contains(&v) => o.vram_gb = Some(v),
+                    _ => {
+                        return Err(ConfigError::new_err(
+                            "vram_gb must be a whole number of GiB from 1 to 10000",
+                        ))
+                    }
+                },
                 _ => unreachable!("checked against SETTINGS"),
             }
         }
@@ -358,8 +380,42 @@ impl Options {
         if let Some(v) = self.gpu_name {
             b = b.gpu_name(v);
         }
+        // Any of the three turns routing on (the SDK's default wait unless one is given).
+        match self.models {
+            Some(Models::Only(names)) => b = b.models(names),
+            Some(Models::Any) => b = b.route_by_model(),
+            None => {}
+        }
+        if let Some(v) = self.model_wait {
+            b = b.model_wait(v);
+        }
+        if let Some(v) = self.vram_gb {
+            b = b.vram_gb(v);
+        }
         b
     }
+}
+
+/// `models=`: `"*"`, or a list of names (each checked when the worker is built).
+fn models(value: &Bound<'_, PyAny>) -> PyResult<Models> {
+    if let Ok(s) = value.extract::<String>() {
+        return if s == "*" {
+            Ok(Models::Any)
+        } else {
+            Err(ConfigError::new_err(
+                "models must be \"*\" (any model) or a list of model names",
+            ))
+        };
+    }
+    let names: Vec<String> = value.extract().map_err(|_| {
+        ConfigError::new_err("models must be \"*\" (any model) or a list of model names")
+    })?;
+    if names.is_empty() {
+        return Err(ConfigError::new_err(
+            "models must name at least one model (\"*\": any)",
+        ));
+    }
+    Ok(Models::Only(names))
 }
 
 fn seconds(name: &str, secs: f64) -> PyResult<Duration> {

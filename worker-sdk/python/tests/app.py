@@ -7,6 +7,8 @@ job is cancelled), retry_once (RetryableError on attempt 1), permanent (Permanen
 crash (a ValueError), wrong_return (returns a dict), exit (sys.exit on attempt 1), watcher
 (a thread blocks in ctx.cancelled.wait() without a timeout). GPUQ_TEST_SLOW=1: every job waits for
 its cancellation (a worker to be stopped mid-job). GPUQ_TEST_ASYNC=1: an `async def` handler.
+GPUQ_TEST_VRAM_GB=N: a routing worker (models="*", vram_gb=N, by keyword) whose handler says
+it loaded each job's model.
 """
 
 import asyncio
@@ -46,7 +48,9 @@ def outputs(job, ctx) -> Output:
 
 def handler(job, ctx):
     mode = job.metadata.get("mode", "ok")
-    log("start", job, fence=ctx.fence, ctx_attempt=ctx.attempt)
+    log("start", job, fence=ctx.fence, ctx_attempt=ctx.attempt, model_key=job.model_key, vram_gb=job.vram_gb, loras=job.loras)
+    if ROUTING:
+        ctx.loaded(job.model_key)
     if os.environ.get("GPUQ_TEST_SLOW") == "1":
         while not ctx.cancelled.wait(0.2):
             pass
@@ -100,6 +104,9 @@ async def async_handler(job, ctx):
     raise RetryableError("cancelled")
 
 
+ROUTING = "GPUQ_TEST_VRAM_GB" in os.environ
+
 if __name__ == "__main__":
     chosen = async_handler if os.environ.get("GPUQ_TEST_ASYNC") == "1" else handler
-    Worker.from_env(chosen, worker_name="pytest").run()
+    routing = {"models": "*", "vram_gb": int(os.environ["GPUQ_TEST_VRAM_GB"]), "model_wait_seconds": 60} if ROUTING else {}
+    Worker.from_env(chosen, worker_name="pytest", **routing).run()

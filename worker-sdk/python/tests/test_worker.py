@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -194,3 +195,49 @@ def test_outputs_are_built_from_assets():
     assert len(Output.video(Asset("u/j/0.gif", duration_seconds=2.5))) == 1
     with pytest.raises(TypeError):
         Output.images(["u/j/0.png"])
+
+
+def profiles(stack) -> list[dict]:
+    keys = stack.redis_cli("--scan", "--pattern", stack.key("sdxl_queue", "profile:pytest*")).split()
+    return [json.loads(stack.redis_cli("GET", k)) for k in keys]
+
+
+def wait_for_profile(stack, vram_gb: int, timeout: float = 15) -> dict:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        found = [p for p in profiles(stack) if p.get("vramGb") == vram_gb]
+        if found:
+            return found[0]
+        time.sleep(0.1)
+    raise AssertionError(f"no worker advertised {vram_gb} GiB within {timeout} s: {profiles(stack)}")
+
+
+def test_a_routing_worker_takes_no_job_too_big_for_its_gpu_and_advertises_what_it_loaded(stack, workers, events):
+    workers.start(GPUQ_TEST_VRAM_GB="8", GPUQ_GPU_NAME="NVIDIA T4")
+    small = wait_for_profile(stack, 8)
+    assert (small["gpu"], small["loads"], small["loaded"]) == ("NVIDIA T4", 0, [])
+    job_id = stack.enqueue()  # sdxl_image_fast needs 10 GiB (the catalog's vram_gb)
+    time.sleep(2)
+    assert stack.job(job_id)["status"] == "queued" and events.all(job_id) == []
+
+    workers.start(GPUQ_TEST_VRAM_GB="12")
+    start = events.wait(job_id, "start")
+    assert (start["model_key"], start["vram_gb"], start["loras"]) == ("lustify_sdxl", 10, [])
+    stack.wait_for(job_id, "completed")
+    end = time.monotonic() + 15
+    while (big := wait_for_profile(stack, 12))["loads"] != 1 and time.monotonic() < end:
+        time.sleep(0.2)
+    assert (big["loaded"], big["loads"]) == (["lustify_sdxl"], 1)
+
+
+def test_routing_settings_are_checked():
+    with pytest.raises(ConfigError, match="models"):
+        Worker(never, models="sdxl")
+    with pytest.raises(ConfigError, match="models"):
+        Worker(never, models=[])
+    with pytest.raises(ConfigError, match="vram_gb"):
+        Worker(never, vram_gb=0)
+    base = {"redis_url": "redis://127.0.0.1:1", "queue": "sdxl_queue", "callback_url": "http://127.0.0.1:1/v1/callback", "callback_secret": "s", "storage_dir": "/tmp"}
+    with pytest.raises(ConfigError, match="model name"):
+        Worker(never, models=["a,b"], **base)
+    assert Worker(never, models=["lustify_sdxl"], model_wait_seconds=30, vram_gb=24, **base).consumer

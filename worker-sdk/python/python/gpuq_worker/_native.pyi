@@ -1,7 +1,7 @@
 """Type stubs of the native module (``gpuq_worker`` re-exports every name)."""
 
 from collections.abc import Awaitable, Callable, Generator
-from typing import Any, Union, final
+from typing import Any, Literal, Union, final
 
 __all__ = [
     "Asset",
@@ -72,7 +72,20 @@ class Job:
     @property
     def bucket(self) -> str: ...
     @property
-    def model_variant(self) -> str: ...
+    def model_variant(self) -> str:
+        """The type's model."""
+    @property
+    def model(self) -> str | None:
+        """The checkpoint the job names (from its type's allow-list); None: ``model_variant``."""
+    @property
+    def model_key(self) -> str:
+        """What the job needs loaded: ``model``, else ``model_variant``."""
+    @property
+    def loras(self) -> list[tuple[str, float]]:
+        """The LoRAs to apply, in order, as (name, weight)."""
+    @property
+    def vram_gb(self) -> int | None:
+        """GiB of GPU memory the job needs, when its envelope says."""
     @property
     def attempt(self) -> int:
         """This delivery's attempt, from 1."""
@@ -113,6 +126,10 @@ class Context:
         """Seconds a cancelled handler has to return before it is stopped."""
     @property
     def cancelled(self) -> Cancellation: ...
+    def loaded(self, name: str) -> None:
+        """Says ``name`` (a checkpoint such as ``job.model_key``, or a LoRA) is loaded now: routed claims prefer jobs that need it."""
+    def evicted(self, name: str) -> None:
+        """Says ``name`` is no longer loaded."""
     def progress(self, fraction: float, message: str = "") -> None:
         """Reports progress (0..1); never blocks, throttled, best effort."""
     def output_key(self, index: int, ext: str) -> str: ...
@@ -186,6 +203,9 @@ class Worker:
         callback_retries: int | None = None,
         worker_name: str | None = None,
         gpu_name: str | None = None,
+        models: list[str] | Literal["*"] | None = None,
+        model_wait_seconds: float | None = None,
+        vram_gb: int | None = None,
     ) -> Worker: ...
     @staticmethod
     def from_env(handler: _Handler, **overrides: Any) -> Worker:
