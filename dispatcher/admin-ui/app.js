@@ -359,6 +359,7 @@
           el('td', { class: 'num', 'data-testid': `dead-${q.queue}` }),
           el('td', { class: 'num', 'data-testid': `workers-${q.queue}` }),
           el('td', { class: 'num', 'data-testid': `oldest-${q.queue}` }),
+          el('td', { class: 'num', 'data-testid': `warm-${q.queue}` }),
         ),
       (row, q) => {
         const w = q.waiting || {};
@@ -373,8 +374,9 @@
         setText(cells[5], num(q.liveWorkers));
         const oldest = q.oldestWaitMs ? maxOf(q.oldestWaitMs.high, q.oldestWaitMs.normal) : null;
         setText(cells[6], oldest === null ? '—' : duration(oldest));
+        setText(cells[7], warmHits(q.routedClaims));
       },
-      emptyRow(7, 'no queues'),
+      emptyRow(8, 'no queues'),
     );
     sync(
       $('charts'),
@@ -536,6 +538,25 @@
     );
   }
 
+  // Routed claims (ADR 0020): the share whose model was already loaded, of how many.
+  function warmHits(r) {
+    const total = r ? (r.warmHits || 0) + (r.modelLoads || 0) : 0;
+    if (!total) return '—';
+    return `${Math.round((100 * r.warmHits) / total)} % of ${num(total)}`;
+  }
+
+  // What a worker advertises: its GPU and memory, then what it has loaded and how many loads.
+  function profileText(p) {
+    if (!p) return '—';
+    const slots = p.slots === 1 ? '1 slot' : `${num(p.slots)} slots`;
+    const gpu = [p.gpu, p.vramGb ? `${num(p.vramGb)} GiB` : null, slots]
+      .filter(Boolean)
+      .join(' · ');
+    const loaded = p.loaded && p.loaded.length ? p.loaded.join(', ') : 'nothing loaded';
+    const loads = p.modelLoads === 1 ? '1 load' : `${num(p.modelLoads)} loads`;
+    return `${gpu} — ${loaded} (${loads})`;
+  }
+
   function renderWorkers(workers) {
     sync(
       $('workers-body'),
@@ -553,6 +574,7 @@
             ' ',
             el('span', { class: 'badge quarantined', 'data-testid': `quarantined-${w.consumer}`, text: 'quarantined', hidden: true }),
           ),
+          el('td', { 'data-testid': `profile-${w.consumer}` }),
           el('td', { class: 'num' }),
           el('td', {}, el('ul', { class: 'held' })),
         ),
@@ -562,9 +584,10 @@
         const badge = row.children[1].children[1];
         badge.hidden = !sick;
         badge.title = sick ? `quarantined: ${w.quarantined}` : '';
-        setText(row.children[2], `${duration(w.lastSeenMsAgo)} ago`);
+        setText(row.children[2], profileText(w.profile));
+        setText(row.children[3], `${duration(w.lastSeenMsAgo)} ago`);
         sync(
-          row.children[3].firstChild,
+          row.children[4].firstChild,
           w.jobs || [],
           (j) => j.jobId,
           (j) =>
@@ -583,7 +606,7 @@
           () => el('li', { class: 'muted', text: 'idle' }),
         );
       },
-      emptyRow(4, 'no live workers'),
+      emptyRow(5, 'no live workers'),
     );
   }
 

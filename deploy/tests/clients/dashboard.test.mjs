@@ -251,6 +251,18 @@ try {
     assert(/held \d/.test(t) && /lease/.test(t), t);
     return t;
   });
+  await check(`live workers: ${CONSUMER} shows the GPU and models it advertises`, async () => {
+    const cell = tid(`profile-${CONSUMER}`);
+    await page.waitForFunction((c) => document.querySelector(`[data-testid="profile-${c}"]`)?.textContent.includes('load'), CONSUMER);
+    const t = (await cell.textContent()).trim();
+    assert(t === 'NVIDIA L40S · 48 GiB · 1 slot — lustify_sdxl (1 load)', t);
+    return t;
+  });
+  await check(`queues: ${Q} shows its routed claims' warm hits`, async () => {
+    const t = (await tid(`warm-${Q}`).textContent()).trim();
+    assert(t === '100 % of 3', t);
+    return t;
+  });
   await check(`live workers: ${CONSUMER} is marked quarantined, with the reason`, async () => {
     const badge = tid(`quarantined-${CONSUMER}`);
     await badge.waitFor({ state: 'visible' });

@@ -222,10 +222,12 @@ enqueue() { # prompt -> job id (sdxl_image_fast on sdxl_queue)
 K="$NS:{sdxl_queue}:"
 CONSUMER="dashboard-e2e-$(rnd 3)"
 lua() { cat "$ROOT/queue/lua/prelude.lua" "$ROOT/queue/lua/$1.lua"; }
-claim() { # max jobs, lease ms -> job ids, one a line
+claim() { # max jobs, lease ms -> job ids, one a line; routed as docs/protocol.md says: no
+  # fence token, no slots, lustify_sdxl loaded, any model runnable, 60 s bound, 48 GiB
   rcli --raw EVAL "$(lua claim_jobs)" 11 "${K}wait:high" "${K}wait:normal" "${K}tenants:high" \
     "${K}tenants:normal" "${K}vtime" "${K}jobs" "${K}meta" "${K}leases" "${K}consumers" \
-    "${K}signal" "${K}slots" "$CONSUMER" "$2" "$1" 256 | awk 'NR % 3 == 1'
+    "${K}signal" "${K}slots" "$CONSUMER" "$2" "$1" 256 "" "" lustify_sdxl '*' 60000 48 |
+    awk 'NR % 3 == 1'
 }
 callback() { # JSON body -> HTTP status; signed as docs/protocol.md says
   local ts sig
@@ -268,6 +270,10 @@ EXTEND=$(lua extend_lease)
     rcli EVAL "$EXTEND" 4 "${K}meta" "${K}leases" "${K}consumers" "${K}cancelled" "$HELD" "$CONSUMER" 30000 >/dev/null 2>&1
   done ) &
 PIDS+=($!)
+
+# The worker advertises its GPU and what it has loaded (ADR 0020), as any worker may.
+PROFILE='{"gpu":"NVIDIA L40S","vramGb":48,"slots":1,"loaded":["lustify_sdxl"],"loads":1}'
+check "Redis: $CONSUMER advertises its profile" rcli SET "${K}profile:$CONSUMER" "$PROFILE" PX 600000
 
 # One job waits.
 QUEUED=$(enqueue "a lighthouse at midnight (waits)")

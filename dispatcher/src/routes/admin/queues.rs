@@ -40,6 +40,18 @@ pub struct QueueDepth {
     pub oldest_wait_ms: OldestWait,
     /// Tenants with jobs waiting, per lane: the fair share takes turns among them.
     pub waiting_tenants: WaitingTenants,
+    /// How routed claims went since the queue began (ADR 0020).
+    pub routed_claims: RoutedClaims,
+}
+
+/// Jobs routed claims gave workers, by whether the worker had the job's model loaded.
+#[derive(Serialize, ToSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RoutedClaims {
+    /// The worker had it loaded.
+    pub warm_hits: u64,
+    /// The worker had to load it.
+    pub model_loads: u64,
 }
 
 /// Tenants with jobs waiting, per lane.
@@ -92,12 +104,13 @@ impl From<&QueueStats> for QueueDepth {
                 high: s.tenants_high,
                 normal: s.tenants_normal,
             },
+            routed_claims: RoutedClaims::default(),
         }
     }
 }
 
 /// `GET /admin/queues`: per queue and lane: waiting, in flight, delayed, dead, live
-/// workers, oldest wait.
+/// workers, oldest wait; and how routed claims went.
 #[utoipa::path(get, path = "/admin/queues", security(("bearer" = [])),
     responses((status = 200, description = "ok", body = QueuesAnswer), AdminOnly, Unavailable, Internal))]
 pub async fn queues(_: Admin, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
@@ -109,7 +122,15 @@ pub async fn queues(_: Admin, state: web::Data<AppState>) -> Result<HttpResponse
             .queue_seconds(&state.db, queue.name().as_str())
             .await;
         state.metrics.observe_queue(&s, per_job);
-        queues.push(QueueDepth::from(&s));
+        let routed = queue.routed_claims().await?;
+        state.metrics.observe_routing(queue.name().as_str(), routed);
+        queues.push(QueueDepth {
+            routed_claims: RoutedClaims {
+                warm_hits: routed.warm,
+                model_loads: routed.cold,
+            },
+            ..QueueDepth::from(&s)
+        });
     }
     Ok(HttpResponse::Ok().json(QueuesAnswer {
         success: true,
