@@ -20,7 +20,7 @@ hash() { # variable name -> "#<sha256>" of its value; fails when unset or empty
 }
 
 service_rules="resetchannels &$ns:events ~$ns:* -@all +@read +@write +@list +@hash +@sortedset +@set +@string +@stream +@keyspace +@connection +@scripting -@dangerous +ping +time +publish +subscribe +unsubscribe -script|flush -script|kill -function|flush -function|delete -function|restore"
-worker_cmds="+fcall +evalsha +eval +script|load +blpop +ping +time +rpop +rpush +lpush +llen +lrem +lindex +lrange +hget +hmget +hset +hdel +hexists +hincrby +zadd +zrem +zscore +zmscore +zrange +zcount +exists +sismember +srem +set"
+worker_cmds="+fcall +evalsha +eval +script|load +blpop +ping +time +rpop +rpush +lpush +llen +lrem +lindex +lrange +hget +hmget +hset +hdel +hexists +hincrby +zadd +zrem +zscore +zmscore +zrange +zcount +exists +sismember +srem"
 
 echo "user default off resetkeys resetchannels -@all"
 echo "user admin on $(hash GPUQ_REDIS_PASSWORD_ADMIN) ~* &* +@all"
@@ -28,6 +28,7 @@ echo "user dispatcher on $(hash GPUQ_REDIS_PASSWORD_DISPATCHER) $service_rules"
 echo "user callback on $(hash GPUQ_REDIS_PASSWORD_CALLBACK) $service_rules"
 for q in $queues; do
   var="GPUQ_REDIS_PASSWORD_WORKER_$(printf '%s' "$q" | tr 'a-z-' 'A-Z_')"
-  echo "user worker_${q%_queue} on $(hash "$var") resetchannels ~$ns:{$q}:* -@all $worker_cmds"
+  # SET only on the worker's profile keys (a selector): a worker cannot overwrite job data.
+  echo "user worker_${q%_queue} on $(hash "$var") resetchannels ~$ns:{$q}:* -@all $worker_cmds (~$ns:{$q}:profile:* +set +del)"
 done
 echo "user keda on $(hash GPUQ_REDIS_PASSWORD_KEDA) resetchannels ~$ns:{*}:wait:* -@all +ping +eval +type +llen"

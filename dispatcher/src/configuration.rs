@@ -8,7 +8,9 @@ use std::collections::HashMap;
 
 use config::builder::DefaultState;
 use config::ConfigBuilder;
-use gpuq_service::configuration::{self, ConfigurationError, Layered, ServiceDefaults};
+use gpuq_service::configuration::{
+    self, ConfigurationError, Environment, Layered, ServiceDefaults,
+};
 use gpuq_service::{ApplicationSettings, DatabaseSettings, QueueSettings, RedisSettings};
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -111,9 +113,12 @@ pub struct EnqueueSettings {
     /// (`GPUQ__ENQUEUE__CHECKPOINTS__SDXL_IMAGE_FAST=a,b`).
     #[serde(default, deserialize_with = "name_lists")]
     pub checkpoints: HashMap<JobType, Vec<String>>,
-    /// LoRAs a job of each type may name in `metadata.loras` (files only:
-    /// `enqueue: {loras: {sdxl_image_fast: [detail-tweaker, film-grain]}}`, or
-    /// `GPUQ__ENQUEUE__LORAS__SDXL_IMAGE_FAST=a,b`); a type without a list refuses any.
+    /// LoRAs a job of each type may name in `metadata.loras` (`enqueue: {loras:
+    /// {sdxl_image_fast: [detail-tweaker, film-grain]}}`, or
+    /// `GPUQ__ENQUEUE__LORAS__SDXL_IMAGE_FAST=a,b`); a type with a list refuses any other
+    /// name, a type without one passes `metadata.loras` through untouched (ADR 0020). A LoRA
+    /// may not share a name with a checkpoint or a type's model: workers say both loaded
+    /// in one list.
     #[serde(default, deserialize_with = "name_lists")]
     pub loras: HashMap<JobType, Vec<String>>,
 }
@@ -225,6 +230,38 @@ impl Layered for Settings {
         .set_default("limits.max_streams_per_user", 10)?
         .set_default("limits.max_streams", 2000)?
         .set_default("enqueue.reference_hosts", Vec::<String>::new())?)
+    }
+
+    fn load_from(env: &Environment) -> Result<Self, ConfigurationError> {
+        let settings: Self = configuration::load(Self::builtin()?, env)?;
+        settings
+            .enqueue
+            .lora_names_are_not_models()
+            .map_err(|m| ConfigurationError::Config(config::ConfigError::Message(m)))?;
+        Ok(settings)
+    }
+}
+
+impl EnqueueSettings {
+    /// Workers say which checkpoints and LoRAs they have loaded in one list (ADR 0020): a
+    /// LoRA named like a checkpoint or a type's model would make that model look warm.
+    fn lora_names_are_not_models(&self) -> Result<(), String> {
+        let models: std::collections::HashSet<&str> = self
+            .checkpoints
+            .values()
+            .flatten()
+            .map(String::as_str)
+            .chain(JobType::ALL.iter().map(|t| t.spec().model_variant))
+            .collect();
+        for (job_type, loras) in &self.loras {
+            if let Some(clash) = loras.iter().find(|l| models.contains(l.as_str())) {
+                return Err(format!(
+                    "enqueue.loras.{job_type}: {clash:?} is also the name of a model; a LoRA \
+                     needs a name of its own"
+                ));
+            }
+        }
+        Ok(())
     }
 }
 

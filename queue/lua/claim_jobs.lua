@@ -33,6 +33,14 @@ local token = ARGV[5] or ''
 if #token > 64 or not string.match(token, '^%x*$') then
   return redis.error_reply('ERR gpuq: the fence token must be at most 64 hex digits')
 end
+-- A malformed route is refused before anything is written.
+local route, bad_route = nil, nil
+if ARGV[7] then
+  route, bad_route = route_of(ARGV[7], ARGV[8], ARGV[9], ARGV[10])
+  if not route then
+    return redis.error_reply(bad_route)
+  end
+end
 redis.call('ZADD', KEYS[9], now, consumer)
 -- Concurrency caps are off unless the share-state hash has its `cap` field (prelude.lua);
 -- the same read tells whether this consumer is quarantined.
@@ -53,7 +61,6 @@ if ARGV[6] and ARGV[6] ~= '' then
 end
 
 local caps = policy[1]
-local route = ARGV[7] and route_of(ARGV[7], ARGV[8], ARGV[9], ARGV[10])
 local out = {}
 local got = 0
 -- Whether jobs remain, for the wake-up below: the tenant served last still waits (`more`),
@@ -121,11 +128,13 @@ for l = 1, 2 do
         end
         write_meta(KEYS[7], id, attempt, lane, consumer, now, token, tenant, flags)
         if route then
-          if warmth(route, route.needs[id]) > 0 then
+          local needs = route.needs[id]
+          if warmth(route, needs) > 0 then
             warm_hits = warm_hits + 1
           else
             cold = cold + 1
           end
+          will_load(route, needs)
         end
         redis.call('ZADD', KEYS[8], lease_until, id)
         out[#out + 1] = id

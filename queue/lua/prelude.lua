@@ -249,8 +249,8 @@ local QUARANTINE = 'quarantine:'
 -- holds nothing runnable, the next jobs of the following tenants (up to ROUTE_DEEP in all)
 -- are looked at: a few tenants whose jobs no worker can run do not stop the lane. A job's
 -- model is its envelope's `model` (the checkpoint it names), else its `model_variant`; one
--- whose envelope does not decode runs only on a worker that runs any model and says no
--- memory, and is never warm. Its wait runs from its UUIDv7 id's time.
+-- whose envelope does not decode runs only on a worker that runs any model, and is never
+-- warm. Its wait runs from its UUIDv7 id's time.
 local ROUTE_TENANTS, ROUTE_JOBS, ROUTE_DEEP = 4, 4, 32
 -- Counters in the share-state hash: jobs routed claims took whose model was warm on the
 -- worker, and the others (a model load each): the warm-hit ratio admins watch.
@@ -264,11 +264,27 @@ local function csv_set(text)
   return set
 end
 
+-- A whole number from 0 to `max` given as text ('' or nil: 0); nil when it is not one.
+local function whole(text, max)
+  if text == nil or text == '' then
+    return 0
+  end
+  local n = tonumber(text)
+  if n and n >= 0 and n <= max and n == math.floor(n) then
+    return n
+  end
+  return nil
+end
+
 -- The route of a claim from its arguments: {warm, runnable (nil: any), bound_ms, vram (0:
--- any), needs: what the jobs looked at so far in this call need, by id}.
+-- any), needs: what the jobs looked at so far in this call need, by id}; nil and an error
+-- message when the bound or the memory is not a whole number.
 local function route_of(warm, runnable, bound, vram)
-  local r = {warm = csv_set(warm), bound = tonumber(bound) or 0,
-    vram = tonumber(vram) or 0, needs = {}}
+  local r = {warm = csv_set(warm), bound = whole(bound, 1e12), vram = whole(vram, 1e6),
+    needs = {}}
+  if not r.bound or not r.vram then
+    return nil, 'ERR gpuq: the wait bound (ms) and the GPU memory (GiB) must be whole numbers'
+  end
   if runnable ~= '*' then
     r.runnable = csv_set(runnable)
   end
@@ -311,12 +327,25 @@ end
 
 local function runnable_here(route, needs)
   if not needs then
-    return not route.runnable and route.vram == 0
+    -- Any worker that runs any model takes it, and fails it when it cannot decode it: a
+    -- job nobody takes would wait forever.
+    return not route.runnable
   end
   if route.vram > 0 and needs.vram > route.vram then
     return false
   end
   return not route.runnable or route.runnable[needs.model] or false
+end
+
+-- What a claim takes is loaded next: later picks of the same call count it as warm (a
+-- worker claiming for several slots loads a model once).
+local function will_load(route, needs)
+  if needs then
+    route.warm[needs.model] = true
+    for _, lora in ipairs(needs.loras) do
+      route.warm[lora] = true
+    end
+  end
 end
 
 -- How warm a job is on this worker: 0 its model is not loaded, 1 its model is, 2 its model

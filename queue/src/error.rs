@@ -40,6 +40,16 @@ pub enum QueueError {
         /// Configured maximum.
         max: usize,
     },
+    /// A worker profile too large to advertise, even without its loaded names.
+    #[error(
+        "a worker profile of {size} bytes exceeds the {max}-byte limit (too many runnable models?)"
+    )]
+    ProfileTooLarge {
+        /// Serialized size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
     /// The envelope names another queue than the one it is sent to.
     #[error("envelope is for queue {envelope:?}, not {queue:?}")]
     WrongQueue {

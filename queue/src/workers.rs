@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ConsumerName, Queue, Result};
+use crate::{ConsumerName, Queue, QueueError, Result};
 
 /// Longest profile kept, bytes: a profile is a few names, not a payload.
 pub const MAX_PROFILE_BYTES: usize = 8 * 1024;
@@ -48,7 +48,8 @@ pub struct RoutedClaims {
 
 impl Queue {
     /// Publishes `consumer`'s profile for `ttl` (renew it before then). A profile over
-    /// [`MAX_PROFILE_BYTES`] keeps only its first loaded names that fit.
+    /// [`MAX_PROFILE_BYTES`] keeps only its first loaded names that fit; one still over it
+    /// is refused ([`QueueError::ProfileTooLarge`]).
     pub async fn advertise(
         &self,
         consumer: &ConsumerName,
@@ -61,6 +62,12 @@ impl Queue {
             profile.loaded.pop();
             json = serde_json::to_string(&profile)?;
         }
+        if json.len() > MAX_PROFILE_BYTES {
+            return Err(QueueError::ProfileTooLarge {
+                size: json.len(),
+                max: MAX_PROFILE_BYTES,
+            });
+        }
         redis::cmd("SET")
             .arg(self.keys.profile(consumer.as_str()))
             .arg(json)
@@ -69,6 +76,15 @@ impl Queue {
             .query_async::<()>(&mut self.conn())
             .await?;
         Ok(())
+    }
+
+    /// Takes `consumer`'s profile down (a worker that stopped). Returns whether it had one.
+    pub async fn withdraw_profile(&self, consumer: &ConsumerName) -> Result<bool> {
+        let removed: u32 = redis::cmd("DEL")
+            .arg(self.keys.profile(consumer.as_str()))
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(removed == 1)
     }
 
     /// The profiles of `consumers`, in order; None where a consumer has none (it does not

@@ -190,10 +190,12 @@ impl WorkerBuilder {
         self
     }
 
-    /// Routes claims by model, any model runnable, with the default wait (300 s): warm jobs
-    /// first. [`Self::models`], [`Self::model_wait`] and [`Self::vram_gb`] also turn it on.
-    pub fn route_by_model(mut self) -> Self {
-        self.routing_mut();
+    /// Routes claims by model with any model runnable (replacing a list [`Self::models`]
+    /// gave), warm jobs first, with the default wait (300 s) unless [`Self::model_wait`]
+    /// set one. [`Self::models`], [`Self::model_wait`] and [`Self::vram_gb`] also turn
+    /// routing on.
+    pub fn any_model(mut self) -> Self {
+        self.routing_mut().runnable = None;
         self
     }
 

@@ -92,27 +92,41 @@ pub(crate) struct Advert<'a> {
     pub every: Duration,
 }
 
-/// Publishes the worker's profile every `every` until `shutdown`, each copy living three
-/// periods: a worker that dies drops out of the fleet's view on its own. A failed write is
-/// logged and tried again at the next period; it never stops the worker.
-pub(crate) async fn advertise(queue: Queue, advert: Advert<'_>, shutdown: CancellationToken) {
+/// Publishes the worker's profile every `every` until `done`, each copy living three
+/// periods (a worker that dies drops out of the fleet's view on its own), then withdraws
+/// it. A failed write is logged when writes start failing and tried again at the next
+/// period; it never stops the worker, and `done` never waits for Redis.
+pub(crate) async fn advertise(queue: Queue, advert: Advert<'_>, done: CancellationToken) {
     let mut tick = tokio::time::interval(advert.every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
     loop {
         tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = done.cancelled() => break,
             _ = tick.tick() => {}
         }
         let profile = advert
             .warm
             .profile(advert.routing, advert.gpu, advert.slots);
-        if let Err(e) = queue
-            .advertise(advert.consumer, &profile, advert.every * 3)
-            .await
-        {
-            tracing::debug!(error = %chain(&e), "could not advertise this worker's profile");
+        let write = queue.advertise(advert.consumer, &profile, advert.every * 3);
+        let res = tokio::select! {
+            _ = done.cancelled() => break,
+            res = write => res,
+        };
+        match res {
+            Err(e) if !failing => {
+                failing = true;
+                tracing::warn!(error = %chain(&e), "could not advertise this worker's profile (GPU, loaded models) for /admin/workers; retrying every heartbeat");
+            }
+            Ok(()) if failing => {
+                failing = false;
+                tracing::info!("advertising this worker's profile again");
+            }
+            _ => {}
         }
     }
+    let withdraw = queue.withdraw_profile(advert.consumer);
+    let _ = tokio::time::timeout(advert.every, withdraw).await;
 }
 
 #[cfg(test)]

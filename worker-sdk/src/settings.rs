@@ -246,7 +246,7 @@ impl WorkerSettings {
         }
         builder = match self.models {
             None => builder,
-            Some(Models::Any) => builder.model_wait(self.model_wait),
+            Some(Models::Any) => builder.any_model().model_wait(self.model_wait),
             Some(Models::Only(models)) => builder.models(models).model_wait(self.model_wait),
         };
         Ok(match self.storage {

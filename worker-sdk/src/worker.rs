@@ -123,17 +123,17 @@ impl Worker {
                 slots: u32::try_from(self.concurrency).unwrap_or(u32::MAX),
                 every: self.heartbeat_every,
             };
-            // Advertised while it claims; the last copy expires three periods later.
-            let claiming = shutdown.child_token();
-            tokio::join!(advertise(queue.clone(), advert, claiming.clone()), async {
+            // Advertised until its last job ended (a draining worker still holds jobs).
+            let serving = CancellationToken::new();
+            tokio::join!(advertise(queue.clone(), advert, serving.clone()), async {
                 self.claim_loop(&queue, &keeper.leases(), &mut jobs, &shutdown, &hard_stop)
                     .await;
-                claiming.cancel();
+                tracing::info!(running = jobs.len(), deadline = ?self.shutdown_deadline, "shutting down");
+                while let Some(res) = jobs.join_next().await {
+                    log_join(res);
+                }
+                serving.cancel();
             });
-            tracing::info!(running = jobs.len(), deadline = ?self.shutdown_deadline, "shutting down");
-            while let Some(res) = jobs.join_next().await {
-                log_join(res);
-            }
         }
         deadline_task.abort();
         keeper.stop().await;

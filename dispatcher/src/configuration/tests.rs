@@ -123,7 +123,7 @@ fn a_per_tenant_concurrency_cap_loads_from_its_flat_name_and_a_bad_one_refuses_t
 }
 
 #[test]
-fn checkpoint_lists_load_from_a_variable_and_a_name_no_worker_can_advertise_refuses_the_configuration(
+fn checkpoint_and_lora_lists_load_from_a_variable_and_a_name_no_worker_can_advertise_refuses_the_configuration(
 ) {
     let s = load_with(&[(
         "GPUQ__ENQUEUE__CHECKPOINTS__SDXL_IMAGE_FAST",
@@ -132,6 +132,20 @@ fn checkpoint_lists_load_from_a_variable_and_a_name_no_worker_can_advertise_refu
     assert_eq!(
         s.enqueue.checkpoints[&gpuq_schemas::JobType::SdxlImageFast],
         ["sdxl-base-1.0", "juggernaut-xl-v9"]
+    );
+    let s = load_with(&[("GPUQ__ENQUEUE__LORAS__SDXL_IMAGE_FAST", "film-grain,detail")]);
+    assert_eq!(
+        s.enqueue.loras[&gpuq_schemas::JobType::SdxlImageFast],
+        ["film-grain", "detail"]
+    );
+    let env = Environment::from_pairs([("GPUQ__ENQUEUE__LORAS__SDXL_IMAGE_FAST", "a b")]);
+    let err = Settings::load_from(&env).unwrap_err().to_string();
+    assert!(err.contains("\"a b\""), "{err}");
+    let env = Environment::from_pairs([("GPUQ__ENQUEUE__LORAS__IMAGE_FAST", "grain,lustify_sdxl")]);
+    let err = Settings::load_from(&env).unwrap_err().to_string();
+    assert!(
+        err.contains("\"lustify_sdxl\" is also the name of a model"),
+        "{err}"
     );
     let env = Environment::from_pairs([("GPUQ__ENQUEUE__CHECKPOINTS__SDXL_IMAGE_FAST", "a,b*c")]);
     let err = Settings::load_from(&env).unwrap_err().to_string();

@@ -199,7 +199,7 @@ async fn a_workers_profile_is_read_back_until_it_expires() {
 }
 
 #[tokio::test]
-async fn an_oversized_profile_keeps_the_loaded_names_that_fit() {
+async fn an_oversized_profile_keeps_the_loaded_names_that_fit_and_one_that_cannot_fit_is_refused() {
     let q = queue().await;
     let a = consumer("a");
     let profile = WorkerProfile {
@@ -213,4 +213,83 @@ async fn an_oversized_profile_keeps_the_loaded_names_that_fit() {
     let read = q.profiles(&[a.as_str()]).await.unwrap()[0].clone().unwrap();
     assert!(!read.loaded.is_empty() && read.loaded.len() < 200);
     assert_eq!(read.loaded[0], profile.loaded[0], "the most recent first");
+    let runs_too_much = WorkerProfile {
+        runnable: Some(profile.loaded.clone()),
+        ..profile
+    };
+    let err = q
+        .advertise(&a, &runs_too_much, Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("limit"), "{err}");
+}
+
+#[tokio::test]
+async fn a_route_whose_bound_or_memory_is_not_a_whole_number_is_refused_before_anything_is_written()
+{
+    let q = queue().await;
+    enqueue_model(&q, "x").await;
+    let k = q.keys();
+    let script = redis::Script::new(&format!(
+        "{}{}",
+        include_str!("../../lua/prelude.lua"),
+        include_str!("../../lua/claim_jobs.lua")
+    ));
+    for (bound, vram) in [
+        ("60000", "24GB"),
+        ("60000", "-5"),
+        ("soon", "24"),
+        ("1.5", ""),
+    ] {
+        let reply: redis::RedisResult<Vec<String>> = script
+            .key(&k.lanes()[..])
+            .key(k.jobs())
+            .key(k.meta())
+            .key(k.leases())
+            .key(k.consumers())
+            .key(k.signal())
+            .key(k.slots())
+            .arg("hand-written")
+            .arg(30_000)
+            .arg(1)
+            .arg(256)
+            .arg("")
+            .arg("")
+            .arg("x")
+            .arg("*")
+            .arg(bound)
+            .arg(vram)
+            .invoke_async(&mut conn().await)
+            .await;
+        let err = reply.unwrap_err().to_string();
+        assert!(err.contains("whole numbers"), "{bound} {vram}: {err}");
+    }
+    assert_eq!(q.stats().await.unwrap().waiting(), 1, "nothing was claimed");
+    assert!(
+        q.live_consumers().await.unwrap().is_empty(),
+        "the refused worker was not recorded"
+    );
+}
+
+#[tokio::test]
+async fn a_claim_for_several_slots_counts_one_load_per_model_it_takes() {
+    let q = queue().await;
+    let user = envelope(&q, 3).user_id;
+    for model in ["x", "x", "y"] {
+        let mut env = envelope(&q, 3);
+        env.user_id = user;
+        env.model = Some(model.into());
+        q.enqueue(&env, &EnqueueOptions::default()).await.unwrap();
+    }
+    let cold = route(&[], None, Duration::from_secs(60));
+    let jobs = q
+        .claim_routed(&consumer("gpu"), 3, None, Some(&cold))
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 3);
+    assert_eq!(
+        q.routed_claims().await.unwrap(),
+        RoutedClaims { warm: 1, cold: 2 },
+        "x loaded once for both of its jobs, then y"
+    );
 }

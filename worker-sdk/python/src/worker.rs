@@ -383,7 +383,7 @@ impl Options {
         // Any of the three turns routing on (the SDK's default wait unless one is given).
         match self.models {
             Some(Models::Only(names)) => b = b.models(names),
-            Some(Models::Any) => b = b.route_by_model(),
+            Some(Models::Any) => b = b.any_model(),
             None => {}
         }
         if let Some(v) = self.model_wait {

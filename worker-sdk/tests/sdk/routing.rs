@@ -65,6 +65,11 @@ async fn a_worker_runs_the_jobs_of_the_model_its_handler_loaded_first_none_too_b
     stop.cancel();
     run.await.unwrap();
     assert_eq!(
+        q.profiles(&[consumer.as_str()]).await.unwrap(),
+        [None],
+        "a worker that stopped withdraws its profile"
+    );
+    assert_eq!(
         *ran.lock().unwrap(),
         ["y", "y", "x", "x"],
         "one switch, not three"
