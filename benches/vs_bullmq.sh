@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# gpuq beside BullMQ on this machine, in one run (issue #21): BullMQ's single enqueue (50 in
+# flight) and no-op drain (one Worker, concurrency 50), pinned in benches/bullmq/package.json,
+# alternating with `gpuq-bench queue`, `http-enqueue` at 64 clients and `e2e`. Every
+# measurement gets a fresh redis-server (a previous run's keys, freed in the background,
+# skew the next one otherwise). Prints each round's figures, the means and the ratios.
+#
+#   bash benches/vs_bullmq.sh [ROUNDS (2)] [QUEUE JOBS (30000)]
+#
+# Needs node and npm (the npm registry), redis-server, PostgreSQL as the other benches use
+# it (PG_BASE_URL), and builds the release binaries it runs. GPUQ_VS_PORT: the Redis port
+# (6394).
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+rounds=${1:-2} jobs=${2:-30000}
+port=${GPUQ_VS_PORT:-6394}
+url="redis://127.0.0.1:$port"
+for tool in node npm redis-server redis-cli python3; do
+  command -v "$tool" >/dev/null || { echo "vs_bullmq: $tool is needed" >&2; exit 1; }
+done
+TMP=$(mktemp -d)
+stop() { redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true; }
+trap 'stop; rm -rf "$TMP"' EXIT
+
+echo "building the release binaries (cargo build --release)" >&2
+(cd "$ROOT" && cargo build --release --quiet -p gpuq-benches -p gpuq-dispatcher -p gpuq-callback -p gpuq-demo-worker)
+echo "installing BullMQ from benches/bullmq/package-lock.json (npm ci)" >&2
+(cd "$ROOT/benches/bullmq" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+BENCH="$ROOT/target/release/gpuq-bench"
+
+fresh_redis() {
+  stop
+  sleep 0.3
+  redis-server --port "$port" --save '' --appendonly no --daemonize yes --logfile "$TMP/redis.log"
+  until redis-cli -p "$port" ping >/dev/null 2>&1; do sleep 0.1; done
+}
+figures="$TMP/figures.jsonl"
+run() { # round, command... -> its JSON figures, tagged with the round
+  local round=$1
+  shift
+  fresh_redis
+  "$@" 2>>"$TMP/stderr.log" | grep '^{' | sed "s/^{/{\"round\":$round,/" | tee -a "$figures" >&2
+}
+for round in $(seq 1 "$rounds"); do
+  echo "--- round $round of $rounds" >&2
+  run "$round" node "$ROOT/benches/bullmq/bench.mjs" enqueue "$jobs" "$url"
+  run "$round" node "$ROOT/benches/bullmq/bench.mjs" drain "$jobs" "$url"
+  run "$round" "$BENCH" --redis-url "$url" queue --jobs "$jobs"
+  (cd "$ROOT" && run "$round" "$BENCH" --redis-url "$url" http-enqueue --concurrency 64)
+  (cd "$ROOT" && run "$round" "$BENCH" --redis-url "$url" e2e)
+done
+
+python3 - "$figures" <<'PY'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+def values(scenario, metric):
+    return [r["value"] for r in rows if r["scenario"] == scenario and r["metric"] == metric]
+def mean(scenario, metric):
+    v = values(scenario, metric)
+    return statistics.mean(v) if v else float("nan")
+bull_enq = mean("bullmq", "enqueue, single, 50 in flight")
+bull_drain = mean("bullmq", "no-op drain, one worker, concurrency 50")
+lines = [
+    ("queue: enqueue, single, 50 in flight", "queue", "enqueue, single, 50 in flight", bull_enq, "BullMQ enqueue", "≥ 4× (stretch)"),
+    ("queue: claim+ack, one worker with 50 slots", "queue", "claim+ack, one worker with 50 slots", bull_drain, "BullMQ drain", "≥ 2.0×"),
+    ("http-enqueue: 64 clients", "http-enqueue", "requests/s at concurrency 64", bull_enq, "BullMQ enqueue", "≥ 0.35×"),
+    ("e2e: HTTP enqueue to completed row", "e2e", "jobs/s, HTTP enqueue to completed row", bull_drain, "BullMQ drain", "≥ 0.15×"),
+]
+print(f"\nBullMQ 6.7.0: enqueue {bull_enq:,.0f} jobs/s {values('bullmq', 'enqueue, single, 50 in flight')}, "
+      f"no-op drain {bull_drain:,.0f} jobs/s {values('bullmq', 'no-op drain, one worker, concurrency 50')}\n")
+print("| gpuq figure | per round | mean | against | ratio | target |")
+print("|---|---|---:|---|---:|---|")
+for label, scenario, metric, base, against, target in lines:
+    v = values(scenario, metric)
+    m = mean(scenario, metric)
+    print(f"| {label} | {', '.join(f'{x:,.0f}' for x in v)} | {m:,.0f} | {against} | {m / base:.2f}× | {target} |")
+p99 = values("http-enqueue", "p99 latency at concurrency 64")
+print(f"| http-enqueue p99 at 64 clients (ms) | {', '.join(f'{x:.1f}' for x in p99)} | {statistics.mean(p99) if p99 else float('nan'):.1f} | | | ≤ 25 ms |")
+PY
