@@ -33,7 +33,9 @@ pub fn envelope(job_type: JobType) -> JobEnvelope {
         model_variant: spec.model_variant.into(),
         model: None,
         loras: Vec::new(),
-        vram_gb: Some(spec.vram_gb),
+        // The dispatcher sets it from the catalog; a minimal envelope (500 bytes in the
+        // memory bench) leaves it out.
+        vram_gb: None,
         attempt: 0,
         max_attempts: spec.max_attempts,
         created_at: chrono::Utc::now(),
