@@ -161,10 +161,12 @@ async fn a_repeated_retryable_failure_does_not_kill_a_job_waiting_for_its_retry(
 }
 
 #[tokio::test]
-async fn a_retried_job_can_still_complete() {
+async fn a_retried_job_can_still_complete_and_keeps_no_error_of_the_failed_attempt() {
     let app = spawn_app().await;
     let job = app.job_with(JobType::SdxlImageFast, 3, true).await;
-    app.post_callback(&retryable(&job, "oom")).await;
+    let mut timeout = retryable(&job, "execution_timeout: past its limit");
+    timeout["error"]["code"] = json!("execution_timeout");
+    app.post_callback(&timeout).await;
     app.redeliver(&job, &job.consumer).await;
     let res = app
         .post_callback(&json!({"jobId": job.id, "status": "completed",
@@ -176,5 +178,6 @@ async fn a_retried_job_can_still_complete() {
         (row.status.as_str(), row.attempts, row.error_message),
         ("completed", 2, None)
     );
+    assert_eq!(row.error_code, None, "a completed job has no error code");
     assert!(!app.in_redis(job.job_type, job.id).await);
 }
