@@ -165,15 +165,7 @@ async fn health_readiness_catalog_and_metrics_answer() {
     assert_eq!(types["jobTypes"].as_array().unwrap().len(), 10);
     app.post_job(&token_for(Uuid::new_v4()), &job_body("image_fast", "x"))
         .await;
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     for needle in [
         "gpuq_jobs_enqueued_total{job_type=\"image_fast\"} 1",
         "gpuq_queue_jobs{",

@@ -158,6 +158,12 @@ impl TestApp {
             .unwrap()
     }
 
+    /// `GET /metrics` (no token set), as text.
+    pub async fn metrics_text(&self) -> String {
+        let res = self.http.get(self.url("/metrics")).send().await.unwrap();
+        res.text().await.unwrap()
+    }
+
     pub async fn job_count(&self) -> i64 {
         sqlx::query_scalar("SELECT count(*) FROM jobs")
             .fetch_one(&self.db)

@@ -90,8 +90,7 @@ async fn a_job_goes_to_its_provider_while_no_worker_serves_its_queue_and_stays_o
     let home = post(&app, &token, "sdxl_image_fast").await;
     assert_eq!(home["queue"], "sdxl_queue", "{home}");
     assert!(home["job"]["routed"].is_null());
-    let metrics = app.http.get(app.url("/metrics")).send().await.unwrap();
-    let metrics = metrics.text().await.unwrap();
+    let metrics = app.metrics_text().await;
     assert!(
         metrics.contains(
             "gpuq_jobs_routed_total{job_type=\"sdxl_image_fast\",queue=\"sdxl-replicate\",reason=\"no_live_worker\"} 1"

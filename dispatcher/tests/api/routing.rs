@@ -126,15 +126,7 @@ async fn admins_see_what_each_worker_advertises_and_metrics_count_warm_hits_and_
     );
     assert!(worker(&plain)["profile"].is_null(), "it advertises nothing");
 
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     for needle in [
         "gpuq_queue_routed_claims_total{queue=\"sdxl_queue\",outcome=\"warm_hit\"} 1",
         "gpuq_queue_routed_claims_total{queue=\"sdxl_queue\",outcome=\"model_load\"} 1",

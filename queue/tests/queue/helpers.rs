@@ -149,3 +149,24 @@ pub async fn libraries(port: u16) -> Vec<String> {
         .map(str::to_owned)
         .collect()
 }
+
+/// `claim_jobs.lua` as a worker in another language sends it (`EVAL` of the prelude and the
+/// script, docs/protocol.md), with its keys declared: add the arguments and invoke.
+pub fn raw_claim(queue: &Queue) -> redis::ScriptInvocation<'static> {
+    static SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+        redis::Script::new(&format!(
+            "{}{}",
+            include_str!("../../lua/prelude.lua"),
+            include_str!("../../lua/claim_jobs.lua")
+        ))
+    });
+    let k = queue.keys();
+    let mut call = SCRIPT.key(&k.lanes()[..]);
+    call.key(k.jobs())
+        .key(k.meta())
+        .key(k.leases())
+        .key(k.consumers())
+        .key(k.signal())
+        .key(k.slots());
+    call
+}

@@ -229,26 +229,13 @@ async fn a_route_whose_bound_or_memory_is_not_a_whole_number_is_refused_before_a
 {
     let q = queue().await;
     enqueue_model(&q, "x").await;
-    let k = q.keys();
-    let script = redis::Script::new(&format!(
-        "{}{}",
-        include_str!("../../lua/prelude.lua"),
-        include_str!("../../lua/claim_jobs.lua")
-    ));
     for (bound, vram) in [
         ("60000", "24GB"),
         ("60000", "-5"),
         ("soon", "24"),
         ("1.5", ""),
     ] {
-        let reply: redis::RedisResult<Vec<String>> = script
-            .key(&k.lanes()[..])
-            .key(k.jobs())
-            .key(k.meta())
-            .key(k.leases())
-            .key(k.consumers())
-            .key(k.signal())
-            .key(k.slots())
+        let reply: redis::RedisResult<Vec<String>> = raw_claim(&q)
             .arg("hand-written")
             .arg(30_000)
             .arg(1)

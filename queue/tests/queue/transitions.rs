@@ -681,20 +681,7 @@ async fn every_claim_gets_its_own_fence_and_only_that_fence_fails_it() {
 async fn a_claim_token_that_is_not_hex_is_refused() {
     let q = queue().await;
     enqueue(&q, 3, Lane::Normal).await;
-    let k = q.keys();
-    let prelude = include_str!("../../lua/prelude.lua");
-    let script = redis::Script::new(&format!(
-        "{prelude}{}",
-        include_str!("../../lua/claim_jobs.lua")
-    ));
-    let reply: redis::RedisResult<Vec<String>> = script
-        .key(&k.lanes()[..])
-        .key(k.jobs())
-        .key(k.meta())
-        .key(k.leases())
-        .key(k.consumers())
-        .key(k.signal())
-        .key(k.slots())
+    let reply: redis::RedisResult<Vec<String>> = raw_claim(&q)
         .arg("w")
         .arg(30_000)
         .arg(1)
