@@ -20,7 +20,18 @@ for tool in node npm redis-server redis-cli python3; do
 done
 TMP=$(mktemp -d)
 stop() { redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true; }
-trap 'stop; rm -rf "$TMP"' EXIT
+# On failure the logs stay, and their tail is shown.
+finish() {
+  local status=$?
+  stop
+  if [ "$status" -eq 0 ]; then
+    rm -rf "$TMP"
+  else
+    echo "vs_bullmq: failed (exit $status); logs in $TMP:" >&2
+    tail -n 20 "$TMP"/*.log >&2 2>/dev/null || true
+  fi
+}
+trap finish EXIT
 
 echo "building the release binaries (cargo build --release)" >&2
 (cd "$ROOT" && cargo build --release --quiet -p gpuq-benches -p gpuq-dispatcher -p gpuq-callback -p gpuq-demo-worker)
@@ -31,15 +42,23 @@ BENCH="$ROOT/target/release/gpuq-bench"
 fresh_redis() {
   stop
   sleep 0.3
-  redis-server --port "$port" --save '' --appendonly no --daemonize yes --logfile "$TMP/redis.log"
-  until redis-cli -p "$port" ping >/dev/null 2>&1; do sleep 0.1; done
+  redis-server --port "$port" --save '' --appendonly no --daemonize yes \
+    --logfile "$TMP/redis.log" --pidfile "$TMP/redis.pid"
+  for _ in $(seq 50); do
+    redis-cli -p "$port" ping >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "vs_bullmq: redis-server did not answer on port $port (GPUQ_VS_PORT)" >&2
+  return 1
 }
 figures="$TMP/figures.jsonl"
 run() { # round, command... -> its JSON figures, tagged with the round
   local round=$1
   shift
   fresh_redis
-  "$@" 2>>"$TMP/stderr.log" | grep '^{' | sed "s/^{/{\"round\":$round,/" | tee -a "$figures" >&2
+  "$@" >"$TMP/out.log" 2>>"$TMP/stderr.log"
+  grep -q '^{' "$TMP/out.log" || { echo "vs_bullmq: no figures from: $*" >&2; return 1; }
+  grep '^{' "$TMP/out.log" | sed "s/^{/{\"round\":$round,/" | tee -a "$figures" >&2
 }
 for round in $(seq 1 "$rounds"); do
   echo "--- round $round of $rounds" >&2

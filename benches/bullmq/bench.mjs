@@ -8,6 +8,10 @@ import IORedis from 'ioredis';
 
 const [mode, jobsArg, url] = process.argv.slice(2);
 const jobs = Number(jobsArg);
+if (!(jobs > 0) || !url) {
+  console.error('usage: node bench.mjs enqueue|drain JOBS REDIS_URL (JOBS at least 1)');
+  process.exit(2);
+}
 // BullMQ 6 takes a constructed client in ESM; the Worker duplicates it for its blocking calls.
 const connection = new IORedis(url, { maxRetriesPerRequest: null });
 const name = `bench-${process.pid}`;
@@ -45,6 +49,10 @@ if (mode === 'enqueue') {
   let finish;
   const drained = new Promise((resolve) => (finish = resolve));
   const worker = new Worker(name, async () => {}, { connection, concurrency: CONCURRENCY, autorun: false });
+  worker.on('error', (e) => {
+    console.error(`worker error: ${e.message}`);
+    process.exit(1);
+  });
   worker.on('completed', () => {
     done += 1;
     if (done === jobs) finish();

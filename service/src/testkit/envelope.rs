@@ -33,9 +33,7 @@ pub fn envelope(job_type: JobType) -> JobEnvelope {
         model_variant: spec.model_variant.into(),
         model: None,
         loras: Vec::new(),
-        // The dispatcher sets it from the catalog; a minimal envelope (500 bytes in the
-        // memory bench) leaves it out.
-        vram_gb: None,
+        vram_gb: Some(spec.vram_gb),
         attempt: 0,
         max_attempts: spec.max_attempts,
         created_at: chrono::Utc::now(),
