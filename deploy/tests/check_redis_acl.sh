@@ -64,7 +64,7 @@ dryrun_args() { # command, key -> a well-formed invocation for ACL DRYRUN
   local k=$2
   case $1 in
     TIME | PING) echo "$1" ;;
-    GET | LLEN | ZCARD | HLEN | HKEYS | TYPE | RPOP) echo "$1 $k" ;;
+    GET | MGET | LLEN | ZCARD | HLEN | HKEYS | TYPE | RPOP) echo "$1 $k" ;;
     HINCRBY) echo "HINCRBY $k 1 1" ;;
     HSCAN | SSCAN | ZSCAN) echo "$1 $k 0" ;;
     SET | LPUSH | RPUSH | SADD | SREM | SISMEMBER | ZSCORE | ZMSCORE | ZREM | HGET | HDEL | HEXISTS | HMGET | EXPIRE | PEXPIRE | INCRBY) echo "$1 $k 1" ;;
@@ -138,6 +138,13 @@ run_suite() { # label; users: admin dispatcher callback worker_sdxl worker_wan k
   refused "[$label] worker_sdxl refused FLUSHALL" "$(as worker_sdxl "$SDXL_PASS" FLUSHALL)"
   refused "[$label] worker_sdxl refused a script that calls DEL on its own keys" "$(as worker_sdxl "$SDXL_PASS" EVAL "return redis.call('DEL', KEYS[1])" 1 "$(K $q jobs)")"
   refused "[$label] worker_sdxl refused a script reaching undeclared keys" "$(as worker_sdxl "$SDXL_PASS" EVAL "return redis.call('HGET', 'gpuq:{wan_queue}:jobs', 'job-w')" 1 "$(K $q jobs)")"
+  # The profile a worker advertises (ADR 0020): SET and DEL on its own profile keys only.
+  out=$(as worker_sdxl "$SDXL_PASS" SET "$(K $q profile:$c)" '{"slots":1}' PX 30000)
+  expect "[$label] worker_sdxl advertises its profile (SET profile:<consumer>)" '^OK$' "$out"
+  out=$(as worker_sdxl "$SDXL_PASS" DEL "$(K $q profile:$c)")
+  expect "[$label] worker_sdxl withdraws its profile (DEL profile:<consumer>)" '^1$' "$out"
+  refused "[$label] worker_sdxl refused SET on its queue's other keys" "$(as worker_sdxl "$SDXL_PASS" SET "$(K $q idem:k)" job-x)"
+  refused "[$label] worker_sdxl refused SET on wan_queue profiles" "$(as worker_sdxl "$SDXL_PASS" SET "$(K $other profile:$c)" x)"
   out=$(as worker_wan "$WAN_PASS" EVAL "$(script claim_jobs)" 11 $(claim_keys $other) c2 30000 1 256)
   expect "[$label] worker_wan claims on wan_queue" 'job-w' "$out"
   refused "[$label] worker_wan refused claim on sdxl_queue keys" "$(as worker_wan "$WAN_PASS" EVAL "$(script claim_jobs)" 11 $(claim_keys $q) c2 30000 1 256)"

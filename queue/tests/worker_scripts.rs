@@ -28,7 +28,9 @@ async fn a_worker_that_may_not_load_code_runs_the_same_transitions_as_scripts() 
         .lines()
         .find(|l| l.starts_with("user worker_sdxl "))
         .expect("a worker user");
-    let commands = worker.split_whitespace().filter(|w| w.starts_with('+'));
+    // The commands of its root rule; a selector `( ... )` (its profile keys) comes after.
+    let root = worker.split('(').next().unwrap_or(worker);
+    let commands = root.split_whitespace().filter(|w| w.starts_with('+'));
     let _: () = redis::cmd("ACL")
         .arg("SETUSER")
         .arg("w")
