@@ -73,7 +73,10 @@ for l = 1, 2 do
   local wait_key, tenants_key = KEYS[l], KEYS[l + 2]
   local taken, served = 0, nil
   while got < want do
-    local tenant, entry, fair = nil, nil, true
+    -- `ordered`: the score the tenant was first in fair order by. It is its next job's tag,
+    -- or more when a routed claim took a later job of it (`ZADD GT` below): the virtual time
+    -- is the larger, so it never goes back.
+    local tenant, entry, fair, ordered = nil, nil, true, nil
     if route then
       local pick, head
       tenant, pick, head, fair = pick_routed(tenants_key, KEYS[6], route, tonumber(now))
@@ -84,6 +87,9 @@ for l = 1, 2 do
         break
       end
       if head then
+        if fair then
+          ordered = tonumber(redis.call('ZSCORE', tenants_key, tenant))
+        end
         entry = redis.call('RPOP', tenant_list(tenants_key, tenant))
         more = retag(tenants_key, tenant)
       else
@@ -96,7 +102,8 @@ for l = 1, 2 do
         more = true
       end
     else
-      tenant = redis.call('ZRANGE', tenants_key, 0, 0)[1]
+      local first = redis.call('ZRANGE', tenants_key, 0, 0, 'WITHSCORES')
+      tenant, ordered = first[1], tonumber(first[2])
       if not tenant then
         lanes_empty = lanes_empty + 1
         break
@@ -109,6 +116,9 @@ for l = 1, 2 do
       local redelivery, tag, deliveries, id = parse_entry(entry)
       if redelivery == '' and fair then
         served = tag
+        if ordered and ordered > tonumber(tag) then
+          served = fmt_tag(ordered)
+        end
       end
       local envelope = redis.call('HGET', KEYS[6], id)
       if envelope then

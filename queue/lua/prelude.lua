@@ -285,6 +285,9 @@ local function route_of(warm, runnable, bound, vram)
   if not r.bound or not r.vram then
     return nil, 'ERR gpuq: the wait bound (ms) and the GPU memory (GiB) must be whole numbers'
   end
+  if runnable == nil or runnable == '' then
+    return nil, "ERR gpuq: the runnable models may not be empty ('*': any)"
+  end
   if runnable ~= '*' then
     r.runnable = csv_set(runnable)
   end
@@ -296,14 +299,21 @@ local function id_time(id)
   return tonumber(string.sub(id, 1, 8) .. string.sub(id, 10, 13), 16) or 0
 end
 
--- What job `id` needs: {model, vram, loras (names)}; false when its envelope does not
--- decode. Decoded once per call.
+-- A waiting entry whose job body is gone (debris of a lost write): any claim takes it, and
+-- drops it (claim_jobs.lua), so that a fleet of routed workers cleans it up too.
+local ORPHAN = {orphan = true, loras = {}}
+
+-- What job `id` needs: {model, vram, loras (names)}; ORPHAN when it has no body; false when
+-- its envelope does not decode. Decoded once per call.
 local function needs_of(route, jobs_key, id)
   local needs = route.needs[id]
   if needs == nil then
     needs = false
-    local ok, env = pcall(cjson.decode, redis.call('HGET', jobs_key, id) or '')
-    if ok and type(env) == 'table' then
+    local body = redis.call('HGET', jobs_key, id)
+    local ok, env = pcall(cjson.decode, body or '')
+    if not body then
+      needs = ORPHAN
+    elseif ok and type(env) == 'table' then
       local model = env.model
       if type(model) ~= 'string' then
         model = env.model_variant
@@ -326,6 +336,9 @@ local function needs_of(route, jobs_key, id)
 end
 
 local function runnable_here(route, needs)
+  if needs and needs.orphan then
+    return true
+  end
   if not needs then
     -- Any worker that runs any model takes it, and fails it when it cannot decode it: a
     -- job nobody takes would wait forever.
@@ -340,7 +353,7 @@ end
 -- What a claim takes is loaded next: later picks of the same call count it as warm (a
 -- worker claiming for several slots loads a model once).
 local function will_load(route, needs)
-  if needs then
+  if needs and not needs.orphan then
     route.warm[needs.model] = true
     for _, lora in ipairs(needs.loras) do
       route.warm[lora] = true

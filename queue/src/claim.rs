@@ -68,8 +68,14 @@ pub fn valid_model_name(name: &str) -> bool {
 }
 
 impl Route {
-    /// Checks the model names ([`valid_model_name`]).
+    /// Checks the model names ([`valid_model_name`]) and that some model is runnable (a
+    /// worker that runs none would take wake-ups it cannot use).
     fn check(&self) -> Result<()> {
+        if self.runnable.as_ref().is_some_and(Vec::is_empty) {
+            return Err(QueueError::InvalidModel(
+                "(none: a routed worker runs at least one model, or any)".into(),
+            ));
+        }
         let names = self.warm.iter().chain(self.runnable.iter().flatten());
         match names.into_iter().find(|n| !valid_model_name(n)) {
             Some(bad) => Err(QueueError::InvalidModel(bad.chars().take(64).collect())),

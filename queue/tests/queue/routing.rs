@@ -280,3 +280,85 @@ async fn a_claim_for_several_slots_counts_one_load_per_model_it_takes() {
         "x loaded once for both of its jobs, then y"
     );
 }
+
+#[tokio::test]
+async fn the_virtual_time_never_goes_back_after_a_routed_claim_took_a_later_job() {
+    let q = queue().await;
+    let cost = |ms| EnqueueOptions {
+        cost_ms: ms,
+        ..EnqueueOptions::default()
+    };
+    let (a, b) = (envelope(&q, 3).user_id, envelope(&q, 3).user_id);
+    for (user, model, ms) in [(a, "y", 10), (a, "x", 10), (b, "y", 5), (b, "y", 5)] {
+        let mut env = envelope(&q, 3);
+        env.user_id = user;
+        env.model = Some(model.into());
+        q.enqueue(&env, &cost(ms)).await.unwrap();
+    }
+    let vtime = || async {
+        let v: Option<u64> = redis::cmd("HGET")
+            .arg(q.keys().vtime())
+            .arg("normal")
+            .query_async(&mut conn().await)
+            .await
+            .unwrap();
+        v.unwrap_or(0)
+    };
+    // A's later job (model x) goes first to a worker that runs only x: A is charged up to it.
+    let only_x = route(&[], Some(&["x"]), Duration::from_secs(60));
+    assert!(claim_one(&q, &only_x).await.is_some());
+    let mut last = vtime().await;
+    for _ in 0..3 {
+        q.claim(&consumer("plain"), 1).await.unwrap();
+        let now = vtime().await;
+        assert!(
+            now >= last,
+            "the virtual time went back from {last} to {now}"
+        );
+        last = now;
+    }
+}
+
+#[tokio::test]
+async fn a_waiting_entry_without_a_job_body_is_dropped_by_a_routed_claim_too() {
+    let q = queue().await;
+    let lost = enqueue_model(&q, "x").await;
+    let kept = enqueue_model(&q, "x").await;
+    let _: () = redis::cmd("HDEL")
+        .arg(q.keys().jobs())
+        .arg(lost.to_string())
+        .query_async(&mut conn().await)
+        .await
+        .unwrap();
+    let only_x = route(&["x"], Some(&["x"]), Duration::from_secs(60));
+    let c = consumer("gpu");
+    let jobs = q.claim_routed(&c, 2, None, Some(&only_x)).await.unwrap();
+    assert_eq!(jobs.iter().map(|j| j.id).collect::<Vec<_>>(), [kept]);
+    assert_eq!(q.stats().await.unwrap().waiting(), 0, "the debris is gone");
+}
+
+#[tokio::test]
+async fn a_route_that_runs_no_model_is_refused() {
+    let q = queue().await;
+    let none = route(&[], Some(&[]), Duration::ZERO);
+    let err = q
+        .claim_routed(&consumer("gpu"), 1, None, Some(&none))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("at least one model"), "{err}");
+    let raw: redis::RedisResult<Vec<String>> = raw_claim(&q)
+        .arg("hand-written")
+        .arg(30_000)
+        .arg(1)
+        .arg(256)
+        .arg("")
+        .arg("")
+        .arg("")
+        .arg("")
+        .arg(0)
+        .arg("")
+        .invoke_async(&mut conn().await)
+        .await;
+    let err = raw.unwrap_err().to_string();
+    assert!(err.contains("may not be empty"), "{err}");
+}
