@@ -7,7 +7,9 @@
 
 use config::builder::DefaultState;
 use config::ConfigBuilder;
-use gpuq_service::configuration::{self, ConfigurationError, Layered, ServiceDefaults};
+use gpuq_service::configuration::{
+    self, ConfigurationError, Environment, Layered, ServiceDefaults,
+};
 use gpuq_service::{ApplicationSettings, DatabaseSettings, QueueSettings, RedisSettings};
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -100,6 +102,15 @@ impl Layered for Settings {
         .set_default("auth.secrets", Vec::<String>::new())?
         .set_default("auth.window_secs", 300)?
         .set_default("storage.buckets", default_buckets())?)
+    }
+
+    fn load_from(env: &Environment) -> Result<Self, ConfigurationError> {
+        let settings: Self = configuration::load(Self::builtin()?, env)?;
+        settings
+            .health
+            .check()
+            .map_err(|m| ConfigurationError::Config(config::ConfigError::Message(m)))?;
+        Ok(settings)
     }
 }
 

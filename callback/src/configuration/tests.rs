@@ -93,3 +93,20 @@ fn bad_flat_values_are_errors_and_secrets_stay_out_of_debug() {
     assert!(!format!("{s:?}").contains("hunter2"));
     assert!(!format!("{s:?}").contains("postgres:postgres"));
 }
+
+#[test]
+fn health_settings_under_which_no_worker_could_be_quarantined_refuse_the_configuration() {
+    let s = load_with(&[
+        ("GPUQ__HEALTH__QUARANTINE_AFTER", "4"),
+        ("GPUQ__HEALTH__QUARANTINE_MIN_JOBS", "4"),
+    ]);
+    assert_eq!(s.health.quarantine_min_jobs, 4);
+    let env = Environment::from_pairs([("GPUQ__HEALTH__QUARANTINE_AFTER", "2")]);
+    let err = Settings::load_from(&env).unwrap_err().to_string();
+    assert!(
+        err.contains("quarantine_min_jobs (3) may not exceed health.quarantine_after (2)"),
+        "{err}"
+    );
+    // Quarantine off: the span does not matter.
+    load_with(&[("GPUQ__HEALTH__QUARANTINE_AFTER", "0")]);
+}

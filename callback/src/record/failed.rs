@@ -56,7 +56,7 @@ impl Recorder {
         };
         // What the worker said, before a poison verdict turns it permanent: what the worker
         // is judged on.
-        let reported_retryable = error.retryable;
+        let (reported_retryable, reported) = (error.retryable, error.message.clone());
         let mut poison = false;
         if error.retryable && self.health.poison_after > 0 {
             let workers = health::failed_on(&mut tx, job.id, &consumer).await?;
@@ -95,6 +95,19 @@ impl Recorder {
             FailOutcome::NotInFlight => return Ok(ignored(&job, Stale::NotInFlight)),
             FailOutcome::HeldByOther => return Ok(ignored(&job, Stale::NotCurrentClaim)),
         };
+        let cancelled = matches!(
+            decision,
+            Decision::Finish {
+                status: JobStatus::Cancelled,
+                ..
+            }
+        );
+        if cancelled && poison {
+            // The owner's cancel won: the job ends cancelled, not as poison, and keeps what
+            // the worker said.
+            poison = false;
+            error.message = reported.clone();
+        }
         let outcome = match decision {
             Decision::Requeue { .. } => "retried",
             Decision::Finish {
@@ -116,7 +129,14 @@ impl Recorder {
         .bind(claimed_at)
         .fetch_one(&mut *tx)
         .await?;
-        health::mark_attempt(&mut tx, job.id, fence.attempt.max(1), reported_retryable).await?;
+        health::mark_attempt(
+            &mut tx,
+            job.id,
+            fence.attempt.max(1),
+            reported_retryable,
+            &reported,
+        )
+        .await?;
         // A cancel wins over whatever the worker said about its attempt.
         let code = match decision {
             Decision::Finish {

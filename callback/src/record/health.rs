@@ -27,6 +27,22 @@ pub struct HealthSettings {
     pub poison_after: u32,
 }
 
+impl HealthSettings {
+    /// Refuses settings under which a worker could never be quarantined: the verdict reads
+    /// its last `quarantine_after` attempts, so they cannot span more jobs than that.
+    pub fn check(&self) -> Result<(), String> {
+        if self.quarantine_after > 0 && self.quarantine_min_jobs > self.quarantine_after {
+            return Err(format!(
+                "health.quarantine_min_jobs ({}) may not exceed health.quarantine_after ({}): \
+                 the last {} attempts cannot span more jobs, and no worker would ever be \
+                 quarantined",
+                self.quarantine_min_jobs, self.quarantine_after, self.quarantine_after
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Default for HealthSettings {
     fn default() -> Self {
         Self {
@@ -59,21 +75,23 @@ pub(super) async fn failed_on(
     Ok(u32::try_from(n).unwrap_or(u32::MAX))
 }
 
-/// Marks the attempt's failure as retryable or not: what the worker and the job are judged
-/// on.
+/// Marks the attempt's failure as retryable or not, with what the worker said: what the
+/// worker and the job are judged on, and the evidence a quarantine shows.
 pub(super) async fn mark_attempt(
     tx: &mut Transaction<'_, Postgres>,
     job: JobId,
     attempt: u32,
     retryable: bool,
+    error: &str,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE job_attempts a SET retryable = $3 FROM jobs j \
+        "UPDATE job_attempts a SET retryable = $3, error = $4 FROM jobs j \
          WHERE j.id = $1 AND a.job_id = j.id AND a.life = j.life AND a.attempt = $2",
     )
     .bind(job.as_uuid())
     .bind(i32::try_from(attempt).unwrap_or(i32::MAX))
     .bind(retryable)
+    .bind(error)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -100,7 +118,7 @@ pub(super) async fn judge_worker(
              SELECT COALESCE(max(released_at), '-infinity') AS t FROM worker_quarantine \
              WHERE consumer = $1), \
          recent AS ( \
-             SELECT a.job_id, a.attempt, a.job_type, a.finished_at, a.outcome \
+             SELECT a.job_id, a.attempt, a.job_type, a.finished_at, a.outcome, a.error \
              FROM job_attempts a, since \
              WHERE a.worker_id = $1 AND a.finished_at IS NOT NULL AND a.finished_at > since.t \
                AND (a.outcome = 'completed' OR (a.outcome IN ('retried', 'failed') AND a.retryable)) \
@@ -108,8 +126,8 @@ pub(super) async fn judge_worker(
          SELECT count(*) FILTER (WHERE r.outcome <> 'completed'), count(DISTINCT r.job_id), \
                 COALESCE(json_agg(json_build_object('jobId', r.job_id, 'attempt', r.attempt, \
                     'jobType', r.job_type, 'finishedAt', r.finished_at, \
-                    'error', j.error_message) ORDER BY r.finished_at DESC), '[]'::json)::jsonb \
-         FROM recent r JOIN jobs j ON j.id = r.job_id",
+                    'error', r.error) ORDER BY r.finished_at DESC), '[]'::json)::jsonb \
+         FROM recent r",
     )
     .bind(consumer)
     .bind(i64::from(settings.quarantine_after))

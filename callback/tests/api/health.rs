@@ -62,6 +62,16 @@ async fn a_worker_whose_retryable_failures_span_different_jobs_is_quarantined_wi
         quarantines(&app, &sick).await.is_empty(),
         "two failures are not three"
     );
+    // Job 1's retry completes on a healthy GPU, which clears the job's error: the evidence
+    // still shows what the sick worker's own attempt said.
+    let healthy = ConsumerName::unique("healthy-gpu");
+    app.redeliver(&jobs[1], &healthy).await;
+    let done = json!({"jobId": jobs[1].id, "status": "completed", "workerId": healthy.as_str(),
+                      "outputs": [{"path": jobs[1].key("a.png")}]});
+    assert_eq!(
+        json(app.post_callback(&done).await).await["status"],
+        "completed"
+    );
 
     post(3, "CUDA error: an illegal memory access", true).await;
     let rows = quarantines(&app, &sick).await;
@@ -92,8 +102,7 @@ async fn a_worker_whose_retryable_failures_span_different_jobs_is_quarantined_wi
         other => panic!("expected a refusal, got {other:?}"),
     }
     // Its jobs went back to the queue and another worker takes them.
-    let healthy = ConsumerName::unique("healthy-gpu");
-    app.redeliver(&jobs[1], &healthy).await;
+    app.redeliver(&jobs[3], &healthy).await;
 }
 
 #[tokio::test]
@@ -143,4 +152,38 @@ async fn a_job_that_fails_on_two_different_workers_is_dead_lettered_at_once_as_p
     );
     let last = app.events(job.id).await.pop().unwrap();
     assert_eq!(last.code.as_deref(), Some("poison_job"));
+}
+
+#[tokio::test]
+async fn a_poison_verdict_that_meets_the_owners_cancel_ends_the_job_cancelled_with_the_workers_words(
+) {
+    let app = app(HealthSettings {
+        quarantine_after: 0,
+        quarantine_min_jobs: 1,
+        poison_after: 2,
+    })
+    .await;
+    let job = app.job_with(TYPE, 5, false).await;
+    let (a, b) = (ConsumerName::unique("gpu-a"), ConsumerName::unique("gpu-b"));
+    app.claim(TYPE, &a, job.id).await;
+    app.post_callback(&failure(job.id, &a, "out of memory", true))
+        .await;
+    app.redeliver(&job, &b).await;
+    // The owner cancels while b runs it; b's failure would have made it poison.
+    app.queue(TYPE).cancel(job.id).await.unwrap();
+    let res = app
+        .post_callback(&failure(job.id, &b, "CUDA error", true))
+        .await;
+    assert_eq!(json(res).await["status"], "cancelled");
+    let row = app.job_row(job.id).await;
+    assert_eq!(
+        (
+            row.status.as_str(),
+            row.error_code,
+            row.error_message.as_deref()
+        ),
+        ("cancelled", None, Some("CUDA error"))
+    );
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(!metrics.contains("gpuq_poison_jobs_total{"), "{metrics}");
 }
