@@ -296,6 +296,11 @@ impl WorkerBuilder {
                 "model name {bad:?}: 1 to 128 characters without commas, spaces or *"
             )));
         }
+        if let Some((job_type, _)) = self.run_limits.iter().find(|(_, d)| d.is_zero()) {
+            return Err(WorkerError::Invalid(format!(
+                "the run limit of {job_type} must be positive: with zero every job fails at once"
+            )));
+        }
         if self
             .routing
             .as_ref()

@@ -37,7 +37,15 @@ struct Inner {
     last_progress: Mutex<Option<Instant>>,
     finished: AtomicBool,
     runtime: tokio::runtime::Handle,
+    /// Read-held by [`JobContext::hold_work`] guards; the worker takes it for writing to
+    /// know that the handler's work really ended.
+    work: Arc<tokio::sync::RwLock<()>>,
 }
+
+/// Proof that a handler's work is still running somewhere the worker cannot stop (see
+/// [`JobContext::hold_work`]); drop it when that work has ended.
+#[derive(Debug)]
+pub struct WorkGuard(#[allow(dead_code)] Option<tokio::sync::OwnedRwLockReadGuard<()>>);
 
 /// Everything the worker hands to [`JobContext::new`].
 pub(crate) struct ContextParts {
@@ -70,8 +78,22 @@ impl JobContext {
                 last_progress: Mutex::new(None),
                 finished: AtomicBool::new(false),
                 runtime: tokio::runtime::Handle::current(),
+                work: Arc::default(),
             }),
         }
+    }
+
+    /// For handlers whose work runs where dropping the handler cannot stop it (a language
+    /// binding's thread, a blocking task): hold the guard until that work has ended. A
+    /// handler past its run limit whose guard is still held after the cancel grace counts
+    /// as stuck, and [`crate::WorkerBuilder::exit_if_stuck`] applies (ADR 0018).
+    pub fn hold_work(&self) -> WorkGuard {
+        WorkGuard(Arc::clone(&self.inner.work).try_read_owned().ok())
+    }
+
+    /// Resolves once no [`WorkGuard`] of this job is held.
+    pub(crate) async fn work_ended(&self) {
+        drop(Arc::clone(&self.inner.work).write_owned().await);
     }
 
     /// Tells the worker that `model` (a job's `model`, else its `model_variant`, or the name
@@ -82,6 +104,11 @@ impl JobContext {
     pub fn loaded(&self, model: &str) {
         if gpuq_queue::valid_model_name(model) {
             self.inner.warm.loaded(model);
+        } else {
+            tracing::warn!(
+                model = model.chars().take(64).collect::<String>(),
+                "ctx.loaded: not a model name a claim can carry; routing ignores it"
+            );
         }
     }
 

@@ -141,7 +141,7 @@ impl JobRun {
                         break (&mut handle).await;
                     }
                     cancel.cancel();
-                    let (err, stuck) = self.stop_overrun(&mut handle, limit).await;
+                    let (err, stuck) = self.stop_overrun(&mut handle, &ctx, limit).await;
                     timeout = Some(stuck);
                     break Ok(Err(err));
                 }
@@ -208,6 +208,7 @@ impl JobRun {
     async fn stop_overrun(
         &self,
         handle: &mut JoinHandle<Result<Output, JobError>>,
+        ctx: &JobContext,
         limit: Duration,
     ) -> (JobError, bool) {
         let grace = self.shared.cancel_grace;
@@ -216,7 +217,12 @@ impl JobRun {
         let mut stuck = false;
         if !returned {
             handle.abort();
-            stuck = tokio::time::timeout(grace, &mut *handle).await.is_err();
+            // Ended: the task, and any work it handed where dropping it cannot reach.
+            let ended = async {
+                let _ = (&mut *handle).await;
+                ctx.work_ended().await;
+            };
+            stuck = tokio::time::timeout(grace, ended).await.is_err();
         }
         let stop_ms = signalled.elapsed().as_millis() as u64;
         tracing::warn!(

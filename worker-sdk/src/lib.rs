@@ -71,7 +71,7 @@ mod worker;
 pub use builder::WorkerBuilder;
 pub use callback::CallbackRetry;
 pub use connect::RedisBackoff;
-pub use context::JobContext;
+pub use context::{JobContext, WorkGuard};
 pub use error::{JobError, WorkerError};
 pub use gpuq_queue::valid_model_name;
 pub use gpuq_schemas::JobEnvelope;

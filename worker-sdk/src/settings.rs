@@ -268,7 +268,7 @@ fn routing(models: Vec<String>) -> Option<Models> {
         .collect();
     if models.is_empty() {
         None
-    } else if models.iter().any(|m| m == "*") {
+    } else if models.len() == 1 && models[0] == "*" {
         Some(Models::Any)
     } else {
         Some(Models::Only(models))
@@ -353,6 +353,24 @@ mod tests {
                 "{bad}: {err}"
             );
         }
+    }
+
+    fn refusal(builder: crate::WorkerBuilder) -> String {
+        let handler = |_: crate::JobEnvelope, _: crate::JobContext| async {
+            Err::<crate::Output, _>(crate::JobError::permanent("unused"))
+        };
+        builder.handler(handler).build().unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_models_list_mixing_names_and_any_and_a_zero_run_limit_are_refused() {
+        let mut env = BASE.to_vec();
+        env.push(("GPUQ_MODELS", "sdxl-base,*"));
+        let err = refusal(load(&env).unwrap().builder().unwrap());
+        assert!(err.contains("\"*\""), "{err}");
+        let builder = load(&BASE).unwrap().builder().unwrap();
+        let err = refusal(builder.run_limit(gpuq_schemas::JobType::VideoHigh, Duration::ZERO));
+        assert!(err.contains("run limit of video_high"), "{err}");
     }
 
     #[test]

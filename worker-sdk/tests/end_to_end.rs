@@ -223,8 +223,9 @@ async fn with_no_gpu_worker_a_job_falls_back_to_the_provider_and_its_outputs_are
     // The queue's own connection: the suite also runs against a Redis Cluster.
     let target = gpuq_queue::RedisTarget::open(&redis_url()).unwrap();
     let mut conn = gpuq_queue::connect(&target).await.unwrap();
+    let mut live = 0u64;
     for _ in 0..200 {
-        let live: u64 = redis::cmd("ZCARD")
+        live = redis::cmd("ZCARD")
             .arg(&consumers)
             .query_async(&mut conn)
             .await
@@ -234,6 +235,10 @@ async fn with_no_gpu_worker_a_job_falls_back_to_the_provider_and_its_outputs_are
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    assert!(
+        live > 0,
+        "the provider worker never claimed (not live after 10 s)"
+    );
     // The dispatcher reads liveness through its 1 s stats cache, which its start-up pass may
     // have filled before the worker was live.
     tokio::time::sleep(Duration::from_millis(1200)).await;

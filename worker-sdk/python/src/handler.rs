@@ -48,12 +48,16 @@ impl Handler for PyHandler {
             .await
             .map_err(|_| JobError::retryable("the worker is stopping"))?;
         let done = CancellationToken::new();
+        // Dropping this future cannot stop the Python call: the worker learns from the guard
+        // whether it really ended (a handler stuck past its run limit, ADR 0018).
+        let working = ctx.hold_work();
         let context = Context::new(ctx, self.cancel_grace, done.clone());
         tokio::task::spawn_blocking(move || {
             let result = Python::attach(|py| call(py, &func, job, context));
             // Ends the waits `Cancellation` started for this job.
             done.cancel();
             drop(permit);
+            drop(working);
             result
         })
         .await

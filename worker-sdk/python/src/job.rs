@@ -45,6 +45,10 @@ pub(crate) struct Job {
     /// GiB of GPU memory the job needs, when its envelope says.
     #[pyo3(get)]
     vram_gb: Option<u32>,
+    /// What the job needs loaded: `model`, else `model_variant`. Say it is loaded with
+    /// `ctx.loaded(job.model_key)` (model routing, ADR 0020).
+    #[pyo3(get)]
+    model_key: String,
     /// This delivery's attempt, from 1.
     #[pyo3(get)]
     attempt: u32,
@@ -60,15 +64,6 @@ pub(crate) struct Job {
 
 #[pymethods]
 impl Job {
-    /// What the job needs loaded: `model`, else `model_variant`. Say it is loaded with
-    /// `ctx.loaded(job.model_key)` (model routing, ADR 0020).
-    #[getter]
-    fn model_key(&self) -> String {
-        self.model
-            .clone()
-            .unwrap_or_else(|| self.model_variant.clone())
-    }
-
     /// The app's metadata (project, video and image ids included), decoded on each call.
     #[getter]
     fn metadata<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
@@ -86,6 +81,7 @@ impl Job {
 
 impl Job {
     pub(crate) fn new(py: Python<'_>, env: JobEnvelope) -> PyResult<Self> {
+        let model_key = env.model_key().to_owned();
         Ok(Self {
             id: env.job_id.to_string(),
             job_type: env.job_type.to_string(),
@@ -96,6 +92,7 @@ impl Job {
             user_id: env.user_id.to_string(),
             tenant: env.tenant.map(|t| t.to_string()),
             bucket: env.bucket,
+            model_key,
             model: env.model.clone(),
             loras: env
                 .loras

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use gpuq_schemas::JobType;
 use gpuq_service::configuration::Environment;
 use gpuq_worker_sdk::settings::WorkerSettings;
 use gpuq_worker_sdk::{
@@ -226,6 +227,8 @@ struct Options {
     models: Option<Models>,
     model_wait: Option<Duration>,
     vram_gb: Option<u32>,
+    run_limits: Vec<(JobType, Duration)>,
+    exit_if_stuck: Option<bool>,
 }
 
 /// `models=`: the names a routing worker can run, or `"*"` for any.
@@ -235,7 +238,7 @@ enum Models {
 }
 
 /// Every keyword setting.
-const SETTINGS: [&str; 19] = [
+const SETTINGS: [&str; 21] = [
     "redis_url",
     "queue",
     "namespace",
@@ -255,6 +258,8 @@ const SETTINGS: [&str; 19] = [
     "models",
     "model_wait_seconds",
     "vram_gb",
+    "run_limit_seconds",
+    "exit_if_stuck",
 ];
 
 impl Options {
@@ -316,6 +321,8 @@ impl Options {
                 "gpu_name" => o.gpu_name = Some(value.extract()?),
                 "models" => o.models = Some(models(&value)?),
                 "model_wait_seconds" => o.model_wait = Some(secs(&value)?),
+                "run_limit_seconds" => o.run_limits = run_limits(&value)?,
+                "exit_if_stuck" => o.exit_if_stuck = Some(value.extract()?),
                 "vram_gb" => match value.extract::<u32>() {
                     Ok(v) if (1..=10_000).contains(&v) => o.vram_gb = Some(v),
                     _ => {
@@ -392,8 +399,31 @@ impl Options {
         if let Some(v) = self.vram_gb {
             b = b.vram_gb(v);
         }
+        for (job_type, per_image) in self.run_limits {
+            b = b.run_limit(job_type, per_image);
+        }
+        if let Some(v) = self.exit_if_stuck {
+            b = b.exit_if_stuck(v);
+        }
         b
     }
+}
+
+/// `run_limit_seconds=`: `{job_type: seconds per image}` (each positive, checked when the
+/// worker is built).
+fn run_limits(value: &Bound<'_, PyAny>) -> PyResult<Vec<(JobType, Duration)>> {
+    let limits: std::collections::HashMap<String, f64> = value.extract().map_err(|_| {
+        ConfigError::new_err("run_limit_seconds must be a dict of job type -> seconds per image")
+    })?;
+    limits
+        .into_iter()
+        .map(|(name, secs)| {
+            let job_type = name
+                .parse::<JobType>()
+                .map_err(|e| ConfigError::new_err(format!("run_limit_seconds: {e}")))?;
+            Ok((job_type, seconds("run_limit_seconds", secs)?))
+        })
+        .collect()
 }
 
 /// `models=`: `"*"`, or a list of names (each checked when the worker is built).

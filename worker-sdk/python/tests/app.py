@@ -7,6 +7,8 @@ job is cancelled), retry_once (RetryableError on attempt 1), permanent (Permanen
 crash (a ValueError), wrong_return (returns a dict), exit (sys.exit on attempt 1), watcher
 (a thread blocks in ctx.cancelled.wait() without a timeout). GPUQ_TEST_SLOW=1: every job waits for
 its cancellation (a worker to be stopped mid-job). GPUQ_TEST_ASYNC=1: an `async def` handler.
+Mode hang: sleeps in C for `seconds`, deaf to cancellation. GPUQ_TEST_STUCK=1: a 1 s run
+limit for sdxl_image_fast, a 0.5 s cancel grace and exit_if_stuck (by keyword).
 GPUQ_TEST_VRAM_GB=N: a routing worker (models="*", vram_gb=N, by keyword) whose handler says
 it loaded each job's model.
 """
@@ -69,6 +71,8 @@ def handler(job, ctx):
     elif mode == "retry_once" and job.attempt == 1:
         log("raised", job)
         raise RetryableError("the reference download timed out")
+    elif mode == "hang":
+        time.sleep(float(job.metadata.get("seconds", 60)))
     elif mode == "permanent":
         raise PermanentError("the prompt was refused by the safety filter")
     elif mode == "crash":
@@ -109,4 +113,6 @@ ROUTING = "GPUQ_TEST_VRAM_GB" in os.environ
 if __name__ == "__main__":
     chosen = async_handler if os.environ.get("GPUQ_TEST_ASYNC") == "1" else handler
     routing = {"models": "*", "vram_gb": int(os.environ["GPUQ_TEST_VRAM_GB"]), "model_wait_seconds": 60} if ROUTING else {}
+    if os.environ.get("GPUQ_TEST_STUCK") == "1":
+        routing.update(run_limit_seconds={"sdxl_image_fast": 1.0}, cancel_grace_seconds=0.5, exit_if_stuck=True)
     Worker.from_env(chosen, worker_name="pytest", **routing).run()

@@ -241,3 +241,23 @@ def test_routing_settings_are_checked():
     with pytest.raises(ConfigError, match="model name"):
         Worker(never, models=["a,b"], **base)
     assert Worker(never, models=["lustify_sdxl"], model_wait_seconds=30, vram_gb=24, **base).consumer
+
+
+def test_a_handler_stuck_past_its_run_limit_is_counted_then_the_worker_exits_for_a_clean_one(stack, workers, events):
+    proc = workers.start(GPUQ_TEST_STUCK="1")
+    job_id = stack.enqueue(mode="hang", seconds=60)
+    events.wait(job_id, "start")
+    # 1 s limit, 0.5 s to return, 0.5 s more to end once dropped: then the report, then exit 70.
+    assert proc.wait(timeout=30) == 70, workers.log(proc)
+    assert "exiting so that a clean worker replaces this one" in workers.log(proc)
+    assert stack.sql(f"SELECT status || ' ' || error_code FROM jobs WHERE id = '{job_id}'") == ["queued execution_timeout"]
+    assert stack.sql(f"SELECT outcome FROM job_attempts WHERE job_id = '{job_id}'") == ["retried"]
+
+
+def test_run_limit_settings_are_checked():
+    with pytest.raises(ConfigError, match="unknown job type"):
+        Worker(never, run_limit_seconds={"sdxl": 1.0})
+    with pytest.raises(ConfigError, match="run_limit_seconds"):
+        Worker(never, run_limit_seconds={"sdxl_image_fast": -1.0})
+    with pytest.raises(ConfigError, match="run_limit_seconds"):
+        Worker(never, run_limit_seconds=[1.0])

@@ -275,3 +275,14 @@ pub fn reap_in_thread(
         })
     })
 }
+
+/// Polls `check` every 50 ms for up to 10 s; panics naming `what` if it never holds.
+pub async fn until(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    for _ in 0..200 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting until {what}");
+}

@@ -40,16 +40,6 @@ async fn waiting(q: &Queue, id: JobId) -> bool {
     held && leased.is_none() && delayed.is_none() && dead.is_none()
 }
 
-async fn until(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    for _ in 0..200 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting until {what}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_whose_secret_is_refused_does_not_start_and_claims_nothing() {
     let ns = namespace();

@@ -41,21 +41,19 @@ where
     let took = t0.elapsed();
     assert_eq!(failed.attempt, Some(1));
     let mut dead = None;
-    for _ in 0..100 {
+    until("its only attempt failed: dead-lettered", async || {
         dead = q
             .dead_jobs(10)
             .await
             .unwrap()
             .into_iter()
             .find(|d| d.id == id);
-        if dead.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        dead.is_some()
+    })
+    .await;
     stop.cancel();
     run.await.unwrap();
-    let dead = dead.expect("its only attempt failed: dead-lettered");
+    let dead = dead.expect("found above");
     (failed.error.unwrap(), took, dead.error.unwrap_or_default())
 }
 

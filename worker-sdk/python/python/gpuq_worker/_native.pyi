@@ -206,6 +206,8 @@ class Worker:
         models: list[str] | Literal["*"] | None = None,
         model_wait_seconds: float | None = None,
         vram_gb: int | None = None,
+        run_limit_seconds: dict[str, float] | None = None,
+        exit_if_stuck: bool = False,
     ) -> Worker: ...
     @staticmethod
     def from_env(handler: _Handler, **overrides: Any) -> Worker:
