@@ -193,16 +193,19 @@ impl TestApp {
         assert!(reaped.requeued.contains(&id), "{reaped:?}");
     }
 
-    /// Waits for the retry of `job` to come due, promotes it, and has `consumer` claim it.
+    /// Waits for the retry of `job` to come due, promotes it, and has `consumer` claim it
+    /// (and whatever else is waiting: other retries may come due first).
     pub async fn redeliver(&self, job: &TestJob, consumer: &ConsumerName) {
         let queue = self.queue(job.job_type);
         for _ in 0..100 {
-            if !queue.promote_due_once().await.unwrap().is_empty() {
-                return self.claim(job.job_type, consumer, job.id).await;
+            queue.promote_due_once().await.unwrap();
+            let claimed = queue.claim(consumer, 100).await.unwrap();
+            if claimed.iter().any(|c| c.id == job.id) {
+                return;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        panic!("the retry never came due");
+        panic!("the retry of job {} never came due", job.id);
     }
 
     /// Claims jobs of the queue until `id` is leased to `consumer`.
