@@ -6,7 +6,7 @@
 //! dispatcher's cost. The recorder instead lets requests queue up while up to
 //! [`IN_FLIGHT`] batches are being written, and writes whatever has queued (up to
 //! [`MAX_BATCH`]) as the next batch, in one statement and one transaction
-//! ([`jobs_db::record_batch`]). A lone request is written at once, alone: batching adds no
+//! ([`jobs_db::record_batch`], through the shared [`gpuq_service::batch`]). A lone request is written at once, alone: batching adds no
 //! wait, it only collects what is already waiting.
 //!
 //! Nothing changes for a request: it still answers only after its own row is committed,
@@ -14,8 +14,8 @@
 
 use std::sync::Arc;
 
+use gpuq_service::batch::{BatchWrite, Batcher};
 use sqlx::PgPool;
-use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::jobs_db::{self, NewJob, RecordRules, Recorded};
 use crate::ApiError;
@@ -27,74 +27,42 @@ pub const IN_FLIGHT: usize = 2;
 /// Jobs per batch at most.
 pub const MAX_BATCH: usize = 128;
 
-struct Pending {
-    job: NewJob,
-    answer: oneshot::Sender<Result<Recorded, Arc<sqlx::Error>>>,
-}
-
 /// Handle to the batch writer; cheap to share. The writer task ends when every handle is
 /// gone.
 #[derive(Clone)]
 pub struct Recorder {
-    queue: mpsc::Sender<Pending>,
+    batcher: Batcher<JobWriter>,
 }
 
 impl Recorder {
     /// Starts the writer on the current tokio runtime.
     pub fn spawn(db: PgPool, rules: RecordRules) -> Self {
-        let (queue, pending) = mpsc::channel(MAX_BATCH * IN_FLIGHT * 4);
-        tokio::spawn(write_batches(db, rules, pending));
-        Self { queue }
+        Self {
+            batcher: Batcher::spawn(JobWriter { db, rules }, IN_FLIGHT, MAX_BATCH),
+        }
     }
 
     /// Records `job` (with its idempotency key) once it is committed, or says why not.
     pub async fn record(&self, job: NewJob) -> Result<Recorded, ApiError> {
-        let (answer, answered) = oneshot::channel();
-        let gone = || ApiError::Unavailable("the job recorder has stopped".into());
-        self.queue
-            .send(Pending { job, answer })
+        self.batcher
+            .submit(job)
             .await
-            .map_err(|_| gone())?;
-        answered
-            .await
-            .map_err(|_| gone())?
+            .ok_or_else(|| ApiError::Unavailable("the job recorder has stopped".into()))?
             .map_err(|e| ApiError::from_shared_db_error(&e))
     }
 }
 
-async fn write_batches(db: PgPool, rules: RecordRules, mut pending: mpsc::Receiver<Pending>) {
-    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
-    loop {
-        // Wait for a free slot first: while every slot is busy, requests pile up in the
-        // channel and become the next batch.
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        let Some(first) = pending.recv().await else {
-            return;
-        };
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match pending.try_recv() {
-                Ok(p) => batch.push(p),
-                Err(_) => break,
-            }
-        }
-        let db = db.clone();
-        tokio::spawn(async move {
-            write(&db, rules, batch).await;
-            drop(slot);
-        });
-    }
+struct JobWriter {
+    db: PgPool,
+    rules: RecordRules,
 }
 
-/// Writes one batch and answers its requests.
-async fn write(db: &PgPool, rules: RecordRules, batch: Vec<Pending>) {
-    let (jobs, answers): (Vec<NewJob>, Vec<_>) =
-        batch.into_iter().map(|p| (p.job, p.answer)).unzip();
-    let results = write_batch(db, rules, &jobs).await;
-    for (answer, result) in answers.into_iter().zip(results) {
-        let _ = answer.send(result);
+impl BatchWrite for JobWriter {
+    type Item = NewJob;
+    type Answer = Result<Recorded, Arc<sqlx::Error>>;
+
+    async fn write(&self, jobs: Vec<NewJob>) -> Vec<Self::Answer> {
+        write_batch(&self.db, self.rules, &jobs).await
     }
 }
 

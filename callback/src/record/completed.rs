@@ -1,14 +1,16 @@
 //! `completed`: the outputs become `images` or `videos` rows, the attempt's metering row
 //! ends (and the job's credit hold settles, by trigger) and the job finishes, in one
-//! transaction and one round trip (`gpuq_complete_job`, which locks the row); then the job
-//! leaves Redis and the change is published.
+//! transaction (`gpuq_complete_job`, which locks the row), shared with the completions
+//! that arrived meanwhile ([`super::batches`]); then the job leaves Redis and the
+//! change is published.
 
 use gpuq_schemas::{JobEvent, JobKind, JobStatus, ParsedCallback};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::batches::Completion;
 use super::outputs::{self, OutputRow};
-use super::{ignored, job, RecordError, Recorded, Recorder, Stale};
+use super::{ignored, job, transition_result, RecordError, Recorded, Recorder, Stale};
 
 impl Recorder {
     /// Records the outputs and finishes the job. A report about another claim changes
@@ -30,6 +32,8 @@ impl Recorder {
         };
         let rows = outputs::build(&job, &cb.outputs, &self.storage)?;
         let rows: Vec<RowJson<'_>> = rows.iter().map(RowJson::from).collect();
+        let outputs = serde_json::to_value(&rows)
+            .map_err(|e| RecordError::Corrupt(format!("output rows: {e}")))?;
         let kind = match job.kind() {
             JobKind::Image => "image",
             JobKind::Video => "video",
@@ -39,28 +43,19 @@ impl Recorder {
         let claimed_at = holding
             .since_ms
             .and_then(|ms| chrono::DateTime::from_timestamp_millis(i64::try_from(ms).ok()?));
-        let locked = sqlx::query_as(
-            "SELECT * FROM gpuq_complete_job($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(job.id.as_uuid())
-        .bind(job::sources(JobStatus::Completed))
-        .bind(kind)
-        .bind(sqlx::types::Json(&rows))
-        .bind(&cb.enhanced_prompt)
-        .bind(&holding.consumer)
-        .bind(attempt)
-        .bind(claimed_at)
-        .bind(cb.generation_seconds)
-        .bind(&cb.gpu)
-        .fetch_optional(&self.pool)
-        .await
-        // A storage path recorded for another job: 409, nothing written.
-        .map_err(
-            |e| match e.as_database_error().map(|d| d.is_unique_violation()) {
-                Some(true) => RecordError::StoragePathInUse,
-                _ => RecordError::Database(e),
-            },
-        )?;
+        let completion = Completion {
+            id: job.id.as_uuid(),
+            from: job::sources(JobStatus::Completed),
+            kind,
+            outputs,
+            enhanced_prompt: cb.enhanced_prompt.clone(),
+            worker: holding.consumer.clone(),
+            attempt,
+            claimed_at,
+            generation_seconds: cb.generation_seconds,
+            gpu: cb.gpu.clone(),
+        };
+        let locked = transition_result(self.completions.submit(completion).await)?;
         let gpu_seconds = locked.as_ref().and_then(|l: &job::Locked| l.gpu_seconds);
         let (job, applied) = job::Locked::into_job(locked)?;
         if !applied {

@@ -9,8 +9,10 @@
 //! is then published on the job's event stream. See `docs/adr/0003-callback-recording.md`.
 //!
 //! One file per transition: [`processing`], [`completed`], [`failed`], [`progress`];
-//! [`replay`] recognises a signed request seen before.
+//! [`batches`] writes starts and completions in batches; [`replay`] recognises a signed request
+//! seen before.
 
+mod batches;
 mod claim;
 mod completed;
 mod failed;
@@ -21,13 +23,17 @@ mod processing;
 mod progress;
 mod replay;
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use gpuq_service::batch::Batcher;
 
 use gpuq_queue::{Queue, QueueConfig, RedisConn, RedisTarget};
 use gpuq_schemas::{CallbackStatus, JobEvent, JobId, JobStatus, ParsedCallback, QueueName};
 use sqlx::PgPool;
 
 use crate::storage_path::StorageRules;
+use batches::{Completion, Start, Transitions};
 pub use claim::Stale;
 pub use failed::POISON_JOB;
 pub use health::HealthSettings;
@@ -122,12 +128,18 @@ pub enum RecordError {
     /// Redis was needed (a failure's retry decision) and did not answer.
     #[error("redis unavailable")]
     Redis(#[source] anyhow::Error),
-    /// PostgreSQL failed.
+    /// PostgreSQL failed (shared by the completions of a batch it failed).
     #[error("database error")]
-    Database(#[from] sqlx::Error),
+    Database(#[source] Arc<sqlx::Error>),
     /// A row holds a value the service cannot interpret.
     #[error("corrupt row: {0}")]
     Corrupt(String),
+}
+
+impl From<sqlx::Error> for RecordError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Database(Arc::new(e))
+    }
 }
 
 /// Records callbacks. Cheap to clone.
@@ -143,6 +155,10 @@ pub struct Recorder {
     progress_webhooks_every: Duration,
     /// When a failure makes a job poison or its worker sick.
     health: HealthSettings,
+    /// Writes `processing` reports in batches.
+    starts: Batcher<Transitions<Start>>,
+    /// Writes completions in batches.
+    completions: Batcher<Transitions<Completion>>,
 }
 
 impl Recorder {
@@ -157,6 +173,8 @@ impl Recorder {
         storage: StorageRules,
     ) -> Self {
         Self {
+            starts: Transitions::spawn(pool.clone()),
+            completions: Transitions::spawn(pool.clone()),
             pool,
             redis,
             conn,
@@ -228,6 +246,19 @@ impl Recorder {
             Err(_) => tracing::warn!("ack timed out; the job stays in redis"),
         }
     }
+}
+
+/// What a batched transition found: the job as locked and whether it applied. A storage
+/// path recorded for another job is a 409 (`StoragePathInUse`), and nothing was written.
+fn transition_result(answer: Option<batches::Answer>) -> Result<Option<job::Locked>, RecordError> {
+    // The writers stop only with the service: the report is retried elsewhere.
+    let answer = answer.ok_or_else(|| RecordError::from(sqlx::Error::PoolClosed))?;
+    answer.map_err(
+        |e| match e.as_database_error().map(|d| d.is_unique_violation()) {
+            Some(true) => RecordError::StoragePathInUse,
+            _ => RecordError::Database(e),
+        },
+    )
 }
 
 /// A report that changes nothing: the job finished, or the report is stale.

@@ -3,13 +3,14 @@
 
 use gpuq_schemas::{JobEvent, JobStatus, ParsedCallback};
 
-use super::{ignored, job, RecordError, Recorded, Recorder, Stale};
+use super::batches::Start;
+use super::{ignored, job, transition_result, RecordError, Recorded, Recorder, Stale};
 
 impl Recorder {
     /// Sets status `processing`, the worker id, `started_at` (the first start is kept) and
     /// `attempts` (the claim's attempt, from Redis) and opens the attempt's metering row
-    /// (`job_attempts`), in one round trip (`gpuq_start_job`,
-    /// which locks the row). A report about another claim changes nothing.
+    /// (`job_attempts`), in one transaction (`gpuq_start_job`, which locks the row) shared
+    /// with the starts that arrived meanwhile ([`super::batches`]). A report about another claim changes nothing.
     pub(super) async fn processing(&self, cb: ParsedCallback) -> Result<Recorded, RecordError> {
         let job = job::peek(&self.pool, cb.job_id).await?;
         if job.status.is_terminal() {
@@ -19,14 +20,14 @@ impl Recorder {
             Ok(holding) => holding,
             Err(stale) => return Ok(ignored(&job, stale)),
         };
-        let locked = sqlx::query_as("SELECT * FROM gpuq_start_job($1, $2, $3, $4, $5)")
-            .bind(cb.job_id.as_uuid())
-            .bind(job::sources(JobStatus::Processing))
-            .bind(&holding.consumer)
-            .bind(i32::try_from(holding.fence.attempt).unwrap_or(i32::MAX))
-            .bind(&cb.gpu)
-            .fetch_optional(&self.pool)
-            .await?;
+        let start = Start {
+            id: cb.job_id.as_uuid(),
+            from: job::sources(JobStatus::Processing),
+            worker: holding.consumer.clone(),
+            attempt: i32::try_from(holding.fence.attempt).unwrap_or(i32::MAX),
+            gpu: cb.gpu.clone(),
+        };
+        let locked = transition_result(self.starts.submit(start).await)?;
         let (job, applied) = job::Locked::into_job(locked)?;
         if !applied {
             return Ok(ignored(&job, Stale::Finished));

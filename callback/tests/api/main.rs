@@ -1,5 +1,6 @@
 //! Integration tests of gpuq-callback against the real PostgreSQL and Redis.
 
+mod batches;
 mod bounds;
 mod credits;
 mod failures;

@@ -1,0 +1,73 @@
+-- Completions and starts in batches (issue #21): the callback service writes the reports
+-- that arrive while earlier ones are being written in one call and one transaction, as
+-- the dispatcher writes enqueues, instead of a transaction (and a WAL flush) each.
+--
+-- p_jobs: a JSON array of completions, each the arguments of `gpuq_complete_job` by name
+-- ({"id", "from", "kind", "outputs", "enhanced_prompt", "worker", "attempt", "claimed_at",
+-- "generation_seconds", "gpu"}). Returns `gpuq_complete_job`'s row for each, tagged with
+-- its 1-based place in p_jobs (`ord`); a job that does not exist returns no row.
+--
+-- The rows are locked in id order, so two batches that share jobs (a report and its
+-- retry) wait for each other instead of deadlocking. Any error rolls the whole batch
+-- back: the caller then writes each completion alone, so one bad completion (a storage
+-- path another job recorded) costs only itself.
+CREATE FUNCTION gpuq_complete_jobs(p_jobs jsonb)
+RETURNS TABLE (ord integer, id uuid, user_id uuid, job_type text, queue text, status text,
+               worker_id text, created_at timestamptz, started_at timestamptz,
+               applied boolean, gpu_seconds double precision)
+LANGUAGE plpgsql VOLATILE
+AS $$
+#variable_conflict use_column
+DECLARE
+    item record;
+BEGIN
+    FOR item IN
+        SELECT e.n::integer AS n, e.v AS v
+        FROM jsonb_array_elements(p_jobs) WITH ORDINALITY AS e(v, n)
+        ORDER BY (e.v ->> 'id')::uuid, e.n
+    LOOP
+        RETURN QUERY
+            SELECT item.n, c.*
+            FROM gpuq_complete_job(
+                (item.v ->> 'id')::uuid,
+                ARRAY(SELECT jsonb_array_elements_text(item.v -> 'from')),
+                item.v ->> 'kind',
+                item.v -> 'outputs',
+                item.v ->> 'enhanced_prompt',
+                item.v ->> 'worker',
+                (item.v ->> 'attempt')::integer,
+                (item.v ->> 'claimed_at')::timestamptz,
+                (item.v ->> 'generation_seconds')::double precision,
+                item.v ->> 'gpu') AS c;
+    END LOOP;
+END;
+$$;
+
+-- Starts (`processing` reports) in batches, the same way: p_jobs holds the arguments of
+-- `gpuq_start_job` by name ({"id", "from", "worker", "attempt", "gpu"}).
+CREATE FUNCTION gpuq_start_jobs(p_jobs jsonb)
+RETURNS TABLE (ord integer, id uuid, user_id uuid, job_type text, queue text, status text,
+               worker_id text, created_at timestamptz, started_at timestamptz,
+               applied boolean)
+LANGUAGE plpgsql VOLATILE
+AS $$
+#variable_conflict use_column
+DECLARE
+    item record;
+BEGIN
+    FOR item IN
+        SELECT e.n::integer AS n, e.v AS v
+        FROM jsonb_array_elements(p_jobs) WITH ORDINALITY AS e(v, n)
+        ORDER BY (e.v ->> 'id')::uuid, e.n
+    LOOP
+        RETURN QUERY
+            SELECT item.n, s.*
+            FROM gpuq_start_job(
+                (item.v ->> 'id')::uuid,
+                ARRAY(SELECT jsonb_array_elements_text(item.v -> 'from')),
+                item.v ->> 'worker',
+                (item.v ->> 'attempt')::integer,
+                item.v ->> 'gpu') AS s;
+    END LOOP;
+END;
+$$;
