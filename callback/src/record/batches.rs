@@ -2,6 +2,7 @@
 //! `gpuq_complete_jobs`), one transaction for the reports that arrive while earlier ones
 //! are being written ([`gpuq_service::batch`]). `gpuq-bench e2e` showed each report's own
 //! transaction and round trip among the largest costs of the whole path (issue #21).
+//! [`Peeks`]: the unlocked reads before them, one query per batch the same way.
 //!
 //! Nothing changes for a report: it is answered after its own transition is committed,
 //! with its own result. If PostgreSQL refuses a batch (a completion's storage path is
@@ -105,6 +106,34 @@ impl<T: Transition> BatchWrite for Transitions<T> {
             Err(e) => {
                 let e = Arc::new(e);
                 batch.iter().map(|_| Err(Arc::clone(&e))).collect()
+            }
+        }
+    }
+}
+
+/// Reads job rows without a lock ([`job::peek`]), those asked for meanwhile in one query.
+pub(super) struct Peeks {
+    pool: PgPool,
+}
+
+impl Peeks {
+    /// Starts the reader on the current tokio runtime.
+    pub fn spawn(pool: PgPool) -> Batcher<Self> {
+        Batcher::spawn(Self { pool }, IN_FLIGHT, MAX_BATCH)
+    }
+}
+
+impl BatchWrite for Peeks {
+    type Item = uuid::Uuid;
+    type Answer = Result<Option<job::JobRow>, Arc<sqlx::Error>>;
+
+    async fn write(&self, ids: Vec<uuid::Uuid>) -> Vec<Self::Answer> {
+        match job::peek_many(&self.pool, &ids).await {
+            // An id asked for twice (a report and its retry) gets the row twice.
+            Ok(rows) => ids.iter().map(|id| Ok(rows.get(id).cloned())).collect(),
+            Err(e) => {
+                let e = Arc::new(e);
+                ids.iter().map(|_| Err(Arc::clone(&e))).collect()
             }
         }
     }

@@ -18,7 +18,7 @@ impl Recorder {
     pub(super) async fn completed(&self, cb: ParsedCallback) -> Result<Recorded, RecordError> {
         // The rows are built from the job's owner, type and prompt, which never change, so
         // they are read without a lock; the status is checked again under the lock.
-        let job = job::peek(&self.pool, cb.job_id).await?;
+        let job = self.peek(cb.job_id).await?;
         if !job.status.can_transition(JobStatus::Completed) {
             return Ok(self.already_finished(&job).await);
         }

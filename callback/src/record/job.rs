@@ -1,6 +1,8 @@
 //! The `jobs` row as the recorder sees it, loaded under a row lock.
 
 use gpuq_schemas::{JobId, JobKind, JobStatus, JobType, UserId};
+use std::collections::HashMap;
+
 use sqlx::{PgConnection, PgPool};
 
 use super::RecordError;
@@ -123,14 +125,18 @@ pub(crate) fn sources(to: JobStatus) -> Vec<&'static str> {
         .collect()
 }
 
-/// Loads the job without locking (progress reports change no row; a completion builds
-/// its rows from columns that never change, then locks).
-pub(crate) async fn peek(pool: &PgPool, id: JobId) -> Result<Job, RecordError> {
-    let sql = format!("SELECT {COLUMNS} FROM jobs WHERE id = $1");
-    sqlx::query_as::<_, JobRow>(&sql)
-        .bind(id.as_uuid())
-        .fetch_optional(pool)
-        .await?
-        .ok_or(RecordError::JobNotFound)?
-        .try_into()
+/// The rows of `ids` that exist, read without a lock (progress reports change no row; a
+/// transition builds its arguments from columns that never change, and the transition
+/// function checks the status again under its lock). [`super::Recorder::peek`] gathers
+/// the reads of concurrent reports into one call.
+pub(crate) async fn peek_many(
+    pool: &PgPool,
+    ids: &[uuid::Uuid],
+) -> Result<HashMap<uuid::Uuid, JobRow>, sqlx::Error> {
+    let sql = format!("SELECT {COLUMNS} FROM jobs WHERE id = ANY($1)");
+    let rows = sqlx::query_as::<_, JobRow>(&sql)
+        .bind(ids)
+        .fetch_all(pool)
+        .await?;
+    Ok(rows.into_iter().map(|row| (row.id, row)).collect())
 }

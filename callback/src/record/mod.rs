@@ -33,7 +33,7 @@ use gpuq_schemas::{CallbackStatus, JobEvent, JobId, JobStatus, ParsedCallback, Q
 use sqlx::PgPool;
 
 use crate::storage_path::StorageRules;
-use batches::{Completion, Start, Transitions};
+use batches::{Completion, Peeks, Start, Transitions};
 pub use claim::Stale;
 pub use failed::POISON_JOB;
 pub use health::HealthSettings;
@@ -155,6 +155,8 @@ pub struct Recorder {
     progress_webhooks_every: Duration,
     /// When a failure makes a job poison or its worker sick.
     health: HealthSettings,
+    /// Reads job rows in batches.
+    peeks: Batcher<Peeks>,
     /// Writes `processing` reports in batches.
     starts: Batcher<Transitions<Start>>,
     /// Writes completions in batches.
@@ -173,6 +175,7 @@ impl Recorder {
         storage: StorageRules,
     ) -> Self {
         Self {
+            peeks: Peeks::spawn(pool.clone()),
             starts: Transitions::spawn(pool.clone()),
             completions: Transitions::spawn(pool.clone()),
             pool,
@@ -206,6 +209,18 @@ impl Recorder {
             CallbackStatus::Completed => self.completed(callback).await,
             CallbackStatus::Failed => self.failed(callback).await,
         }
+    }
+
+    /// Loads the job without a lock, with the reads of concurrent reports.
+    async fn peek(&self, id: JobId) -> Result<job::Job, RecordError> {
+        // The reader stops only with the service: the report is retried elsewhere.
+        let row = self
+            .peeks
+            .submit(id.as_uuid())
+            .await
+            .ok_or_else(|| RecordError::from(sqlx::Error::PoolClosed))?
+            .map_err(RecordError::Database)?;
+        row.ok_or(RecordError::JobNotFound)?.try_into()
     }
 
     /// The queue named in a job row.

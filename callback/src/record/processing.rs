@@ -12,7 +12,7 @@ impl Recorder {
     /// (`job_attempts`), in one transaction (`gpuq_start_job`, which locks the row) shared
     /// with the starts that arrived meanwhile ([`super::batches`]). A report about another claim changes nothing.
     pub(super) async fn processing(&self, cb: ParsedCallback) -> Result<Recorded, RecordError> {
-        let job = job::peek(&self.pool, cb.job_id).await?;
+        let job = self.peek(cb.job_id).await?;
         if job.status.is_terminal() {
             return Ok(ignored(&job, Stale::Finished));
         }

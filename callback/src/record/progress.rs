@@ -14,7 +14,7 @@ impl Recorder {
     /// to [`MAX_PROGRESS_MESSAGE_CHARS`].
     pub(super) async fn progress(&self, cb: ParsedCallback) -> Result<Recorded, RecordError> {
         let progress = cb.progress.clone().ok_or(RecordError::MissingProgress)?;
-        let job = job::peek(&self.pool, cb.job_id).await?;
+        let job = self.peek(cb.job_id).await?;
         if job.status.is_terminal() {
             return Ok(ignored(&job, Stale::Finished));
         }

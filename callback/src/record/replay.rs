@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use gpuq_schemas::JobId;
 
-use super::{ignored, job, redis_error, RecordError, Recorded, Recorder, Stale, REDIS_TIMEOUT};
+use super::{ignored, redis_error, RecordError, Recorded, Recorder, Stale, REDIS_TIMEOUT};
 
 /// What [`Recorder::first_sight`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,7 +77,7 @@ impl Recorder {
 
     /// The answer to a replay: the job as it is, nothing changed.
     pub async fn replayed(&self, job: JobId) -> Result<Recorded, RecordError> {
-        Ok(ignored(&job::peek(&self.pool, job).await?, Stale::Replayed))
+        Ok(ignored(&self.peek(job).await?, Stale::Replayed))
     }
 
     /// One key per signature, whatever case or padding the header used.
