@@ -5,12 +5,6 @@ use gpuq_dispatcher::{dev_token, Application, Settings};
 use gpuq_service::configuration::Layered;
 use gpuq_service::{connection_pool, telemetry, MIGRATOR};
 
-/// mimalloc rather than the system allocator: the request path allocates many small
-/// short-lived values (JSON, headers, SQL arguments), where glibc malloc showed in the
-/// profile (issue #21, benches/README.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     telemetry::init();
