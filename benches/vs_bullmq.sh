@@ -52,31 +52,48 @@ fresh_redis() {
   return 1
 }
 figures="$TMP/figures.jsonl"
-run() { # round, command... -> its JSON figures, tagged with the round
-  local round=$1
-  shift
+run() { # round, variant, command... -> its JSON figures, tagged with round and variant
+  local round=$1 variant=$2
+  shift 2
   fresh_redis
   "$@" >"$TMP/out.log" 2>>"$TMP/stderr.log"
   grep -q '^{' "$TMP/out.log" || { echo "vs_bullmq: no figures from: $*" >&2; return 1; }
-  grep '^{' "$TMP/out.log" | sed "s/^{/{\"round\":$round,/" | tee -a "$figures" >&2
+  grep '^{' "$TMP/out.log" | sed "s/^{/{\"round\":$round,\"variant\":\"$variant\",/" \
+    | tee -a "$figures" >&2
 }
+gpuq() { # round, variant, bin dir: the three gpuq measurements with that build
+  local round=$1 variant=$2 bin=$3
+  local services=(--dispatcher "$bin/gpuq-dispatcher")
+  run "$round" "$variant" "$bin/gpuq-bench" --redis-url "$url" queue --jobs "$jobs"
+  (cd "$ROOT" && run "$round" "$variant" "$bin/gpuq-bench" --redis-url "$url" \
+    http-enqueue --concurrency 64 "${services[@]}")
+  (cd "$ROOT" && run "$round" "$variant" "$bin/gpuq-bench" --redis-url "$url" \
+    e2e "${services[@]}" --callback "$bin/gpuq-callback")
+}
+base=${GPUQ_VS_BASE:-}
+if [ -n "$base" ]; then
+  for b in gpuq-bench gpuq-dispatcher gpuq-callback; do
+    [ -x "$base/$b" ] || { echo "vs_bullmq: GPUQ_VS_BASE has no $base/$b" >&2; exit 1; }
+  done
+fi
 for round in $(seq 1 "$rounds"); do
   echo "--- round $round of $rounds" >&2
-  run "$round" node "$ROOT/benches/bullmq/bench.mjs" enqueue "$jobs" "$url"
-  run "$round" node "$ROOT/benches/bullmq/bench.mjs" drain "$jobs" "$url"
-  run "$round" "$BENCH" --redis-url "$url" queue --jobs "$jobs"
-  (cd "$ROOT" && run "$round" "$BENCH" --redis-url "$url" http-enqueue --concurrency 64)
-  (cd "$ROOT" && run "$round" "$BENCH" --redis-url "$url" e2e)
+  run "$round" bullmq node "$ROOT/benches/bullmq/bench.mjs" enqueue "$jobs" "$url"
+  run "$round" bullmq node "$ROOT/benches/bullmq/bench.mjs" drain "$jobs" "$url"
+  if [ -n "$base" ]; then gpuq "$round" base "$base"; fi
+  gpuq "$round" head "$ROOT/target/release"
 done
 
 python3 - "$figures" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-def values(scenario, metric):
-    return [r["value"] for r in rows if r["scenario"] == scenario and r["metric"] == metric]
-def mean(scenario, metric):
-    v = values(scenario, metric)
+def values(scenario, metric, variant=None):
+    return [r["value"] for r in rows if r["scenario"] == scenario and r["metric"] == metric
+            and (variant is None or r["variant"] == variant)]
+def mean(scenario, metric, variant=None):
+    v = values(scenario, metric, variant)
     return statistics.mean(v) if v else float("nan")
+has_base = any(r["variant"] == "base" for r in rows)
 bull_enq = mean("bullmq", "enqueue, single, 50 in flight")
 bull_drain = mean("bullmq", "no-op drain, one worker, concurrency 50")
 lines = [
@@ -87,12 +104,26 @@ lines = [
 ]
 print(f"\nBullMQ 6.7.0: enqueue {bull_enq:,.0f} jobs/s {values('bullmq', 'enqueue, single, 50 in flight')}, "
       f"no-op drain {bull_drain:,.0f} jobs/s {values('bullmq', 'no-op drain, one worker, concurrency 50')}\n")
-print("| gpuq figure | per round | mean | against | ratio | target |")
-print("|---|---|---:|---|---:|---|")
-for label, scenario, metric, base, against, target in lines:
-    v = values(scenario, metric)
-    m = mean(scenario, metric)
-    print(f"| {label} | {', '.join(f'{x:,.0f}' for x in v)} | {m:,.0f} | {against} | {m / base:.2f}× | {target} |")
-p99 = values("http-enqueue", "p99 latency at concurrency 64")
-print(f"| http-enqueue p99 at 64 clients (ms) | {', '.join(f'{x:.1f}' for x in p99)} | {statistics.mean(p99) if p99 else float('nan'):.1f} | | | ≤ 25 ms |")
+def fmt(v, digits=0):
+    return ", ".join(f"{x:,.{digits}f}" for x in v)
+if has_base:
+    print("| gpuq figure | base, per round | base mean | per round | mean | change | against | ratio | target |")
+    print("|---|---|---:|---|---:|---:|---|---:|---|")
+else:
+    print("| gpuq figure | per round | mean | against | ratio | target |")
+    print("|---|---|---:|---|---:|---|")
+for label, scenario, metric, bull, against, target in lines:
+    v, m = values(scenario, metric, "head"), mean(scenario, metric, "head")
+    cells = f"{fmt(v)} | {m:,.0f}"
+    if has_base:
+        b = mean(scenario, metric, "base")
+        cells = f"{fmt(values(scenario, metric, 'base'))} | {b:,.0f} | {cells} | {m / b - 1:+.0%}"
+    print(f"| {label} | {cells} | {against} | {m / bull:.2f}× | {target} |")
+metric = "p99 latency at concurrency 64"
+v, m = values("http-enqueue", metric, "head"), mean("http-enqueue", metric, "head")
+cells = f"{fmt(v, 1)} | {m:.1f}"
+if has_base:
+    b = mean("http-enqueue", metric, "base")
+    cells = f"{fmt(values('http-enqueue', metric, 'base'), 1)} | {b:.1f} | {cells} | {m / b - 1:+.0%}"
+print(f"| http-enqueue p99 at 64 clients (ms) | {cells} | | | ≤ 25 ms |")
 PY

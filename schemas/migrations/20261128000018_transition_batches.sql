@@ -7,10 +7,35 @@
 -- "generation_seconds", "gpu"}). Returns `gpuq_complete_job`'s row for each, tagged with
 -- its 1-based place in p_jobs (`ord`); a job that does not exist returns no row.
 --
--- The rows are locked in id order, so two batches that share jobs (a report and its
--- retry) wait for each other instead of deadlocking. Any error rolls the whole batch
--- back: the caller then writes each completion alone, so one bad completion (a storage
--- path another job recorded) costs only itself.
+-- Any error rolls the whole batch back: the caller then writes each completion alone, so
+-- one bad completion (a storage path another job recorded) costs only itself.
+
+-- Locks a batch's jobs, then their tenants' credit accounts, before any of it is written,
+-- in the order every transaction that touches accounts follows (20261128000007: job rows
+-- first, then accounts in tenant order). Job by job instead, a completion's credit
+-- trigger would lock its account between two job rows, and two batches, or a batch and a
+-- cancel, could each hold what the other waits for. A batch of more than one also gives
+-- up on a lock held past 250 ms (a failure report holds its row across a Redis call):
+-- the caller then writes its reports one by one, so one slow row holds up only its own
+-- report, not the batch's others.
+CREATE FUNCTION gpuq_lock_batch(p_jobs jsonb)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    ids uuid[];
+BEGIN
+    IF jsonb_array_length(p_jobs) > 1 THEN
+        PERFORM set_config('lock_timeout', '250ms', true);
+    END IF;
+    SELECT array_agg((e ->> 'id')::uuid) INTO ids FROM jsonb_array_elements(p_jobs) AS e;
+    PERFORM 1 FROM jobs j WHERE j.id = ANY (ids) ORDER BY j.id FOR UPDATE;
+    PERFORM 1 FROM credit_accounts a
+        WHERE a.tenant IN (SELECT gpuq_job_tenant(j) FROM jobs j WHERE j.id = ANY (ids))
+        ORDER BY a.tenant FOR UPDATE;
+END;
+$$;
+
 CREATE FUNCTION gpuq_complete_jobs(p_jobs jsonb)
 RETURNS TABLE (ord integer, id uuid, user_id uuid, job_type text, queue text, status text,
                worker_id text, created_at timestamptz, started_at timestamptz,
@@ -21,6 +46,7 @@ AS $$
 DECLARE
     item record;
 BEGIN
+    PERFORM gpuq_lock_batch(p_jobs);
     FOR item IN
         SELECT e.n::integer AS n, e.v AS v
         FROM jsonb_array_elements(p_jobs) WITH ORDINALITY AS e(v, n)
@@ -44,7 +70,8 @@ END;
 $$;
 
 -- Starts (`processing` reports) in batches, the same way: p_jobs holds the arguments of
--- `gpuq_start_job` by name ({"id", "from", "worker", "attempt", "gpu"}).
+-- `gpuq_start_job` by name ({"id", "from", "worker", "attempt", "gpu"}). A start takes no
+-- account, but locks the same way, so that no order of batches can deadlock.
 CREATE FUNCTION gpuq_start_jobs(p_jobs jsonb)
 RETURNS TABLE (ord integer, id uuid, user_id uuid, job_type text, queue text, status text,
                worker_id text, created_at timestamptz, started_at timestamptz,
@@ -55,6 +82,7 @@ AS $$
 DECLARE
     item record;
 BEGIN
+    PERFORM gpuq_lock_batch(p_jobs);
     FOR item IN
         SELECT e.n::integer AS n, e.v AS v
         FROM jsonb_array_elements(p_jobs) WITH ORDINALITY AS e(v, n)

@@ -7,7 +7,8 @@
 //! no wait, it only collects what is already waiting. Each request still gets its own
 //! answer, after its own batch is committed.
 //!
-//! The dispatcher writes enqueued jobs this way, the callback service completions.
+//! The dispatcher writes enqueued jobs this way; the callback service its starts and
+//! completions, and the job reads before them.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -48,11 +49,12 @@ impl<W: BatchWrite> Batcher<W> {
     /// Starts `writer` on the current tokio runtime: at most `in_flight` batches at once
     /// (each holds one pooled connection), of at most `max_batch` items.
     pub fn spawn(writer: W, in_flight: usize, max_batch: usize) -> Self {
+        let (in_flight, max_batch) = (in_flight.max(1), max_batch.max(1));
         let (queue, pending) = mpsc::channel(max_batch * in_flight * 4);
         tokio::spawn(write_batches(
             Arc::new(writer),
-            in_flight.max(1),
-            max_batch.max(1),
+            in_flight,
+            max_batch,
             pending,
         ));
         Self { queue }

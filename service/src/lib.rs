@@ -11,7 +11,8 @@
 //! - [`telemetry`]: the `tracing` subscriber (text or JSON).
 //! - [`error`] (feature `http`): [`ApiError`], the one error body and its status mapping.
 //! - [`batch`] (`http`): writes of concurrent requests gathered into batches, one
-//!   transaction each (the dispatcher's enqueues, the callback service's completions).
+//!   transaction each (the dispatcher's enqueues, the callback service's starts, completions
+//!   and job reads).
 //! - [`body`] (`http`): reading a request body under a size cap and a deadline.
 //! - `unread_body` (`http`): closes, never drains, connections whose body was left unread.
 //! - [`health`] (`http`): `/healthz` and `/readyz` with one answer shape and a bounded probe.

@@ -67,8 +67,18 @@ impl Transition for Completion {
 }
 
 /// What a transition found: the job as locked and whether the transition applied
-/// (`None`: no such job).
-pub(super) type Answer = Result<Option<job::Locked>, Arc<sqlx::Error>>;
+/// (`None`: no such job), or why it was not written.
+pub(super) type Answer<T> = Result<Option<job::Locked>, Unwritten<T>>;
+
+/// Why a batched transition was not written.
+pub(super) enum Unwritten<T> {
+    /// Its job's row stayed locked (a failure report holds it across a Redis call): the
+    /// caller writes it alone ([`apply_alone`]), waiting for that row only, so that the
+    /// batch's slot does not wait with it.
+    Busy(T),
+    /// PostgreSQL failed or refused it.
+    Failed(Arc<sqlx::Error>),
+}
 
 /// Writes transitions of one kind in batches.
 pub(super) struct Transitions<T> {
@@ -89,26 +99,65 @@ impl<T: Transition> Transitions<T> {
 
 impl<T: Transition> BatchWrite for Transitions<T> {
     type Item = T;
-    type Answer = Answer;
+    type Answer = Answer<T>;
 
-    async fn write(&self, batch: Vec<T>) -> Vec<Answer> {
+    async fn write(&self, batch: Vec<T>) -> Vec<Answer<T>> {
+        // A batch of more than one gives up on a row locked past the lock timeout
+        // (`gpuq_lock_batch`).
         match apply(&self.pool, &batch).await {
             Ok(answers) => answers.into_iter().map(Ok).collect(),
             Err(sqlx::Error::Database(e)) if batch.len() > 1 => {
                 tracing::warn!(error = %e, reports = batch.len(), "batch refused; writing its reports one by one");
                 let mut answers = Vec::with_capacity(batch.len());
-                for one in batch.chunks(1) {
-                    let answer = apply(&self.pool, one).await;
-                    answers.push(answer.map(|mut a| a.remove(0)).map_err(Arc::new));
+                for one in batch {
+                    answers.push(match apply_bounded(&self.pool, &one).await {
+                        Ok(locked) => Ok(locked),
+                        Err(e) if is_lock_timeout(&e) => Err(Unwritten::Busy(one)),
+                        Err(e) => Err(Unwritten::Failed(Arc::new(e))),
+                    });
                 }
                 answers
             }
             Err(e) => {
                 let e = Arc::new(e);
-                batch.iter().map(|_| Err(Arc::clone(&e))).collect()
+                batch
+                    .iter()
+                    .map(|_| Err(Unwritten::Failed(Arc::clone(&e))))
+                    .collect()
             }
         }
     }
+}
+
+/// How long a report written in a batch (or in a refused batch's one-by-one pass) waits
+/// for a row lock; the same as `gpuq_lock_batch`'s.
+const LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '250ms'";
+
+/// Writes `one` alone, giving up on a row locked past [`LOCK_TIMEOUT`].
+async fn apply_bounded<T: Transition>(
+    pool: &PgPool,
+    one: &T,
+) -> Result<Option<job::Locked>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(LOCK_TIMEOUT).execute(&mut *tx).await?;
+    let rows = rows(&mut *tx, std::slice::from_ref(one)).await?;
+    tx.commit().await?;
+    Ok(rows.into_iter().next().flatten())
+}
+
+/// Writes `one` alone, waiting for its row as long as it takes: a report whose row was
+/// busy in its batch.
+pub(super) async fn apply_alone<T: Transition>(
+    pool: &PgPool,
+    one: &T,
+) -> Result<Option<job::Locked>, sqlx::Error> {
+    let rows = rows(pool, std::slice::from_ref(one)).await?;
+    Ok(rows.into_iter().next().flatten())
+}
+
+/// PostgreSQL's `lock_not_available`: a lock timeout ran out.
+fn is_lock_timeout(e: &sqlx::Error) -> bool {
+    e.as_database_error().and_then(|d| d.code()).as_deref() == Some("55P03")
 }
 
 /// Reads job rows without a lock ([`job::peek`]), those asked for meanwhile in one query.
@@ -152,9 +201,17 @@ async fn apply<T: Transition>(
     pool: &PgPool,
     batch: &[T],
 ) -> Result<Vec<Option<job::Locked>>, sqlx::Error> {
+    rows(pool, batch).await
+}
+
+/// Runs `T::QUERY` over `batch` on `db`; one answer per report, in order.
+async fn rows<'e, T: Transition>(
+    db: impl sqlx::PgExecutor<'e>,
+    batch: &[T],
+) -> Result<Vec<Option<job::Locked>>, sqlx::Error> {
     let rows: Vec<Numbered> = sqlx::query_as(T::QUERY)
         .bind(sqlx::types::Json(batch))
-        .fetch_all(pool)
+        .fetch_all(db)
         .await?;
     let mut answers: Vec<Option<job::Locked>> = batch.iter().map(|_| None).collect();
     for row in rows {

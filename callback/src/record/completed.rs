@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::batches::Completion;
 use super::outputs::{self, OutputRow};
-use super::{ignored, job, transition_result, RecordError, Recorded, Recorder, Stale};
+use super::{ignored, job, RecordError, Recorded, Recorder, Stale};
 
 impl Recorder {
     /// Records the outputs and finishes the job. A report about another claim changes
@@ -55,7 +55,7 @@ impl Recorder {
             generation_seconds: cb.generation_seconds,
             gpu: cb.gpu.clone(),
         };
-        let locked = transition_result(self.completions.submit(completion).await)?;
+        let locked = self.transition(&self.completions, completion).await?;
         let gpu_seconds = locked.as_ref().and_then(|l: &job::Locked| l.gpu_seconds);
         let (job, applied) = job::Locked::into_job(locked)?;
         if !applied {

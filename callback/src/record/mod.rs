@@ -33,7 +33,7 @@ use gpuq_schemas::{CallbackStatus, JobEvent, JobId, JobStatus, ParsedCallback, Q
 use sqlx::PgPool;
 
 use crate::storage_path::StorageRules;
-use batches::{Completion, Peeks, Start, Transitions};
+use batches::{Completion, Peeks, Start, Transitions, Unwritten};
 pub use claim::Stale;
 pub use failed::POISON_JOB;
 pub use health::HealthSettings;
@@ -165,7 +165,8 @@ pub struct Recorder {
 
 impl Recorder {
     /// A recorder over `pool` and the Redis behind `redis`/`conn` (see
-    /// [`gpuq_queue::connect`]), with queue keys under `namespace`.
+    /// [`gpuq_queue::connect`]), with queue keys under `namespace`. Starts its batch
+    /// writers on the current tokio runtime.
     pub fn new(
         pool: PgPool,
         redis: RedisTarget,
@@ -209,6 +210,35 @@ impl Recorder {
             CallbackStatus::Completed => self.completed(callback).await,
             CallbackStatus::Failed => self.failed(callback).await,
         }
+    }
+
+    /// Writes `transition` with the others of its kind that arrived meanwhile: the job as
+    /// locked and whether it applied. A storage path recorded for another job is a 409
+    /// (`StoragePathInUse`), and nothing was written.
+    async fn transition<T: batches::Transition>(
+        &self,
+        writer: &Batcher<Transitions<T>>,
+        transition: T,
+    ) -> Result<Option<job::Locked>, RecordError> {
+        // The writers stop only with the service: the report is retried elsewhere.
+        let answer = writer
+            .submit(transition)
+            .await
+            .ok_or_else(|| RecordError::from(sqlx::Error::PoolClosed))?;
+        let error = match answer {
+            Ok(locked) => return Ok(locked),
+            Err(Unwritten::Busy(alone)) => match batches::apply_alone(&self.pool, &alone).await {
+                Ok(locked) => return Ok(locked),
+                Err(e) => Arc::new(e),
+            },
+            Err(Unwritten::Failed(e)) => e,
+        };
+        Err(
+            match error.as_database_error().map(|d| d.is_unique_violation()) {
+                Some(true) => RecordError::StoragePathInUse,
+                _ => RecordError::Database(error),
+            },
+        )
     }
 
     /// Loads the job without a lock, with the reads of concurrent reports.
@@ -261,19 +291,6 @@ impl Recorder {
             Err(_) => tracing::warn!("ack timed out; the job stays in redis"),
         }
     }
-}
-
-/// What a batched transition found: the job as locked and whether it applied. A storage
-/// path recorded for another job is a 409 (`StoragePathInUse`), and nothing was written.
-fn transition_result(answer: Option<batches::Answer>) -> Result<Option<job::Locked>, RecordError> {
-    // The writers stop only with the service: the report is retried elsewhere.
-    let answer = answer.ok_or_else(|| RecordError::from(sqlx::Error::PoolClosed))?;
-    answer.map_err(
-        |e| match e.as_database_error().map(|d| d.is_unique_violation()) {
-            Some(true) => RecordError::StoragePathInUse,
-            _ => RecordError::Database(e),
-        },
-    )
 }
 
 /// A report that changes nothing: the job finished, or the report is stale.

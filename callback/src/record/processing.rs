@@ -4,7 +4,7 @@
 use gpuq_schemas::{JobEvent, JobStatus, ParsedCallback};
 
 use super::batches::Start;
-use super::{ignored, job, transition_result, RecordError, Recorded, Recorder, Stale};
+use super::{ignored, job, RecordError, Recorded, Recorder, Stale};
 
 impl Recorder {
     /// Sets status `processing`, the worker id, `started_at` (the first start is kept) and
@@ -27,7 +27,7 @@ impl Recorder {
             attempt: i32::try_from(holding.fence.attempt).unwrap_or(i32::MAX),
             gpu: cb.gpu.clone(),
         };
-        let locked = transition_result(self.starts.submit(start).await)?;
+        let locked = self.transition(&self.starts, start).await?;
         let (job, applied) = job::Locked::into_job(locked)?;
         if !applied {
             return Ok(ignored(&job, Stale::Finished));

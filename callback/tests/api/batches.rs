@@ -130,3 +130,51 @@ async fn processing_reports_sent_together_each_start_their_own_job_once() {
         assert_eq!(open, 1, "one open attempt per started job");
     }
 }
+
+#[tokio::test]
+async fn a_completion_waiting_for_a_locked_row_holds_up_only_itself() {
+    let app = spawn_app().await;
+    let jobs = jobs_of_one_user(&app, 16).await;
+    let (stuck, rest) = jobs.split_first().unwrap();
+    // Another transaction holds the first job's row (as a failure report does across its
+    // Redis call).
+    let mut holder = app.db.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM jobs WHERE id = $1 FOR UPDATE")
+        .bind(stuck.id.as_uuid())
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let mut bodies = Vec::new();
+    for (i, job) in jobs.iter().enumerate() {
+        bodies.push(app.as_holder(&done(job, &[&format!("{i}.png")])).await);
+    }
+    let posts = join_all(bodies.iter().map(|b| app.post_exact(b)));
+    // The others complete while the row stays locked; then the lock goes.
+    let others = async {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let mut done = 0;
+            for job in rest {
+                if app.job_row(job.id).await.status == "completed" {
+                    done += 1;
+                }
+            }
+            if done == rest.len() {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{done} of {} completed while one row was locked",
+                rest.len()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_ne!(app.job_row(stuck.id).await.status, "completed");
+        holder.rollback().await.unwrap();
+    };
+    let (answers, ()) = tokio::join!(posts, others);
+    for res in answers {
+        assert_eq!(res.status(), 200);
+    }
+    assert_eq!(app.job_row(stuck.id).await.status, "completed");
+}
