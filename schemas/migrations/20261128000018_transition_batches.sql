@@ -10,15 +10,16 @@
 -- Any error rolls the whole batch back: the caller then writes each completion alone, so
 -- one bad completion (a storage path another job recorded) costs only itself.
 
--- Locks a batch's jobs, then their tenants' credit accounts, before any of it is written,
--- in the order every transaction that touches accounts follows (20261128000007: job rows
--- first, then accounts in tenant order). Job by job instead, a completion's credit
--- trigger would lock its account between two job rows, and two batches, or a batch and a
--- cancel, could each hold what the other waits for. A batch of more than one also gives
--- up on a lock held past 250 ms (a failure report holds its row across a Redis call):
--- the caller then writes its reports one by one, so one slow row holds up only its own
--- report, not the batch's others.
-CREATE FUNCTION gpuq_lock_batch(p_jobs jsonb)
+-- Locks a batch's jobs in id order and, with p_accounts, then the credit accounts of their
+-- holds in tenant order, before any of it is written: the order every transaction that
+-- touches accounts follows (20261128000007: job rows first, then accounts in tenant order).
+-- Job by job instead, a completion's credit trigger would lock its account between two job
+-- rows, and two batches, or a batch and a cancel, could each hold what the other waits for.
+-- A start takes no account: its batch locks job rows only. A batch of more than one also
+-- gives up on a lock held past 250 ms (a failure report holds its row across a Redis
+-- call): the caller then writes its reports one by one, and hands a report whose lock is
+-- still held back to its own request, which waits for it alone.
+CREATE FUNCTION gpuq_lock_batch(p_jobs jsonb, p_accounts boolean)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
 AS $$
@@ -30,9 +31,14 @@ BEGIN
     END IF;
     SELECT array_agg((e ->> 'id')::uuid) INTO ids FROM jsonb_array_elements(p_jobs) AS e;
     PERFORM 1 FROM jobs j WHERE j.id = ANY (ids) ORDER BY j.id FOR UPDATE;
-    PERFORM 1 FROM credit_accounts a
-        WHERE a.tenant IN (SELECT gpuq_job_tenant(j) FROM jobs j WHERE j.id = ANY (ids))
-        ORDER BY a.tenant FOR UPDATE;
+    IF p_accounts THEN
+        -- The accounts the completions' holds will settle (a job without a hold has
+        -- none to lock).
+        PERFORM 1 FROM credit_accounts a
+            WHERE a.tenant IN (SELECT l.tenant FROM credit_ledger l
+                               WHERE l.job_id = ANY (ids) AND l.kind = 'hold')
+            ORDER BY a.tenant FOR UPDATE;
+    END IF;
 END;
 $$;
 
@@ -46,7 +52,7 @@ AS $$
 DECLARE
     item record;
 BEGIN
-    PERFORM gpuq_lock_batch(p_jobs);
+    PERFORM gpuq_lock_batch(p_jobs, true);
     FOR item IN
         SELECT e.n::integer AS n, e.v AS v
         FROM jsonb_array_elements(p_jobs) WITH ORDINALITY AS e(v, n)
@@ -70,8 +76,8 @@ END;
 $$;
 
 -- Starts (`processing` reports) in batches, the same way: p_jobs holds the arguments of
--- `gpuq_start_job` by name ({"id", "from", "worker", "attempt", "gpu"}). A start takes no
--- account, but locks the same way, so that no order of batches can deadlock.
+-- `gpuq_start_job` by name ({"id", "from", "worker", "attempt", "gpu"}). Its job rows are
+-- locked first, in id order, the same way; a start takes no account.
 CREATE FUNCTION gpuq_start_jobs(p_jobs jsonb)
 RETURNS TABLE (ord integer, id uuid, user_id uuid, job_type text, queue text, status text,
                worker_id text, created_at timestamptz, started_at timestamptz,
@@ -82,7 +88,7 @@ AS $$
 DECLARE
     item record;
 BEGIN
-    PERFORM gpuq_lock_batch(p_jobs);
+    PERFORM gpuq_lock_batch(p_jobs, false);
     FOR item IN
         SELECT e.n::integer AS n, e.v AS v
         FROM jsonb_array_elements(p_jobs) WITH ORDINALITY AS e(v, n)

@@ -72,9 +72,11 @@ pub(super) type Answer<T> = Result<Option<job::Locked>, Unwritten<T>>;
 
 /// Why a batched transition was not written.
 pub(super) enum Unwritten<T> {
-    /// Its job's row stayed locked (a failure report holds it across a Redis call): the
-    /// caller writes it alone ([`apply_alone`]), waiting for that row only, so that the
-    /// batch's slot does not wait with it.
+    /// A lock it needs (its job's row, which a failure report holds across a Redis call,
+    /// or its tenant's account) stayed held past the lock timeout, for it or for a report
+    /// before it in the batch's one-by-one pass: the caller writes it alone
+    /// ([`apply_alone`]) and waits for that lock itself, so that the batch's slot does
+    /// not wait with it.
     Busy(T),
     /// PostgreSQL failed or refused it.
     Failed(Arc<sqlx::Error>),
@@ -109,10 +111,21 @@ impl<T: Transition> BatchWrite for Transitions<T> {
             Err(sqlx::Error::Database(e)) if batch.len() > 1 => {
                 tracing::warn!(error = %e, reports = batch.len(), "batch refused; writing its reports one by one");
                 let mut answers = Vec::with_capacity(batch.len());
+                // After one lock timeout, the rest go back to their requests at once: one
+                // busy lock (a hot tenant's account) would otherwise cost each of them the
+                // timeout in turn.
+                let mut busy = false;
                 for one in batch {
+                    if busy {
+                        answers.push(Err(Unwritten::Busy(one)));
+                        continue;
+                    }
                     answers.push(match apply_bounded(&self.pool, &one).await {
                         Ok(locked) => Ok(locked),
-                        Err(e) if is_lock_timeout(&e) => Err(Unwritten::Busy(one)),
+                        Err(e) if is_lock_timeout(&e) => {
+                            busy = true;
+                            Err(Unwritten::Busy(one))
+                        }
                         Err(e) => Err(Unwritten::Failed(Arc::new(e))),
                     });
                 }

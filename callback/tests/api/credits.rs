@@ -320,3 +320,43 @@ async fn the_ledger_cannot_be_rewritten() {
         .unwrap_err();
     assert!(overdraw.to_string().contains("credit_accounts_covered"));
 }
+
+#[tokio::test]
+async fn completions_of_many_tenants_sent_together_settle_every_hold_once() {
+    let app = spawn_app().await;
+    // Jobs of six tenants, two each, completed at once and in an order that interleaves
+    // tenants and job ids: each batch must take its accounts after its job rows.
+    let mut jobs = Vec::new();
+    for _ in 0..12 {
+        jobs.push(app.job(JobType::SdxlImageHigh).await);
+    }
+    for i in (0..jobs.len()).step_by(2) {
+        let owner = jobs[i].user;
+        sqlx::query("UPDATE jobs SET user_id = $1 WHERE id = $2")
+            .bind(owner.as_uuid())
+            .bind(jobs[i + 1].id.as_uuid())
+            .execute(&app.db)
+            .await
+            .unwrap();
+        jobs[i + 1].user = owner;
+    }
+    for job in &jobs {
+        hold(&app, job, 6, None).await;
+    }
+    let mut bodies = Vec::new();
+    for job in jobs.iter().rev() {
+        let name = format!("{}.png", job.id);
+        let body = json!({"jobId": job.id, "status": "completed",
+                          "outputs": [{"path": job.key(&name)}]});
+        bodies.push(app.as_holder(&body).await);
+    }
+    let answers = futures_util::future::join_all(bodies.iter().map(|b| app.post_exact(b))).await;
+    for res in answers {
+        assert_eq!(res.status(), 200);
+    }
+    for job in &jobs {
+        assert_eq!(entries(&app, job.id).await, ["hold", "settle"]);
+        assert_eq!(account(&app, job).await, (GRANT - 12, 0));
+    }
+    assert!(violations(&app).await.is_empty());
+}
