@@ -6,8 +6,9 @@
 //! dispatcher's cost. The recorder instead lets requests queue up while up to
 //! [`IN_FLIGHT`] batches are being written, and writes whatever has queued (up to
 //! [`MAX_BATCH`]) as the next batch, in one statement and one transaction
-//! ([`jobs_db::record_batch`], through the shared [`gpuq_service::batch`]). A lone request is written at once, alone: batching adds no
-//! wait, it only collects what is already waiting.
+//! ([`jobs_db::record_batch`], through the shared [`gpuq_service::batch`]). A lone request
+//! is written at once, alone: batching adds no wait, it only collects what is already
+//! waiting.
 //!
 //! Nothing changes for a request: it still answers only after its own row is committed,
 //! and each job still gets its own limit check and idempotency claim.

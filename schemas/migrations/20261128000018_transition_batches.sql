@@ -1,14 +1,6 @@
 -- Completions and starts in batches (issue #21): the callback service writes the reports
 -- that arrive while earlier ones are being written in one call and one transaction, as
 -- the dispatcher writes enqueues, instead of a transaction (and a WAL flush) each.
---
--- p_jobs: a JSON array of completions, each the arguments of `gpuq_complete_job` by name
--- ({"id", "from", "kind", "outputs", "enhanced_prompt", "worker", "attempt", "claimed_at",
--- "generation_seconds", "gpu"}). Returns `gpuq_complete_job`'s row for each, tagged with
--- its 1-based place in p_jobs (`ord`); a job that does not exist returns no row.
---
--- Any error rolls the whole batch back: the caller then writes each completion alone, so
--- one bad completion (a storage path another job recorded) costs only itself.
 
 -- Locks a batch's jobs in id order and, with p_accounts, then the credit accounts of their
 -- holds in tenant order, before any of it is written: the order every transaction that
@@ -42,6 +34,14 @@ BEGIN
 END;
 $$;
 
+-- Completions in batches. p_jobs: a JSON array of completions, each the arguments of
+-- `gpuq_complete_job` by name ({"id", "from", "kind", "outputs", "enhanced_prompt",
+-- "worker", "attempt", "claimed_at", "generation_seconds", "gpu"}). Returns
+-- `gpuq_complete_job`'s row for each, tagged with its 1-based place in p_jobs (`ord`); a
+-- job that does not exist returns no row.
+--
+-- Any error rolls the whole batch back: the caller then writes each completion alone, so
+-- one bad completion (a storage path another job recorded) costs only itself.
 CREATE FUNCTION gpuq_complete_jobs(p_jobs jsonb)
 RETURNS TABLE (ord integer, id uuid, user_id uuid, job_type text, queue text, status text,
                worker_id text, created_at timestamptz, started_at timestamptz,

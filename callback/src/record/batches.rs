@@ -173,7 +173,8 @@ fn is_lock_timeout(e: &sqlx::Error) -> bool {
     e.as_database_error().and_then(|d| d.code()).as_deref() == Some("55P03")
 }
 
-/// Reads job rows without a lock ([`job::peek`]), those asked for meanwhile in one query.
+/// Reads job rows without a lock ([`job::peek_many`]), those asked for meanwhile in one
+/// query.
 pub(super) struct Peeks {
     pool: PgPool,
 }

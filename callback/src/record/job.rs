@@ -1,8 +1,8 @@
 //! The `jobs` row as the recorder sees it, loaded under a row lock.
 
-use gpuq_schemas::{JobId, JobKind, JobStatus, JobType, UserId};
 use std::collections::HashMap;
 
+use gpuq_schemas::{JobId, JobKind, JobStatus, JobType, UserId};
 use sqlx::{PgConnection, PgPool};
 
 use super::RecordError;

@@ -9,8 +9,8 @@
 //! is then published on the job's event stream. See `docs/adr/0003-callback-recording.md`.
 //!
 //! One file per transition: [`processing`], [`completed`], [`failed`], [`progress`];
-//! [`batches`] writes starts and completions in batches; [`replay`] recognises a signed request
-//! seen before.
+//! [`batches`] writes starts and completions in batches (and reads the rows before them);
+//! [`replay`] recognises a signed request seen before.
 
 mod batches;
 mod claim;
@@ -26,10 +26,9 @@ mod replay;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gpuq_service::batch::Batcher;
-
 use gpuq_queue::{Queue, QueueConfig, RedisConn, RedisTarget};
 use gpuq_schemas::{CallbackStatus, JobEvent, JobId, JobStatus, ParsedCallback, QueueName};
+use gpuq_service::batch::Batcher;
 use sqlx::PgPool;
 
 use crate::storage_path::StorageRules;
@@ -128,7 +127,7 @@ pub enum RecordError {
     /// Redis was needed (a failure's retry decision) and did not answer.
     #[error("redis unavailable")]
     Redis(#[source] anyhow::Error),
-    /// PostgreSQL failed (shared by the completions of a batch it failed).
+    /// PostgreSQL failed (one error, shared by the reports of a batch it failed).
     #[error("database error")]
     Database(#[source] Arc<sqlx::Error>),
     /// A row holds a value the service cannot interpret.
