@@ -179,10 +179,12 @@ pub async fn run_queue(redis_url: &str, a: QueueArgs) -> anyhow::Result<Vec<Figu
 
 /// Claims and acks `total` jobs the way one SDK worker with `slots` handler slots does:
 /// one claimer asks for as many jobs as there are free slots, and each job is acked by a
-/// task of its own (a no-op handler). Returns jobs/s.
+/// task of its own (a no-op handler), by its claim's fence, through the worker's one
+/// [`gpuq_queue::Acker`] (acks that end together share a call). Returns jobs/s.
 async fn worker_claim_and_ack(q: &Queue, total: usize, slots: usize) -> anyhow::Result<f64> {
     let me = ConsumerName::unique("bench-worker");
     let mut claimer = q.claimer(me.clone()).await?;
+    let acks = q.acker();
     let mut running = JoinSet::new();
     let mut done = 0;
     let start = Instant::now();
@@ -200,8 +202,8 @@ async fn worker_claim_and_ack(q: &Queue, total: usize, slots: usize) -> anyhow::
             continue;
         }
         for job in claimer.claim(free, Duration::from_millis(200)).await? {
-            let (q, me) = (q.clone(), me.clone());
-            running.spawn(async move { q.ack(job.id, Some(&me)).await });
+            let (acks, me) = (acks.clone(), me.clone());
+            running.spawn(async move { acks.ack_claim(job.id, &me, &job.fence()).await });
         }
     }
     Ok(total as f64 / start.elapsed().as_secs_f64())

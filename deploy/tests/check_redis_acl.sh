@@ -173,7 +173,7 @@ run_suite() { # label; users: admin dispatcher callback worker_sdxl worker_wan k
       expect "[$label] $user may run $cmd on gpuq keys" '^OK$' "$out"
     done
   done
-  for cmd in $(cat "$LUA"/prelude.lua "$LUA"/{claim_jobs,extend_lease,ack_job,fail_job,release_job}.lua | grep -o "redis.call('[A-Z]*'" | cut -d"'" -f2 | sort -u) FCALL EVALSHA EVAL BLPOP PING; do
+  for cmd in $(cat "$LUA"/prelude.lua "$LUA"/{claim_jobs,extend_lease,ack_job,ack_jobs,fail_job,release_job}.lua | grep -o "redis.call('[A-Z]*'" | cut -d"'" -f2 | sort -u) FCALL EVALSHA EVAL BLPOP PING; do
     out=$(as admin "$ADMIN_PASS" ACL DRYRUN worker_sdxl $(dryrun_args "$cmd" "$(K $q jobs)"))
     expect "[$label] worker_sdxl may run $cmd on its queue" '^OK$' "$out"
     if [ "$cmd" != TIME ] && [ "$cmd" != PING ]; then

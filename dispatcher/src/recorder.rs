@@ -6,7 +6,7 @@
 //! dispatcher's cost. The recorder instead lets requests queue up while up to
 //! [`IN_FLIGHT`] batches are being written, and writes whatever has queued (up to
 //! [`MAX_BATCH`]) as the next batch, in one statement and one transaction
-//! ([`jobs_db::record_batch`], through the shared [`gpuq_service::batch`]). A lone request
+//! ([`jobs_db::record_batch`], through the shared [`gpuq_queue::batch`]). A lone request
 //! is written at once, alone: batching adds no wait, it only collects what is already
 //! waiting.
 //!
@@ -15,7 +15,7 @@
 
 use std::sync::Arc;
 
-use gpuq_service::batch::{BatchWrite, Batcher};
+use gpuq_queue::batch::{BatchWrite, Batcher};
 use sqlx::PgPool;
 
 use crate::jobs_db::{self, NewJob, RecordRules, Recorded};

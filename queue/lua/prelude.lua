@@ -495,6 +495,42 @@ local function unlink_anywhere(lane, tenant, id, finish)
 end
 
 
+-- Acks (ack_job.lua, ack_jobs.lua; the KEYS both declare): the job is finished, its result
+-- recorded in PostgreSQL; every trace of it leaves Redis. `consumer` '' removes it whoever
+-- holds it; `fence` '<attempt>:<token>' only under that claim ('' any). Returns 1 removed;
+-- 0 no such job; -1 in flight with another consumer or under another claim (nothing
+-- changed).
+local function ack(id, consumer, fence)
+  local in_flight = redis.call('ZSCORE', KEYS[8], id)
+  -- A job in flight is known; any other may not be (the common case costs no lookup).
+  if not in_flight and redis.call('HEXISTS', KEYS[6], id) == 0 then
+    return 0
+  end
+  local attempt, lane, holder, _, token, tenant, flags = read_meta(KEYS[7], id)
+  if consumer ~= '' and in_flight and holder ~= consumer then
+    return -1
+  end
+  if fence ~= '' and in_flight and fence ~= attempt .. ':' .. token then
+    return -1
+  end
+  -- A job in flight is in no other set (the common case: nothing more to look up).
+  if not in_flight then
+    local delayed = redis.call('ZREM', KEYS[9], id)
+    local dead = redis.call('ZREM', KEYS[10], id)
+    if delayed == 0 and dead == 0 then
+      -- Still waiting (e.g. redelivered, then finished by its first holder): unlink it.
+      unlink_anywhere(lane, tenant_of(tenant, redis.call('HGET', KEYS[6], id)), id)
+    end
+  end
+  forget(KEYS[6], KEYS[7], id, {{kind = 'z', key = KEYS[8]}, {kind = 's', key = KEYS[11]}})
+  uncount(flags, KEYS[5], KEYS[3], KEYS[4], tenant, KEYS[13])
+  -- Only a failed attempt records an error, so a job acked on its first has none.
+  if attempt ~= 1 then
+    redis.call('HDEL', KEYS[12], id)
+  end
+  return 1
+end
+
 -- The waiting jobs of a lane expected to start before a job of `tenant` with start tag
 -- `start`, given the lane's first tenants by tag (`first`, a ZRANGE ... WITHSCORES reply of
 -- at most SCAN entries), `own`, the tenant's waiting jobs ahead of it, and `own_head`, the

@@ -17,6 +17,21 @@ pub enum AckOutcome {
     HeldByOther,
 }
 
+impl AckOutcome {
+    /// `ack_job.lua`'s reply.
+    pub(crate) fn from_code(code: i64) -> Result<Self> {
+        match code {
+            1 => Ok(Self::Removed),
+            0 => Ok(Self::NotFound),
+            -1 => Ok(Self::HeldByOther),
+            other => Err(QueueError::Protocol {
+                script: "ack_job",
+                detail: format!("code {other}"),
+            }),
+        }
+    }
+}
+
 /// A failed attempt.
 #[derive(Debug, Clone)]
 pub struct Failure {
@@ -70,7 +85,12 @@ impl Queue {
             .await
     }
 
-    async fn ack_script(&self, job: JobId, consumer: &str, fence: &str) -> Result<AckOutcome> {
+    pub(crate) async fn ack_script(
+        &self,
+        job: JobId,
+        consumer: &str,
+        fence: &str,
+    ) -> Result<AckOutcome> {
         let code: i64 = SCRIPTS
             .ack
             .key(&self.keys.everywhere()[..])
@@ -80,15 +100,7 @@ impl Queue {
             .arg(fence)
             .invoke_async(&mut self.conn())
             .await?;
-        match code {
-            1 => Ok(AckOutcome::Removed),
-            0 => Ok(AckOutcome::NotFound),
-            -1 => Ok(AckOutcome::HeldByOther),
-            other => Err(QueueError::Protocol {
-                script: "ack_job",
-                detail: format!("code {other}"),
-            }),
-        }
+        AckOutcome::from_code(code)
     }
 
     /// Records a failed attempt of an in-flight job: a retryable failure with attempts left

@@ -15,7 +15,7 @@
 //! - [`Queue`]: a handle on one queue.
 //! - Transitions, one file each: [`Queue::enqueue`], [`Queue::claim`] and [`Claimer`]
 //!   (blocking), [`Queue::heartbeat`] and [`Queue::release`], [`Queue::ack`] and
-//!   [`Queue::fail`], [`Queue::cancel`], [`Queue::reap_once`], [`Queue::promote_due_once`],
+//!   [`Queue::fail`] ([`Acker`]: acks in batches), [`Queue::cancel`], [`Queue::reap_once`], [`Queue::promote_due_once`],
 //!   [`Queue::expire_unstarted_once`] (start deadlines),
 //!   [`Queue::requeue_dead`], [`Queue::stats`], [`Queue::position`] and [`WorkAhead`], [`Queue::known`] and
 //!   [`Queue::scan_ids`]
@@ -29,9 +29,13 @@
 //! - [`publish_event`], [`read_events`]: per-job event streams for SSE.
 //! - [`Fence`] and [`Queue::holding`]: which delivery a report is about (stale reports
 //!   change nothing).
+//! - [`batch`]: requests gathered into batches, one round trip each (acks here; the
+//!   services' PostgreSQL writes).
 //! - [`QueueConfig`], [`Backoff`], [`Lane`], [`ConsumerName`], [`QueueError`].
 
+mod acks;
 mod ahead;
+pub mod batch;
 mod cancel;
 mod caps;
 mod claim;
@@ -54,6 +58,7 @@ mod scripts;
 mod stats;
 mod workers;
 
+pub use acks::Acker;
 pub use ahead::WorkAhead;
 pub use cancel::CancelOutcome;
 pub use caps::{Caps, MAX_CAP};

@@ -21,11 +21,12 @@ use redis::aio::ConnectionLike;
 use redis::{FromRedisValue, RedisError, RedisResult, ToRedisArgs};
 
 /// The script files, in the order the library registers them.
-const FILES: [(&str, &str); 17] = [
+const FILES: [(&str, &str); 18] = [
     ("enqueue_job", include_str!("../lua/enqueue_job.lua")),
     ("claim_jobs", include_str!("../lua/claim_jobs.lua")),
     ("extend_lease", include_str!("../lua/extend_lease.lua")),
     ("ack_job", include_str!("../lua/ack_job.lua")),
+    ("ack_jobs", include_str!("../lua/ack_jobs.lua")),
     ("fail_job", include_str!("../lua/fail_job.lua")),
     ("release_job", include_str!("../lua/release_job.lua")),
     ("cancel_job", include_str!("../lua/cancel_job.lua")),
@@ -117,6 +118,7 @@ pub(crate) struct Scripts {
     pub claim: Function,
     pub extend_lease: Function,
     pub ack: Function,
+    pub ack_many: Function,
     pub fail: Function,
     pub release: Function,
     pub cancel: Function,
@@ -141,6 +143,7 @@ pub(crate) static SCRIPTS: Scripts = Scripts {
     claim: function("claim_jobs"),
     extend_lease: function("extend_lease"),
     ack: function("ack_job"),
+    ack_many: function("ack_jobs"),
     fail: function("fail_job"),
     release: function("release_job"),
     cancel: function("cancel_job"),

@@ -60,5 +60,20 @@ async fn a_worker_that_may_not_load_code_runs_the_same_transitions_as_scripts() 
         worker.ack(env.job_id, Some(&c)).await.unwrap(),
         AckOutcome::Removed
     );
+    // Its acks in batches (ack_jobs.lua) run as a script too.
+    let env = envelope(&service, 3);
+    service
+        .enqueue(&env, &EnqueueOptions::default())
+        .await
+        .unwrap();
+    let job = worker.claim(&c, 1).await.unwrap().remove(0);
+    assert_eq!(
+        worker
+            .acker()
+            .ack_claim(job.id, &c, &job.fence())
+            .await
+            .unwrap(),
+        AckOutcome::Removed
+    );
     assert!(libraries(port).await.is_empty(), "no code was loaded");
 }

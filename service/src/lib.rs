@@ -10,9 +10,6 @@
 //!   names such as `DATABASE_URL`). Needs no feature, so workers use it too.
 //! - [`telemetry`]: the `tracing` subscriber (text or JSON).
 //! - [`error`] (feature `http`): [`ApiError`], the one error body and its status mapping.
-//! - [`batch`] (`http`): writes of concurrent requests gathered into batches, one
-//!   transaction each (the dispatcher's enqueues, the callback service's starts, completions
-//!   and job reads).
 //! - [`body`] (`http`): reading a request body under a size cap and a deadline.
 //! - `unread_body` (`http`): closes, never drains, connections whose body was left unread.
 //! - [`health`] (`http`): `/healthz` and `/readyz` with one answer shape and a bounded probe.
@@ -28,8 +25,6 @@
 pub mod configuration;
 pub mod telemetry;
 
-#[cfg(feature = "http")]
-pub mod batch;
 #[cfg(feature = "http")]
 pub mod body;
 #[cfg(feature = "http")]

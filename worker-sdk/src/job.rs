@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backon::Retryable;
-use gpuq_queue::{ClaimedJob, ConsumerName, Failure, Fence, Queue, QueueError};
+use gpuq_queue::{Acker, ClaimedJob, ConsumerName, Failure, Fence, Queue, QueueError};
 use gpuq_schemas::callback::CallbackError;
 use gpuq_schemas::{CallbackPayload, CallbackStatus, FailureCode, JobEnvelope, JobId, JobType};
 use tokio::task::JoinHandle;
@@ -33,6 +33,8 @@ pub(crate) struct Shared {
     pub consumer: ConsumerName,
     pub gpu_name: Option<String>,
     pub progress_every: Duration,
+    /// How long a job runs before `processing` is reported (0: at once).
+    pub processing_after: Duration,
     pub cancel_grace: Duration,
     /// Per-image run limits that replace the catalog's.
     pub run_limits: HashMap<JobType, Duration>,
@@ -62,6 +64,7 @@ enum Finish {
 pub(crate) async fn supervise(
     shared: Arc<Shared>,
     queue: Queue,
+    acks: Acker,
     leases: Leases,
     claimed: ClaimedJob,
     hard_stop: CancellationToken,
@@ -71,6 +74,7 @@ pub(crate) async fn supervise(
         lease: leases.hold(claimed.id),
         shared,
         queue,
+        acks,
         hard_stop,
         id: claimed.id,
         fence: claimed.fence(),
@@ -81,6 +85,8 @@ pub(crate) async fn supervise(
 struct JobRun {
     shared: Arc<Shared>,
     queue: Queue,
+    /// This worker's acks, sent together when jobs end together.
+    acks: Acker,
     lease: LeaseHandle,
     hard_stop: CancellationToken,
     id: JobId,
@@ -101,13 +107,22 @@ impl JobRun {
         tracing::info!(job_type = %env.job_type, "job started");
         // `processing` travels while the handler already runs (pickup latency is the time
         // to the handler, not to the callback service); the final report waits for it, so
-        // the callback service always sees `processing` first.
+        // the callback service always sees `processing` first. With `processing_after`, it
+        // waits that long first, and a result that is in by then goes alone (`skip`).
         // A refusal that says this worker is misconfigured stops the handler at once: its
         // result could not be reported either.
         let processing = self.payload(CallbackStatus::Processing);
         let shared = Arc::clone(&self.shared);
+        let skip = CancellationToken::new();
+        let skipped = skip.clone();
         let mut processing = tokio::spawn(
             async move {
+                if !shared.processing_after.is_zero() {
+                    tokio::select! {
+                        _ = skipped.cancelled() => return false,
+                        _ = tokio::time::sleep(shared.processing_after) => {}
+                    }
+                }
                 match shared.reporter.send_with(&processing, PROCESSING_RETRIES).await {
                     Ok(()) => false,
                     Err(e) if e.is_misconfiguration() => {
@@ -167,6 +182,8 @@ impl JobRun {
             }
         };
         ctx.finish();
+        // Not sent yet (still within `processing_after`): the result goes alone.
+        skip.cancel();
         if !processing_done && processing.await.unwrap_or(false) {
             return self.release().await;
         }
@@ -263,9 +280,9 @@ impl JobRun {
             "handler stopped after the cancel"
         );
         // The dispatcher recorded the cancel; removing the job is all that is left.
-        let (queue, consumer) = (&self.queue, &self.shared.consumer);
+        let (acks, consumer) = (&self.acks, &self.shared.consumer);
         let fence = &self.fence;
-        self.redis_op("ack", || queue.ack_claim(self.id, consumer, fence))
+        self.redis_op("ack", || acks.ack_claim(self.id, consumer, fence))
             .await;
     }
 
@@ -317,7 +334,9 @@ impl JobRun {
         match finish {
             Finish::Ack => {
                 let out = self
-                    .redis_op("ack", || queue.ack_claim(self.id, consumer, &self.fence))
+                    .redis_op("ack", || {
+                        self.acks.ack_claim(self.id, consumer, &self.fence)
+                    })
                     .await;
                 tracing::info!(outcome = ?out, "job completed");
             }

@@ -59,6 +59,9 @@ pub struct WorkerSettings {
     /// `GPUQ_MODEL_WAIT_SECS` (default 300): how long a job waits for a worker with its
     /// model loaded before any worker that can run it gets it.
     pub model_wait: Duration,
+    /// `GPUQ_PROCESSING_AFTER_SECS` (default 0): how long a job runs before `processing`
+    /// is reported ([`WorkerBuilder::report_processing_after`]).
+    pub processing_after: Duration,
 }
 
 /// The models a routing worker can run.
@@ -123,6 +126,7 @@ struct RawWorker {
     models: Vec<String>,
     vram_gb: Option<u32>,
     model_wait_secs: f64,
+    processing_after_secs: f64,
 }
 
 #[derive(Default, Deserialize)]
@@ -175,6 +179,7 @@ impl WorkerSettings {
             })
             .and_then(|b| b.set_default("worker.shutdown_deadline_secs", 30.0))
             .and_then(|b| b.set_default("worker.model_wait_secs", 300.0))
+            .and_then(|b| b.set_default("worker.processing_after_secs", 0.0))
             .map_err(ConfigurationError::from)?;
         let raw: Raw = configuration::load(defaults, env)?;
         let worker = raw.worker;
@@ -218,6 +223,11 @@ impl WorkerSettings {
                 v => v,
             },
             model_wait: seconds(worker.model_wait_secs, 0.0, "GPUQ_MODEL_WAIT_SECS")?,
+            processing_after: seconds(
+                worker.processing_after_secs,
+                0.0,
+                "GPUQ_PROCESSING_AFTER_SECS",
+            )?,
         })
     }
 
@@ -237,7 +247,8 @@ impl WorkerSettings {
                 max_retries: self.callback_retries,
                 ..CallbackRetry::default()
             })
-            .heartbeat_every(self.lease / 3);
+            .heartbeat_every(self.lease / 3)
+            .report_processing_after(self.processing_after);
         if let Some(gpu) = self.gpu_name {
             builder = builder.gpu_name(gpu);
         }

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use gpuq_queue::{ClaimedJob, Claimer, ConsumerName, Queue, QueueError};
+use gpuq_queue::{Acker, ClaimedJob, Claimer, ConsumerName, Queue, QueueError};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -126,7 +126,12 @@ impl Worker {
             // Advertised until its last job ended (a draining worker still holds jobs).
             let serving = CancellationToken::new();
             tokio::join!(advertise(queue.clone(), advert, serving.clone()), async {
-                self.claim_loop(&queue, &keeper.leases(), &mut jobs, &shutdown, &hard_stop)
+                let runs = Runs {
+                    queue: &queue,
+                    acks: queue.acker(),
+                    leases: keeper.leases(),
+                };
+                self.claim_loop(&runs, &mut jobs, &shutdown, &hard_stop)
                     .await;
                 tracing::info!(running = jobs.len(), deadline = ?self.shutdown_deadline, "shutting down");
                 while let Some(res) = jobs.join_next().await {
@@ -143,8 +148,7 @@ impl Worker {
 
     async fn claim_loop(
         &self,
-        queue: &Queue,
-        leases: &Leases,
+        runs: &Runs<'_>,
         jobs: &mut JoinSet<()>,
         shutdown: &CancellationToken,
         hard_stop: &CancellationToken,
@@ -186,7 +190,7 @@ impl Worker {
                     c.set_route(route);
                     c.claim(free, self.claim_wait).await
                 }
-                None => match queue.claimer(self.shared.consumer.clone()).await {
+                None => match runs.queue.claimer(self.shared.consumer.clone()).await {
                     // The queue counts live capacity by what consumers advertise (ETAs).
                     Ok(c) => {
                         let slots = u32::try_from(self.concurrency).unwrap_or(u32::MAX);
@@ -201,8 +205,7 @@ impl Worker {
                 Ok(claimed) => {
                     delays = self.target.backoff.delays();
                     for job in claimed {
-                        self.start(job, queue, leases, jobs, shutdown, hard_stop)
-                            .await;
+                        self.start(job, runs, jobs, shutdown, hard_stop).await;
                     }
                 }
                 Err(QueueError::Quarantined(reason)) => {
@@ -233,14 +236,13 @@ impl Worker {
     async fn start(
         &self,
         job: ClaimedJob,
-        queue: &Queue,
-        leases: &Leases,
+        runs: &Runs<'_>,
         jobs: &mut JoinSet<()>,
         shutdown: &CancellationToken,
         hard_stop: &CancellationToken,
     ) {
         if shutdown.is_cancelled() {
-            match queue.release(job.id, &self.shared.consumer).await {
+            match runs.queue.release(job.id, &self.shared.consumer).await {
                 Ok(_) => tracing::info!(job_id = %job.id, "claimed during shutdown; released"),
                 Err(e) => {
                     tracing::warn!(job_id = %job.id, error = %chain(&e), "release failed; the lease will expire")
@@ -250,12 +252,20 @@ impl Worker {
         }
         jobs.spawn(supervise(
             Arc::clone(&self.shared),
-            queue.clone(),
-            leases.clone(),
+            runs.queue.clone(),
+            runs.acks.clone(),
+            runs.leases.clone(),
             job,
             hard_stop.clone(),
         ));
     }
+}
+
+/// What every job claimed on one Redis connection shares.
+struct Runs<'a> {
+    queue: &'a Queue,
+    acks: Acker,
+    leases: Leases,
 }
 
 /// Fires `hard_stop` once `shutdown` has been on for `deadline`.

@@ -1,6 +1,6 @@
 //! [`Transitions`]: starts and completions written in batches (`gpuq_start_jobs`,
 //! `gpuq_complete_jobs`), one transaction for the reports that arrive while earlier ones
-//! are being written ([`gpuq_service::batch`]). `gpuq-bench e2e` showed each report's own
+//! are being written ([`gpuq_queue::batch`]). `gpuq-bench e2e` showed each report's own
 //! transaction and round trip among the largest costs of the whole path (issue #21).
 //! [`Peeks`]: the unlocked reads before them, one query per batch the same way.
 //!
@@ -13,7 +13,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use gpuq_service::batch::{BatchWrite, Batcher};
+use gpuq_queue::batch::{BatchWrite, Batcher};
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::PgPool;
@@ -40,6 +40,8 @@ pub(super) struct Start {
     pub worker: String,
     pub attempt: i32,
     pub gpu: Option<String>,
+    /// The claim's time: the attempt's start (`None`: unknown, the report's arrival).
+    pub claimed_at: Option<DateTime<Utc>>,
 }
 
 impl Transition for Start {

@@ -84,3 +84,9 @@ impl Recorder {
         })
     }
 }
+
+/// When a claim was made (Redis' `since_ms`), as a time: the start of its attempt, whether
+/// or not its worker reported `processing` (or reported it a moment later).
+pub(super) fn claimed_at(since_ms: Option<u64>) -> Option<chrono::DateTime<chrono::Utc>> {
+    since_ms.and_then(|ms| chrono::DateTime::from_timestamp_millis(i64::try_from(ms).ok()?))
+}

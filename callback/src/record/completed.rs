@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::batches::Completion;
+use super::claim::claimed_at;
 use super::outputs::{self, OutputRow};
 use super::{ignored, job, RecordError, Recorded, Recorder, Stale};
 
@@ -40,9 +41,7 @@ impl Recorder {
         };
         let attempt = i32::try_from(holding.fence.attempt.max(1)).unwrap_or(i32::MAX);
         // The claim's time is the start of a job whose worker never reported `processing`.
-        let claimed_at = holding
-            .since_ms
-            .and_then(|ms| chrono::DateTime::from_timestamp_millis(i64::try_from(ms).ok()?));
+        let claimed_at = claimed_at(holding.since_ms);
         let completion = Completion {
             id: job.id.as_uuid(),
             from: job::sources(JobStatus::Completed),
@@ -65,7 +64,9 @@ impl Recorder {
         self.ack(job.id, &job.queue).await;
         self.publish(JobEvent::status(job.id, JobStatus::Completed, None))
             .await;
-        Ok(Recorded::changed(&job, JobStatus::Completed).metered(gpu_seconds, "completed"))
+        Ok(Recorded::changed(&job, JobStatus::Completed)
+            .metered(gpu_seconds, "completed")
+            .first_start(&job, claimed_at))
     }
 
     /// The answer for a job that finished before this report.

@@ -73,8 +73,7 @@ impl Recorder {
             }
         }
         // A worker that never reported `processing` started its attempt at its claim.
-        let claimed_at = since_ms
-            .and_then(|ms| chrono::DateTime::from_timestamp_millis(i64::try_from(ms).ok()?));
+        let claimed_at = super::claim::claimed_at(since_ms);
         let failure = Failure {
             retryable: error.retryable,
             message: error.message.clone(),

@@ -23,12 +23,13 @@ mod processing;
 mod progress;
 mod replay;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use gpuq_queue::{Queue, QueueConfig, RedisConn, RedisTarget};
+use gpuq_queue::batch::Batcher;
+use gpuq_queue::{Acker, Queue, QueueConfig, RedisConn, RedisTarget};
 use gpuq_schemas::{CallbackStatus, JobEvent, JobId, JobStatus, ParsedCallback, QueueName};
-use gpuq_service::batch::Batcher;
 use sqlx::PgPool;
 
 use crate::storage_path::StorageRules;
@@ -57,7 +58,8 @@ pub struct Recorded {
     /// The job's queue, for metrics: a provider's queue is how its latency and errors show
     /// (ADR 0017).
     pub queue: String,
-    /// Seconds from acceptance to this first start (a `processing` that started the job).
+    /// Seconds from acceptance to the first start this report recorded (its claim's time):
+    /// a `processing`, or a completion whose worker reported none.
     pub wait_seconds: Option<f64>,
     /// Seconds from first start to this terminal report.
     pub run_seconds: Option<f64>,
@@ -79,14 +81,13 @@ impl Recorded {
         let since = |t: chrono::DateTime<chrono::Utc>| {
             (chrono::Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0
         };
-        let first_start = status == JobStatus::Processing && job.started_at.is_none();
         Self {
             job_id: job.id,
             status,
             ignored: None,
             job_type: job.job_type,
             queue: job.queue.clone(),
-            wait_seconds: first_start.then(|| since(job.created_at)),
+            wait_seconds: None,
             run_seconds: if status.is_terminal() {
                 job.started_at.map(since)
             } else {
@@ -96,6 +97,31 @@ impl Recorded {
             poison: false,
             failure_code: None,
             quarantined: false,
+        }
+    }
+
+    /// The same answer, with the wait from acceptance to the start this report recorded,
+    /// if it recorded the job's first (`job` as it was before, `started`: the claim's time,
+    /// or unknown, then now): a `processing`, or a completion whose worker reported none.
+    pub(crate) fn first_start(
+        self,
+        job: &job::Job,
+        started: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Self {
+        if job.started_at.is_some() {
+            return self;
+        }
+        let seconds = |from: chrono::DateTime<chrono::Utc>, to: chrono::DateTime<chrono::Utc>| {
+            (to - from).num_milliseconds().max(0) as f64 / 1000.0
+        };
+        let (started, now) = (started.unwrap_or_else(chrono::Utc::now), chrono::Utc::now());
+        Self {
+            wait_seconds: Some(seconds(job.created_at, started)),
+            // A job that ended without a recorded start ran from its claim.
+            run_seconds: self
+                .run_seconds
+                .or_else(|| self.status.is_terminal().then(|| seconds(started, now))),
+            ..self
         }
     }
 
@@ -160,6 +186,10 @@ pub struct Recorder {
     starts: Batcher<Transitions<Start>>,
     /// Writes completions in batches.
     completions: Batcher<Transitions<Completion>>,
+    /// Acks per queue, sent in batches: made on a queue's first ack, on the runtime
+    /// [`Self::new`] ran on (as the batch writers). Bounded: one per queue a job row names.
+    acks: Arc<Mutex<HashMap<QueueName, Acker>>>,
+    runtime: tokio::runtime::Handle,
 }
 
 impl Recorder {
@@ -178,6 +208,8 @@ impl Recorder {
             peeks: Peeks::spawn(pool.clone()),
             starts: Transitions::spawn(pool.clone()),
             completions: Transitions::spawn(pool.clone()),
+            acks: Arc::default(),
+            runtime: tokio::runtime::Handle::current(),
             pool,
             redis,
             conn,
@@ -265,6 +297,16 @@ impl Recorder {
         ))
     }
 
+    /// The acker of `queue`.
+    fn acker(&self, queue: &Queue) -> Acker {
+        let mut acks = self.acks.lock().unwrap_or_else(PoisonError::into_inner);
+        let acker = acks.entry(queue.name().clone()).or_insert_with(|| {
+            let _on = self.runtime.enter();
+            queue.acker()
+        });
+        acker.clone()
+    }
+
     /// Publishes `event` on the job's stream. Best effort: the change is already recorded,
     /// and a reader that missed it still sees the row through `GET /v1/jobs/{id}`.
     async fn publish(&self, event: JobEvent) {
@@ -277,14 +319,15 @@ impl Recorder {
         }
     }
 
-    /// Removes a finished job from Redis. Best effort: the worker SDK acks too, and a job
-    /// left behind is redelivered and its report `ignored`, which acks again.
+    /// Removes a finished job from Redis, with the acks of other reports committed
+    /// meanwhile. Best effort: the worker SDK acks too, and a job left behind is
+    /// redelivered and its report `ignored`, which acks again.
     async fn ack(&self, job: JobId, queue: &str) {
-        let queue = match self.queue(queue) {
-            Ok(q) => q,
+        let acks = match self.queue(queue) {
+            Ok(q) => self.acker(&q),
             Err(e) => return tracing::error!(error = %e, "cannot ack"),
         };
-        match tokio::time::timeout(REDIS_TIMEOUT, queue.ack(job, None)).await {
+        match tokio::time::timeout(REDIS_TIMEOUT, acks.ack(job, None)).await {
             Ok(Ok(outcome)) => tracing::debug!(?outcome, "acked in redis"),
             Ok(Err(e)) => tracing::warn!(error = ?e, "ack failed; the job stays in redis"),
             Err(_) => tracing::warn!("ack timed out; the job stays in redis"),

@@ -4,10 +4,12 @@
 use gpuq_schemas::{JobEvent, JobStatus, ParsedCallback};
 
 use super::batches::Start;
+use super::claim::claimed_at;
 use super::{ignored, job, RecordError, Recorded, Recorder, Stale};
 
 impl Recorder {
-    /// Sets status `processing`, the worker id, `started_at` (the first start is kept) and
+    /// Sets status `processing`, the worker id, `started_at` (the claim's time; the first
+    /// start is kept) and
     /// `attempts` (the claim's attempt, from Redis) and opens the attempt's metering row
     /// (`job_attempts`), in one transaction (`gpuq_start_job`, which locks the row) shared
     /// with the starts that arrived meanwhile ([`super::batches`]). A report about another
@@ -21,12 +23,16 @@ impl Recorder {
             Ok(holding) => holding,
             Err(stale) => return Ok(ignored(&job, stale)),
         };
+        // The attempt started at its claim: the worker may report a moment after its
+        // handler started (the SDK's `report_processing_after`).
+        let claimed_at = claimed_at(holding.since_ms);
         let start = Start {
             id: cb.job_id.as_uuid(),
             from: job::sources(JobStatus::Processing),
             worker: holding.consumer.clone(),
             attempt: i32::try_from(holding.fence.attempt).unwrap_or(i32::MAX),
             gpu: cb.gpu.clone(),
+            claimed_at,
         };
         let locked = self.transition(&self.starts, start).await?;
         let (job, applied) = job::Locked::into_job(locked)?;
@@ -39,6 +45,6 @@ impl Recorder {
             self.publish(JobEvent::status(job.id, JobStatus::Processing, None))
                 .await;
         }
-        Ok(Recorded::changed(&job, JobStatus::Processing))
+        Ok(Recorded::changed(&job, JobStatus::Processing).first_start(&job, claimed_at))
     }
 }

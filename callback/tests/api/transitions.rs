@@ -39,6 +39,28 @@ async fn processing_sets_status_worker_started_at_and_the_attempt() {
 }
 
 #[tokio::test]
+async fn a_processing_report_sent_late_starts_the_job_and_its_attempt_at_the_claim() {
+    let app = spawn_app().await;
+    let job = app.job(JobType::SdxlImageFast).await;
+    let claimed = app.holding(job.id).await.unwrap().since_ms.unwrap();
+    let claimed = chrono::DateTime::from_timestamp_millis(claimed as i64).unwrap();
+    // The worker reports a moment after its handler started (`report_processing_after`).
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let res = app
+        .post_callback(&json!({"jobId": job.id, "status": "processing"}))
+        .await;
+    assert_eq!(json(res).await["status"], "processing");
+    assert_eq!(app.job_row(job.id).await.started_at, Some(claimed));
+    let attempt: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("SELECT started_at FROM job_attempts WHERE job_id = $1")
+            .bind(job.id.as_uuid())
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(attempt, claimed, "metered from the claim, not the report");
+}
+
+#[tokio::test]
 async fn a_legacy_processing_report_takes_the_worker_and_attempt_from_the_claim() {
     let app = spawn_app().await;
     let job = app.job(JobType::ImageFast).await;

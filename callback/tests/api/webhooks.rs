@@ -43,3 +43,34 @@ async fn a_jobs_reports_write_its_events_with_progress_throttled_and_outputs_lis
     assert_eq!(outputs[1]["path"], job.key("1.png"));
     assert_eq!(rows[3].1["type"], "job.completed");
 }
+
+#[tokio::test]
+async fn a_job_completed_without_a_processing_report_still_writes_its_started_event() {
+    let app = spawn_app_with(|_| {}).await;
+    sqlx::query(
+        "INSERT INTO webhook_endpoints (url, secret, events)
+         VALUES ('http://127.0.0.1:9/hooks', 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw',
+                 ARRAY['started', 'completed'])",
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
+    let job = app.job(JobType::SdxlImageFast).await;
+    let body =
+        json!({"jobId": job.id, "status": "completed", "outputs": [{"path": job.key("0.png")}]});
+    assert_eq!(app.post_callback(&body).await.status(), 200);
+    let mut rows: Vec<(String, Value)> =
+        sqlx::query_as("SELECT event, payload FROM webhook_deliveries WHERE job_id = $1")
+            .bind(job.id.as_uuid())
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    rows.sort_by(|a, b| b.0.cmp(&a.0));
+    let events: Vec<&str> = rows.iter().map(|(e, _)| e.as_str()).collect();
+    assert_eq!(events, ["started", "completed"]);
+    // The started event shows the job as it ran; the completed one as it ended.
+    assert_eq!(rows[0].1["type"], "job.started");
+    assert_eq!(rows[0].1["data"]["status"], "processing");
+    assert_eq!(rows[1].1["data"]["status"], "completed");
+    assert_eq!(rows[1].1["data"]["outputs"][0]["path"], job.key("0.png"));
+}

@@ -43,7 +43,7 @@ pub enum FlatKind {
 
 /// The flat environment variables every gpuq process reads: name, settings key, kind.
 /// They are a public interface (deploy files and the README use them): never drop one.
-pub const FLAT_NAMES: [(&str, &str, FlatKind); 42] = [
+pub const FLAT_NAMES: [(&str, &str, FlatKind); 43] = [
     ("DATABASE_URL", "database.url", FlatKind::Value),
     ("REDIS_URL", "redis.url", FlatKind::Value),
     ("GPUQ_LISTEN", "application", FlatKind::Listen),
@@ -121,6 +121,12 @@ pub const FLAT_NAMES: [(&str, &str, FlatKind); 42] = [
     (
         "GPUQ_MODEL_WAIT_SECS",
         "worker.model_wait_secs",
+        FlatKind::Value,
+    ),
+    // How long a job runs before its worker reports `processing` (issue #21).
+    (
+        "GPUQ_PROCESSING_AFTER_SECS",
+        "worker.processing_after_secs",
         FlatKind::Value,
     ),
     (

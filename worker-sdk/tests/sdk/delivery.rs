@@ -45,6 +45,43 @@ async fn a_receiver_answering_503_twice_still_records_one_result_and_the_job_is_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_report_processing_after_a_short_job_reports_its_result_only_and_a_long_one_both() {
+    let ns = namespace();
+    let q = open_queue(&redis_url(), &ns, "sdxl_queue").await;
+    let receiver = Receiver::start().await;
+    // A high-quality image runs 600 ms here, past the 200 ms; a fast one ends at once.
+    let handler = |job: JobEnvelope, ctx: JobContext| async move {
+        if job.job_type == JobType::SdxlImageHigh {
+            tokio::time::sleep(Duration::from_millis(600)).await;
+        }
+        Ok::<_, JobError>(Output::images(vec![Asset::new(ctx.output_key(0, "png"))]))
+    };
+    let worker = builder(&redis_url(), &ns, "sdxl_queue", &receiver)
+        .report_processing_after(Duration::from_millis(200))
+        .handler(handler)
+        .build()
+        .unwrap();
+    let (stop, run) = spawn(worker);
+    let short = enqueue(&q, &envelope(JobType::SdxlImageFast)).await;
+    let long = enqueue(&q, &envelope(JobType::SdxlImageHigh)).await;
+    for id in [short, long] {
+        receiver
+            .wait_for(id, CallbackStatus::Completed, Duration::from_secs(10))
+            .await;
+        until("acked", async || !in_redis(&q, id).await).await;
+    }
+    let statuses =
+        |id| -> Vec<CallbackStatus> { receiver.payloads(id).iter().map(|p| p.status).collect() };
+    assert_eq!(statuses(short), [CallbackStatus::Completed]);
+    assert_eq!(
+        statuses(long),
+        [CallbackStatus::Processing, CallbackStatus::Completed]
+    );
+    stop.cancel();
+    run.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_result_is_dead_lettered_not_acked() {
     let ns = namespace();
     let q = open_queue(&redis_url(), &ns, "sdxl_queue").await;

@@ -1,14 +1,15 @@
-//! [`Batcher`]: writes what concurrent requests ask for in batches, one transaction each.
+//! [`Batcher`]: does what concurrent requests ask for in batches, one round trip each.
 //!
-//! Committed one by one, every write costs PostgreSQL a round trip, a transaction and a WAL
-//! flush, and sqlx a connection checkout. A batcher lets requests queue up while up to
-//! `in_flight` batches are being written, and writes whatever has queued (up to
-//! `max_batch`) as the next batch. A lone request is written at once, alone: batching adds
-//! no wait, it only collects what is already waiting. Each request still gets its own
-//! answer, after its own batch is committed.
+//! Written one by one, every write costs PostgreSQL a round trip, a transaction and a WAL
+//! flush (and sqlx a connection checkout), and every ack costs Redis a call. A batcher lets
+//! requests queue up while up to `in_flight` batches are being written, and writes whatever
+//! has queued (up to `max_batch`) as the next batch. A lone request is written at once,
+//! alone: batching adds no wait, it only collects what is already waiting. Each request
+//! still gets its own answer, after its own batch is done.
 //!
-//! The dispatcher writes enqueued jobs this way; the callback service its starts and
-//! completions, and the job reads before them.
+//! It lives in the queue crate because every gpuq crate depends on it: the queue's
+//! [`crate::Acker`] acks this way; the dispatcher writes enqueued jobs this way, and the
+//! callback service its starts and completions and the job reads before them.
 
 use std::future::Future;
 use std::sync::Arc;
