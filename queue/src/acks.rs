@@ -6,7 +6,8 @@
 //! showed Redis on one core at 97 % with acks one call per job. An [`Acker`] sends the acks
 //! that queue up while one call is in flight as the next call ([`crate::batch`]); a lone ack
 //! is sent at once. Each ack is answered as [`Queue::ack`] answers it: the script runs the
-//! same transition per job, in order.
+//! same transition per job, in order. After a failed call each ack is sent again alone, and
+//! one that the failed call had already applied answers [`AckOutcome::NotFound`].
 
 use gpuq_schemas::JobId;
 
@@ -109,7 +110,7 @@ impl BatchWrite for AckWriter {
                 acks.iter().map(|_| None).collect()
             }
             Err(e) => {
-                tracing::debug!(error = %e, acks = acks.len(), "batched ack failed; acking one by one");
+                tracing::warn!(error = %e, acks = acks.len(), "batched ack failed; acking one by one");
                 acks.iter().map(|_| None).collect()
             }
         }

@@ -311,6 +311,7 @@ mod tests {
             &s.claim,
             &s.extend_lease,
             &s.ack,
+            &s.ack_many,
             &s.fail,
             &s.release,
             &s.cancel,
@@ -323,6 +324,7 @@ mod tests {
             &s.expire_unstarted,
             &s.position,
             &s.set_caps,
+            &s.withdraw_unstarted,
         ];
         for f in functions {
             // `as_script` finds each function's file by its name.

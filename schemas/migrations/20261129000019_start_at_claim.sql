@@ -20,12 +20,14 @@ AS $$
 DECLARE
     j jobs%ROWTYPE;
     ok boolean;
-    started timestamptz := LEAST(COALESCE(p_claimed_at, now()), now());
+    started timestamptz;
 BEGIN
     SELECT * INTO j FROM jobs WHERE jobs.id = p_id FOR UPDATE;
     IF NOT FOUND THEN
         RETURN;
     END IF;
+    -- Never after now, nor before the job existed (Redis' clock may run behind).
+    started := GREATEST(j.created_at, LEAST(COALESCE(p_claimed_at, now()), now()));
     ok := j.status = ANY (p_from);
     IF ok THEN
         UPDATE jobs SET
@@ -82,11 +84,12 @@ BEGIN
 END;
 $$;
 
--- As before (…0010), and a job that completes without a recorded start (its worker reported
--- its result only) was started too: its `started` event is written with its `completed`
--- one, so a webhook target hears `started` for every job that ran, as when `processing` was
--- reported. A failure is left alone: a job failed from `queued` may never have run (its
--- start deadline passed).
+-- As before (…0010), and a job that ends from `queued` (its worker reported its result
+-- only) was started too: its `started` event is written with its end, so a webhook target
+-- hears `started` for every job that ran, as when `processing` was reported. Its
+-- `timestamp` is the start (the claim), so a receiver ordering a job's events by it puts it
+-- first. A job that ran has a start (`started_at`, written by the worker's report); one
+-- failed because its start deadline passed has none.
 CREATE OR REPLACE FUNCTION gpuq_jobs_webhooks() RETURNS trigger
 LANGUAGE plpgsql
 AS $$
@@ -104,12 +107,21 @@ BEGIN
     IF NOT FOUND THEN
         RETURN NULL;
     END IF;
-    IF TG_OP = 'UPDATE' AND OLD.status = 'queued' AND NEW.status = 'completed' THEN
+    IF TG_OP = 'UPDATE' AND OLD.status = 'queued' AND NEW.status IN ('completed', 'failed')
+       AND NEW.started_at IS NOT NULL THEN
         -- The job as it was while it ran.
         started := NEW;
         started.status := 'processing';
         started.completed_at := NULL;
-        PERFORM gpuq_webhook_enqueue(started, 'started');
+        started.error_code := NULL;
+        started.error_message := NULL;
+        started.enhanced_prompt := NULL;
+        IF gpuq_webhook_enqueue(started, 'started') > 0 THEN
+            UPDATE webhook_deliveries d
+                SET payload = jsonb_set(d.payload, '{timestamp}', to_jsonb(to_char(
+                    NEW.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')))
+                WHERE d.job_id = NEW.id AND d.event = 'started' AND d.created_at = now();
+        END IF;
     END IF;
     PERFORM gpuq_webhook_enqueue(
         NEW,

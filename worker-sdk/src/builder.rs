@@ -227,9 +227,10 @@ impl WorkerBuilder {
     /// handler starts). A job whose result is in sooner reports its result only: one HTTP
     /// exchange and one PostgreSQL transaction fewer per short job. Its record goes from
     /// `queued` to its end; its start is still its claim's time, webhook targets still hear
-    /// `started` and `completed`, and the wait and run metrics are the same. What changes:
-    /// no `processing` event on its stream, and progress reported before the `processing`
-    /// report reaches the stream only (progress webhooks need a started job).
+    /// `started` before its end, and the wait and run metrics are the same. What changes:
+    /// no `processing` event on its stream; progress reported before the `processing`
+    /// report reaches the stream only (progress webhooks need a started job); and a job
+    /// cancelled sooner leaves no attempt row (at most `after` of GPU time is not metered).
     pub fn report_processing_after(mut self, after: Duration) -> Self {
         self.processing_after = after;
         self

@@ -119,6 +119,8 @@ impl JobRun {
             async move {
                 if !shared.processing_after.is_zero() {
                     tokio::select! {
+                        // A result that is in wins over the timer that ran out with it.
+                        biased;
                         _ = skipped.cancelled() => return false,
                         _ = tokio::time::sleep(shared.processing_after) => {}
                     }

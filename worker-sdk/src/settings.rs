@@ -151,13 +151,13 @@ fn required<T>(value: Option<T>, name: &'static str) -> Result<T, SettingsError>
 }
 
 fn seconds(secs: f64, floor: f64, name: &'static str) -> Result<Duration, SettingsError> {
-    if secs.is_finite() && secs >= floor {
-        Ok(Duration::from_secs_f64(secs))
-    } else {
-        Err(SettingsError::OutOfRange {
+    // `try_from`: a finite number too large for a Duration is refused, not a panic.
+    match Duration::try_from_secs_f64(secs) {
+        Ok(d) if secs >= floor => Ok(d),
+        _ => Err(SettingsError::OutOfRange {
             name,
             value: secs.to_string(),
-        })
+        }),
     }
 }
 
@@ -361,6 +361,28 @@ mod tests {
             let err = with(bad).unwrap_err().to_string();
             assert!(
                 err.contains("GPUQ_VRAM_GB") || err.contains("vram_gb"),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn processing_is_reported_at_once_unless_a_delay_is_set_and_a_bad_one_is_refused() {
+        assert_eq!(load(&BASE).unwrap().processing_after, Duration::ZERO);
+        let with = |v: &'static str| {
+            let mut env = BASE.to_vec();
+            env.push(("GPUQ_PROCESSING_AFTER_SECS", v));
+            load(&env)
+        };
+        assert_eq!(
+            with("0.25").unwrap().processing_after,
+            Duration::from_millis(250)
+        );
+        // Too large for a Duration is refused, not a panic.
+        for bad in ["-1", "1e30", "NaN", "soon"] {
+            let err = with(bad).unwrap_err().to_string();
+            assert!(
+                err.to_lowercase().contains("processing_after"),
                 "{bad}: {err}"
             );
         }

@@ -4,9 +4,8 @@
 //! credit hold there, by trigger).
 
 use gpuq_queue::{ConsumerName, FailOutcome, Failure};
-use gpuq_schemas::{CallbackShape, FailureCode, JobEvent, JobStatus, ParsedCallback};
+use gpuq_schemas::{FailureCode, JobEvent, JobStatus, ParsedCallback};
 
-use super::claim::named_fence;
 use super::{
     health, ignored, job, redis_error, RecordError, Recorded, Recorder, Stale, REDIS_TIMEOUT,
 };
@@ -43,13 +42,12 @@ impl Recorder {
         }
         let queue = self.queue(&job.queue)?;
         // Canonical reports name their claim; legacy ones fail whoever holds the job now.
-        let claim = match cb.shape {
-            CallbackShape::Canonical => named_fence(&cb).map(|(w, f)| (w.to_owned(), f, None)),
-            CallbackShape::Legacy => self
-                .current_claim(&queue, &cb)
-                .await?
-                .map(|h| (h.consumer, h.fence, h.since_ms)),
-        };
+        // Read for the claim's time too (the attempt's start, when the worker sent no
+        // `processing`); `fail_job.lua` checks the fence again, atomically.
+        let claim = self
+            .current_claim(&queue, &cb)
+            .await?
+            .map(|h| (h.consumer, h.fence, h.since_ms));
         let (consumer, fence, since_ms) = match claim {
             Ok(claim) => claim,
             Err(stale) => return Ok(ignored(&job, stale)),
@@ -149,12 +147,15 @@ impl Recorder {
             Decision::Requeue { attempt } => {
                 sqlx::query(
                     "UPDATE jobs SET status = 'queued', error_message = $2, error_code = $4, \
-                     attempts = GREATEST(attempts, $3), updated_at = now() WHERE id = $1",
+                     attempts = GREATEST(attempts, $3), updated_at = now(), \
+                     started_at = COALESCE(started_at, GREATEST(created_at, LEAST($5, now()))) \
+                     WHERE id = $1",
                 )
                 .bind(job.id.as_uuid())
                 .bind(&error.message)
                 .bind(as_i32(attempt))
                 .bind(code)
+                .bind(claimed_at)
                 .execute(&mut *tx)
                 .await?;
                 JobStatus::Queued
@@ -163,7 +164,9 @@ impl Recorder {
                 sqlx::query(
                     "UPDATE jobs SET status = $2, error_message = $3, error_code = $6, \
                      completed_at = now(), attempts = GREATEST(attempts, $4, 1), \
-                     worker_id = $5, updated_at = now() WHERE id = $1",
+                     worker_id = $5, updated_at = now(), \
+                     started_at = COALESCE(started_at, GREATEST(created_at, LEAST($7, now()))) \
+                     WHERE id = $1",
                 )
                 .bind(job.id.as_uuid())
                 .bind(status.as_str())
@@ -171,6 +174,7 @@ impl Recorder {
                 .bind(as_i32(attempt.unwrap_or(0)))
                 .bind(&consumer)
                 .bind(code)
+                .bind(claimed_at)
                 .execute(&mut *tx)
                 .await?;
                 status
@@ -193,7 +197,9 @@ impl Recorder {
             poison,
             quarantined: sick.is_some(),
             failure_code: (status != JobStatus::Cancelled).then(|| code.unwrap_or("none")),
-            ..Recorded::changed(&job, status).metered(gpu_seconds, outcome)
+            ..Recorded::changed(&job, status)
+                .metered(gpu_seconds, outcome)
+                .first_start(&job, claimed_at)
         })
     }
 

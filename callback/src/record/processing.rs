@@ -9,11 +9,10 @@ use super::{ignored, job, RecordError, Recorded, Recorder, Stale};
 
 impl Recorder {
     /// Sets status `processing`, the worker id, `started_at` (the claim's time; the first
-    /// start is kept) and
-    /// `attempts` (the claim's attempt, from Redis) and opens the attempt's metering row
-    /// (`job_attempts`), in one transaction (`gpuq_start_job`, which locks the row) shared
-    /// with the starts that arrived meanwhile ([`super::batches`]). A report about another
-    /// claim changes nothing.
+    /// start is kept) and `attempts` (the claim's attempt, from Redis) and opens the
+    /// attempt's metering row (`job_attempts`), in one transaction (`gpuq_start_job`, which
+    /// locks the row) shared with the starts that arrived meanwhile ([`super::batches`]). A
+    /// report about another claim changes nothing.
     pub(super) async fn processing(&self, cb: ParsedCallback) -> Result<Recorded, RecordError> {
         let job = self.peek(cb.job_id).await?;
         if job.status.is_terminal() {

@@ -68,9 +68,43 @@ async fn a_job_completed_without_a_processing_report_still_writes_its_started_ev
     rows.sort_by(|a, b| b.0.cmp(&a.0));
     let events: Vec<&str> = rows.iter().map(|(e, _)| e.as_str()).collect();
     assert_eq!(events, ["started", "completed"]);
-    // The started event shows the job as it ran; the completed one as it ended.
+    // The started event shows the job as it ran, at its start; the completed one as it
+    // ended.
     assert_eq!(rows[0].1["type"], "job.started");
+    let at = |row: &(String, Value)| row.1["timestamp"].as_str().unwrap().to_owned();
+    assert!(at(&rows[0]) < at(&rows[1]), "{} !< {}", at(&rows[0]), at(&rows[1]));
     assert_eq!(rows[0].1["data"]["status"], "processing");
     assert_eq!(rows[1].1["data"]["status"], "completed");
     assert_eq!(rows[1].1["data"]["outputs"][0]["path"], job.key("0.png"));
 }
+
+#[tokio::test]
+async fn a_job_that_fails_without_a_processing_report_starts_at_its_claim_and_says_started() {
+    let app = spawn_app_with(|_| {}).await;
+    sqlx::query(
+        "INSERT INTO webhook_endpoints (url, secret, events)
+         VALUES ('http://127.0.0.1:9/hooks', 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw',
+                 ARRAY['started', 'failed'])",
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
+    let job = app.job(JobType::SdxlImageFast).await;
+    let claimed = app.holding(job.id).await.unwrap().since_ms.unwrap();
+    let claimed = chrono::DateTime::from_timestamp_millis(claimed as i64).unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let body = json!({"jobId": job.id, "status": "failed",
+                      "error": {"message": "bad input", "retryable": false}});
+    assert_eq!(app.post_callback(&body).await.status(), 200);
+    let row = app.job_row(job.id).await;
+    assert_eq!((row.status.as_str(), row.started_at), ("failed", Some(claimed)));
+    let mut events: Vec<String> =
+        sqlx::query_scalar("SELECT event FROM webhook_deliveries WHERE job_id = $1")
+            .bind(job.id.as_uuid())
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    events.sort();
+    assert_eq!(events, ["failed", "started"]);
+}
+
