@@ -72,7 +72,12 @@ async fn a_job_completed_without_a_processing_report_still_writes_its_started_ev
     // ended.
     assert_eq!(rows[0].1["type"], "job.started");
     let at = |row: &(String, Value)| row.1["timestamp"].as_str().unwrap().to_owned();
-    assert!(at(&rows[0]) < at(&rows[1]), "{} !< {}", at(&rows[0]), at(&rows[1]));
+    assert!(
+        at(&rows[0]) < at(&rows[1]),
+        "{} !< {}",
+        at(&rows[0]),
+        at(&rows[1])
+    );
     assert_eq!(rows[0].1["data"]["status"], "processing");
     assert_eq!(rows[1].1["data"]["status"], "completed");
     assert_eq!(rows[1].1["data"]["outputs"][0]["path"], job.key("0.png"));
@@ -97,7 +102,10 @@ async fn a_job_that_fails_without_a_processing_report_starts_at_its_claim_and_sa
                       "error": {"message": "bad input", "retryable": false}});
     assert_eq!(app.post_callback(&body).await.status(), 200);
     let row = app.job_row(job.id).await;
-    assert_eq!((row.status.as_str(), row.started_at), ("failed", Some(claimed)));
+    assert_eq!(
+        (row.status.as_str(), row.started_at),
+        ("failed", Some(claimed))
+    );
     let mut events: Vec<String> =
         sqlx::query_scalar("SELECT event FROM webhook_deliveries WHERE job_id = $1")
             .bind(job.id.as_uuid())
@@ -107,4 +115,3 @@ async fn a_job_that_fails_without_a_processing_report_starts_at_its_claim_and_sa
     events.sort();
     assert_eq!(events, ["failed", "started"]);
 }
-

@@ -112,3 +112,23 @@ async fn a_workers_acker_removes_every_job_however_many_end_together() {
     assert!(again.iter().all(|o| matches!(o, Ok(AckOutcome::NotFound))));
     assert_eq!(job_keys_of(&q).await, Vec::<String>::new());
 }
+
+#[tokio::test]
+async fn a_cancelled_job_acked_in_a_batch_leaves_nothing_behind() {
+    let q = queue().await;
+    enqueue_n(&q, 2).await;
+    let c = consumer("gpu");
+    let claimed = q.claim(&c, 2).await.unwrap();
+    // One is flagged cancelled while it runs; its worker then stops and acks it.
+    assert_eq!(
+        q.cancel(claimed[0].id).await.unwrap(),
+        CancelOutcome::Flagged
+    );
+    let args = [
+        triple(claimed[0].id, c.as_str(), &claimed[0].fence().to_string()),
+        triple(claimed[1].id, c.as_str(), &claimed[1].fence().to_string()),
+    ]
+    .concat();
+    assert_eq!(raw_acks(&q, &args).await.unwrap(), vec![1, 1]);
+    assert_eq!(job_keys_of(&q).await, Vec::<String>::new());
+}
