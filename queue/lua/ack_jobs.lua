@@ -11,10 +11,8 @@
 if #ARGV % 3 ~= 0 then
   return redis.error_reply('ERR gpuq: ack_jobs takes (job id, consumer, fence) triples')
 end
--- Cancels are rare: one look at the cancelled set spares each ack its removal from it.
-local none_cancelled = redis.call('SCARD', KEYS[11]) == 0
 local codes = {}
 for i = 1, #ARGV, 3 do
-  codes[#codes + 1] = ack(ARGV[i], ARGV[i + 1], ARGV[i + 2], none_cancelled)
+  codes[#codes + 1] = ack(ARGV[i], ARGV[i + 1], ARGV[i + 2])
 end
 return codes

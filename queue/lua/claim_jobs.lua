@@ -63,17 +63,6 @@ end
 local caps = policy[1]
 local out = {}
 local got = 0
--- The claimed jobs' meta and leases, written in one HSET and one ZADD per CLAIM_WRITES jobs
--- rather than two calls per job (nothing below reads them back; `unpack` has a limit).
-local metas, leases = {}, {}
-local CLAIM_WRITES = 256
-local function write_claims()
-  if #metas > 0 then
-    redis.call('HSET', KEYS[7], unpack(metas))
-    redis.call('ZADD', KEYS[8], unpack(leases))
-    metas, leases = {}, {}
-  end
-end
 -- Whether jobs remain, for the wake-up below: the tenant served last still waits (`more`),
 -- or a lane not seen empty may hold some.
 local more, lanes_empty = false, 0
@@ -147,8 +136,7 @@ for l = 1, 2 do
             repark(KEYS[5], KEYS[3], KEYS[4], tenant)
           end
         end
-        metas[#metas + 1] = id
-        metas[#metas + 1] = meta_text(attempt, lane, consumer, now, token, tenant, flags)
+        write_meta(KEYS[7], id, attempt, lane, consumer, now, token, tenant, flags)
         if route then
           local needs = route.needs[id]
           if warmth(route, needs) > 0 then
@@ -158,11 +146,7 @@ for l = 1, 2 do
           end
           will_load(route, needs)
         end
-        leases[#leases + 1] = lease_until
-        leases[#leases + 1] = id
-        if #leases >= 2 * CLAIM_WRITES then
-          write_claims()
-        end
+        redis.call('ZADD', KEYS[8], lease_until, id)
         out[#out + 1] = id
         out[#out + 1] = attempt
         out[#out + 1] = envelope
@@ -182,7 +166,6 @@ for l = 1, 2 do
     redis.call('HSET', KEYS[5], lane, served)
   end
 end
-write_claims()
 if warm_hits > 0 then
   redis.call('HINCRBY', KEYS[5], ROUTED_WARM, warm_hits)
 end

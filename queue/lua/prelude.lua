@@ -37,13 +37,9 @@ local function read_meta(meta_key, id)
     tenant or '', flags or ''
 end
 
-local function meta_text(attempt, lane, consumer, since, token, tenant, flags)
-  return attempt .. '|' .. lane .. '|' .. consumer .. '|' .. since .. '|' .. (token or '')
-    .. '|' .. (tenant or '') .. '|' .. (flags or '')
-end
-
 local function write_meta(meta_key, id, attempt, lane, consumer, since, token, tenant, flags)
-  redis.call('HSET', meta_key, id, meta_text(attempt, lane, consumer, since, token, tenant, flags))
+  redis.call('HSET', meta_key, id, attempt .. '|' .. lane .. '|' .. consumer .. '|' .. since
+    .. '|' .. (token or '') .. '|' .. (tenant or '') .. '|' .. (flags or ''))
 end
 
 -- The envelope is produced by gpuq-schemas; `max_attempts` is a top-level integer.
@@ -503,9 +499,8 @@ end
 -- recorded in PostgreSQL; every trace of it leaves Redis. `consumer` '' removes it whoever
 -- holds it; `fence` '<attempt>:<token>' only under that claim ('' any). Returns 1 removed;
 -- 0 no such job; -1 in flight with another consumer or under another claim (nothing
--- changed). `none_cancelled`: the caller saw the cancelled set empty (one look for a batch),
--- so the job is not in it.
-local function ack(id, consumer, fence, none_cancelled)
+-- changed).
+local function ack(id, consumer, fence)
   local in_flight = redis.call('ZSCORE', KEYS[8], id)
   -- A job in flight is known; any other may not be (the common case costs no lookup).
   if not in_flight and redis.call('HEXISTS', KEYS[6], id) == 0 then
@@ -527,11 +522,7 @@ local function ack(id, consumer, fence, none_cancelled)
       unlink_anywhere(lane, tenant_of(tenant, redis.call('HGET', KEYS[6], id)), id)
     end
   end
-  local sets = {{kind = 'z', key = KEYS[8]}}
-  if not none_cancelled then
-    sets[2] = {kind = 's', key = KEYS[11]}
-  end
-  forget(KEYS[6], KEYS[7], id, sets)
+  forget(KEYS[6], KEYS[7], id, {{kind = 'z', key = KEYS[8]}, {kind = 's', key = KEYS[11]}})
   uncount(flags, KEYS[5], KEYS[3], KEYS[4], tenant, KEYS[13])
   -- Only a failed attempt records an error, so a job acked on its first has none.
   if attempt ~= 1 then
