@@ -88,8 +88,9 @@ $$;
 -- only) was started too: its `started` event is written with its end, so a webhook target
 -- hears `started` for every job that ran, as when `processing` was reported. Its
 -- `timestamp` is the start (the claim), so a receiver ordering a job's events by it puts it
--- first. A job that ran has a start (`started_at`, written by the worker's report); one
--- failed because its start deadline passed has none.
+-- first. Only when this end also records the job's first start (`started_at`, from the
+-- worker's report): a job that failed without running (its start deadline passed, the
+-- dispatcher found it lost) has none, and a retried job announced its start before.
 CREATE OR REPLACE FUNCTION gpuq_jobs_webhooks() RETURNS trigger
 LANGUAGE plpgsql
 AS $$
@@ -108,7 +109,7 @@ BEGIN
         RETURN NULL;
     END IF;
     IF TG_OP = 'UPDATE' AND OLD.status = 'queued' AND NEW.status IN ('completed', 'failed')
-       AND NEW.started_at IS NOT NULL THEN
+       AND OLD.started_at IS NULL AND NEW.started_at IS NOT NULL THEN
         -- The job as it was while it ran.
         started := NEW;
         started.status := 'processing';

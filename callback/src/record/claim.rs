@@ -85,8 +85,13 @@ impl Recorder {
     }
 }
 
-/// When a claim was made (Redis' `since_ms`), as a time: the start of its attempt, whether
-/// or not its worker reported `processing` (or reported it a moment later).
-pub(super) fn claimed_at(since_ms: Option<u64>) -> Option<chrono::DateTime<chrono::Utc>> {
-    since_ms.and_then(|ms| chrono::DateTime::from_timestamp_millis(i64::try_from(ms).ok()?))
+/// When a claim of `job` was made (Redis' `since_ms`), as a time: the start of its attempt,
+/// whether or not its worker reported `processing` (or reported it a moment later). Never
+/// before the job existed: Redis' clock may run behind PostgreSQL's.
+pub(super) fn claimed_at(
+    since_ms: Option<u64>,
+    job: &super::job::Job,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    let at = chrono::DateTime::from_timestamp_millis(i64::try_from(since_ms?).ok()?)?;
+    Some(at.max(job.created_at))
 }

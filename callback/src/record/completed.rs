@@ -41,7 +41,7 @@ impl Recorder {
         };
         let attempt = i32::try_from(holding.fence.attempt.max(1)).unwrap_or(i32::MAX);
         // The claim's time is the start of a job whose worker never reported `processing`.
-        let claimed_at = claimed_at(holding.since_ms);
+        let claimed_at = claimed_at(holding.since_ms, &job);
         let completion = Completion {
             id: job.id.as_uuid(),
             from: job::sources(JobStatus::Completed),

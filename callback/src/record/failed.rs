@@ -71,7 +71,7 @@ impl Recorder {
             }
         }
         // A worker that never reported `processing` started its attempt at its claim.
-        let claimed_at = super::claim::claimed_at(since_ms);
+        let claimed_at = super::claim::claimed_at(since_ms, &job);
         let failure = Failure {
             retryable: error.retryable,
             message: error.message.clone(),
@@ -147,25 +147,25 @@ impl Recorder {
             Decision::Requeue { attempt } => {
                 sqlx::query(
                     "UPDATE jobs SET status = 'queued', error_message = $2, error_code = $4, \
-                     attempts = GREATEST(attempts, $3), updated_at = now(), \
-                     started_at = COALESCE(started_at, GREATEST(created_at, LEAST($5, now()))) \
-                     WHERE id = $1",
+                     attempts = GREATEST(attempts, $3), updated_at = now() WHERE id = $1",
                 )
                 .bind(job.id.as_uuid())
                 .bind(&error.message)
                 .bind(as_i32(attempt))
                 .bind(code)
-                .bind(claimed_at)
                 .execute(&mut *tx)
                 .await?;
                 JobStatus::Queued
             }
             Decision::Finish { status, attempt } => {
+                // A worker that never reported `processing` started at its claim. (A retried
+                // attempt records no start: the job's start is then its next attempt's, and
+                // its attempt row keeps its own.)
                 sqlx::query(
                     "UPDATE jobs SET status = $2, error_message = $3, error_code = $6, \
                      completed_at = now(), attempts = GREATEST(attempts, $4, 1), \
                      worker_id = $5, updated_at = now(), \
-                     started_at = COALESCE(started_at, GREATEST(created_at, LEAST($7, now()))) \
+                     started_at = COALESCE(started_at, LEAST($7, now())) \
                      WHERE id = $1",
                 )
                 .bind(job.id.as_uuid())
@@ -193,13 +193,18 @@ impl Recorder {
         let mut event = JobEvent::status(job.id, status, message);
         event.code = code.map(str::to_owned);
         self.publish(event).await;
+        let recorded = Recorded::changed(&job, status).metered(gpu_seconds, outcome);
+        // Only an end records the start: a retried attempt writes none (above).
+        let recorded = if status.is_terminal() {
+            recorded.first_start(&job, claimed_at)
+        } else {
+            recorded
+        };
         Ok(Recorded {
             poison,
             quarantined: sick.is_some(),
             failure_code: (status != JobStatus::Cancelled).then(|| code.unwrap_or("none")),
-            ..Recorded::changed(&job, status)
-                .metered(gpu_seconds, outcome)
-                .first_start(&job, claimed_at)
+            ..recorded
         })
     }
 

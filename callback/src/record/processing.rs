@@ -24,7 +24,7 @@ impl Recorder {
         };
         // The attempt started at its claim: the worker may report a moment after its
         // handler started (the SDK's `report_processing_after`).
-        let claimed_at = claimed_at(holding.since_ms);
+        let claimed_at = claimed_at(holding.since_ms, &job);
         let start = Start {
             id: cb.job_id.as_uuid(),
             from: job::sources(JobStatus::Processing),

@@ -115,3 +115,55 @@ async fn a_job_that_fails_without_a_processing_report_starts_at_its_claim_and_sa
     events.sort();
     assert_eq!(events, ["failed", "started"]);
 }
+
+#[tokio::test]
+async fn a_retried_failure_records_no_start_and_an_end_after_an_earlier_start_says_no_started() {
+    let app = spawn_app_with(|_| {}).await;
+    sqlx::query(
+        "INSERT INTO webhook_endpoints (url, secret, events)
+         VALUES ('http://127.0.0.1:9/hooks', 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw',
+                 ARRAY['started', 'failed'])",
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
+    let events = |id: gpuq_schemas::JobId| {
+        let db = app.db.clone();
+        async move {
+            let mut e: Vec<String> =
+                sqlx::query_scalar("SELECT event FROM webhook_deliveries WHERE job_id = $1")
+                    .bind(id.as_uuid())
+                    .fetch_all(&db)
+                    .await
+                    .unwrap();
+            e.sort();
+            e
+        }
+    };
+    // A retryable failure without `processing`: the job waits again, not started, silent.
+    let job = app.job_with(JobType::SdxlImageFast, 3, true).await;
+    let body = json!({"jobId": job.id, "status": "failed",
+                      "error": {"message": "out of memory", "retryable": true}});
+    assert_eq!(app.post_callback(&body).await.status(), 200);
+    let row = app.job_row(job.id).await;
+    assert_eq!((row.status.as_str(), row.started_at), ("queued", None));
+    assert!(events(job.id).await.is_empty());
+
+    // A job whose earlier attempt started, ended from `queued` by the dispatcher (found
+    // lost): its start was announced then, so no second `started` now.
+    let job = app.job(JobType::SdxlImageFast).await;
+    let started = json!({"jobId": job.id, "status": "processing"});
+    assert_eq!(app.post_callback(&started).await.status(), 200);
+    for status in ["queued", "failed"] {
+        sqlx::query(
+            "UPDATE jobs SET status = $2, \
+             completed_at = CASE WHEN $2 = 'failed' THEN now() END WHERE id = $1",
+        )
+        .bind(job.id.as_uuid())
+        .bind(status)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    }
+    assert_eq!(events(job.id).await, ["failed", "started"]);
+}
