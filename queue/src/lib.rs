@@ -16,11 +16,9 @@
 //! - Transitions, one file each: [`Queue::enqueue`], [`Queue::claim`] and [`Claimer`]
 //!   (blocking), [`Queue::heartbeat`] and [`Queue::release`], [`Queue::ack`] and
 //!   [`Queue::fail`] ([`Acker`]: acks in batches), [`Queue::cancel`], [`Queue::reap_once`],
-//!   [`Queue::promote_due_once`],
-//!   [`Queue::expire_unstarted_once`] (start deadlines),
-//!   [`Queue::requeue_dead`], [`Queue::stats`], [`Queue::position`] and [`WorkAhead`], [`Queue::known`] and
-//!   [`Queue::scan_ids`]
-//!   (reconciliation).
+//!   [`Queue::promote_due_once`], [`Queue::expire_unstarted_once`] (start deadlines),
+//!   [`Queue::requeue_dead`], [`Queue::stats`], [`Queue::position`] and [`WorkAhead`],
+//!   [`Queue::known`] and [`Queue::scan_ids`] (reconciliation).
 //! - [`Caps`] and [`Queue::set_caps`]: per-tenant concurrency caps.
 //! - [`Queue::quarantine`], [`Queue::release_quarantine`], [`Queue::quarantined`]:
 //!   consumers that may not claim (ADR 0019).

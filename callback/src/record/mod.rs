@@ -59,7 +59,7 @@ pub struct Recorded {
     /// (ADR 0017).
     pub queue: String,
     /// Seconds from acceptance to the first start this report recorded (its claim's time):
-    /// a `processing`, or a completion whose worker reported none.
+    /// a `processing`, or an end (a completion, a final failure) whose worker reported none.
     pub wait_seconds: Option<f64>,
     /// Seconds from first start to this terminal report.
     pub run_seconds: Option<f64>,
@@ -102,7 +102,7 @@ impl Recorded {
 
     /// The same answer, with the wait from acceptance to the start this report recorded,
     /// if it recorded the job's first (`job` as it was before, `started`: the claim's time,
-    /// or unknown, then now): a `processing`, or a completion whose worker reported none.
+    /// or unknown, then now): a `processing`, or an end whose worker reported none.
     pub(crate) fn first_start(
         self,
         job: &job::Job,
