@@ -1,23 +1,39 @@
 //! What the callback service writes to the webhook outbox: the trigger's `started` and
-//! `completed` events with the outputs of the same transaction, and `progress` events,
-//! throttled.
+//! `completed` events with the outputs of the same transaction (and `started` for a job
+//! that ends without having reported it), and `progress` events, throttled.
 
 use gpuq_schemas::JobType;
 use serde_json::{json, Value};
 
-use crate::helpers::spawn_app_with;
+use crate::helpers::{spawn_app, spawn_app_with};
+
+/// An enabled endpoint (a closed port: nothing is delivered) for `events`.
+async fn endpoint(db: &sqlx::PgPool, events: &[&str]) {
+    sqlx::query(
+        "INSERT INTO webhook_endpoints (url, secret, events)
+         VALUES ('http://127.0.0.1:9/hooks', 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', $1)",
+    )
+    .bind(events)
+    .execute(db)
+    .await
+    .unwrap();
+}
 
 #[tokio::test]
 async fn a_jobs_reports_write_its_events_with_progress_throttled_and_outputs_listed() {
     let app = spawn_app_with(|s| s.webhooks.progress_interval_ms = 60_000).await;
-    sqlx::query(
-        "INSERT INTO webhook_endpoints (url, secret, events)
-         VALUES ('http://127.0.0.1:9/hooks', 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw',
-                 ARRAY['queued', 'started', 'progress', 'completed', 'failed', 'cancelled'])",
+    endpoint(
+        &app.db,
+        &[
+            "queued",
+            "started",
+            "progress",
+            "completed",
+            "failed",
+            "cancelled",
+        ],
     )
-    .execute(&app.db)
-    .await
-    .unwrap();
+    .await;
     let job = app.job(JobType::SdxlImageFast).await;
     for body in [
         json!({"jobId": job.id, "status": "processing"}),
@@ -46,15 +62,8 @@ async fn a_jobs_reports_write_its_events_with_progress_throttled_and_outputs_lis
 
 #[tokio::test]
 async fn a_job_completed_without_a_processing_report_still_writes_its_started_event() {
-    let app = spawn_app_with(|_| {}).await;
-    sqlx::query(
-        "INSERT INTO webhook_endpoints (url, secret, events)
-         VALUES ('http://127.0.0.1:9/hooks', 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw',
-                 ARRAY['started', 'completed'])",
-    )
-    .execute(&app.db)
-    .await
-    .unwrap();
+    let app = spawn_app().await;
+    endpoint(&app.db, &["started", "completed"]).await;
     let job = app.job(JobType::SdxlImageFast).await;
     let body =
         json!({"jobId": job.id, "status": "completed", "outputs": [{"path": job.key("0.png")}]});
@@ -85,15 +94,8 @@ async fn a_job_completed_without_a_processing_report_still_writes_its_started_ev
 
 #[tokio::test]
 async fn a_job_that_fails_without_a_processing_report_starts_at_its_claim_and_says_started() {
-    let app = spawn_app_with(|_| {}).await;
-    sqlx::query(
-        "INSERT INTO webhook_endpoints (url, secret, events)
-         VALUES ('http://127.0.0.1:9/hooks', 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw',
-                 ARRAY['started', 'failed'])",
-    )
-    .execute(&app.db)
-    .await
-    .unwrap();
+    let app = spawn_app().await;
+    endpoint(&app.db, &["started", "failed"]).await;
     let job = app.job(JobType::SdxlImageFast).await;
     let claimed = app.holding(job.id).await.unwrap().since_ms.unwrap();
     let claimed = chrono::DateTime::from_timestamp_millis(claimed as i64).unwrap();
@@ -118,15 +120,8 @@ async fn a_job_that_fails_without_a_processing_report_starts_at_its_claim_and_sa
 
 #[tokio::test]
 async fn a_retried_failure_records_no_start_and_an_end_after_an_earlier_start_says_no_started() {
-    let app = spawn_app_with(|_| {}).await;
-    sqlx::query(
-        "INSERT INTO webhook_endpoints (url, secret, events)
-         VALUES ('http://127.0.0.1:9/hooks', 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw',
-                 ARRAY['started', 'failed'])",
-    )
-    .execute(&app.db)
-    .await
-    .unwrap();
+    let app = spawn_app().await;
+    endpoint(&app.db, &["started", "failed"]).await;
     let events = |id: gpuq_schemas::JobId| {
         let db = app.db.clone();
         async move {
