@@ -152,6 +152,13 @@ pub enum RedisConn {
     Cluster(ClusterConnection),
 }
 
+impl RedisConn {
+    /// True for a cluster connection.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, RedisConn::Cluster(_))
+    }
+}
+
 impl ConnectionLike for RedisConn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {

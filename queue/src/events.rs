@@ -9,7 +9,7 @@ use redis::AsyncCommands;
 
 use gpuq_schemas::{JobEvent, JobId};
 
-use crate::Result;
+use crate::{RedisConn, Result};
 
 /// Events kept per job; a job has a handful of status changes and throttled progress.
 const MAX_EVENTS: usize = 200;
@@ -30,15 +30,17 @@ pub fn events_channel(namespace: &str) -> String {
 }
 
 /// Appends `event` to its job's stream and announces it on [`events_channel`]; returns the
-/// entry id (the SSE event id).
-pub async fn publish_event<C: ConnectionLike + Send + Sync>(
-    conn: &mut C,
+/// entry id (the SSE event id). One round trip on a single node: the pipeline runs in order,
+/// so the entry exists before a woken reader looks for it.
+pub async fn publish_event(
+    conn: &mut RedisConn,
     namespace: &str,
     event: &JobEvent,
 ) -> Result<String> {
     let key = events_key(namespace, event.job_id);
     let body = serde_json::to_string(event)?;
-    let (id,): (String,) = redis::pipe()
+    let mut append = redis::pipe();
+    append
         .cmd("XADD")
         .arg(&key)
         .arg("MAXLEN")
@@ -50,16 +52,20 @@ pub async fn publish_event<C: ConnectionLike + Send + Sync>(
         .cmd("EXPIRE")
         .arg(&key)
         .arg(RETENTION.as_secs())
-        .ignore()
-        .query_async(conn)
-        .await?;
-    // After the entry exists, so a woken reader finds it; not in the pipeline, whose keys
-    // must share a slot on a cluster (the channel is one name for every job).
-    let _: i64 = redis::cmd("PUBLISH")
+        .ignore();
+    let mut announce = redis::cmd("PUBLISH");
+    announce
         .arg(events_channel(namespace))
-        .arg(event.job_id.to_string())
-        .query_async(conn)
-        .await?;
+        .arg(event.job_id.to_string());
+    if conn.is_cluster() {
+        // A cluster sends a pipeline to the node of its keys' one slot; the channel is one
+        // name for every job, so it goes on its own, after the entry exists.
+        let (id,): (String,) = append.query_async(conn).await?;
+        let _: i64 = announce.query_async(conn).await?;
+        return Ok(id);
+    }
+    append.add_command(announce).ignore();
+    let (id,): (String,) = append.query_async(conn).await?;
     Ok(id)
 }
 

@@ -73,7 +73,7 @@ pub async fn enqueue(
 
     if let Some(idem) = &idem {
         if let Some(answer) = previous_answer(&state, user, idem).await? {
-            return accepted(&state, user, answer);
+            return replayed(&state, user, answer);
         }
     }
     limits::take_token(
@@ -103,7 +103,7 @@ pub async fn enqueue(
         let answer = previous_answer(&state, user, idem)
             .await?
             .ok_or_else(in_progress)?;
-        return accepted(&state, user, answer);
+        return replayed(&state, user, answer);
     };
     let placed = place::place(&state, envelope, row, plan, route).await;
     let answer = match placed {
@@ -123,9 +123,9 @@ pub async fn enqueue(
             return Err(e);
         }
     };
-    let answer = to_value(&answer)?;
     if let Some(idem) = &idem {
-        jobs_db::store_answer(&state.db, user.as_uuid(), &idem.key, &answer).await?;
+        let stored = to_value(&answer)?;
+        jobs_db::store_answer(&state.db, user.as_uuid(), &idem.key, &stored).await?;
     }
     events::publish(&state, JobEvent::status(id, JobStatus::Queued, None)).await;
     state
@@ -143,8 +143,20 @@ pub async fn enqueue(
 }
 
 /// The 202 with `answer` and a fresh stream token for its job (tokens are never stored with
-/// an `Idempotency-Key`: a replay gets its own).
+/// an `Idempotency-Key`: a replay gets its own). Serialized once, straight from the struct.
 fn accepted(
+    state: &AppState,
+    user: UserId,
+    mut answer: EnqueueAnswer,
+) -> Result<HttpResponse, ApiError> {
+    let minted = state.auth.streams.mint(user, answer.job_id.into())?;
+    answer.stream_token = Some(minted.token);
+    answer.stream_token_expires_at = Some(minted.expires_at);
+    Ok(HttpResponse::Accepted().json(answer))
+}
+
+/// The 202 replaying the answer an `Idempotency-Key` stored, with a fresh stream token.
+fn replayed(
     state: &AppState,
     user: UserId,
     mut answer: serde_json::Value,
