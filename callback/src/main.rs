@@ -5,6 +5,9 @@ use gpuq_callback::{Application, Settings};
 use gpuq_service::configuration::Layered;
 use gpuq_service::telemetry;
 
+#[global_allocator]
+static ALLOCATOR: gpuq_service::Allocator = gpuq_service::Allocator;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     telemetry::init();

@@ -5,6 +5,9 @@ use gpuq_dispatcher::{dev_token, Application, Settings};
 use gpuq_service::configuration::Layered;
 use gpuq_service::{connection_pool, telemetry, MIGRATOR};
 
+#[global_allocator]
+static ALLOCATOR: gpuq_service::Allocator = gpuq_service::Allocator;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     telemetry::init();
