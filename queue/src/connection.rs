@@ -11,7 +11,9 @@
 //!
 //! The protocol is cluster-safe by construction: every key of a queue carries the queue's
 //! hash tag, every script declares its keys, and every pipeline stays within one slot, so
-//! the cluster connection routes each call to the one node owning that slot.
+//! the cluster connection routes each call to the one node owning that slot. (On a single
+//! node only, a job event's entry and its Pub/Sub announcement share one pipeline:
+//! `publish_event`.)
 
 use std::time::Duration;
 
@@ -153,7 +155,8 @@ pub enum RedisConn {
 }
 
 impl RedisConn {
-    /// True for a cluster connection.
+    /// True for a cluster connection: a pipeline there goes to the one node of its keys'
+    /// slot, so a command on an unrelated name (a Pub/Sub channel) is sent on its own.
     pub fn is_cluster(&self) -> bool {
         matches!(self, RedisConn::Cluster(_))
     }
