@@ -137,10 +137,14 @@ async fn unstick(
     if idle.is_empty() {
         return Ok(());
     }
+    // Rows locked in id order, as the callback service's batches lock theirs: the two never
+    // wait for each other in a cycle (an UPDATE alone locks in whatever order its plan
+    // visits the rows).
     let unstuck: Vec<Uuid> = sqlx::query_scalar(
-        "UPDATE jobs SET status = 'queued', updated_at = now() WHERE id = ANY($1) \
-         AND status = 'processing' AND updated_at < now() - make_interval(secs => $2) \
-         RETURNING id",
+        "WITH stuck AS (SELECT id FROM jobs WHERE id = ANY($1) AND status = 'processing' \
+                AND updated_at < now() - make_interval(secs => $2) ORDER BY id FOR UPDATE) \
+         UPDATE jobs j SET status = 'queued', updated_at = now() FROM stuck \
+         WHERE j.id = stuck.id AND j.status = 'processing' RETURNING j.id",
     )
     .bind(&idle)
     .bind(grace.as_secs_f64())

@@ -143,7 +143,8 @@ pub async fn enqueue(
 }
 
 /// The 202 with `answer` and a fresh stream token for its job (tokens are never stored with
-/// an `Idempotency-Key`: a replay gets its own). Serialized once, straight from the struct.
+/// an `Idempotency-Key`: a replay gets its own). Serialized straight from the struct: a
+/// JSON value tree built only to add the token cost about a tenth of the dispatcher's CPU.
 fn accepted(
     state: &AppState,
     user: UserId,
@@ -155,7 +156,8 @@ fn accepted(
     Ok(HttpResponse::Accepted().json(answer))
 }
 
-/// The 202 replaying the answer an `Idempotency-Key` stored, with a fresh stream token.
+/// The 202 replaying the answer an `Idempotency-Key` stored, with a fresh stream token
+/// under the names [`EnqueueAnswer`] serializes it with.
 fn replayed(
     state: &AppState,
     user: UserId,
