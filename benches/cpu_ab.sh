@@ -2,7 +2,8 @@
 # CPU time per request (`http-enqueue`, 64 clients) or per job (`e2e`), by process, for
 # builds A/B, alternating, each run on a fresh redis-server. On these 2-core machines
 # requests/s drifts by tens of percent from one run to the next; CPU time per unit of work
-# drifts far less, so a change of 5-10 % shows in every round (benches/README.md,
+# drifts far less (bench+services and redis within about 5 %; postgres, which holds
+# background work, more), so a change of 10 % shows in every round (benches/README.md,
 # "Session 12").
 #
 #   bash benches/cpu_ab.sh ROUNDS http-enqueue|e2e LABEL:DIR...
@@ -13,12 +14,14 @@
 #                   (its children, waited for): the load generator is in it, the same
 #                   on both sides
 #   redis           redis-server's own (INFO cpu)
-#   postgres        every postgres process, with what the postmaster reaped from backends
-#                   that ended (autovacuum and checkpoints are in it)
+#   postgres        every process named postgres on this machine, with what the postmaster
+#                   reaped from backends that ended: autovacuum and checkpoints are in it,
+#                   and so is anything else using PostgreSQL meanwhile (run nothing else);
+#                   0 when PostgreSQL runs elsewhere
 # Needs redis-server, PostgreSQL as the other benches use it (PG_BASE_URL), python3.
 # GPUQ_CPU_PORT: the Redis port (6396). E2E_ARGS: more `gpuq-bench e2e` arguments.
 set -euo pipefail
-[ $# -ge 3 ] || { sed -n '2,20p' "$0" >&2; exit 2; }
+[ $# -ge 3 ] || { sed -n '2,22p' "$0" >&2; exit 2; }
 rounds=$1 scenario=$2
 shift 2
 port=${GPUQ_CPU_PORT:-6396}
@@ -67,13 +70,22 @@ bench() {
   esac
 }
 out=$(mktemp)
+log=/tmp/gpuq-cpu-bench.log
 for round in $(seq 1 "$rounds"); do
   for spec in "$@"; do
     label=${spec%%:*} dir=${spec#*:}
     fresh_redis
     r0=$(redis_cpu) p0=$(postgres_cpu)
     # `times` in the subshell: its children's user and system time, the bench's included.
-    children=$( (bench "$dir" >"$out" 2>/dev/null; times) | tail -1)
+    # Its last line is the bench's exit status.
+    ran=$( (status=0; bench "$dir" >"$out" 2>"$log" || status=$?; times; echo "$status") |
+      tail -2)
+    if [ "${ran##*$'\n'}" != 0 ]; then
+      echo "cpu_ab: $label's bench failed; its output is in $log:" >&2
+      tail -n 20 "$log" >&2
+      exit 1
+    fi
+    children=${ran%$'\n'*}
     r1=$(redis_cpu) p1=$(postgres_cpu)
     python3 - "$label" "$round" "$units" "$children" "$r0" "$r1" "$p0" "$p1" "$out" <<'PY'
 import json, re, sys

@@ -144,7 +144,8 @@ pub async fn enqueue(
 
 /// The 202 with `answer` and a fresh stream token for its job (tokens are never stored with
 /// an `Idempotency-Key`: a replay gets its own). Serialized straight from the struct: a
-/// JSON value tree built only to add the token cost about a tenth of the dispatcher's CPU.
+/// JSON value tree built only to add the token was about a tenth of the dispatcher's
+/// `perf` samples.
 fn accepted(
     state: &AppState,
     user: UserId,
