@@ -4,7 +4,9 @@
 #
 #   bash benches/queue_ab.sh ROUNDS JOBS LABEL:BINARY[:EXTRA ARGS[:REDIS-SERVER ARGS]]...
 #   e.g. bash benches/queue_ab.sh 3 30000 a:/tmp/a/gpuq-bench "b:target/release/gpuq-bench:--tenants 100"
-#   (EXTRA ARGS may not contain ':', which starts the server's arguments) or, a server setting: bash benches/queue_ab.sh 3 30000 default:target/release/gpuq-bench \
+#   or, to compare a server setting (EXTRA ARGS may not contain ':', which starts the
+#   server's arguments):
+#   bash benches/queue_ab.sh 3 30000 default:target/release/gpuq-bench \
 #        "tuned:target/release/gpuq-bench::--zset-max-listpack-entries 32"
 #
 # Build each side from its own tree (`cargo build --release -p gpuq-benches`) and copy the
