@@ -6,6 +6,18 @@ use serde::{Deserialize, Serialize};
 
 use crate::{JobId, JobStatus};
 
+/// The webhook events a job's changes are delivered as (`job.<event>`), and the names an
+/// endpoint subscribes to: the dispatcher validates subscriptions against them, the
+/// database's triggers write them (ADR 0016).
+pub const WEBHOOK_EVENTS: [&str; 6] = [
+    "queued",
+    "started",
+    "progress",
+    "completed",
+    "failed",
+    "cancelled",
+];
+
 /// A status change or a progress update of one job. Published by the service that made the
 /// change (dispatcher: queued, cancelled; callback: processing, progress, completed,
 /// failed, queued again for a retry) and read by `GET /v1/jobs/{id}/events`.

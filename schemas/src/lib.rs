@@ -16,7 +16,8 @@
 //! - [`callback`]: what workers report back, in the canonical and the legacy shapes.
 //! - [`signature`]: the HMAC signature every callback carries.
 //! - [`storable`]: text PostgreSQL can store (no U+0000), checked by both services.
-//! - [`JobEvent`]: one entry of a job's event stream (status changes, progress).
+//! - [`JobEvent`]: one entry of a job's event stream (status changes, progress);
+//!   [`WEBHOOK_EVENTS`]: the webhook events a job's changes are delivered as.
 
 pub mod callback;
 pub mod catalog;
@@ -36,7 +37,7 @@ pub use callback::{
 };
 pub use catalog::{JobKind, JobType, JobTypeSpec, UnknownJobType};
 pub use envelope::{GenerationConfig, JobEnvelope, Lora};
-pub use event::{JobEvent, JobEventKind};
+pub use event::{JobEvent, JobEventKind, WEBHOOK_EVENTS};
 pub use job_id::{InvalidJobId, JobId};
 pub use queue_name::{InvalidQueueName, QueueName};
 pub use status::JobStatus;

@@ -22,18 +22,7 @@ async fn endpoint(db: &sqlx::PgPool, events: &[&str]) {
 #[tokio::test]
 async fn a_jobs_reports_write_its_events_with_progress_throttled_and_outputs_listed() {
     let app = spawn_app_with(|s| s.webhooks.progress_interval_ms = 60_000).await;
-    endpoint(
-        &app.db,
-        &[
-            "queued",
-            "started",
-            "progress",
-            "completed",
-            "failed",
-            "cancelled",
-        ],
-    )
-    .await;
+    endpoint(&app.db, &gpuq_schemas::WEBHOOK_EVENTS).await;
     let job = app.job(JobType::SdxlImageFast).await;
     for body in [
         json!({"jobId": job.id, "status": "processing"}),

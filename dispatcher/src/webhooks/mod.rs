@@ -23,14 +23,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 /// The events an endpoint may ask for.
-pub const EVENTS: [&str; 6] = [
-    "queued",
-    "started",
-    "progress",
-    "completed",
-    "failed",
-    "cancelled",
-];
+pub use gpuq_schemas::WEBHOOK_EVENTS as EVENTS;
 
 /// `webhooks` in the configuration.
 #[derive(Debug, Clone, Deserialize)]
